@@ -1,0 +1,278 @@
+"""Events: facts the hub has recorded, version 1.
+
+Each event belongs to one aggregate (a case, a referral, a shelter) and is appended only by
+the service that owns that aggregate. Events carry no personal data in clear: the person's
+identifying fields travel only as `SealedValue`s (see `contracts.sealed`).
+
+Versioning: every event class has `VERSION`. A change that is not backward compatible adds
+a new class version and an upcaster in `UPCASTERS`; stored events are never rewritten, they
+are upcast on read by `decode_event_data`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.commands import Consent, DeliveredItem
+from contracts.sealed import SealedValue
+from contracts.vocabulary import (
+    AgeBand,
+    AgencyId,
+    AgencyKind,
+    CountryCode,
+    DeclineReason,
+    DischargeReason,
+    FormOfExploitation,
+    PersonalField,
+    Purpose,
+    Region,
+    RevokeReason,
+    Sector,
+    Service,
+    Sex,
+    ShelterCategory,
+    Vulnerability,
+)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    NAME: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    AGGREGATE: ClassVar[str]
+
+    def aggregate_id(self) -> str:
+        raise NotImplementedError
+
+
+# --- Case (identifier) --------------------------------------------------------------------
+
+
+class CaseEvent(Event):
+    AGGREGATE: ClassVar[str] = "case"
+
+    case_id: UUID
+
+    def aggregate_id(self) -> str:
+        return self.case_id.hex
+
+
+class ScreeningRecord(CaseEvent):
+    """What both outcomes of a screening record: who identified, where, and the clear,
+    non-identifying profile used for routing and statistics."""
+
+    agency_id: AgencyId
+    agency_kind: AgencyKind
+    sector: Sector
+    region: Region
+    interviewed_on: dt.date
+    sex: Sex
+    age_band: AgeBand
+    is_child: bool
+    citizenship: CountryCode
+    country_of_exploitation: CountryCode | None
+    forms_of_exploitation: tuple[FormOfExploitation, ...]
+    vulnerabilities: tuple[Vulnerability, ...]
+    personal_data: dict[PersonalField, SealedValue] = Field(
+        description="Personal data, each field sealed to this case (contracts.sealed)"
+    )
+
+
+class VictimIdentified(ScreeningRecord):
+    NAME: ClassVar[str] = "victim.identified"
+
+    purposes: tuple[Purpose, ...]
+    needs: tuple[Service, ...]
+    consent: Consent
+
+
+class UnmetCriterion(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    criterion: str
+    reason: str
+
+
+class VictimNotIdentified(ScreeningRecord):
+    NAME: ClassVar[str] = "victim.not_identified"
+
+    unmet_criteria: tuple[UnmetCriterion, ...] = Field(min_length=1)
+
+
+# --- Referral (referral) -------------------------------------------------------------------
+
+
+class ReferralEvent(Event):
+    AGGREGATE: ClassVar[str] = "referral"
+
+    referral_id: UUID
+    case_id: UUID
+
+    def aggregate_id(self) -> str:
+        return self.referral_id.hex
+
+
+class ReferralRequested(ReferralEvent):
+    NAME: ClassVar[str] = "referral.requested"
+
+    service: Service
+    provider_id: AgencyId
+    referrer_id: AgencyId
+    region: Region
+    sex: Sex
+    age_band: AgeBand
+    is_child: bool
+    placement_category: ShelterCategory | None = Field(
+        description="For shelter referrals: the category of bed the person needs"
+    )
+    shared_fields: tuple[PersonalField, ...] = Field(
+        description="Personal-data fields the provider may be given (consent permitting)"
+    )
+    requested_at: dt.datetime
+    respond_by: dt.datetime
+
+
+class ReferralAccepted(ReferralEvent):
+    NAME: ClassVar[str] = "referral.accepted"
+
+    provider_id: AgencyId
+    accepted_at: dt.datetime
+
+
+class ReferralWaitlisted(ReferralEvent):
+    NAME: ClassVar[str] = "referral.waitlisted"
+
+    provider_id: AgencyId
+    position: int = Field(ge=1)
+
+
+class ReferralDeclined(ReferralEvent):
+    NAME: ClassVar[str] = "referral.declined"
+
+    provider_id: AgencyId
+    reason: DeclineReason
+
+
+class ReferralCompleted(ReferralEvent):
+    NAME: ClassVar[str] = "referral.completed"
+
+    provider_id: AgencyId
+    delivered: tuple[DeliveredItem, ...]
+
+
+class ReferralRevoked(ReferralEvent):
+    NAME: ClassVar[str] = "referral.revoked"
+
+    revoked_by: AgencyId
+    reason: RevokeReason
+
+
+class ReferralEscalated(ReferralEvent):
+    NAME: ClassVar[str] = "referral.escalated"
+
+    provider_id: AgencyId
+    overdue_since: dt.datetime
+    escalated_to: AgencyId
+
+
+# --- Shelter (shelter) ---------------------------------------------------------------------
+
+
+class ShelterEvent(Event):
+    AGGREGATE: ClassVar[str] = "shelter"
+
+    shelter_id: AgencyId
+
+    def aggregate_id(self) -> str:
+        return self.shelter_id
+
+
+class ShelterRegistered(ShelterEvent):
+    NAME: ClassVar[str] = "shelter.registered"
+
+    region: Region
+    capacity: dict[ShelterCategory, int]
+
+
+class PlacementEvent(ShelterEvent):
+    referral_id: UUID
+    case_id: UUID
+    category: ShelterCategory
+
+
+class ShelterAdmitted(PlacementEvent):
+    NAME: ClassVar[str] = "shelter.admitted"
+
+    from_waiting_list: bool
+
+
+class ShelterWaitlisted(PlacementEvent):
+    NAME: ClassVar[str] = "shelter.waitlisted"
+
+    position: int = Field(ge=1)
+
+
+class ShelterDischarged(PlacementEvent):
+    NAME: ClassVar[str] = "shelter.discharged"
+
+    reason: DischargeReason
+
+
+class ShelterPlacementRefused(PlacementEvent):
+    NAME: ClassVar[str] = "shelter.placement_refused"
+
+    reason: DeclineReason
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    VictimIdentified,
+    VictimNotIdentified,
+    ReferralRequested,
+    ReferralAccepted,
+    ReferralWaitlisted,
+    ReferralDeclined,
+    ReferralCompleted,
+    ReferralRevoked,
+    ReferralEscalated,
+    ShelterRegistered,
+    ShelterAdmitted,
+    ShelterWaitlisted,
+    ShelterDischarged,
+    ShelterPlacementRefused,
+)
+EVENTS_BY_NAME: dict[str, type[Event]] = {cls.NAME: cls for cls in ALL_EVENTS}
+
+# (event name, stored version) -> function turning that version's data into the next one's.
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+class UnknownEventError(ValueError):
+    pass
+
+
+def decode_event_data(
+    name: str,
+    version: int,
+    data: dict[str, Any],
+    upcasters: dict[tuple[str, int], Upcaster] = UPCASTERS,
+) -> Event:
+    """Parse stored event data, upcasting older versions step by step to the current one."""
+    cls = EVENTS_BY_NAME.get(name)
+    if cls is None:
+        raise UnknownEventError(f"unknown event type {name!r}")
+    if version > cls.VERSION:
+        raise UnknownEventError(f"{name} version {version} is newer than this code ({cls.VERSION})")
+    while version < cls.VERSION:
+        step = upcasters.get((name, version))
+        if step is None:
+            raise UnknownEventError(f"no upcaster for {name} version {version}")
+        data = step(data)
+        version += 1
+    return cls.model_validate(data)

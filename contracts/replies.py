@@ -1,0 +1,66 @@
+"""Replies to commands. Sent in the CloudEvents envelope with type `command.accepted` or
+`command.rejected`. A rejection names each offending field and why; it never echoes the
+submitted values (they may be personal data)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorCode(StrEnum):
+    INVALID_JSON = "invalid_json"
+    INVALID_FIELD = "invalid_field"
+    UNKNOWN_AGENCY = "unknown_agency"
+    NOT_AUTHORISED = "not_authorised"
+    UNKNOWN_ID = "unknown_id"
+    INVALID_STATE = "invalid_state"
+    CONFLICT = "conflict"
+    UNAVAILABLE = "unavailable"
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(description="Dotted path of the offending field; '' for the whole body")
+    code: ErrorCode
+    reason: str
+
+
+class CommandAccepted(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = "command.accepted"
+
+    status: Literal["accepted"] = "accepted"
+    command_id: UUID
+    aggregate_id: str
+    event_ids: tuple[UUID, ...]
+    duplicate: bool = Field(
+        default=False, description="True when this command_id had already been applied"
+    )
+
+
+class CommandRejected(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = "command.rejected"
+
+    status: Literal["rejected"] = "rejected"
+    command_id: UUID | None = None
+    errors: tuple[FieldError, ...] = Field(min_length=1)
+
+
+class CommandRejection(Exception):
+    """Raised by domain code to reject a command; becomes a CommandRejected reply."""
+
+    def __init__(self, *errors: FieldError) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+        self.errors = errors
+
+
+def reject(field: str, code: ErrorCode, reason: str) -> CommandRejection:
+    return CommandRejection(FieldError(field=field, code=code, reason=reason))

@@ -1,0 +1,214 @@
+"""Controlled vocabularies shared by commands and events.
+
+These values are clear (never sealed): they carry routing and statistics and identify nobody.
+Adding a member is a compatible change; renaming or removing one needs a new schema version.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+
+class Region(StrEnum):
+    """Where a person was identified: the seven oblasts, the two cities of republican
+    significance, or abroad (consulates, overseas missions)."""
+
+    BISHKEK_CITY = "bishkek_city"
+    OSH_CITY = "osh_city"
+    BATKEN = "batken"
+    CHUY = "chuy"
+    ISSYK_KUL = "issyk_kul"
+    JALAL_ABAD = "jalal_abad"
+    NARYN = "naryn"
+    OSH_REGION = "osh_region"
+    TALAS = "talas"
+    ABROAD = "abroad"
+
+
+class Sex(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+
+
+class Sector(StrEnum):
+    GOVERNMENT = "government"
+    CIVIL_SOCIETY = "civil_society"
+
+
+class AgencyKind(StrEnum):
+    """Kinds of organisation taking part in the NRM (Counter-Trafficking Law, art. 6)."""
+
+    PROSECUTION = "prosecution"
+    INTERNAL_AFFAIRS = "internal_affairs"
+    FOREIGN_AFFAIRS = "foreign_affairs"
+    CONSULATE = "consulate"
+    NATIONAL_SECURITY = "national_security"
+    BORDER_SERVICE = "border_service"
+    CUSTOMS = "customs"
+    LABOUR_INSPECTORATE = "labour_inspectorate"
+    SOCIAL_DEVELOPMENT = "social_development"
+    EDUCATION = "education"
+    HEALTH = "health"
+    MIGRATION = "migration"
+    LOCAL_ADMINISTRATION = "local_administration"
+    OMBUDSPERSON = "ombudsperson"
+    COORDINATING_BODY = "coordinating_body"
+    NGO = "ngo"
+    INTERNATIONAL_ORGANISATION = "international_organisation"
+    SERVICE_PROVIDER = "service_provider"
+
+
+class Service(StrEnum):
+    """Assistance a victim may need and a provider may offer; one referral per service."""
+
+    SHELTER = "shelter"
+    LEGAL_AID = "legal_aid"
+    MEDICAL = "medical"
+    PSYCHOLOGICAL = "psychological"
+    SOCIAL_ASSISTANCE = "social_assistance"
+    EMPLOYMENT = "employment"
+    EDUCATION = "education"
+    REPATRIATION = "repatriation"
+    GUARDIANSHIP = "guardianship"
+
+
+class Act(StrEnum):
+    RECRUITMENT = "recruitment"
+    TRANSPORTATION = "transportation"
+    TRANSFER = "transfer"
+    HARBOURING = "harbouring"
+    RECEIPT = "receipt"
+
+
+class Means(StrEnum):
+    THREAT = "threat"
+    FORCE = "force"
+    COERCION = "coercion"
+    ABDUCTION = "abduction"
+    FRAUD = "fraud"
+    DECEPTION = "deception"
+    ABUSE_OF_POWER = "abuse_of_power"
+    ABUSE_OF_VULNERABILITY = "abuse_of_vulnerability"
+    PAYMENT_TO_CONTROLLER = "payment_to_controller"
+    DEBT_BONDAGE = "debt_bondage"
+    DOCUMENT_CONFISCATION = "document_confiscation"
+
+
+class Purpose(StrEnum):
+    SEXUAL_EXPLOITATION = "sexual_exploitation"
+    FORCED_LABOUR = "forced_labour"
+    SLAVERY_OR_SERVITUDE = "slavery_or_servitude"
+    FORCED_CRIMINALITY = "forced_criminality"
+    FORCED_BEGGING = "forced_begging"
+    FORCED_MARRIAGE = "forced_marriage"
+    ORGAN_REMOVAL = "organ_removal"
+    ARMED_CONFLICT = "armed_conflict"
+
+
+class FormOfExploitation(StrEnum):
+    """What the person was subjected to, for statistics (seed 001 TRAFFICKING PROFILE)."""
+
+    SEX_TRAFFICKING = "sex_trafficking"
+    FORCED_LABOUR = "forced_labour"
+    DOMESTIC_SERVITUDE = "domestic_servitude"
+    FORCED_CRIMINALITY = "forced_criminality"
+    FORCED_BEGGING = "forced_begging"
+    FORCED_MARRIAGE = "forced_marriage"
+    ORGAN_REMOVAL = "organ_removal"
+    ARMED_CONFLICT = "armed_conflict"
+    ONLINE_SEXUAL_EXPLOITATION = "online_sexual_exploitation"
+
+
+class Vulnerability(StrEnum):
+    DISABILITY = "disability"
+    PREGNANCY = "pregnancy"
+    SUBSTANCE_DEPENDENCE = "substance_dependence"
+    NO_DOCUMENTS = "no_documents"
+    FOREIGN_NATIONAL = "foreign_national"
+    UNACCOMPANIED_CHILD = "unaccompanied_child"
+    HEALTH_CONDITION = "health_condition"
+    LGBTQI = "lgbtqi"
+    DEBT = "debt"
+    DISPLACEMENT = "displacement"
+
+
+class AgeBand(StrEnum):
+    UNDER_12 = "0-11"
+    FROM_12_TO_17 = "12-17"
+    FROM_18_TO_24 = "18-24"
+    FROM_25_TO_34 = "25-34"
+    FROM_35_TO_49 = "35-49"
+    FROM_50 = "50+"
+
+
+class ShelterCategory(StrEnum):
+    """Shelters take women, men or children; one shelter may take several."""
+
+    WOMEN = "women"
+    MEN = "men"
+    CHILDREN = "children"
+
+
+class PersonalField(StrEnum):
+    """Names of the personal-data fields; values are only ever carried sealed in events."""
+
+    FULL_NAME = "full_name"
+    DATE_OF_BIRTH = "date_of_birth"
+    DOCUMENT_NUMBER = "document_number"
+    PHONE = "phone"
+    ADDRESS = "address"
+    CURRENT_LOCATION = "current_location"
+    NARRATIVE = "narrative"
+
+
+class DeclineReason(StrEnum):
+    NO_CAPACITY = "no_capacity"
+    OUTSIDE_MANDATE = "outside_mandate"
+    PERSON_UNREACHABLE = "person_unreachable"
+    PERSON_REFUSED = "person_refused"
+    CATEGORY_NOT_ACCEPTED = "category_not_accepted"
+    SHELTER_NOT_REGISTERED = "shelter_not_registered"
+
+
+class RevokeReason(StrEnum):
+    PERSON_WITHDREW = "person_withdrew"
+    NEED_MET_ELSEWHERE = "need_met_elsewhere"
+    REFERRED_IN_ERROR = "referred_in_error"
+
+
+class DischargeReason(StrEnum):
+    REHABILITATION_COMPLETED = "rehabilitation_completed"
+    LEFT_VOLUNTARILY = "left_voluntarily"
+    TRANSFERRED = "transferred"
+    RETURNED_HOME = "returned_home"
+
+
+class DeliveryUnit(StrEnum):
+    SESSION = "session"
+    CONSULTATION = "consultation"
+    DAY = "day"
+    ITEM = "item"
+
+
+# ISO 3166-1 alpha-2; "XX" for stateless or unknown citizenship.
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+# Agency ids come from the registry: lowercase, digits and hyphens, no dots (they go in subjects).
+AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+
+
+def age_band(age: int) -> AgeBand:
+    """Band an age for clear fields: exact ages and birth dates stay sealed."""
+    if age < 12:
+        return AgeBand.UNDER_12
+    if age < 18:
+        return AgeBand.FROM_12_TO_17
+    if age < 25:
+        return AgeBand.FROM_18_TO_24
+    if age < 35:
+        return AgeBand.FROM_25_TO_34
+    if age < 50:
+        return AgeBand.FROM_35_TO_49
+    return AgeBand.FROM_50

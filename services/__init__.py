@@ -1,0 +1,1 @@
+"""NRM Hub services and the plumbing they share (services.runtime)."""

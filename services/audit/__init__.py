@@ -1,0 +1,1 @@
+"""audit: the append-only audit log of everything the hub recorded."""

@@ -1,0 +1,97 @@
+"""The one place that wires the hub together: settings + registry + NATS -> running services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+
+from services.agencies.registry import load_registry
+from services.audit import service as audit
+from services.identifier import service as identifier
+from services.referral.service import ReferralService
+from services.runtime.messaging import Runtime, ServiceHost
+from services.runtime.settings import Settings
+from services.runtime.topology import bootstrap as bootstrap_topology
+from services.runtime.writer import Clock, utc_now
+from services.shelter import service as shelter
+
+SERVICES: tuple[str, ...] = ("identifier", "referral", "shelter", "audit")
+
+
+async def bootstrap(nats_url: str, settings: Settings) -> None:
+    """Create the streams, consumers and buckets the services bind to."""
+    nc = await nats.connect(nats_url, name="nrm-bootstrap")
+    try:
+        await bootstrap_topology(nc.jetstream(), settings)
+    finally:
+        await nc.close()
+
+
+@dataclass
+class RunningService:
+    name: str
+    host: ServiceHost
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.host.stop()
+
+
+def build_service(
+    name: str, nats_url: str, settings: Settings, clock: Clock = utc_now
+) -> tuple[ServiceHost, list[Callable[[], Coroutine[Any, Any, None]]]]:
+    """A service host with its handlers registered, and its background loops (not started)."""
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+    runtime = Runtime(
+        settings=settings, registry=load_registry(settings.agency_registry), clock=clock
+    )
+    host = ServiceHost(name, runtime, nats_url)
+    loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if name == "identifier":
+        identifier.register(host)
+    elif name == "referral":
+        referral = ReferralService(host)
+        referral.register()
+        loops.append(referral.run_deadline_sweeps)
+    elif name == "shelter":
+        shelter.register(host)
+    else:
+        audit.register(host)
+    return host, loops
+
+
+async def start_service(
+    name: str, nats_url: str, settings: Settings, clock: Clock = utc_now
+) -> RunningService:
+    host, loops = build_service(name, nats_url, settings, clock)
+    await host.start()
+    return RunningService(name, host, [asyncio.create_task(loop()) for loop in loops])
+
+
+@contextlib.asynccontextmanager
+async def running_services(
+    nats_url: str,
+    settings: Settings,
+    names: Sequence[str] = SERVICES,
+    clock: Clock = utc_now,
+) -> AsyncIterator[list[RunningService]]:
+    """Start the named services (all by default) in this process; stop them on exit."""
+    started: list[RunningService] = []
+    try:
+        for name in names:
+            started.append(await start_service(name, nats_url, settings, clock))
+        yield started
+    finally:
+        for service in reversed(started):
+            await service.stop()

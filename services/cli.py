@@ -1,0 +1,151 @@
+"""`nrm`: the hub's one command line.
+
+    nrm up        start an embedded nats-server (unless --nats-url), bootstrap, run all services
+    nrm run NAME  run one service against a running NATS (what a container runs)
+    nrm bootstrap create streams, consumers and buckets on a running NATS
+    nrm demo      run the seed scenario end to end and check every outcome
+    nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
+
+Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
+the local hub started by `nrm up`, whose URL it writes to DATA_DIR/hub.url).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from services.runtime.embedded import EmbeddedNats
+
+from services.bootstrap import SERVICES, bootstrap, running_services, start_service
+from services.runtime.case_keys import KeyCustodyError, create_key_encryption_key
+from services.runtime.logging import configure_logging
+from services.runtime.settings import Settings, SettingsError
+
+READY_LINE = "NRM hub ready {url}"
+
+
+def _hub_url_file(settings: Settings) -> Path:
+    return settings.data_dir / "hub.url"
+
+
+def resolve_nats_url(settings: Settings) -> str:
+    if settings.nats_url:
+        return settings.nats_url
+    url_file = _hub_url_file(settings)
+    if url_file.exists():
+        return url_file.read_text().strip()
+    raise SettingsError(
+        "no NATS URL: pass --nats-url, set NRM_NATS_URL, or start a local hub with `nrm up`"
+    )
+
+
+async def _wait_for_stop() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@contextlib.asynccontextmanager
+async def hub(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
+    """A NATS URL with the topology bootstrapped: the configured one, or an embedded server
+    with its state under DATA_DIR."""
+    embedded: EmbeddedNats | None = None
+    url = settings.nats_url
+    if url is None:
+        embedded = EmbeddedNats(settings.data_dir / "nats", port=port)
+        url = await embedded.start()
+    try:
+        await bootstrap(url, settings)
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def cmd_up(settings: Settings, port: int | None) -> int:
+    create_key_encryption_key(settings.key_encryption_key_file)
+    async with hub(settings, port) as url, running_services(url, settings):
+        _hub_url_file(settings).write_text(url + "\n")
+        print(READY_LINE.format(url=url), flush=True)
+        try:
+            await _wait_for_stop()
+        finally:
+            _hub_url_file(settings).unlink(missing_ok=True)
+    return 0
+
+
+async def cmd_run(settings: Settings, service: str) -> int:
+    url = resolve_nats_url(settings)
+    running = await start_service(service, url, settings)
+    print(f"NRM {service} consuming {url}", flush=True)
+    try:
+        await _wait_for_stop()
+    finally:
+        await running.stop()
+    return 0
+
+
+async def cmd_bootstrap(settings: Settings) -> int:
+    url = resolve_nats_url(settings)
+    await bootstrap(url, settings)
+    print(f"NRM topology ready on {url}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nrm", description="NRM Hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--nats-url", help="NATS URL (default: $NRM_NATS_URL or the local hub)")
+        return p
+
+    up = with_url(sub.add_parser("up", help="run the whole hub (embedded NATS by default)"))
+    up.add_argument("--data", type=Path, help="state directory (default ./var)")
+    up.add_argument("--port", type=int, help="embedded NATS port (default: a free one)")
+    run = with_url(sub.add_parser("run", help="run one service"))
+    run.add_argument("service", choices=SERVICES)
+    with_url(sub.add_parser("bootstrap", help="create streams, consumers and buckets"))
+    with_url(sub.add_parser("demo", help="run the seed scenario and check the outcomes"))
+    contracts = sub.add_parser("contracts", help="generated contract documents")
+    contracts.add_argument("action", choices=("generate", "check"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging()
+    try:
+        settings = Settings.from_env(
+            nats_url=getattr(args, "nats_url", None), data_dir=getattr(args, "data", None)
+        )
+        if args.command == "up":
+            return asyncio.run(cmd_up(settings, args.port))
+        if args.command == "run":
+            return asyncio.run(cmd_run(settings, args.service))
+        if args.command == "bootstrap":
+            return asyncio.run(cmd_bootstrap(settings))
+        if args.command == "demo":
+            from services.demo import run_demo
+
+            return asyncio.run(run_demo(settings))
+        from contracts.generate import main as contracts_main
+
+        return contracts_main(args.action)
+    except (SettingsError, KeyCustodyError) as exc:
+        print(f"nrm: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

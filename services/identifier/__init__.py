@@ -1,0 +1,1 @@
+"""identifier: screening interviews and identification. Owns the Case aggregate."""

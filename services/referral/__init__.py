@@ -1,0 +1,2 @@
+"""referral: referrals to service providers, their answers and escalation. Owns the Referral
+aggregate."""

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, logging, NATS topology, the event store, key custody."""

@@ -1,0 +1,278 @@
+"""How a service meets NATS: command request/reply and durable event consumers, on FastStream.
+
+Commands: the raw body is parsed here into the typed command, so every bad input becomes a
+`command.rejected` reply naming the field and the reason, and nothing is written.
+
+Events: FastStream's default JetStream ack policy would terminate a failing message (never
+retried), so consumers run with manual acks: ack after the handler succeeded, nak with a
+growing delay when it failed, and after the last allowed delivery write a dead letter (with
+the reason) to NRM_DLQ and terminate. Redeliveries are harmless: handlers go through
+`AggregateWriter`, which applies each cause at most once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, PullSub
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from contracts.commands import Command
+from contracts.envelope import CONTENT_TYPE, Envelope, source_uri, unwrap_event
+from contracts.events import Event
+from contracts.replies import (
+    CommandAccepted,
+    CommandRejected,
+    CommandRejection,
+    ErrorCode,
+    FieldError,
+)
+from contracts.subjects import EVENTS_STREAM, command_subject, dlq_subject
+from services.agencies.registry import AgencyRegistry
+from services.runtime.eventstore import EventStore
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+from services.runtime.topology import ConsumerSpec
+from services.runtime.writer import AggregateWriter, Clock, Outcome, utc_now
+
+log = get_logger("nrm.messaging")
+C = TypeVar("C", bound=Command)
+
+
+@dataclass
+class Runtime:
+    """What a running service works with; filled in once connected."""
+
+    settings: Settings
+    registry: AgencyRegistry
+    clock: Clock = utc_now
+    nc: Client | None = None
+    js: JetStreamContext | None = None
+    store: EventStore | None = None
+
+    def connected(self, nc: Client) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.store = EventStore(nc, self.js)
+
+    def writer(self, service: str) -> AggregateWriter:
+        assert self.store is not None, "not connected"
+        return AggregateWriter(self.store, source_uri(self.settings.country, service), self.clock)
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        assert self.js is not None, "not connected"
+        return self.js
+
+
+CommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome]]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event as a consumer receives it: the exact stored bytes and where they are."""
+
+    envelope: Envelope
+    event: Event
+    data: bytes
+    stream_sequence: int
+
+
+EventHandler = Callable[[Delivery], Awaitable[None]]
+
+
+def parse_command(command_type: type[C], body: bytes) -> C:
+    """The typed command in a request body, or a rejection that names each bad field.
+    Rejections never quote the submitted values: they may be personal data."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CommandRejection(
+            FieldError(field="", code=ErrorCode.INVALID_JSON, reason="body is not valid JSON")
+        ) from None
+    if not isinstance(data, dict):
+        raise CommandRejection(
+            FieldError(field="", code=ErrorCode.INVALID_JSON, reason="body must be a JSON object")
+        )
+    try:
+        return command_type.model_validate(data)
+    except ValidationError as exc:
+        raise CommandRejection(*validation_errors(exc)) from None
+
+
+def validation_errors(exc: ValidationError) -> tuple[FieldError, ...]:
+    errors = []
+    for err in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in err["loc"])
+        reason = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        errors.append(FieldError(field=field, code=ErrorCode.INVALID_FIELD, reason=reason))
+    return tuple(errors)
+
+
+def _command_id_of(body: bytes) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(json.loads(body)["command_id"]))
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return None
+
+
+class ServiceHost:
+    """One service process's FastStream broker with its command and event handlers."""
+
+    def __init__(self, service: str, runtime: Runtime, nats_url: str) -> None:
+        self.service = service
+        self.runtime = runtime
+        self.source = source_uri(runtime.settings.country, service)
+        self.broker = NatsBroker(nats_url, logger=None, max_reconnect_attempts=-1)
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        self.runtime.connected(self.broker.connection)
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+    def reply(self, reply: CommandAccepted | CommandRejected, subject: str | None) -> NatsResponse:
+        correlation = str(reply.command_id) if reply.command_id else None
+        envelope = Envelope(
+            id=str(uuid.uuid4()),
+            source=self.source,
+            type=reply.TYPE,
+            time=self.runtime.clock(),
+            subject=subject,
+            correlationid=correlation,
+            causationid=correlation,
+            data=reply.model_dump(mode="json"),
+        )
+        return NatsResponse(envelope.to_bytes(), headers={"content-type": CONTENT_TYPE})
+
+    def command(self, command_type: type[Command], handle: CommandHandler) -> None:
+        subject = command_subject(command_type)
+
+        async def on_command(msg: NatsMessage) -> NatsResponse:
+            body = msg.body
+            try:
+                command = parse_command(command_type, body)
+                aggregate_id, outcome = await handle(command)
+            except CommandRejection as rejection:
+                log.info(
+                    "command.rejected",
+                    command=command_type.NAME,
+                    codes=[e.code.value for e in rejection.errors],
+                )
+                rejected = CommandRejected(command_id=_command_id_of(body), errors=rejection.errors)
+                return self.reply(rejected, None)
+            except Exception as exc:  # the hub failed, not the sender: say so, keep serving
+                log.error("command.failed", command=command_type.NAME, error=type(exc).__name__)
+                unavailable = FieldError(
+                    field="",
+                    code=ErrorCode.UNAVAILABLE,
+                    reason="the hub could not record the command; retry with the same command_id",
+                )
+                return self.reply(
+                    CommandRejected(command_id=_command_id_of(body), errors=(unavailable,)), None
+                )
+            accepted = CommandAccepted(
+                command_id=command.command_id,
+                aggregate_id=aggregate_id,
+                event_ids=outcome.event_ids,
+                duplicate=outcome.duplicate,
+            )
+            log.info(
+                "command.accepted",
+                command=command_type.NAME,
+                aggregate_id=aggregate_id,
+                events=len(outcome.event_ids),
+                duplicate=outcome.duplicate,
+            )
+            return self.reply(accepted, aggregate_id)
+
+        self.broker.subscriber(
+            subject,
+            queue=f"{self.service}-commands",
+            title=f"{subject}:{self.service}",
+            description=command_type.__doc__,
+        )(on_command)
+
+    def consume(self, spec: ConsumerSpec, handle: EventHandler) -> None:
+        settings = self.runtime.settings
+
+        async def on_event(msg: NatsMessage) -> None:
+            raw = msg.raw_message
+            attempt = raw.metadata.num_delivered
+            try:
+                envelope = Envelope.from_bytes(raw.data)
+                seq = raw.metadata.sequence.stream
+                await handle(Delivery(envelope, unwrap_event(envelope), raw.data, seq))
+            except Exception as exc:
+                reason = describe_failure(exc)
+                if attempt >= settings.max_deliver:
+                    await self._dead_letter(spec, msg, attempt, reason)
+                    await raw.term()
+                    return
+                delay = settings.retry_backoff_seconds[
+                    min(attempt - 1, len(settings.retry_backoff_seconds) - 1)
+                ]
+                log.warning(
+                    "event.retry", consumer=spec.durable, attempt=attempt, delay=delay, error=reason
+                )
+                await raw.nak(delay=delay)
+                return
+            await raw.ack()
+
+        self.broker.subscriber(
+            spec.filter_subjects[0],
+            stream=JStream(EVENTS_STREAM, declare=False),
+            durable=spec.durable,
+            pull_sub=PullSub(batch_size=64, timeout=1.0),
+            ack_policy=AckPolicy.MANUAL,
+            title=f"{spec.durable}",
+            description=spec.description,
+        )(on_event)
+
+    async def _dead_letter(
+        self, spec: ConsumerSpec, msg: NatsMessage, attempts: int, reason: str
+    ) -> None:
+        raw = msg.raw_message
+        letter = {
+            "consumer": spec.durable,
+            "stream": EVENTS_STREAM,
+            "stream_sequence": raw.metadata.sequence.stream,
+            "subject": raw.subject,
+            "attempts": attempts,
+            "reason": reason,
+        }
+        envelope = Envelope(
+            id=str(uuid.uuid4()),
+            source=self.source,
+            type="dead_letter.recorded",
+            time=self.runtime.clock(),
+            data=letter,
+        )
+        dedup = f"{spec.durable}:{raw.metadata.sequence.stream}"
+        await self.runtime.jetstream.publish(
+            dlq_subject(spec.durable), envelope.to_bytes(), headers={"Nats-Msg-Id": dedup}
+        )
+        log.error(
+            "event.dead_lettered",
+            consumer=spec.durable,
+            stream_sequence=raw.metadata.sequence.stream,
+            error=reason,
+        )
+
+
+def describe_failure(exc: Exception) -> str:
+    """A reason fit for logs and dead letters: validation errors by location only, so that
+    no stored value (sealed or not) is copied into the reason."""
+    if isinstance(exc, ValidationError):
+        fields = ", ".join(e.field or "<body>" for e in validation_errors(exc))
+        return f"{type(exc).__name__}: invalid {fields}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,70 @@
+"""Settings from the environment, validated at start with an error naming the bad setting."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "NRM_"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nats_url: str | None = Field(default=None, description="NRM_NATS_URL; None = embedded hub")
+    country: str = Field(default="kg", pattern=r"^[a-z]{2}$", description="NRM_COUNTRY")
+    data_dir: Path = Field(default=Path("var"), description="NRM_DATA_DIR: embedded state, keys")
+    agency_registry: Path | None = Field(
+        default=None, description="NRM_AGENCY_REGISTRY: registry file; None = the packaged one"
+    )
+    kek_file: Path | None = Field(
+        default=None, description="NRM_KEK_FILE: key-encryption key; None = DATA_DIR/keys/kek"
+    )
+    referral_response_seconds: float = Field(
+        default=72 * 3600, gt=0, description="NRM_REFERRAL_RESPONSE_SECONDS before escalation"
+    )
+    deadline_sweep_seconds: float = Field(
+        default=30.0, gt=0, description="NRM_DEADLINE_SWEEP_SECONDS between escalation sweeps"
+    )
+    max_deliver: int = Field(default=5, ge=1, le=100, description="NRM_MAX_DELIVER attempts")
+    retry_backoff_seconds: tuple[float, ...] = Field(
+        default=(0.5, 2.0, 10.0, 30.0), min_length=1, description="NRM_RETRY_BACKOFF_SECONDS"
+    )
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("nats://", "tls://")):
+            raise ValueError("must start with nats:// or tls://")
+        return value
+
+    @property
+    def key_encryption_key_file(self) -> Path:
+        return self.kek_file or self.data_dir / "keys" / "kek"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            is_tuple = "tuple" in str(field.annotation)
+            values[name] = tuple(part for part in raw.split(",") if part) if is_tuple else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc'][:1]).upper()}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise SettingsError(f"invalid setting: {problems}") from None

@@ -1,0 +1,167 @@
+"""Streams, consumers and KV buckets: declared here, created by one bootstrap.
+
+Services bind to what this module creates (FastStream subscribers use `declare=False`), so
+a service started before bootstrap fails loudly instead of creating a stream of its own
+with the wrong settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from contracts.events import (
+    ReferralRequested,
+    ReferralRevoked,
+    VictimIdentified,
+)
+from contracts.subjects import (
+    AUDIT_PREFIX,
+    AUDIT_STREAM,
+    DLQ_PREFIX,
+    DLQ_STREAM,
+    EVENT_PREFIX,
+    EVENTS_STREAM,
+    event_type_filter,
+)
+from services.runtime.settings import Settings
+
+CASE_KEYS_BUCKET = "nrm-case-keys"
+REFERRAL_DEADLINES_BUCKET = "nrm-referral-deadlines"
+ACK_WAIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer on the event stream owned by one service."""
+
+    durable: str
+    service: str
+    filter_subjects: tuple[str, ...]
+    description: str
+
+
+CONSUMERS: tuple[ConsumerSpec, ...] = (
+    ConsumerSpec(
+        "referral-on-identification",
+        "referral",
+        (event_type_filter(VictimIdentified),),
+        "turns an identification into referrals",
+    ),
+    ConsumerSpec(
+        "referral-on-placement",
+        "referral",
+        (f"{EVENT_PREFIX}.shelter.>",),
+        "follows shelter admissions, waiting lists and discharges (one stream order)",
+    ),
+    ConsumerSpec(
+        "referral-deadlines",
+        "referral",
+        (f"{EVENT_PREFIX}.referral.>",),
+        "keeps the open-referral deadline projection for escalation",
+    ),
+    ConsumerSpec(
+        "shelter-on-referral",
+        "shelter",
+        (event_type_filter(ReferralRequested), event_type_filter(ReferralRevoked)),
+        "places shelter referrals and drops revoked ones from waiting lists",
+    ),
+    ConsumerSpec("audit-all", "audit", (f"{EVENT_PREFIX}.>",), "records every event"),
+)
+
+
+def consumer(durable: str) -> ConsumerSpec:
+    return next(spec for spec in CONSUMERS if spec.durable == durable)
+
+
+def max_deliveries_advisory(stream: str = EVENTS_STREAM) -> str:
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.*"
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=EVENTS_STREAM,
+            description="All events of this country hub, one total order",
+            subjects=[f"{EVENT_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=120.0,
+            allow_atomic=True,
+            allow_direct=True,
+            deny_delete=True,
+            deny_purge=True,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=AUDIT_STREAM,
+            description="Append-only audit entries",
+            subjects=[f"{AUDIT_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=120.0,
+            deny_delete=True,
+            deny_purge=True,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=DLQ_STREAM,
+            description="Dead letters: events a consumer could not apply, with the reason",
+            subjects=[f"{DLQ_PREFIX}.>", max_deliveries_advisory()],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+        ),
+    ]
+
+
+def consumer_config(spec: ConsumerSpec, settings: Settings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=spec.durable,
+        name=spec.durable,
+        description=spec.description,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ACK_WAIT_SECONDS,
+        max_deliver=settings.max_deliver,
+        max_ack_pending=1000,
+        filter_subjects=list(spec.filter_subjects),
+    )
+
+
+async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1) -> None:
+    """Create or update every stream, consumer and bucket. Safe to run again."""
+    for config in stream_configs(replicas):
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    for spec in CONSUMERS:
+        await js.add_consumer(EVENTS_STREAM, consumer_config(spec, settings))
+    for bucket, description in (
+        (CASE_KEYS_BUCKET, "Per-case data keys, wrapped under the key-encryption key"),
+        (REFERRAL_DEADLINES_BUCKET, "Open referrals and when they must be answered"),
+    ):
+        try:
+            await js.key_value(bucket)
+        except (NotFoundError, BadRequestError):
+            await js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket,
+                    description=description,
+                    history=1,
+                    storage=StorageType.FILE,
+                    replicas=replicas,
+                )
+            )

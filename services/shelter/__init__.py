@@ -1,0 +1,1 @@
+"""shelter: shelters, beds and waiting lists. Owns the Shelter aggregate."""

@@ -1,0 +1,156 @@
+"""Shelter rules as pure functions: beds per category, admission on a shelter referral, a
+first-come waiting list when full, and discharge admitting the next person waiting.
+
+There is no fixed length of stay (Counter-Trafficking Law art. 21.4): only a discharge ends
+one. A child is placed only in a shelter that takes children.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from contracts.commands import DischargeFromShelter, RegisterShelter
+from contracts.events import (
+    Event,
+    PlacementEvent,
+    ReferralRequested,
+    ShelterAdmitted,
+    ShelterDischarged,
+    ShelterEvent,
+    ShelterPlacementRefused,
+    ShelterRegistered,
+    ShelterWaitlisted,
+)
+from contracts.replies import ErrorCode, reject
+from contracts.vocabulary import DeclineReason, Region, Service, ShelterCategory
+from services.agencies.registry import Agency
+
+
+@dataclass(frozen=True)
+class Stay:
+    referral_id: UUID
+    case_id: UUID
+    category: ShelterCategory
+
+
+@dataclass
+class Shelter:
+    shelter_id: str
+    region: Region | None = None
+    capacity: dict[ShelterCategory, int] = field(default_factory=dict)
+    residents: dict[UUID, Stay] = field(default_factory=dict)
+    waiting: list[Stay] = field(default_factory=list)
+
+    @property
+    def registered(self) -> bool:
+        return self.region is not None
+
+    def occupied(self, category: ShelterCategory) -> int:
+        return sum(1 for s in self.residents.values() if s.category is category)
+
+    def has_bed(self, category: ShelterCategory) -> bool:
+        return self.occupied(category) < self.capacity.get(category, 0)
+
+    def knows(self, referral_id: UUID) -> bool:
+        return referral_id in self.residents or any(
+            s.referral_id == referral_id for s in self.waiting
+        )
+
+
+def fold(shelter_id: str, events: Sequence[Event]) -> Shelter:
+    shelter = Shelter(shelter_id)
+    for event in events:
+        match event:
+            case ShelterRegistered():
+                shelter.region = event.region
+                shelter.capacity = dict(event.capacity)
+            case ShelterAdmitted():
+                shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
+                shelter.residents[event.referral_id] = _stay(event)
+            case ShelterWaitlisted():
+                shelter.waiting.append(_stay(event))
+            case ShelterDischarged():
+                shelter.residents.pop(event.referral_id, None)
+    return shelter
+
+
+def _stay(event: PlacementEvent) -> Stay:
+    return Stay(event.referral_id, event.case_id, event.category)
+
+
+def decide_register(agency: Agency | None, command: RegisterShelter) -> list[ShelterEvent]:
+    if agency is None:
+        raise reject(
+            "agency_id", ErrorCode.UNKNOWN_AGENCY, f"agency {command.agency_id!r} is not registered"
+        )
+    if Service.SHELTER not in agency.services:
+        raise reject("agency_id", ErrorCode.NOT_AUTHORISED, f"{agency.id} does not run a shelter")
+    extra = sorted(set(command.capacity) - agency.shelter_categories)
+    if extra:
+        raise reject(
+            "capacity",
+            ErrorCode.INVALID_FIELD,
+            f"the registry does not list {', '.join(extra)} for {agency.id}",
+        )
+    return [
+        ShelterRegistered(shelter_id=agency.id, region=agency.region, capacity=command.capacity)
+    ]
+
+
+def decide_placement(shelter: Shelter, referral: ReferralRequested) -> list[ShelterEvent]:
+    """Admit, wait-list or refuse a shelter referral addressed to this shelter."""
+    category = referral.placement_category
+    if category is None or shelter.knows(referral.referral_id):
+        return []
+    ids = {
+        "shelter_id": shelter.shelter_id,
+        "referral_id": referral.referral_id,
+        "case_id": referral.case_id,
+        "category": category,
+    }
+    if not shelter.registered:
+        return [ShelterPlacementRefused(**ids, reason=DeclineReason.SHELTER_NOT_REGISTERED)]
+    if category not in shelter.capacity:
+        return [ShelterPlacementRefused(**ids, reason=DeclineReason.CATEGORY_NOT_ACCEPTED)]
+    if shelter.has_bed(category):
+        return [ShelterAdmitted(**ids, from_waiting_list=False)]
+    position = 1 + sum(1 for s in shelter.waiting if s.category is category)
+    return [ShelterWaitlisted(**ids, position=position)]
+
+
+def decide_discharge(shelter: Shelter, command: DischargeFromShelter) -> list[ShelterEvent]:
+    if not shelter.registered:
+        raise reject(
+            "agency_id", ErrorCode.UNKNOWN_ID, f"no shelter registered for {command.agency_id}"
+        )
+    stay = shelter.residents.get(command.referral_id)
+    if stay is None:
+        raise reject(
+            "referral_id",
+            ErrorCode.UNKNOWN_ID,
+            f"no resident admitted on referral {command.referral_id}",
+        )
+    events: list[ShelterEvent] = [
+        ShelterDischarged(
+            shelter_id=shelter.shelter_id,
+            referral_id=stay.referral_id,
+            case_id=stay.case_id,
+            category=stay.category,
+            reason=command.reason,
+        )
+    ]
+    beds_after = shelter.capacity.get(stay.category, 0) - (shelter.occupied(stay.category) - 1)
+    next_in_line = next((s for s in shelter.waiting if s.category is stay.category), None)
+    if next_in_line is not None and beds_after > 0:
+        events.append(
+            ShelterAdmitted(
+                shelter_id=shelter.shelter_id,
+                referral_id=next_in_line.referral_id,
+                case_id=next_in_line.case_id,
+                category=next_in_line.category,
+                from_waiting_list=True,
+            )
+        )
+    return events
