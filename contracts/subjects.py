@@ -2,7 +2,7 @@
 
 Subjects carry only opaque ids and type names, never personal data.
 
-    nrm.cmd.<service>.<command>                       command requests (request/reply)
+    nrm.cmd.<command>                                 command requests (request/reply)
     nrm.evt.<aggregate>.<aggregate id>.<event type>   events (stream NRM_EVENTS)
     nrm.audit.<event type>                            audit entries (stream NRM_AUDIT)
     nrm.dlq.<consumer>                                dead letters (stream NRM_DLQ)
@@ -44,8 +44,8 @@ COMMAND_OWNERS: dict[type[Command], str] = {
 
 
 def command_subject(command: type[Command]) -> str:
-    """e.g. nrm.cmd.identifier.screening.submit"""
-    return f"{COMMAND_PREFIX}.{COMMAND_OWNERS[command]}.{command.NAME}"
+    """e.g. nrm.cmd.screening.submit"""
+    return f"{COMMAND_PREFIX}.{command.NAME}"
 
 
 def event_subject(event: Event) -> str:

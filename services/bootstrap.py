@@ -14,6 +14,7 @@ from services.agencies.registry import load_registry
 from services.audit import service as audit
 from services.identifier import service as identifier
 from services.referral.service import ReferralService
+from services.runtime.embedded import EmbeddedNats
 from services.runtime.messaging import Runtime, ServiceHost
 from services.runtime.settings import Settings
 from services.runtime.topology import bootstrap as bootstrap_topology
@@ -30,6 +31,23 @@ async def bootstrap(nats_url: str, settings: Settings) -> None:
         await bootstrap_topology(nc.jetstream(), settings)
     finally:
         await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def local_hub(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
+    """A NATS URL with the topology bootstrapped: the configured one, or an embedded
+    nats-server with its state under DATA_DIR/nats, stopped on exit."""
+    embedded: EmbeddedNats | None = None
+    url = settings.nats_url
+    if url is None:
+        embedded = EmbeddedNats(settings.data_dir / "nats", port=port)
+        url = await embedded.start()
+    try:
+        await bootstrap(url, settings)
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 @dataclass

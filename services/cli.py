@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from services.runtime.embedded import EmbeddedNats
 
-from services.bootstrap import SERVICES, bootstrap, running_services, start_service
+from services.bootstrap import (
+    SERVICES,
+    bootstrap,
+    local_hub,
+    running_services,
+    start_service,
+)
 from services.runtime.case_keys import KeyCustodyError, create_key_encryption_key
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError
@@ -53,26 +57,9 @@ async def _wait_for_stop() -> None:
     await stop.wait()
 
 
-@contextlib.asynccontextmanager
-async def hub(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
-    """A NATS URL with the topology bootstrapped: the configured one, or an embedded server
-    with its state under DATA_DIR."""
-    embedded: EmbeddedNats | None = None
-    url = settings.nats_url
-    if url is None:
-        embedded = EmbeddedNats(settings.data_dir / "nats", port=port)
-        url = await embedded.start()
-    try:
-        await bootstrap(url, settings)
-        yield url
-    finally:
-        if embedded is not None:
-            embedded.stop()
-
-
 async def cmd_up(settings: Settings, port: int | None) -> int:
     create_key_encryption_key(settings.key_encryption_key_file)
-    async with hub(settings, port) as url, running_services(url, settings):
+    async with local_hub(settings, port) as url, running_services(url, settings):
         _hub_url_file(settings).write_text(url + "\n")
         print(READY_LINE.format(url=url), flush=True)
         try:

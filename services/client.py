@@ -1,0 +1,31 @@
+"""A small client for agency systems, the demo and tests: send a command, get the reply."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nats.aio.client import Client
+
+from contracts.commands import Command
+from contracts.subjects import command_subject
+
+
+class HubClient:
+    def __init__(self, nc: Client, timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._timeout = timeout
+
+    async def send_raw(self, subject: str, body: bytes) -> dict[str, Any]:
+        """The reply envelope (a CloudEvent) as a dict."""
+        reply = await self._nc.request(subject, body, timeout=self._timeout)
+        envelope: dict[str, Any] = json.loads(reply.data)
+        return envelope
+
+    async def send(self, command: Command) -> dict[str, Any]:
+        """The reply's data: {"status": "accepted", ...} or {"status": "rejected", ...}."""
+        envelope = await self.send_raw(
+            command_subject(type(command)), command.model_dump_json().encode()
+        )
+        data: dict[str, Any] = envelope["data"]
+        return data

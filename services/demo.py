@@ -1,0 +1,270 @@
+"""`nrm demo`: a day of the NRM taken from the seeds, run against a real hub.
+
+An NGO crisis centre in Osh identifies a woman in forced labour who needs shelter and legal
+aid; the Border Service in Batken identifies a 15-year-old girl (for a child the means
+element is not required, and guardianship is notified); a man in forced labour fills the
+only bed of the men's shelter, so the next man is wait-listed and admitted after a discharge;
+a prosecution body's attempt to identify is refused; a screening without means is recorded
+as not identified. The timeline prints as events arrive; the exit status is 0 only if every
+expected outcome happened. Personal data in the scenario is fictional and never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.msg import Msg
+
+from contracts.commands import (
+    AcceptReferral,
+    CompleteReferral,
+    CriteriaAnswers,
+    DeliveredItem,
+    DischargeFromShelter,
+    PersonalData,
+    RegisterShelter,
+    SubmitScreening,
+)
+from contracts.envelope import Envelope
+from contracts.subjects import EVENT_PREFIX
+from contracts.vocabulary import (
+    Act,
+    DeliveryUnit,
+    DischargeReason,
+    FormOfExploitation,
+    Means,
+    Purpose,
+    Region,
+    Service,
+    Sex,
+    ShelterCategory,
+)
+from services.bootstrap import local_hub, running_services
+from services.client import HubClient
+from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.settings import Settings
+
+WAIT_SECONDS = 15.0
+Match = Callable[[Envelope], bool]
+
+
+@dataclass
+class Timeline:
+    """Every event the hub emits, printed as it arrives, and waited on by the checks."""
+
+    started: float = field(default_factory=time.monotonic)
+    events: list[Envelope] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_message(self, msg: Msg) -> None:
+        envelope = Envelope.from_bytes(msg.data)
+        self.events.append(envelope)
+        print(f"  +{time.monotonic() - self.started:6.2f}s  {envelope.type:<26} {_facts(envelope)}")
+        self.arrived.set()
+
+    async def wait_for(self, match: Match) -> Envelope | None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            found = next((e for e in self.events if match(e)), None)
+            remaining = deadline - time.monotonic()
+            if found is not None or remaining <= 0:
+                return found
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+            except TimeoutError:
+                pass
+
+
+def _facts(envelope: Envelope) -> str:
+    d = envelope.data
+    short = (envelope.subject or "")[:8]
+    keys = ("agency_id", "provider_id", "shelter_id", "service", "category", "region", "sex",
+            "age_band", "position", "reason")
+    facts = " ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, ""))
+    if "unmet_criteria" in d:
+        facts += " unmet=" + ",".join(u["criterion"] for u in d["unmet_criteria"])
+    return f"[{short}] {facts}"
+
+
+def _is(event_type: str, **fields: Any) -> Match:
+    return lambda e: e.type == event_type and all(e.data.get(k) == v for k, v in fields.items())
+
+
+@dataclass
+class Scenario:
+    client: HubClient
+    timeline: Timeline
+    failures: list[str] = field(default_factory=list)
+    passed: int = 0
+
+    def check(self, ok: bool, what: str) -> None:
+        if ok:
+            self.passed += 1
+            print(f"  ok    {what}")
+        else:
+            self.failures.append(what)
+            print(f"  FAIL  {what}")
+
+    async def expect(self, what: str, match: Match) -> Envelope | None:
+        found = await self.timeline.wait_for(match)
+        self.check(found is not None, what)
+        return found
+
+    async def command(self, what: str, command: Any, status: str = "accepted") -> dict[str, Any]:
+        reply = await self.client.send(command)
+        self.check(reply["status"] == status, f"{what}: {status}")
+        return reply
+
+
+def _screening(agency: str, region: Region, sex: Sex, age: int, **kw: Any) -> SubmitScreening:
+    return SubmitScreening(
+        command_id=uuid.uuid4(),
+        agency_id=agency,
+        interviewed_on=dt.date.today(),
+        region=region,
+        sex=sex,
+        age=age,
+        **kw,
+    )
+
+
+async def play(scenario: Scenario) -> None:
+    s = scenario
+    print("Shelters register their beds")
+    for agency, beds in (
+        ("kg-ngo-osh-crisis-centre", {ShelterCategory.WOMEN: 4, ShelterCategory.CHILDREN: 2}),
+        ("kg-ngo-bishkek-crisis-centre", {ShelterCategory.WOMEN: 6, ShelterCategory.CHILDREN: 4}),
+        ("kg-ngo-bishkek-mens-shelter", {ShelterCategory.MEN: 1}),
+    ):
+        await s.command(f"{agency} registers", RegisterShelter(
+            command_id=uuid.uuid4(), agency_id=agency, capacity=beds))
+
+    print("An NGO in Osh identifies a woman in forced labour (shelter, legal aid)")
+    woman = await s.command("screening by kg-ngo-osh-crisis-centre", _screening(
+        "kg-ngo-osh-crisis-centre", Region.OSH_CITY, Sex.FEMALE, 34,
+        citizenship="KG", country_of_exploitation="KG",
+        criteria=CriteriaAnswers(acts={Act.RECRUITMENT}, means={Means.DECEPTION, Means.DEBT_BONDAGE},
+                                 purposes={Purpose.FORCED_LABOUR}),
+        forms_of_exploitation={FormOfExploitation.FORCED_LABOUR},
+        needs={Service.SHELTER, Service.LEGAL_AID},
+        personal_data=PersonalData(full_name="Demo Person One", phone="+996 000 000 001"),
+    ))
+    case = woman.get("aggregate_id")
+    await s.expect("woman identified", _is("victim.identified", case_id=case))
+    legal = await s.expect("legal aid referred to the Osh legal clinic", _is(
+        "referral.requested", case_id=case, service="legal_aid",
+        provider_id="kg-ngo-osh-legal-clinic"))
+    await s.expect("woman admitted to the Osh crisis centre", _is(
+        "shelter.admitted", case_id=case, shelter_id="kg-ngo-osh-crisis-centre"))
+    if legal is not None:
+        referral_id = uuid.UUID(legal.data["referral_id"])
+        await s.command("legal clinic accepts", AcceptReferral(
+            command_id=uuid.uuid4(), agency_id="kg-ngo-osh-legal-clinic", referral_id=referral_id))
+        await s.command("legal clinic completes", CompleteReferral(
+            command_id=uuid.uuid4(), agency_id="kg-ngo-osh-legal-clinic", referral_id=referral_id,
+            delivered=(DeliveredItem(service=Service.LEGAL_AID, quantity=3,
+                                     unit=DeliveryUnit.CONSULTATION),)))
+        await s.expect("legal aid completed", _is("referral.completed", referral_id=str(referral_id)))
+
+    print("The Border Service in Batken identifies a 15-year-old girl")
+    girl = await s.command("screening by kg-border-batken", _screening(
+        "kg-border-batken", Region.BATKEN, Sex.FEMALE, 15, citizenship="KG",
+        country_of_exploitation="KZ",
+        criteria=CriteriaAnswers(acts={Act.TRANSPORTATION}, purposes={Purpose.SEXUAL_EXPLOITATION}),
+        forms_of_exploitation={FormOfExploitation.SEX_TRAFFICKING},
+        needs={Service.SHELTER, Service.MEDICAL},
+        personal_data=PersonalData(full_name="Demo Person Two", date_of_birth=dt.date(2011, 3, 2)),
+    ))
+    child = girl.get("aggregate_id")
+    await s.expect("girl identified as a child without the means element", _is(
+        "victim.identified", case_id=child, is_child=True))
+    await s.expect("guardianship notified in Batken", _is(
+        "referral.requested", case_id=child, service="guardianship", provider_id="kg-social-batken"))
+    await s.expect("girl placed where children are accepted", _is(
+        "shelter.admitted", case_id=child, category="children"))
+
+    print("Two men in forced labour; the men's shelter has one bed")
+    first = await s.command("screening by kg-labour-inspectorate-chuy", _screening(
+        "kg-labour-inspectorate-chuy", Region.CHUY, Sex.MALE, 41, citizenship="KG",
+        country_of_exploitation="KZ",
+        criteria=CriteriaAnswers(acts={Act.RECRUITMENT, Act.TRANSPORTATION},
+                                 means={Means.DOCUMENT_CONFISCATION},
+                                 purposes={Purpose.FORCED_LABOUR}),
+        forms_of_exploitation={FormOfExploitation.FORCED_LABOUR}, needs={Service.SHELTER},
+        personal_data=PersonalData(full_name="Demo Person Three"),
+    ))
+    admitted = await s.expect("first man admitted", _is(
+        "shelter.admitted", case_id=first.get("aggregate_id"), category="men"))
+    second = await s.command("screening by kg-mia-bishkek", _screening(
+        "kg-mia-bishkek", Region.BISHKEK_CITY, Sex.MALE, 29, citizenship="UZ",
+        country_of_exploitation="KG",
+        criteria=CriteriaAnswers(acts={Act.RECEIPT}, means={Means.COERCION},
+                                 purposes={Purpose.FORCED_LABOUR}),
+        forms_of_exploitation={FormOfExploitation.FORCED_LABOUR}, needs={Service.SHELTER},
+        personal_data=PersonalData(full_name="Demo Person Four"),
+    ))
+    await s.expect("second man wait-listed (position 1)", _is(
+        "shelter.waitlisted", case_id=second.get("aggregate_id"), position=1))
+    if admitted is not None:
+        await s.command("men's shelter discharges the first man", DischargeFromShelter(
+            command_id=uuid.uuid4(), agency_id="kg-ngo-bishkek-mens-shelter",
+            referral_id=uuid.UUID(admitted.data["referral_id"]),
+            reason=DischargeReason.REHABILITATION_COMPLETED))
+        await s.expect("second man admitted from the waiting list", _is(
+            "shelter.admitted", case_id=second.get("aggregate_id"), from_waiting_list=True))
+        await s.expect("first man's shelter referral completed", _is(
+            "referral.completed", referral_id=admitted.data["referral_id"]))
+
+    print("Rules the hub enforces")
+    refused = await s.command("a prosecution body may not identify", _screening(
+        "kg-prosecutor-general", Region.BISHKEK_CITY, Sex.FEMALE, 22, citizenship="KG",
+        criteria=CriteriaAnswers(acts={Act.RECRUITMENT}, means={Means.FRAUD},
+                                 purposes={Purpose.SEXUAL_EXPLOITATION}),
+        personal_data=PersonalData(full_name="Demo Person Five"),
+    ), status="rejected")
+    s.check(any(e["code"] == "not_authorised" for e in refused.get("errors", [])),
+            "the refusal says not_authorised")
+    unmet = await s.command("an adult screening without means", _screening(
+        "kg-mia-osh", Region.OSH_CITY, Sex.MALE, 30, citizenship="TJ",
+        criteria=CriteriaAnswers(acts={Act.RECRUITMENT}, purposes={Purpose.FORCED_LABOUR}),
+        personal_data=PersonalData(full_name="Demo Person Six"),
+    ))
+    await s.expect("recorded as not identified (means)", _is(
+        "victim.not_identified", case_id=unmet.get("aggregate_id")))
+
+
+async def run_scenario(nats_url: str) -> int:
+    nc = await nats.connect(nats_url, name="nrm-demo")
+    timeline = Timeline()
+    await nc.subscribe(f"{EVENT_PREFIX}.>", cb=timeline.on_message)
+    scenario = Scenario(HubClient(nc), timeline)
+    try:
+        await play(scenario)
+    finally:
+        await nc.drain()
+    print(f"\n{scenario.passed} expected outcomes happened, {len(scenario.failures)} did not.")
+    for failure in scenario.failures:
+        print(f"  missing: {failure}")
+    return 0 if not scenario.failures else 1
+
+
+async def run_demo(settings: Settings) -> int:
+    if settings.nats_url is not None:
+        print(f"NRM demo against the hub at {settings.nats_url}")
+        return await run_scenario(settings.nats_url)
+    with tempfile.TemporaryDirectory(prefix="nrm-demo-") as tmp:
+        local = settings.model_copy(update={"data_dir": Path(tmp), "kek_file": None})
+        create_key_encryption_key(local.key_encryption_key_file)
+        async with local_hub(local) as url, running_services(url, local):
+            print(f"NRM demo on an embedded hub at {url}")
+            return await run_scenario(url)

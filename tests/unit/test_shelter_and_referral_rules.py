@@ -1,0 +1,224 @@
+"""Shelter beds, waiting lists and the referral state machine, as pure rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from contracts.commands import (
+    AcceptReferral,
+    Consent,
+    DischargeFromShelter,
+    RegisterShelter,
+    RevokeReferral,
+)
+from contracts.events import (
+    Event,
+    ReferralRequested,
+    ShelterAdmitted,
+    ShelterPlacementRefused,
+    ShelterRegistered,
+    ShelterWaitlisted,
+    VictimIdentified,
+)
+from contracts.replies import CommandRejection, ErrorCode
+from contracts.vocabulary import (
+    AgeBand,
+    AgencyKind,
+    DeclineReason,
+    DischargeReason,
+    PersonalField,
+    Region,
+    RevokeReason,
+    Sector,
+    Service,
+    Sex,
+    ShelterCategory,
+)
+from services.agencies.registry import load_registry
+from services.referral import domain as referral
+from services.shelter import domain as shelter
+
+REGISTRY = load_registry()
+NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+MEN = "kg-ngo-bishkek-mens-shelter"
+
+
+def _request(category: ShelterCategory, provider: str = MEN) -> ReferralRequested:
+    return ReferralRequested(
+        referral_id=uuid.uuid4(),
+        case_id=uuid.uuid4(),
+        service=Service.SHELTER,
+        provider_id=provider,
+        referrer_id="kg-mia-bishkek",
+        region=Region.BISHKEK_CITY,
+        sex=Sex.MALE,
+        age_band=AgeBand.FROM_25_TO_34,
+        is_child=False,
+        placement_category=category,
+        shared_fields=(),
+        requested_at=NOW,
+        respond_by=NOW + dt.timedelta(days=1),
+    )
+
+
+def _registered(beds: dict[ShelterCategory, int], shelter_id: str = MEN) -> list[Event]:
+    return [ShelterRegistered(shelter_id=shelter_id, region=Region.BISHKEK_CITY, capacity=beds)]
+
+
+def _apply(history: list[Event], new: list[Event]) -> list[Event]:
+    history.extend(new)
+    return new
+
+
+def test_full_shelter_waitlists_then_discharge_admits_the_next_in_line() -> None:
+    history = _registered({ShelterCategory.MEN: 1})
+    first, second, third = (_request(ShelterCategory.MEN) for _ in range(3))
+    [a] = _apply(history, shelter.decide_placement(shelter.fold(MEN, history), first))
+    [w1] = _apply(history, shelter.decide_placement(shelter.fold(MEN, history), second))
+    [w2] = _apply(history, shelter.decide_placement(shelter.fold(MEN, history), third))
+    assert isinstance(a, ShelterAdmitted)
+    assert isinstance(w1, ShelterWaitlisted) and w1.position == 1
+    assert isinstance(w2, ShelterWaitlisted) and w2.position == 2
+    discharge = DischargeFromShelter(
+        command_id=uuid.uuid4(),
+        agency_id=MEN,
+        referral_id=first.referral_id,
+        reason=DischargeReason.REHABILITATION_COMPLETED,
+    )
+    out, admitted = _apply(history, shelter.decide_discharge(shelter.fold(MEN, history), discharge))
+    assert out.referral_id == first.referral_id
+    assert isinstance(admitted, ShelterAdmitted)
+    assert admitted.referral_id == second.referral_id and admitted.from_waiting_list
+    state = shelter.fold(MEN, history)
+    assert state.occupied(ShelterCategory.MEN) == 1
+    assert [s.referral_id for s in state.waiting] == [third.referral_id]
+
+
+def test_redelivered_referral_is_not_placed_twice() -> None:
+    history = _registered({ShelterCategory.MEN: 2})
+    request = _request(ShelterCategory.MEN)
+    _apply(history, shelter.decide_placement(shelter.fold(MEN, history), request))
+    assert shelter.decide_placement(shelter.fold(MEN, history), request) == []
+
+
+@pytest.mark.parametrize(
+    ("history", "reason"),
+    [
+        ([], DeclineReason.SHELTER_NOT_REGISTERED),
+        (_registered({ShelterCategory.MEN: 3}), DeclineReason.CATEGORY_NOT_ACCEPTED),
+    ],
+)
+def test_a_child_is_never_placed_where_children_are_not_accepted(
+    history: list[Event], reason: DeclineReason
+) -> None:
+    [refused] = shelter.decide_placement(
+        shelter.fold(MEN, history), _request(ShelterCategory.CHILDREN)
+    )
+    assert isinstance(refused, ShelterPlacementRefused) and refused.reason is reason
+
+
+def test_register_rejects_categories_the_registry_does_not_list() -> None:
+    agency = REGISTRY.get(MEN)
+    command = RegisterShelter(
+        command_id=uuid.uuid4(), agency_id=MEN, capacity={ShelterCategory.CHILDREN: 2}
+    )
+    with pytest.raises(CommandRejection) as caught:
+        shelter.decide_register(agency, command)
+    assert caught.value.errors[0].field == "capacity"
+
+
+def _identified(**overrides: object) -> VictimIdentified:
+    values: dict[str, object] = dict(
+        case_id=uuid.uuid4(),
+        agency_id="kg-border-batken",
+        agency_kind=AgencyKind.BORDER_SERVICE,
+        sector=Sector.GOVERNMENT,
+        region=Region.BATKEN,
+        interviewed_on=NOW.date(),
+        sex=Sex.FEMALE,
+        age_band=AgeBand.FROM_12_TO_17,
+        is_child=True,
+        citizenship="KG",
+        country_of_exploitation=None,
+        forms_of_exploitation=(),
+        vulnerabilities=(),
+        personal_data={},
+        purposes=(),
+        needs=(Service.SHELTER, Service.LEGAL_AID),
+        consent=Consent(),
+    )
+    values.update(overrides)
+    return VictimIdentified.model_validate(values)
+
+
+def _plan(case: VictimIdentified) -> dict[Service, ReferralRequested]:
+    ids = {s: uuid.uuid4() for s in Service}
+    planned = referral.plan_referrals(case, REGISTRY, ids, NOW, dt.timedelta(hours=72))
+    return {r.service: r for _, r in planned}
+
+
+def test_a_child_gets_guardianship_and_a_children_bed() -> None:
+    plan = _plan(_identified())
+    assert set(plan) == {Service.SHELTER, Service.LEGAL_AID, Service.GUARDIANSHIP}
+    assert plan[Service.GUARDIANSHIP].provider_id == "kg-social-batken"  # same region first
+    bed = plan[Service.SHELTER]
+    assert bed.placement_category is ShelterCategory.CHILDREN
+    provider = REGISTRY.get(bed.provider_id)
+    assert provider is not None and ShelterCategory.CHILDREN in provider.shelter_categories
+
+
+def test_consent_limits_services_and_shared_fields() -> None:
+    consent = Consent(
+        declined_services=frozenset({Service.LEGAL_AID}),
+        withheld_fields=frozenset({PersonalField.PHONE}),
+    )
+    plan = _plan(_identified(is_child=False, age_band=AgeBand.FROM_25_TO_34, consent=consent))
+    assert set(plan) == {Service.SHELTER}
+    assert PersonalField.PHONE not in plan[Service.SHELTER].shared_fields
+    assert PersonalField.FULL_NAME in plan[Service.SHELTER].shared_fields
+
+
+def test_only_the_provider_answers_and_only_the_referrer_revokes() -> None:
+    request = _request(ShelterCategory.MEN)
+    state = referral.fold([request])
+    stranger = AcceptReferral(
+        command_id=uuid.uuid4(), agency_id="kg-io-bishkek", referral_id=request.referral_id
+    )
+    with pytest.raises(CommandRejection) as caught:
+        referral.decide_accept(state, stranger, NOW)
+    assert caught.value.errors[0].code is ErrorCode.NOT_AUTHORISED
+    revoke = RevokeReferral(
+        command_id=uuid.uuid4(),
+        agency_id=MEN,
+        referral_id=request.referral_id,
+        reason=RevokeReason.REFERRED_IN_ERROR,
+    )
+    with pytest.raises(CommandRejection):
+        referral.decide_revoke(state, revoke)
+
+
+def test_answers_follow_the_state_machine() -> None:
+    request = _request(ShelterCategory.MEN)
+    accept = AcceptReferral(command_id=uuid.uuid4(), agency_id=MEN, referral_id=request.referral_id)
+    accepted = referral.decide_accept(referral.fold([request]), accept, NOW)
+    state = referral.fold([request, *accepted])
+    assert state is not None and state.status is referral.Status.ACCEPTED
+    with pytest.raises(CommandRejection) as caught:
+        referral.decide_accept(state, accept, NOW)
+    assert caught.value.errors[0].code is ErrorCode.INVALID_STATE
+    with pytest.raises(CommandRejection) as unknown:
+        referral.decide_accept(None, accept, NOW)
+    assert str(request.referral_id) in unknown.value.errors[0].reason
+
+
+def test_escalation_only_once_and_only_when_overdue() -> None:
+    request = _request(ShelterCategory.MEN)
+    state = referral.fold([request])
+    assert referral.decide_escalation(state, NOW, "kg-coordinating-body") == []
+    late = request.respond_by + dt.timedelta(seconds=1)
+    [escalated] = referral.decide_escalation(state, late, "kg-coordinating-body")
+    after = referral.fold([request, escalated])
+    assert referral.decide_escalation(after, late, "kg-coordinating-body") == []
