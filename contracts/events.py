@@ -60,7 +60,7 @@ class CaseEvent(Event):
     case_id: UUID
 
     def aggregate_id(self) -> str:
-        return self.case_id.hex
+        return str(self.case_id)
 
 
 class ScreeningRecord(CaseEvent):
@@ -115,7 +115,7 @@ class ReferralEvent(Event):
     case_id: UUID
 
     def aggregate_id(self) -> str:
-        return self.referral_id.hex
+        return str(self.referral_id)
 
 
 class ReferralRequested(ReferralEvent):

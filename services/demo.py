@@ -53,7 +53,7 @@ from services.client import HubClient
 from services.runtime.case_keys import create_key_encryption_key
 from services.runtime.settings import Settings
 
-WAIT_SECONDS = 15.0
+WAIT_SECONDS = 10.0
 Match = Callable[[Envelope], bool]
 
 
@@ -88,8 +88,18 @@ class Timeline:
 def _facts(envelope: Envelope) -> str:
     d = envelope.data
     short = (envelope.subject or "")[:8]
-    keys = ("agency_id", "provider_id", "shelter_id", "service", "category", "region", "sex",
-            "age_band", "position", "reason")
+    keys = (
+        "agency_id",
+        "provider_id",
+        "shelter_id",
+        "service",
+        "category",
+        "region",
+        "sex",
+        "age_band",
+        "position",
+        "reason",
+    )
     facts = " ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, ""))
     if "unmet_criteria" in d:
         facts += " unmet=" + ",".join(u["criterion"] for u in d["unmet_criteria"])
@@ -146,101 +156,212 @@ async def play(scenario: Scenario) -> None:
         ("kg-ngo-bishkek-crisis-centre", {ShelterCategory.WOMEN: 6, ShelterCategory.CHILDREN: 4}),
         ("kg-ngo-bishkek-mens-shelter", {ShelterCategory.MEN: 1}),
     ):
-        await s.command(f"{agency} registers", RegisterShelter(
-            command_id=uuid.uuid4(), agency_id=agency, capacity=beds))
+        await s.command(
+            f"{agency} registers",
+            RegisterShelter(command_id=uuid.uuid4(), agency_id=agency, capacity=beds),
+        )
 
     print("An NGO in Osh identifies a woman in forced labour (shelter, legal aid)")
-    woman = await s.command("screening by kg-ngo-osh-crisis-centre", _screening(
-        "kg-ngo-osh-crisis-centre", Region.OSH_CITY, Sex.FEMALE, 34,
-        citizenship="KG", country_of_exploitation="KG",
-        criteria=CriteriaAnswers(acts={Act.RECRUITMENT}, means={Means.DECEPTION, Means.DEBT_BONDAGE},
-                                 purposes={Purpose.FORCED_LABOUR}),
-        forms_of_exploitation={FormOfExploitation.FORCED_LABOUR},
-        needs={Service.SHELTER, Service.LEGAL_AID},
-        personal_data=PersonalData(full_name="Demo Person One", phone="+996 000 000 001"),
-    ))
+    woman = await s.command(
+        "screening by kg-ngo-osh-crisis-centre",
+        _screening(
+            "kg-ngo-osh-crisis-centre",
+            Region.OSH_CITY,
+            Sex.FEMALE,
+            34,
+            citizenship="KG",
+            country_of_exploitation="KG",
+            criteria=CriteriaAnswers(
+                acts={Act.RECRUITMENT},
+                means={Means.DECEPTION, Means.DEBT_BONDAGE},
+                purposes={Purpose.FORCED_LABOUR},
+            ),
+            forms_of_exploitation={FormOfExploitation.FORCED_LABOUR},
+            needs={Service.SHELTER, Service.LEGAL_AID},
+            personal_data=PersonalData(full_name="Demo Person One", phone="+996 000 000 001"),
+        ),
+    )
     case = woman.get("aggregate_id")
     await s.expect("woman identified", _is("victim.identified", case_id=case))
-    legal = await s.expect("legal aid referred to the Osh legal clinic", _is(
-        "referral.requested", case_id=case, service="legal_aid",
-        provider_id="kg-ngo-osh-legal-clinic"))
-    await s.expect("woman admitted to the Osh crisis centre", _is(
-        "shelter.admitted", case_id=case, shelter_id="kg-ngo-osh-crisis-centre"))
+    legal = await s.expect(
+        "legal aid referred to the Osh legal clinic",
+        _is(
+            "referral.requested",
+            case_id=case,
+            service="legal_aid",
+            provider_id="kg-ngo-osh-legal-clinic",
+        ),
+    )
+    await s.expect(
+        "woman admitted to the Osh crisis centre",
+        _is("shelter.admitted", case_id=case, shelter_id="kg-ngo-osh-crisis-centre"),
+    )
     if legal is not None:
         referral_id = uuid.UUID(legal.data["referral_id"])
-        await s.command("legal clinic accepts", AcceptReferral(
-            command_id=uuid.uuid4(), agency_id="kg-ngo-osh-legal-clinic", referral_id=referral_id))
-        await s.command("legal clinic completes", CompleteReferral(
-            command_id=uuid.uuid4(), agency_id="kg-ngo-osh-legal-clinic", referral_id=referral_id,
-            delivered=(DeliveredItem(service=Service.LEGAL_AID, quantity=3,
-                                     unit=DeliveryUnit.CONSULTATION),)))
-        await s.expect("legal aid completed", _is("referral.completed", referral_id=str(referral_id)))
+        await s.command(
+            "legal clinic accepts",
+            AcceptReferral(
+                command_id=uuid.uuid4(),
+                agency_id="kg-ngo-osh-legal-clinic",
+                referral_id=referral_id,
+            ),
+        )
+        await s.command(
+            "legal clinic completes",
+            CompleteReferral(
+                command_id=uuid.uuid4(),
+                agency_id="kg-ngo-osh-legal-clinic",
+                referral_id=referral_id,
+                delivered=(
+                    DeliveredItem(
+                        service=Service.LEGAL_AID, quantity=3, unit=DeliveryUnit.CONSULTATION
+                    ),
+                ),
+            ),
+        )
+        await s.expect(
+            "legal aid completed", _is("referral.completed", referral_id=str(referral_id))
+        )
 
     print("The Border Service in Batken identifies a 15-year-old girl")
-    girl = await s.command("screening by kg-border-batken", _screening(
-        "kg-border-batken", Region.BATKEN, Sex.FEMALE, 15, citizenship="KG",
-        country_of_exploitation="KZ",
-        criteria=CriteriaAnswers(acts={Act.TRANSPORTATION}, purposes={Purpose.SEXUAL_EXPLOITATION}),
-        forms_of_exploitation={FormOfExploitation.SEX_TRAFFICKING},
-        needs={Service.SHELTER, Service.MEDICAL},
-        personal_data=PersonalData(full_name="Demo Person Two", date_of_birth=dt.date(2011, 3, 2)),
-    ))
+    girl = await s.command(
+        "screening by kg-border-batken",
+        _screening(
+            "kg-border-batken",
+            Region.BATKEN,
+            Sex.FEMALE,
+            15,
+            citizenship="KG",
+            country_of_exploitation="KZ",
+            criteria=CriteriaAnswers(
+                acts={Act.TRANSPORTATION}, purposes={Purpose.SEXUAL_EXPLOITATION}
+            ),
+            forms_of_exploitation={FormOfExploitation.SEX_TRAFFICKING},
+            needs={Service.SHELTER, Service.MEDICAL},
+            personal_data=PersonalData(
+                full_name="Demo Person Two", date_of_birth=dt.date(2011, 3, 2)
+            ),
+        ),
+    )
     child = girl.get("aggregate_id")
-    await s.expect("girl identified as a child without the means element", _is(
-        "victim.identified", case_id=child, is_child=True))
-    await s.expect("guardianship notified in Batken", _is(
-        "referral.requested", case_id=child, service="guardianship", provider_id="kg-social-batken"))
-    await s.expect("girl placed where children are accepted", _is(
-        "shelter.admitted", case_id=child, category="children"))
+    await s.expect(
+        "girl identified as a child without the means element",
+        _is("victim.identified", case_id=child, is_child=True),
+    )
+    await s.expect(
+        "guardianship notified in Batken",
+        _is(
+            "referral.requested",
+            case_id=child,
+            service="guardianship",
+            provider_id="kg-social-batken",
+        ),
+    )
+    await s.expect(
+        "girl placed where children are accepted",
+        _is("shelter.admitted", case_id=child, category="children"),
+    )
 
     print("Two men in forced labour; the men's shelter has one bed")
-    first = await s.command("screening by kg-labour-inspectorate-chuy", _screening(
-        "kg-labour-inspectorate-chuy", Region.CHUY, Sex.MALE, 41, citizenship="KG",
-        country_of_exploitation="KZ",
-        criteria=CriteriaAnswers(acts={Act.RECRUITMENT, Act.TRANSPORTATION},
-                                 means={Means.DOCUMENT_CONFISCATION},
-                                 purposes={Purpose.FORCED_LABOUR}),
-        forms_of_exploitation={FormOfExploitation.FORCED_LABOUR}, needs={Service.SHELTER},
-        personal_data=PersonalData(full_name="Demo Person Three"),
-    ))
-    admitted = await s.expect("first man admitted", _is(
-        "shelter.admitted", case_id=first.get("aggregate_id"), category="men"))
-    second = await s.command("screening by kg-mia-bishkek", _screening(
-        "kg-mia-bishkek", Region.BISHKEK_CITY, Sex.MALE, 29, citizenship="UZ",
-        country_of_exploitation="KG",
-        criteria=CriteriaAnswers(acts={Act.RECEIPT}, means={Means.COERCION},
-                                 purposes={Purpose.FORCED_LABOUR}),
-        forms_of_exploitation={FormOfExploitation.FORCED_LABOUR}, needs={Service.SHELTER},
-        personal_data=PersonalData(full_name="Demo Person Four"),
-    ))
-    await s.expect("second man wait-listed (position 1)", _is(
-        "shelter.waitlisted", case_id=second.get("aggregate_id"), position=1))
+    first = await s.command(
+        "screening by kg-labour-inspectorate-chuy",
+        _screening(
+            "kg-labour-inspectorate-chuy",
+            Region.CHUY,
+            Sex.MALE,
+            41,
+            citizenship="KG",
+            country_of_exploitation="KZ",
+            criteria=CriteriaAnswers(
+                acts={Act.RECRUITMENT, Act.TRANSPORTATION},
+                means={Means.DOCUMENT_CONFISCATION},
+                purposes={Purpose.FORCED_LABOUR},
+            ),
+            forms_of_exploitation={FormOfExploitation.FORCED_LABOUR},
+            needs={Service.SHELTER},
+            personal_data=PersonalData(full_name="Demo Person Three"),
+        ),
+    )
+    admitted = await s.expect(
+        "first man admitted",
+        _is("shelter.admitted", case_id=first.get("aggregate_id"), category="men"),
+    )
+    second = await s.command(
+        "screening by kg-mia-bishkek",
+        _screening(
+            "kg-mia-bishkek",
+            Region.BISHKEK_CITY,
+            Sex.MALE,
+            29,
+            citizenship="UZ",
+            country_of_exploitation="KG",
+            criteria=CriteriaAnswers(
+                acts={Act.RECEIPT}, means={Means.COERCION}, purposes={Purpose.FORCED_LABOUR}
+            ),
+            forms_of_exploitation={FormOfExploitation.FORCED_LABOUR},
+            needs={Service.SHELTER},
+            personal_data=PersonalData(full_name="Demo Person Four"),
+        ),
+    )
+    await s.expect(
+        "second man wait-listed (position 1)",
+        _is("shelter.waitlisted", case_id=second.get("aggregate_id"), position=1),
+    )
     if admitted is not None:
-        await s.command("men's shelter discharges the first man", DischargeFromShelter(
-            command_id=uuid.uuid4(), agency_id="kg-ngo-bishkek-mens-shelter",
-            referral_id=uuid.UUID(admitted.data["referral_id"]),
-            reason=DischargeReason.REHABILITATION_COMPLETED))
-        await s.expect("second man admitted from the waiting list", _is(
-            "shelter.admitted", case_id=second.get("aggregate_id"), from_waiting_list=True))
-        await s.expect("first man's shelter referral completed", _is(
-            "referral.completed", referral_id=admitted.data["referral_id"]))
+        await s.command(
+            "men's shelter discharges the first man",
+            DischargeFromShelter(
+                command_id=uuid.uuid4(),
+                agency_id="kg-ngo-bishkek-mens-shelter",
+                referral_id=uuid.UUID(admitted.data["referral_id"]),
+                reason=DischargeReason.REHABILITATION_COMPLETED,
+            ),
+        )
+        await s.expect(
+            "second man admitted from the waiting list",
+            _is("shelter.admitted", case_id=second.get("aggregate_id"), from_waiting_list=True),
+        )
+        await s.expect(
+            "first man's shelter referral completed",
+            _is("referral.completed", referral_id=admitted.data["referral_id"]),
+        )
 
     print("Rules the hub enforces")
-    refused = await s.command("a prosecution body may not identify", _screening(
-        "kg-prosecutor-general", Region.BISHKEK_CITY, Sex.FEMALE, 22, citizenship="KG",
-        criteria=CriteriaAnswers(acts={Act.RECRUITMENT}, means={Means.FRAUD},
-                                 purposes={Purpose.SEXUAL_EXPLOITATION}),
-        personal_data=PersonalData(full_name="Demo Person Five"),
-    ), status="rejected")
-    s.check(any(e["code"] == "not_authorised" for e in refused.get("errors", [])),
-            "the refusal says not_authorised")
-    unmet = await s.command("an adult screening without means", _screening(
-        "kg-mia-osh", Region.OSH_CITY, Sex.MALE, 30, citizenship="TJ",
-        criteria=CriteriaAnswers(acts={Act.RECRUITMENT}, purposes={Purpose.FORCED_LABOUR}),
-        personal_data=PersonalData(full_name="Demo Person Six"),
-    ))
-    await s.expect("recorded as not identified (means)", _is(
-        "victim.not_identified", case_id=unmet.get("aggregate_id")))
+    refused = await s.command(
+        "a prosecution body may not identify",
+        _screening(
+            "kg-prosecutor-general",
+            Region.BISHKEK_CITY,
+            Sex.FEMALE,
+            22,
+            citizenship="KG",
+            criteria=CriteriaAnswers(
+                acts={Act.RECRUITMENT}, means={Means.FRAUD}, purposes={Purpose.SEXUAL_EXPLOITATION}
+            ),
+            personal_data=PersonalData(full_name="Demo Person Five"),
+        ),
+        status="rejected",
+    )
+    s.check(
+        any(e["code"] == "not_authorised" for e in refused.get("errors", [])),
+        "the refusal says not_authorised",
+    )
+    unmet = await s.command(
+        "an adult screening without means",
+        _screening(
+            "kg-mia-osh",
+            Region.OSH_CITY,
+            Sex.MALE,
+            30,
+            citizenship="TJ",
+            criteria=CriteriaAnswers(acts={Act.RECRUITMENT}, purposes={Purpose.FORCED_LABOUR}),
+            personal_data=PersonalData(full_name="Demo Person Six"),
+        ),
+    )
+    await s.expect(
+        "recorded as not identified (means)",
+        _is("victim.not_identified", case_id=unmet.get("aggregate_id")),
+    )
 
 
 async def run_scenario(nats_url: str) -> int:

@@ -27,7 +27,7 @@ def register(host: ServiceHost) -> None:
 
     async def submit_screening(command: SubmitScreening) -> tuple[str, Outcome]:
         agency = check_may_identify(runtime.registry.get(command.agency_id), command.agency_id)
-        case_id = derived_id("case", str(command.command_id)).hex
+        case_id = str(derived_id("case", str(command.command_id)))
         version, key = await (await case_keys()).key_for(case_id)
         sealed = {
             name: seal(key, case_id, name.value, version, value)

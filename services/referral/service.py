@@ -66,7 +66,7 @@ class ReferralService:
         """A provider's or referrer's answer to one referral, decided by `decide`."""
 
         async def handle(command: Any) -> tuple[str, Outcome]:
-            referral_id = command.referral_id.hex
+            referral_id = str(command.referral_id)
             outcome = await self.runtime.writer(SERVICE).execute(
                 "referral",
                 referral_id,
@@ -83,7 +83,7 @@ class ReferralService:
         if not isinstance(event, VictimIdentified):
             return
         settings = self.runtime.settings
-        case_id = event.case_id.hex
+        case_id = str(event.case_id)
         ids = {s: derived_id("referral", case_id, s.value) for s in Service}
         plan = domain.plan_referrals(
             event,
@@ -95,7 +95,7 @@ class ReferralService:
         for referral_id, requested in plan:
             await self.runtime.writer(SERVICE).execute(
                 "referral",
-                referral_id.hex,
+                str(referral_id),
                 cause=envelope.id,
                 correlation=envelope.correlationid,
                 decide=_unless_exists(requested),
@@ -108,7 +108,7 @@ class ReferralService:
         now = self.runtime.clock()
         await self.runtime.writer(SERVICE).execute(
             "referral",
-            event.referral_id.hex,
+            str(event.referral_id),
             cause=envelope.id,
             correlation=envelope.correlationid,
             decide=lambda history: domain.follow_placement(_referral(history), event, now),
@@ -125,7 +125,7 @@ class ReferralService:
         if not isinstance(event, ReferralEvent):
             return
         bucket = await self.deadlines()
-        key = event.referral_id.hex
+        key = str(event.referral_id)
         if isinstance(event, ReferralRequested):
             await bucket.put(key, json.dumps({"respond_by": event.respond_by.isoformat()}).encode())
             return
