@@ -1,0 +1,63 @@
+"""Fixtures that start real nats-server processes on free loopback ports and stop them by
+PID, and run the hub's services in the test's event loop against them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from services.bootstrap import bootstrap, running_services
+from services.client import HubClient
+from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.embedded import EmbeddedNats
+from services.runtime.settings import Settings
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats")
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
+    settings = Settings(
+        nats_url=nats_server.url,
+        data_dir=tmp_path,
+        max_deliver=3,
+        retry_backoff_seconds=(0.05, 0.1),
+        deadline_sweep_seconds=0.2,
+    )
+    create_key_encryption_key(settings.key_encryption_key_file)
+    return settings
+
+
+@pytest.fixture
+async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_server.url, name="test")
+    try:
+        yield client
+    finally:
+        await client.drain()
+
+
+@pytest.fixture
+async def hub(settings: Settings) -> AsyncIterator[Settings]:
+    """All four services running against a freshly bootstrapped server."""
+    assert settings.nats_url is not None
+    await bootstrap(settings.nats_url, settings)
+    async with running_services(settings.nats_url, settings):
+        yield settings
+
+
+@pytest.fixture
+def client(nc: Client) -> HubClient:
+    return HubClient(nc)

@@ -1,0 +1,82 @@
+"""Reading what the hub wrote, straight from JetStream, for assertions."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+
+from contracts.commands import Consent, CriteriaAnswers, PersonalData, SubmitScreening
+from contracts.envelope import Envelope
+from contracts.subjects import EVENTS_STREAM
+from contracts.vocabulary import Act, FormOfExploitation, Means, Purpose, Region, Service, Sex
+
+# Canary personal data: must never be found in clear anywhere the hub writes or logs.
+CANARY_NAME = "Zarina Canarykyzy"
+CANARY_PHONE = "+996 555 123 987"
+CANARY_NARRATIVE = "canary-narrative-4f1e: held at the Dordoi bazaar warehouse"
+CANARIES = (CANARY_NAME, CANARY_PHONE, CANARY_NARRATIVE, "Canarykyzy")
+
+
+async def stream_messages(js: JetStreamContext, stream: str) -> list[RawStreamMsg]:
+    info = await js.stream_info(stream)
+    messages = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        if info.state.messages == 0:
+            break
+        messages.append(await js.get_msg(stream, seq))
+    return messages
+
+
+async def events(js: JetStreamContext) -> list[Envelope]:
+    return [Envelope.from_bytes(m.data or b"") for m in await stream_messages(js, EVENTS_STREAM)]
+
+
+async def wait_until(
+    probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll an async probe until it returns something truthy; fail with what it last saw."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def screening(
+    agency_id: str = "kg-ngo-osh-crisis-centre",
+    *,
+    age: int = 34,
+    sex: Sex = Sex.FEMALE,
+    needs: frozenset[Service] = frozenset({Service.SHELTER, Service.LEGAL_AID}),
+    means: frozenset[Means] = frozenset({Means.DECEPTION}),
+    consent: Consent | None = None,
+) -> SubmitScreening:
+    return SubmitScreening(
+        command_id=uuid.uuid4(),
+        agency_id=agency_id,
+        interviewed_on=dt.date(2026, 11, 20),
+        region=Region.OSH_CITY,
+        sex=sex,
+        age=age,
+        citizenship="KG",
+        country_of_exploitation="KZ",
+        criteria=CriteriaAnswers(
+            acts=frozenset({Act.RECRUITMENT}), means=means, purposes=frozenset({Purpose.FORCED_LABOUR})
+        ),
+        forms_of_exploitation=frozenset({FormOfExploitation.FORCED_LABOUR}),
+        needs=needs,
+        consent=consent or Consent(),
+        personal_data=PersonalData(
+            full_name=CANARY_NAME, phone=CANARY_PHONE, narrative=CANARY_NARRATIVE
+        ),
+    )
