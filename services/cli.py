@@ -19,7 +19,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from services.bootstrap import (
     SERVICES,
     bootstrap,

@@ -12,6 +12,7 @@ expected outcome happened. Personal data in the scenario is fictional and never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import tempfile
 import time
@@ -79,10 +80,8 @@ class Timeline:
             if found is not None or remaining <= 0:
                 return found
             self.arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), remaining)
-            except TimeoutError:
-                pass
 
 
 def _facts(envelope: Envelope) -> str:

@@ -61,7 +61,11 @@ def _processes_using(path: Path) -> str:
 def test_demo_runs_every_expected_outcome(tmp_path: Path) -> None:
     started = time.monotonic()
     result = subprocess.run(
-        [*NRM, "demo"], capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+        [*NRM, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(tmp_path),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:]

@@ -138,7 +138,7 @@ async def test_a_poison_event_is_retried_then_dead_lettered_and_consumers_go_on(
 
     async def dead_letters() -> list[dict[str, object]]:
         letters = [json.loads(m.data or b"") for m in await stream_messages(js, DLQ_STREAM)]
-        found = [l["data"] for l in letters if l.get("type") == "dead_letter.recorded"]
+        found = [x["data"] for x in letters if x.get("type") == "dead_letter.recorded"]
         consumers = {d["consumer"] for d in found}
         return found if {"referral-on-identification", "audit-all"} <= consumers else []
 

@@ -1,0 +1,178 @@
+"""JSON Schema for every contract model and an AsyncAPI 3.0 document for the hub, generated
+from the models. The files in `contracts/schema/` are committed so integrators can read them
+without Python; a test fails when they drift from the code (`make contracts` regenerates)."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from contracts.commands import ALL_COMMANDS
+from contracts.envelope import CONTENT_TYPE, Envelope, schema_uri
+from contracts.events import ALL_EVENTS
+from contracts.replies import CommandAccepted, CommandRejected
+from contracts.sealed import SealedValue
+from contracts.subjects import EVENT_PREFIX, command_subject
+
+SCHEMA_DIR = Path(__file__).parent / "schema"
+ASYNCAPI_FILE = "asyncapi.json"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _schema(model: type[BaseModel], schema_id: str) -> dict[str, Any]:
+    return {"$schema": DIALECT, "$id": schema_id, **model.model_json_schema()}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """File name -> JSON Schema, for every command, event, reply, the envelope and the
+    sealed-value format."""
+    files: dict[str, dict[str, Any]] = {}
+    for command in ALL_COMMANDS:
+        name = f"command.{command.NAME}.v{command.VERSION}.json"
+        files[name] = _schema(command, schema_uri(command.NAME, command.VERSION))
+    for event in ALL_EVENTS:
+        name = f"event.{event.NAME}.v{event.VERSION}.json"
+        files[name] = _schema(event, schema_uri(event.NAME, event.VERSION))
+    files["envelope.cloudevents.json"] = _schema(Envelope, schema_uri("envelope", 1))
+    files["reply.accepted.json"] = _schema(CommandAccepted, schema_uri(CommandAccepted.TYPE, 1))
+    files["reply.rejected.json"] = _schema(CommandRejected, schema_uri(CommandRejected.TYPE, 1))
+    files["sealed-value.v1.json"] = _schema(SealedValue, schema_uri("sealed-value", 1))
+    return files
+
+
+def _version() -> str:
+    try:
+        return metadata.version("nrm-hub")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def asyncapi() -> dict[str, Any]:
+    """The hub as an AsyncAPI 3.0 document: command channels the hub receives on (with a
+    reply), event channels it sends on. Payload schemas are shared in components.schemas."""
+    replies: list[type[BaseModel]] = [CommandAccepted, CommandRejected]
+    models: list[type[BaseModel]] = [*ALL_COMMANDS, *ALL_EVENTS, *replies]
+    refs, defs = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+
+    def message(key: str, model: type[BaseModel], content_type: str, text: str) -> dict[str, str]:
+        messages[key] = {
+            "name": model.__name__,
+            "title": key,
+            "contentType": content_type,
+            "summary": text,
+            "payload": refs[(model, "validation")],
+        }
+        return {"$ref": f"#/components/messages/{key}"}
+
+    channels["reply"] = {
+        "address": None,
+        "description": "The request's reply inbox. The reply is a CloudEvent whose data is one "
+        "of these (type command.accepted or command.rejected).",
+        "messages": {
+            r.TYPE: message(r.TYPE, r, CONTENT_TYPE, f"CloudEvent data for {r.TYPE}")  # type: ignore[attr-defined]
+            for r in replies
+        },
+    }
+    for command in ALL_COMMANDS:
+        key = f"command.{command.NAME}"
+        channels[key] = {
+            "address": command_subject(command),
+            "description": (command.__doc__ or command.NAME).strip(),
+            "messages": {command.NAME: message(key, command, "application/json", "The command")},
+        }
+        operations[key] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{key}"},
+            "reply": {"channel": {"$ref": "#/channels/reply"}},
+        }
+    for event in ALL_EVENTS:
+        key = f"event.{event.NAME}"
+        channels[key] = {
+            "address": f"{EVENT_PREFIX}.{event.AGGREGATE}.{{aggregateId}}.{event.NAME}",
+            "parameters": {"aggregateId": {"description": f"Opaque id of the {event.AGGREGATE}"}},
+            "messages": {
+                event.NAME: message(
+                    key,
+                    event,
+                    CONTENT_TYPE,
+                    "A CloudEvent (structured JSON); this model is its `data`. Stored in the "
+                    "NRM_EVENTS stream.",
+                )
+            },
+        }
+        operations[key] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"}}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "NRM Hub",
+            "version": _version(),
+            "description": "Event backbone of the National Referral Mechanism for victims of "
+            "trafficking. Commands are NATS requests; events are CloudEvents in JetStream.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "hub": {
+                "host": "localhost:4222",
+                "protocol": "nats",
+                "description": "A country hub's NATS (the address is deployment specific)",
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def expected_files() -> dict[str, str]:
+    files = {name: render(schema) for name, schema in json_schemas().items()}
+    files[ASYNCAPI_FILE] = render(asyncapi())
+    return files
+
+
+def check_all(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Names of files that are missing, stale or no longer generated."""
+    expected = expected_files()
+    present = {p.name for p in directory.glob("*.json")}
+    drift = sorted(name for name in present - set(expected))
+    for name, text in expected.items():
+        path = directory / name
+        if not path.exists() or path.read_text("utf-8") != text:
+            drift.append(name)
+    return drift
+
+
+def write_all(directory: Path = SCHEMA_DIR) -> list[str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    expected = expected_files()
+    for stale in directory.glob("*.json"):
+        if stale.name not in expected:
+            stale.unlink()
+    for name, text in expected.items():
+        (directory / name).write_text(text, "utf-8")
+    return sorted(expected)
+
+
+def main(action: str) -> int:
+    if action == "generate":
+        for name in write_all():
+            print(f"wrote contracts/schema/{name}")
+        return 0
+    drift = check_all()
+    for name in drift:
+        print(f"out of date: contracts/schema/{name}")
+    return 1 if drift else 0
