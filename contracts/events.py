@@ -224,6 +224,12 @@ class ShelterDischarged(PlacementEvent):
     reason: DischargeReason
 
 
+class ShelterWaitlistLeft(PlacementEvent):
+    """The person's referral was revoked while waiting: the place in line is given up."""
+
+    NAME: ClassVar[str] = "shelter.waitlist_left"
+
+
 class ShelterPlacementRefused(PlacementEvent):
     NAME: ClassVar[str] = "shelter.placement_refused"
 
@@ -244,6 +250,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ShelterAdmitted,
     ShelterWaitlisted,
     ShelterDischarged,
+    ShelterWaitlistLeft,
     ShelterPlacementRefused,
 )
 EVENTS_BY_NAME: dict[str, type[Event]] = {cls.NAME: cls for cls in ALL_EVENTS}

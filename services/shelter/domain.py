@@ -16,12 +16,14 @@ from contracts.events import (
     Event,
     PlacementEvent,
     ReferralRequested,
+    ReferralRevoked,
     ShelterAdmitted,
     ShelterDischarged,
     ShelterEvent,
     ShelterPlacementRefused,
     ShelterRegistered,
     ShelterWaitlisted,
+    ShelterWaitlistLeft,
 )
 from contracts.replies import ErrorCode, reject
 from contracts.vocabulary import DeclineReason, Region, Service, ShelterCategory
@@ -73,6 +75,8 @@ def fold(shelter_id: str, events: Sequence[Event]) -> Shelter:
                 shelter.waiting.append(_stay(event))
             case ShelterDischarged():
                 shelter.residents.pop(event.referral_id, None)
+            case ShelterWaitlistLeft():
+                shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
     return shelter
 
 
@@ -154,3 +158,18 @@ def decide_discharge(shelter: Shelter, command: DischargeFromShelter) -> list[Sh
             )
         )
     return events
+
+
+def decide_revocation(shelter: Shelter, revoked: ReferralRevoked) -> list[ShelterEvent]:
+    """A revoked referral leaves the waiting list; a resident stays until discharged."""
+    stay = next((s for s in shelter.waiting if s.referral_id == revoked.referral_id), None)
+    if stay is None:
+        return []
+    return [
+        ShelterWaitlistLeft(
+            shelter_id=shelter.shelter_id,
+            referral_id=stay.referral_id,
+            case_id=stay.case_id,
+            category=stay.category,
+        )
+    ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from contracts.commands import DischargeFromShelter, RegisterShelter
-from contracts.events import ReferralRequested
+from contracts.events import ReferralRequested, ReferralRevoked, ShelterEvent
 from contracts.vocabulary import Service
+from services.runtime.eventstore import History
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.topology import consumer
 from services.runtime.writer import Outcome
@@ -41,18 +42,43 @@ def register(host: ServiceHost) -> None:
 
     async def on_referral(delivery: Delivery) -> None:
         envelope, event = delivery.envelope, delivery.event
-        if not isinstance(event, ReferralRequested) or event.service is not Service.SHELTER:
+        if isinstance(event, ReferralRequested) and event.service is Service.SHELTER:
+            shelter_id = event.provider_id
+            placement = event
+
+            def decide(history: History) -> list[ShelterEvent]:
+                shelter = domain.fold(shelter_id, [e.event for e in history.events])
+                return domain.decide_placement(shelter, placement)
+
+        elif isinstance(event, ReferralRevoked):
+            addressed_to = await provider_of(str(event.referral_id))
+            if addressed_to is None:
+                return
+            shelter_id = addressed_to
+            revoked = event
+
+            def decide(history: History) -> list[ShelterEvent]:
+                shelter = domain.fold(shelter_id, [e.event for e in history.events])
+                return domain.decide_revocation(shelter, revoked)
+
+        else:
             return
-        shelter_id = event.provider_id
         await runtime.writer(SERVICE).execute(
             "shelter",
             shelter_id,
             cause=envelope.id,
             correlation=envelope.correlationid,
-            decide=lambda history: domain.decide_placement(
-                domain.fold(shelter_id, [e.event for e in history.events]), event
-            ),
+            decide=decide,
         )
+
+    async def provider_of(referral_id: str) -> str | None:
+        """The shelter a referral was addressed to, if it was a shelter referral."""
+        assert runtime.store is not None
+        history = await runtime.store.load("referral", referral_id)
+        first = history.events[0].event if history.events else None
+        if isinstance(first, ReferralRequested) and first.service is Service.SHELTER:
+            return first.provider_id
+        return None
 
     host.command(RegisterShelter, register_shelter)
     host.command(DischargeFromShelter, discharge)

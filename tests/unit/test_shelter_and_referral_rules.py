@@ -17,10 +17,12 @@ from contracts.commands import (
 from contracts.events import (
     Event,
     ReferralRequested,
+    ReferralRevoked,
     ShelterAdmitted,
     ShelterPlacementRefused,
     ShelterRegistered,
     ShelterWaitlisted,
+    ShelterWaitlistLeft,
     VictimIdentified,
 )
 from contracts.replies import CommandRejection, ErrorCode
@@ -222,3 +224,28 @@ def test_escalation_only_once_and_only_when_overdue() -> None:
     [escalated] = referral.decide_escalation(state, late, "kg-coordinating-body")
     after = referral.fold([request, escalated])
     assert referral.decide_escalation(after, late, "kg-coordinating-body") == []
+
+
+def test_a_revoked_referral_leaves_the_waiting_list_and_is_not_admitted() -> None:
+    history = _registered({ShelterCategory.MEN: 1})
+    resident, revoked, next_in_line = (_request(ShelterCategory.MEN) for _ in range(3))
+    for request in (resident, revoked, next_in_line):
+        _apply(history, shelter.decide_placement(shelter.fold(MEN, history), request))
+    revocation = ReferralRevoked(
+        referral_id=revoked.referral_id,
+        case_id=revoked.case_id,
+        revoked_by="kg-mia-bishkek",
+        reason=RevokeReason.PERSON_WITHDREW,
+    )
+    [left] = _apply(history, shelter.decide_revocation(shelter.fold(MEN, history), revocation))
+    assert isinstance(left, ShelterWaitlistLeft)
+    assert shelter.decide_revocation(shelter.fold(MEN, history), revocation) == []
+    discharge = DischargeFromShelter(
+        command_id=uuid.uuid4(),
+        agency_id=MEN,
+        referral_id=resident.referral_id,
+        reason=DischargeReason.LEFT_VOLUNTARILY,
+    )
+    _, admitted = shelter.decide_discharge(shelter.fold(MEN, history), discharge)
+    assert isinstance(admitted, ShelterAdmitted)
+    assert admitted.referral_id == next_in_line.referral_id
