@@ -9,7 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import nats
 import pytest
+
+from services.client import HubClient
+from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.embedded import EmbeddedNats
+from tests.integration.hub_reads import screening
 
 pytestmark = pytest.mark.integration
 NRM = [sys.executable, "-m", "services.cli"]
@@ -72,3 +78,36 @@ def test_demo_runs_every_expected_outcome(tmp_path: Path) -> None:
     assert " 0 did not." in result.stdout
     assert "Demo Person" not in result.stdout + result.stderr  # names are never printed
     print(f"demo took {time.monotonic() - started:.1f}s")
+
+
+async def test_bootstrap_and_run_one_service_as_a_container_would(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    env = {**_env(tmp_path), "NRM_NATS_URL": nats_server.url, "NRM_DATA_DIR": str(tmp_path)}
+    missing_key = subprocess.run(
+        [*NRM, "run", "identifier"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert missing_key.returncode == 2
+    assert "key-encryption key" in missing_key.stderr
+    boot = subprocess.run([*NRM, "bootstrap"], capture_output=True, text=True, env=env, timeout=60)
+    assert boot.returncode == 0, boot.stderr
+    create_key_encryption_key(tmp_path / "keys" / "kek")
+    proc = subprocess.Popen(
+        [*NRM, "run", "identifier"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("NRM identifier consuming")
+        nc = await nats.connect(nats_server.url)
+        reply = await HubClient(nc).send(screening())
+        await nc.close()
+        assert reply["status"] == "accepted"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
