@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging()
+    # The demo prints its own timeline; service logs would only interleave with it.
+    configure_logging("WARNING" if args.command == "demo" else "INFO")
     try:
         settings = Settings.from_env(
             nats_url=getattr(args, "nats_url", None), data_dir=getattr(args, "data", None)
