@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from cloudevents.core.formats.json import JSONFormat
 from nats.aio.client import Client
 
 from contracts.commands import AcceptReferral, DeclineReferral, RegisterShelter
@@ -137,7 +138,12 @@ async def test_a_poison_event_is_retried_then_dead_lettered_and_consumers_go_on(
     await js.publish(poison_subject, b"{not json", headers={"Nats-Msg-Id": "poison-1"})
 
     async def dead_letters() -> list[dict[str, object]]:
-        letters = [json.loads(m.data or b"") for m in await stream_messages(js, DLQ_STREAM)]
+        ours = [
+            m for m in await stream_messages(js, DLQ_STREAM) if m.subject.startswith("nrm.dlq.")
+        ]
+        for message in ours:  # dead letters are CloudEvents like everything the hub emits
+            JSONFormat().read(None, message.data or b"")
+        letters = [json.loads(m.data or b"") for m in ours]
         found = [x["data"] for x in letters if x.get("type") == "dead_letter.recorded"]
         consumers = {d["consumer"] for d in found}
         return found if {"referral-on-identification", "audit-all"} <= consumers else []

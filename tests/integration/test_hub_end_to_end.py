@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from nats.aio.client import Client
+from nats.js.errors import APIError
 
 from contracts.commands import RegisterShelter
 from contracts.envelope import Envelope
@@ -125,3 +126,21 @@ async def test_every_message_the_hub_emits_is_a_cloudevent_without_personal_data
     logs = capfd.readouterr()
     for canary in CANARIES:
         assert canary not in logs.out and canary not in logs.err
+
+
+@pytest.mark.parametrize("stream", [EVENTS_STREAM, AUDIT_STREAM])
+async def test_events_and_audit_cannot_be_purged_or_deleted(
+    hub: Settings, client: HubClient, nc: Client, stream: str
+) -> None:
+    js = nc.jetstream()
+    await client.send(screening())
+
+    async def written() -> int:
+        return (await js.stream_info(stream)).state.messages
+
+    count = await wait_until(written)
+    with pytest.raises(APIError):
+        await js.purge_stream(stream)
+    with pytest.raises(APIError):
+        await js.delete_msg(stream, 1)
+    assert (await js.stream_info(stream)).state.messages >= count
