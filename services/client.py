@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, NoRespondersError
 
 from contracts.commands import Command
 from contracts.subjects import command_subject
@@ -29,3 +32,17 @@ class HubClient:
         )
         data: dict[str, Any] = envelope["data"]
         return data
+
+    async def send_until_answered(self, command: Command, within: float = 30.0) -> dict[str, Any]:
+        """Send, and resend the same command (same command_id, so it is applied at most once)
+        while the hub is unreachable or busy restarting, until it answers or `within` passes."""
+        deadline = time.monotonic() + within
+        delay = 0.1
+        while True:
+            try:
+                return await self.send(command)
+            except (NoRespondersError, TimeoutError, ConnectionClosedError):
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)

@@ -47,3 +47,4 @@ def register(host: ServiceHost) -> None:
         return case_id, outcome
 
     host.command(SubmitScreening, submit_screening)
+    host.needs_bucket(CASE_KEYS_BUCKET)

@@ -59,6 +59,7 @@ class ReferralService:
         self.host.consume(consumer("referral-on-identification"), self.on_identification)
         self.host.consume(consumer("referral-on-placement"), self.on_placement)
         self.host.consume(consumer("referral-deadlines"), self.on_referral_event)
+        self.host.needs_bucket(REFERRAL_DEADLINES_BUCKET)
 
     def _answer(
         self, decide: Callable[[domain.Referral | None, Any], Sequence[Event]]

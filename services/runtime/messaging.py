@@ -12,6 +12,7 @@ the reason) to NRM_DLQ and terminate. Redeliveries are harmless: handlers go thr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,9 @@ from typing import Any, TypeVar
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, PullSub
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from pydantic import ValidationError
 
 from contracts.commands import Command
@@ -43,6 +46,7 @@ from services.runtime.topology import ConsumerSpec
 from services.runtime.writer import AggregateWriter, Clock, Outcome, utc_now
 
 log = get_logger("nrm.messaging")
+MAX_WAIT_SECONDS = 5.0
 C = TypeVar("C", bound=Command)
 
 
@@ -131,11 +135,56 @@ class ServiceHost:
         self.runtime = runtime
         self.source = source_uri(runtime.settings.country, service)
         self.broker = NatsBroker(nats_url, logger=None, max_reconnect_attempts=-1)
+        self._consumers: list[ConsumerSpec] = []
+        self._buckets: list[str] = []
 
     async def start(self) -> None:
-        await self.broker.connect()
+        """Connect, wait for the bootstrap's topology, then consume. NATS being down or not
+        yet bootstrapped is waited out, not a crash: containers start in any order."""
+        delay = 0.2
+        while True:
+            try:
+                await self.broker.connect()
+                break
+            except (OSError, NatsError, TimeoutError) as exc:
+                log.warning(
+                    "nats.unavailable",
+                    service=self.service,
+                    error=type(exc).__name__,
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_WAIT_SECONDS)
         self.runtime.connected(self.broker.connection)
+        await self._wait_for_topology()
         await self.broker.start()
+
+    def needs_bucket(self, bucket: str) -> None:
+        self._buckets.append(bucket)
+
+    async def _wait_for_topology(self) -> None:
+        # Binding to a missing durable would make nats-py create it with default settings
+        # (unlimited redeliveries, no backoff): wait for the bootstrap instead.
+        js = self.runtime.jetstream
+        delay = 0.2
+        while True:
+            try:
+                await js.stream_info(EVENTS_STREAM)
+                for spec in self._consumers:
+                    await js.consumer_info(EVENTS_STREAM, spec.durable)
+                for bucket in self._buckets:
+                    await js.key_value(bucket)
+                return
+            except (NotFoundError, BucketNotFoundError, NatsError, TimeoutError) as exc:
+                log.warning(
+                    "topology.missing",
+                    service=self.service,
+                    error=type(exc).__name__,
+                    hint="run `nrm bootstrap`",
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_WAIT_SECONDS)
 
     async def stop(self) -> None:
         await self.broker.stop()
@@ -204,6 +253,7 @@ class ServiceHost:
 
     def consume(self, spec: ConsumerSpec, handle: EventHandler) -> None:
         settings = self.runtime.settings
+        self._consumers.append(spec)
 
         async def on_event(msg: NatsMessage) -> None:
             raw = msg.raw_message
