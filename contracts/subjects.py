@@ -6,6 +6,8 @@ Subjects carry only opaque ids and type names, never personal data.
     nrm.evt.<aggregate>.<aggregate id>.<event type>   events (stream NRM_EVENTS)
     nrm.audit.<event type>                            audit entries (stream NRM_AUDIT)
     nrm.dlq.<consumer>                                dead letters (stream NRM_DLQ)
+    nrm.dlq.<consumer>.resolved                       a dead letter re-driven successfully
+    nrm.ctl.dlq.redrive.<consumer>                    request: re-drive one dead letter
 """
 
 from __future__ import annotations
@@ -77,3 +79,11 @@ def audit_subject(event_type: str) -> str:
 
 def dlq_subject(consumer: str) -> str:
     return f"{DLQ_PREFIX}.{consumer}"
+
+
+def dlq_resolved_subject(consumer: str) -> str:
+    return f"{DLQ_PREFIX}.{consumer}.resolved"
+
+
+def redrive_subject(consumer: str) -> str:
+    return f"nrm.ctl.dlq.redrive.{consumer}"

@@ -4,6 +4,7 @@
     nrm run NAME  run one service against a running NATS (what a container runs)
     nrm bootstrap create streams, consumers and buckets on a running NATS
     nrm demo      run the seed scenario end to end and check every outcome
+    nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
 
 Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
@@ -14,11 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
+import nats
+from nats.errors import NoRespondersError
+
+from contracts.subjects import redrive_subject
 from services.bootstrap import (
     SERVICES,
     bootstrap,
@@ -27,6 +34,7 @@ from services.bootstrap import (
     start_service,
 )
 from services.runtime.case_keys import KeyCustodyError, create_key_encryption_key
+from services.runtime.dead_letters import dead_letters
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError
 
@@ -86,6 +94,55 @@ async def cmd_bootstrap(settings: Settings) -> int:
     return 0
 
 
+async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int:
+    nc = await nats.connect(resolve_nats_url(settings), name="nrm-dlq")
+    try:
+        letters = [d for d in await dead_letters(nc.jetstream()) if show_all or not d.resolved]
+    finally:
+        await nc.close()
+    if as_json:
+        print(json.dumps([asdict(d) for d in letters], indent=2))
+        return 0
+    if not letters:
+        print("no dead letters" if show_all else "no unresolved dead letters")
+        return 0
+    print(f"{'ID':>5}  {'CONSUMER':<28} {'EVENT SEQ':>9} {'TRIES':>5}  {'STATE':<10} REASON")
+    for d in letters:
+        state = "resolved" if d.resolved else "dead"
+        print(
+            f"{d.id:>5}  {d.consumer:<28} {d.stream_sequence:>9} {d.attempts:>5}  "
+            f"{state:<10} {d.reason}"
+        )
+    return 0
+
+
+async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
+    nc = await nats.connect(resolve_nats_url(settings), name="nrm-dlq")
+    try:
+        letter = next((d for d in await dead_letters(nc.jetstream()) if d.id == letter_id), None)
+        if letter is None:
+            print(f"nrm: no dead letter {letter_id}", file=sys.stderr)
+            return 2
+        try:
+            reply = await nc.request(
+                redrive_subject(letter.consumer),
+                json.dumps({"dead_letter_id": letter_id}).encode(),
+                timeout=30,
+            )
+        except NoRespondersError:
+            print(f"nrm: no {letter.consumer} consumer is running to re-drive it", file=sys.stderr)
+            return 1
+    finally:
+        await nc.close()
+    answer = json.loads(reply.data)
+    if answer["type"] == "dead_letter.resolved":
+        print(f"dead letter {letter_id} re-driven through {letter.consumer}: resolved")
+        return 0
+    for error in answer["data"]["errors"]:
+        print(f"nrm: dead letter {letter_id}: {error['reason']}", file=sys.stderr)
+    return 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nrm", description="NRM Hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +158,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("service", choices=SERVICES)
     with_url(sub.add_parser("bootstrap", help="create streams, consumers and buckets"))
     with_url(sub.add_parser("demo", help="run the seed scenario and check the outcomes"))
+    dlq = sub.add_parser("dlq", help="dead letters: events a consumer could not apply")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = with_url(dlq_sub.add_parser("list", help="list unresolved dead letters"))
+    dlq_list.add_argument("--all", action="store_true", help="include resolved ones")
+    dlq_list.add_argument("--json", action="store_true", help="machine-readable output")
+    dlq_retry = with_url(dlq_sub.add_parser("retry", help="re-drive one dead letter after a fix"))
+    dlq_retry.add_argument("id", type=int, help="the dead letter's ID from `nrm dlq list`")
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -120,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_run(settings, args.service))
         if args.command == "bootstrap":
             return asyncio.run(cmd_bootstrap(settings))
+        if args.command == "dlq" and args.dlq_command == "list":
+            return asyncio.run(cmd_dlq_list(settings, args.all, args.json))
+        if args.command == "dlq":
+            return asyncio.run(cmd_dlq_retry(settings, args.id))
         if args.command == "demo":
             from services.demo import run_demo
 

@@ -37,8 +37,15 @@ from contracts.replies import (
     ErrorCode,
     FieldError,
 )
-from contracts.subjects import EVENTS_STREAM, command_subject, dlq_subject
+from contracts.subjects import (
+    EVENTS_STREAM,
+    command_subject,
+    dlq_resolved_subject,
+    dlq_subject,
+    redrive_subject,
+)
 from services.agencies.registry import AgencyRegistry
+from services.runtime.dead_letters import dead_letters
 from services.runtime.eventstore import EventStore
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -287,6 +294,72 @@ class ServiceHost:
             title=f"{spec.durable}",
             description=spec.description,
         )(on_event)
+        self._redrive(spec, handle)
+
+    def _redrive(self, spec: ConsumerSpec, handle: EventHandler) -> None:
+        """Answer `nrm dlq retry`: apply one dead-lettered event again, after a fix. Safe to
+        repeat: the handler goes through the writer, which applies each cause once."""
+
+        async def on_redrive(msg: NatsMessage) -> NatsResponse:
+            js = self.runtime.jetstream
+            try:
+                letter_id = int(json.loads(msg.body)["dead_letter_id"])
+            except (ValueError, TypeError, KeyError):
+                return self.reply(
+                    _rejected(
+                        "dead_letter_id",
+                        ErrorCode.INVALID_FIELD,
+                        "give the dead letter's id (an integer)",
+                    ),
+                    None,
+                )
+            letter = next((d for d in await dead_letters(js) if d.id == letter_id), None)
+            if letter is None or letter.consumer != spec.durable:
+                return self.reply(
+                    _rejected(
+                        "dead_letter_id",
+                        ErrorCode.UNKNOWN_ID,
+                        f"no dead letter {letter_id} for {spec.durable}",
+                    ),
+                    None,
+                )
+            try:
+                raw = await js.get_msg(EVENTS_STREAM, letter.stream_sequence)
+                envelope = Envelope.from_bytes(raw.data or b"")
+                await handle(
+                    Delivery(
+                        envelope, unwrap_event(envelope), raw.data or b"", letter.stream_sequence
+                    )
+                )
+            except Exception as exc:
+                return self.reply(
+                    _rejected("", ErrorCode.UNAVAILABLE, f"still failing: {describe_failure(exc)}"),
+                    None,
+                )
+            resolved = Envelope(
+                id=str(uuid.uuid4()),
+                source=self.source,
+                type="dead_letter.resolved",
+                time=self.runtime.clock(),
+                data={
+                    "dead_letter_id": letter_id,
+                    "consumer": spec.durable,
+                    "stream_sequence": letter.stream_sequence,
+                },
+            )
+            await js.publish(
+                dlq_resolved_subject(spec.durable),
+                resolved.to_bytes(),
+                headers={"Nats-Msg-Id": f"resolved:{letter_id}"},
+            )
+            log.info("dead_letter.resolved", consumer=spec.durable, dead_letter_id=letter_id)
+            return NatsResponse(resolved.to_bytes(), headers={"content-type": CONTENT_TYPE})
+
+        self.broker.subscriber(
+            redrive_subject(spec.durable),
+            queue=f"{self.service}-redrive",
+            title=f"redrive:{spec.durable}",
+        )(on_redrive)
 
     async def _dead_letter(
         self, spec: ConsumerSpec, msg: NatsMessage, attempts: int, reason: str
@@ -317,6 +390,10 @@ class ServiceHost:
             stream_sequence=raw.metadata.sequence.stream,
             error=reason,
         )
+
+
+def _rejected(field: str, code: ErrorCode, reason: str) -> CommandRejected:
+    return CommandRejected(errors=(FieldError(field=field, code=code, reason=reason),))
 
 
 def describe_failure(exc: Exception) -> str:
