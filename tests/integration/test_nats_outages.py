@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import nats
@@ -19,27 +15,9 @@ from services.runtime.case_keys import create_key_encryption_key
 from services.runtime.embedded import EmbeddedNats, free_port
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import screening, wait_until
+from tests.integration.processes import start_service, stop, wait_consuming
 
 pytestmark = pytest.mark.integration
-
-
-def _service(name: str, url: str, data_dir: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
-    env.update(
-        PYTHONPATH=str(Path(__file__).parents[2]), NRM_NATS_URL=url, NRM_DATA_DIR=str(data_dir)
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "run", name],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-
-
-async def _readline(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
-    assert proc.stdout is not None
-    return await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout)
 
 
 async def test_a_service_started_before_nats_and_bootstrap_waits_then_serves(
@@ -48,7 +26,7 @@ async def test_a_service_started_before_nats_and_bootstrap_waits_then_serves(
     port = free_port()
     url = f"nats://127.0.0.1:{port}"
     create_key_encryption_key(tmp_path / "keys" / "kek")
-    proc = _service("identifier", url, tmp_path)
+    proc = start_service("identifier", url, tmp_path)
     server = EmbeddedNats(tmp_path / "nats", port=port)
     try:
         await asyncio.sleep(1.5)
@@ -57,14 +35,13 @@ async def test_a_service_started_before_nats_and_bootstrap_waits_then_serves(
         await asyncio.sleep(1.0)
         assert proc.poll() is None, "the service crashed instead of waiting for the bootstrap"
         await bootstrap(url, Settings(nats_url=url, data_dir=tmp_path))
-        assert (await _readline(proc)).startswith("NRM identifier consuming")
+        await wait_consuming(proc)
         nc = await nats.connect(url)
         reply = await HubClient(nc).send(screening())
         await nc.close()
         assert reply["status"] == "accepted"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop([proc])
         server.stop()
 
 
@@ -75,10 +52,10 @@ async def test_nats_restart_mid_run_loses_no_acknowledged_command(tmp_path: Path
     server = EmbeddedNats(tmp_path / "nats", port=port, sync_always=True)
     await server.start()
     await bootstrap(url, Settings(nats_url=url, data_dir=tmp_path))
-    services = [_service(name, url, tmp_path) for name in ("identifier", "referral", "audit")]
+    services = [start_service(name, url, tmp_path) for name in ("identifier", "referral", "audit")]
     try:
         for proc in services:
-            assert "consuming" in await _readline(proc)
+            await wait_consuming(proc)
         nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
         client = HubClient(nc, timeout=2.0)
         acked: set[str] = set()
@@ -104,8 +81,5 @@ async def test_nats_restart_mid_run_loses_no_acknowledged_command(tmp_path: Path
         await wait_until(all_recorded, timeout=30)
         await nc.close()
     finally:
-        for proc in services:
-            proc.send_signal(signal.SIGTERM)
-        for proc in services:
-            proc.wait(timeout=30)
+        stop(services)
         server.stop()

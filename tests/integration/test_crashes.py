@@ -1,0 +1,108 @@
+"""kill -9 of any service in the middle of a stream of cases, then a restart: every case ends
+in the same state as without the crash, with no lost or doubled referral or admission."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import nats
+import pytest
+
+from contracts.commands import RegisterShelter
+from contracts.subjects import AUDIT_STREAM
+from contracts.vocabulary import Service, ShelterCategory
+from services.bootstrap import SERVICES, bootstrap
+from services.client import HubClient
+from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.embedded import EmbeddedNats
+from services.runtime.settings import Settings
+from tests.integration.hub_reads import events, screening, stream_messages, wait_until
+from tests.integration.processes import start_service, stop, wait_consuming
+
+pytestmark = pytest.mark.integration
+CASES = 18
+# What one case leads to without any crash.
+PER_CASE = Counter(
+    {
+        "victim.identified": 1,
+        "referral.requested": 2,  # shelter and legal aid
+        "shelter.admitted": 1,
+        "referral.accepted": 1,  # the shelter referral, on admission
+    }
+)
+
+
+@pytest.mark.parametrize("victim", SERVICES)
+async def test_kill_9_mid_stream_then_restart(tmp_path: Path, victim: str) -> None:
+    server = EmbeddedNats(tmp_path / "nats", sync_always=True)
+    url = await server.start()
+    create_key_encryption_key(tmp_path / "keys" / "kek")
+    await bootstrap(url, Settings(nats_url=url, data_dir=tmp_path))
+    procs = {name: start_service(name, url, tmp_path) for name in SERVICES}
+    try:
+        for proc in procs.values():
+            await wait_consuming(proc)
+        nc = await nats.connect(url)
+        client = HubClient(nc, timeout=2.0)
+        await client.send(
+            RegisterShelter(
+                command_id=uuid.uuid4(),
+                agency_id="kg-ngo-osh-crisis-centre",
+                capacity={ShelterCategory.WOMEN: CASES},
+            )
+        )
+        cases: list[str] = []
+        restarted: asyncio.Task[None] | None = None
+
+        async def restart_later() -> None:
+            await asyncio.sleep(1.0)  # work piles up meanwhile (or waits, for the identifier)
+            procs[victim] = start_service(victim, url, tmp_path)
+            await wait_consuming(procs[victim])
+
+        for index in range(CASES):
+            if index == CASES // 3:
+                procs[victim].kill()  # SIGKILL: no clean-up, no acks
+                procs[victim].wait()
+                restarted = asyncio.create_task(restart_later())
+            reply = await client.send_until_answered(
+                screening(needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
+            )
+            assert reply["status"] == "accepted"
+            cases.append(reply["aggregate_id"])
+        assert restarted is not None
+        await restarted
+        js = nc.jetstream()
+
+        async def settled() -> dict[str, Counter[str]]:
+            per_case: dict[str, Counter[str]] = {case: Counter() for case in cases}
+            all_events = await events(js)
+            for e in all_events:
+                if e.data.get("case_id") in per_case:
+                    per_case[e.data["case_id"]][e.type] += 1
+            audited = len(await stream_messages(js, AUDIT_STREAM))
+            done = all(c == PER_CASE for c in per_case.values()) and audited == len(all_events)
+            return per_case if done else {}
+
+        try:
+            await wait_until(settled, timeout=45)
+        except AssertionError:
+            per_case = {case: Counter() for case in cases}
+            for e in await events(js):
+                if e.data.get("case_id") in per_case:
+                    per_case[e.data["case_id"]][e.type] += 1
+            wrong = {c: dict(v) for c, v in per_case.items() if v != PER_CASE}
+            raise AssertionError(
+                f"after killing {victim}: cases not as expected: {wrong}"
+            ) from None
+        audit_ids = [
+            m.headers.get("Nats-Msg-Id") if m.headers else None
+            for m in await stream_messages(js, AUDIT_STREAM)
+        ]
+        assert len(audit_ids) == len(set(audit_ids)), "an event was audited twice"
+        await nc.close()
+    finally:
+        stop(list(procs.values()))
+        server.stop()
