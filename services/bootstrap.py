@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats
+from nats.errors import NoRespondersError
+from nats.js.errors import ServiceUnavailableError
 
 from services.agencies.registry import load_registry
 from services.audit import service as audit
@@ -16,7 +18,7 @@ from services.identifier import service as identifier
 from services.referral.service import ReferralService
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.messaging import Runtime, ServiceHost
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import bootstrap as bootstrap_topology
 from services.runtime.writer import Clock, utc_now
 from services.shelter import service as shelter
@@ -24,11 +26,20 @@ from services.shelter import service as shelter
 SERVICES: tuple[str, ...] = ("identifier", "referral", "shelter", "audit")
 
 
-async def bootstrap(nats_url: str, settings: Settings) -> None:
-    """Create the streams, consumers and buckets the services bind to."""
-    nc = await nats.connect(nats_url, name="nrm-bootstrap")
+async def bootstrap(nats_url: str, settings: Settings, within: float = 60.0) -> None:
+    """Create the streams, consumers and buckets the services bind to. A cluster that is
+    still electing its JetStream leader is waited for, up to `within` seconds."""
+    nc = await nats.connect(nats_servers(nats_url), name="nrm-bootstrap")
+    deadline = asyncio.get_running_loop().time() + within
     try:
-        await bootstrap_topology(nc.jetstream(), settings)
+        while True:
+            try:
+                await bootstrap_topology(nc.jetstream(), settings, settings.replicas)
+                return
+            except (ServiceUnavailableError, NoRespondersError, TimeoutError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await nc.close()
 

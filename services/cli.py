@@ -36,7 +36,7 @@ from services.bootstrap import (
 from services.runtime.case_keys import KeyCustodyError, create_key_encryption_key
 from services.runtime.dead_letters import dead_letters
 from services.runtime.logging import configure_logging
-from services.runtime.settings import Settings, SettingsError
+from services.runtime.settings import Settings, SettingsError, nats_servers
 
 READY_LINE = "NRM hub ready {url}"
 
@@ -95,7 +95,7 @@ async def cmd_bootstrap(settings: Settings) -> int:
 
 
 async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int:
-    nc = await nats.connect(resolve_nats_url(settings), name="nrm-dlq")
+    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-dlq")
     try:
         letters = [d for d in await dead_letters(nc.jetstream()) if show_all or not d.resolved]
     finally:
@@ -117,7 +117,7 @@ async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int
 
 
 async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
-    nc = await nats.connect(resolve_nats_url(settings), name="nrm-dlq")
+    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-dlq")
     try:
         letter = next((d for d in await dead_letters(nc.jetstream()) if d.id == letter_id), None)
         if letter is None:

@@ -35,14 +35,22 @@ class HubClient:
 
     async def send_until_answered(self, command: Command, within: float = 30.0) -> dict[str, Any]:
         """Send, and resend the same command (same command_id, so it is applied at most once)
-        while the hub is unreachable or busy restarting, until it answers or `within` passes."""
+        while the hub is unreachable, restarting or answers `unavailable`, until it gives a
+        definite answer or `within` passes."""
         deadline = time.monotonic() + within
         delay = 0.1
         while True:
             try:
-                return await self.send(command)
+                reply = await self.send(command)
+                if not _unavailable(reply) or time.monotonic() + delay > deadline:
+                    return reply
             except (NoRespondersError, TimeoutError, ConnectionClosedError):
                 if time.monotonic() + delay > deadline:
                     raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _unavailable(reply: dict[str, Any]) -> bool:
+    errors = reply.get("errors") or []
+    return reply.get("status") == "rejected" and all(e["code"] == "unavailable" for e in errors)

@@ -52,7 +52,7 @@ from contracts.vocabulary import (
 from services.bootstrap import local_hub, running_services
 from services.client import HubClient
 from services.runtime.case_keys import create_key_encryption_key
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, nats_servers
 
 WAIT_SECONDS = 10.0
 Match = Callable[[Envelope], bool]
@@ -364,7 +364,7 @@ async def play(scenario: Scenario) -> None:
 
 
 async def run_scenario(nats_url: str) -> int:
-    nc = await nats.connect(nats_url, name="nrm-demo")
+    nc = await nats.connect(nats_servers(nats_url), name="nrm-demo")
     timeline = Timeline()
     await nc.subscribe(f"{EVENT_PREFIX}.>", cb=timeline.on_message)
     scenario = Scenario(HubClient(nc), timeline)

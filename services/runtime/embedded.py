@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -47,6 +48,15 @@ def _require_loopback(host: str) -> None:
         raise ValueError(f"embedded NATS listens on loopback only, not {host!r}")
 
 
+@dataclass(frozen=True)
+class ClusterRoutes:
+    """This node's route listener and its peers' route ports (all on loopback)."""
+
+    name: str
+    port: int
+    peer_ports: tuple[int, ...]
+
+
 class EmbeddedNats:
     def __init__(
         self,
@@ -55,12 +65,16 @@ class EmbeddedNats:
         host: str = "127.0.0.1",
         port: int | None = None,
         sync_always: bool = False,
+        server_name: str = "nrm-embedded",
+        cluster: ClusterRoutes | None = None,
     ) -> None:
         _require_loopback(host)
         self.data_dir = data_dir
         self.host = host
         self.port = port
         self.sync_always = sync_always
+        self.server_name = server_name
+        self.cluster = cluster
         self.log_file = data_dir / "nats-server.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -76,7 +90,7 @@ class EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
         lines = [
-            'server_name: "nrm-embedded"',
+            f'server_name: "{self.server_name}"',
             f'listen: "{self.host}:{self.port}"',
             "jetstream {",
             f'  store_dir: "{(self.data_dir / "jetstream").resolve()}"',
@@ -84,6 +98,15 @@ class EmbeddedNats:
             "  sync_interval: always" if self.sync_always else "",
             "}",
         ]
+        if self.cluster is not None:
+            routes = ", ".join(f"nats-route://{self.host}:{p}" for p in self.cluster.peer_ports)
+            lines += [
+                "cluster {",
+                f'  name: "{self.cluster.name}"',
+                f'  listen: "{self.host}:{self.cluster.port}"',
+                f"  routes: [{routes}]",
+                "}",
+            ]
         conf.write_text("\n".join(line for line in lines if line) + "\n")
         return conf
 
@@ -145,3 +168,39 @@ class EmbeddedNats:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class EmbeddedCluster:
+    """A 3-node JetStream cluster on loopback, for replicated (R3) streams in tests."""
+
+    def __init__(self, data_dir: Path, size: int = 3, name: str = "nrm-kg") -> None:
+        client_ports = [free_port() for _ in range(size)]
+        route_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            EmbeddedNats(
+                data_dir / f"n{i + 1}",
+                port=client_ports[i],
+                sync_always=True,
+                server_name=f"{name}-n{i + 1}",
+                cluster=ClusterRoutes(
+                    name, route_ports[i], tuple(p for p in route_ports if p != route_ports[i])
+                ),
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        """Every node, comma-separated (see `nats_servers`)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def node(self, server_name: str) -> EmbeddedNats:
+        return next(n for n in self.nodes if n.server_name == server_name)
+
+    async def start(self, timeout: float = 30.0) -> str:
+        await asyncio.gather(*(node.start(timeout) for node in self.nodes))
+        return self.url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

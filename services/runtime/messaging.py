@@ -48,7 +48,7 @@ from services.agencies.registry import AgencyRegistry
 from services.runtime.dead_letters import dead_letters
 from services.runtime.eventstore import EventStore
 from services.runtime.logging import get_logger
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import ConsumerSpec
 from services.runtime.writer import AggregateWriter, Clock, Outcome, utc_now
 
@@ -141,7 +141,7 @@ class ServiceHost:
         self.service = service
         self.runtime = runtime
         self.source = source_uri(runtime.settings.country, service)
-        self.broker = NatsBroker(nats_url, logger=None, max_reconnect_attempts=-1)
+        self.broker = NatsBroker(nats_servers(nats_url), logger=None, max_reconnect_attempts=-1)
         self._consumers: list[ConsumerSpec] = []
         self._buckets: list[str] = []
 

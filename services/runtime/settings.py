@@ -15,6 +15,11 @@ class SettingsError(ValueError):
     pass
 
 
+def nats_servers(url: str) -> list[str]:
+    """A NATS URL may list several servers of one cluster, comma-separated."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -33,6 +38,9 @@ class Settings(BaseModel):
     deadline_sweep_seconds: float = Field(
         default=30.0, gt=0, description="NRM_DEADLINE_SWEEP_SECONDS between escalation sweeps"
     )
+    replicas: int = Field(
+        default=1, ge=1, le=5, description="NRM_REPLICAS: copies of each stream (3 in a cluster)"
+    )
     max_deliver: int = Field(default=5, ge=1, le=100, description="NRM_MAX_DELIVER attempts")
     retry_backoff_seconds: tuple[float, ...] = Field(
         default=(0.5, 2.0, 10.0, 30.0), min_length=1, description="NRM_RETRY_BACKOFF_SECONDS"
@@ -41,8 +49,10 @@ class Settings(BaseModel):
     @field_validator("nats_url")
     @classmethod
     def _nats_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("nats://", "tls://")):
-            raise ValueError("must start with nats:// or tls://")
+        if value is not None and not all(
+            server.startswith(("nats://", "tls://")) for server in nats_servers(value)
+        ):
+            raise ValueError("each server must start with nats:// or tls://")
         return value
 
     @property
