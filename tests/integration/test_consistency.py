@@ -191,3 +191,17 @@ async def test_shelter_registration_names_the_owner(hub: Settings, client: HubCl
     )
     assert reply["status"] == "rejected"
     assert reply["errors"][0]["field"] == "agency_id"
+
+
+async def test_a_duplicate_publish_of_an_event_is_not_a_second_fact(
+    hub: Settings, client: HubClient, nc: Client
+) -> None:
+    js = nc.jetstream()
+    await client.send(screening(needs=frozenset()))
+    [stored] = await stream_messages(js, EVENTS_STREAM)
+    envelope = Envelope.from_bytes(stored.data or b"")
+    ack = await js.publish(
+        stored.subject or "", stored.data or b"", headers={"Nats-Msg-Id": envelope.id}
+    )
+    assert ack.duplicate is True
+    assert (await js.stream_info(EVENTS_STREAM)).state.messages == 1
