@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit up contracts clean
+.PHONY: demo test lint unit soak up contracts clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP) lint
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# The fault tests with ten times the load.
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration/test_crashes.py tests/integration/test_cluster.py --soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check contracts services tests

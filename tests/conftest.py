@@ -17,6 +17,20 @@ from services.runtime.embedded import EmbeddedNats
 from services.runtime.settings import Settings
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="run the fault tests with ten times the load (minutes instead of seconds)",
+    )
+
+
+@pytest.fixture
+def load_factor(request: pytest.FixtureRequest) -> int:
+    """How many times the default number of cases a fault test pushes through."""
+    return 10 if request.config.getoption("--soak") else 1
+
+
 @pytest.fixture
 async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
     server = EmbeddedNats(tmp_path / "nats")

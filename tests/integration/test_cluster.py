@@ -39,7 +39,8 @@ async def _cluster_info(js: JetStreamContext) -> ClusterInfo | None:
     return info if info is not None and info.leader and info.replicas else None
 
 
-async def test_leader_and_follower_killed_under_load(tmp_path: Path) -> None:
+async def test_leader_and_follower_killed_under_load(tmp_path: Path, load_factor: int) -> None:
+    cases = CASES * load_factor
     cluster = EmbeddedCluster(tmp_path / "cluster")
     url = await cluster.start()
     settings = Settings(
@@ -63,13 +64,13 @@ async def test_leader_and_follower_killed_under_load(tmp_path: Path) -> None:
                 RegisterShelter(
                     command_id=uuid.uuid4(),
                     agency_id="kg-ngo-osh-crisis-centre",
-                    capacity={ShelterCategory.WOMEN: CASES},
+                    capacity={ShelterCategory.WOMEN: cases},
                 )
             )
             acked: list[str] = []
 
             async def load() -> None:
-                for _ in range(CASES):
+                for _ in range(cases):
                     reply = await client.send_until_answered(
                         screening(needs=frozenset({Service.SHELTER, Service.LEGAL_AID})), within=60
                     )
@@ -104,7 +105,7 @@ async def test_leader_and_follower_killed_under_load(tmp_path: Path) -> None:
                 return per_case if done else {}
 
             await wait_until(settled, timeout=60, interval=0.5)
-            assert len(acked) == len(set(acked)) == CASES
+            assert len(acked) == len(set(acked)) == cases
             await nc.close()
     finally:
         cluster.stop()

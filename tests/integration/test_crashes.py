@@ -36,7 +36,10 @@ PER_CASE = Counter(
 
 
 @pytest.mark.parametrize("victim", SERVICES)
-async def test_kill_9_mid_stream_then_restart(tmp_path: Path, victim: str) -> None:
+async def test_kill_9_mid_stream_then_restart(
+    tmp_path: Path, load_factor: int, victim: str
+) -> None:
+    total = CASES * load_factor
     server = EmbeddedNats(tmp_path / "nats", sync_always=True)
     url = await server.start()
     create_key_encryption_key(tmp_path / "keys" / "kek")
@@ -51,7 +54,7 @@ async def test_kill_9_mid_stream_then_restart(tmp_path: Path, victim: str) -> No
             RegisterShelter(
                 command_id=uuid.uuid4(),
                 agency_id="kg-ngo-osh-crisis-centre",
-                capacity={ShelterCategory.WOMEN: CASES},
+                capacity={ShelterCategory.WOMEN: total},
             )
         )
         cases: list[str] = []
@@ -62,8 +65,8 @@ async def test_kill_9_mid_stream_then_restart(tmp_path: Path, victim: str) -> No
             procs[victim] = start_service(victim, url, tmp_path)
             await wait_consuming(procs[victim])
 
-        for index in range(CASES):
-            if index == CASES // 3:
+        for index in range(total):
+            if index == total // 3:
                 procs[victim].kill()  # SIGKILL: no clean-up, no acks
                 procs[victim].wait()
                 restarted = asyncio.create_task(restart_later())
