@@ -205,3 +205,19 @@ async def test_a_duplicate_publish_of_an_event_is_not_a_second_fact(
     )
     assert ack.duplicate is True
     assert (await js.stream_info(EVENTS_STREAM)).state.messages == 1
+
+
+async def test_the_same_screening_sent_concurrently_opens_one_case(
+    settings: Settings, nc: Client
+) -> None:
+    assert settings.nats_url is not None
+    await bootstrap(settings.nats_url, settings)
+    command = screening(needs=frozenset())
+    async with running_services(settings.nats_url, settings, ("identifier",) * 3):
+        clients = [HubClient(nc) for _ in range(8)]
+        replies = await asyncio.gather(*(c.send(command) for c in clients))
+    assert all(r["status"] == "accepted" for r in replies)
+    assert len({r["aggregate_id"] for r in replies}) == 1
+    assert sum(1 for r in replies if not r["duplicate"]) == 1
+    found = [e for e in await events(nc.jetstream()) if e.type == "victim.identified"]
+    assert len(found) == 1
