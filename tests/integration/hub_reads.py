@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,26 @@ async def events(js: JetStreamContext) -> list[Envelope]:
         except ValidationError:
             continue
     return found
+
+
+# What one case needing shelter and legal aid leads to, when nothing goes wrong.
+SHELTER_AND_LEGAL_AID = Counter(
+    {
+        "victim.identified": 1,
+        "referral.requested": 2,
+        "shelter.admitted": 1,
+        "referral.accepted": 1,  # the shelter referral, on admission
+    }
+)
+
+
+def outcomes_by_case(found: list[Envelope], cases: list[str]) -> dict[str, Counter[str]]:
+    """How many events of each type every case has."""
+    per_case: dict[str, Counter[str]] = {case: Counter() for case in cases}
+    for e in found:
+        if e.data.get("case_id") in per_case:
+            per_case[e.data["case_id"]][e.type] += 1
+    return per_case
 
 
 async def wait_until(

@@ -23,8 +23,13 @@ from services.client import HubClient
 from services.runtime.case_keys import create_key_encryption_key
 from services.runtime.embedded import EmbeddedCluster
 from services.runtime.settings import Settings, nats_servers
-from tests.integration.hub_reads import events, screening, wait_until
-from tests.integration.test_crashes import PER_CASE
+from tests.integration.hub_reads import (
+    SHELTER_AND_LEGAL_AID,
+    events,
+    outcomes_by_case,
+    screening,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 CASES = 30
@@ -90,15 +95,12 @@ async def test_leader_and_follower_killed_under_load(tmp_path: Path, load_factor
             await running
 
             async def settled() -> dict[str, Counter[str]]:
-                per_case: dict[str, Counter[str]] = {case: Counter() for case in acked}
                 all_events = await events(js)
-                for e in all_events:
-                    if e.data.get("case_id") in per_case:
-                        per_case[e.data["case_id"]][e.type] += 1
+                per_case = outcomes_by_case(all_events, acked)
                 audit = await js.stream_info(AUDIT_STREAM)
                 no_gaps = audit.state.messages == audit.state.last_seq - audit.state.first_seq + 1
                 done = (
-                    all(c == PER_CASE for c in per_case.values())
+                    all(c == SHELTER_AND_LEGAL_AID for c in per_case.values())
                     and no_gaps
                     and audit.state.messages == len(all_events)
                 )

@@ -19,20 +19,20 @@ from services.client import HubClient
 from services.runtime.case_keys import create_key_encryption_key
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.settings import Settings
-from tests.integration.hub_reads import events, screening, stream_messages, wait_until
+from tests.integration.hub_reads import (
+    SHELTER_AND_LEGAL_AID as EXPECTED,
+)
+from tests.integration.hub_reads import (
+    events,
+    outcomes_by_case,
+    screening,
+    stream_messages,
+    wait_until,
+)
 from tests.integration.processes import start_service, stop, wait_consuming
 
 pytestmark = pytest.mark.integration
 CASES = 18
-# What one case leads to without any crash.
-PER_CASE = Counter(
-    {
-        "victim.identified": 1,
-        "referral.requested": 2,  # shelter and legal aid
-        "shelter.admitted": 1,
-        "referral.accepted": 1,  # the shelter referral, on admission
-    }
-)
 
 
 @pytest.mark.parametrize("victim", SERVICES)
@@ -80,23 +80,17 @@ async def test_kill_9_mid_stream_then_restart(
         js = nc.jetstream()
 
         async def settled() -> dict[str, Counter[str]]:
-            per_case: dict[str, Counter[str]] = {case: Counter() for case in cases}
             all_events = await events(js)
-            for e in all_events:
-                if e.data.get("case_id") in per_case:
-                    per_case[e.data["case_id"]][e.type] += 1
+            per_case = outcomes_by_case(all_events, cases)
             audited = len(await stream_messages(js, AUDIT_STREAM))
-            done = all(c == PER_CASE for c in per_case.values()) and audited == len(all_events)
+            done = all(c == EXPECTED for c in per_case.values()) and audited == len(all_events)
             return per_case if done else {}
 
         try:
             await wait_until(settled, timeout=45)
         except AssertionError:
-            per_case = {case: Counter() for case in cases}
-            for e in await events(js):
-                if e.data.get("case_id") in per_case:
-                    per_case[e.data["case_id"]][e.type] += 1
-            wrong = {c: dict(v) for c, v in per_case.items() if v != PER_CASE}
+            per_case = outcomes_by_case(await events(js), cases)
+            wrong = {c: dict(v) for c, v in per_case.items() if v != EXPECTED}
             raise AssertionError(
                 f"after killing {victim}: cases not as expected: {wrong}"
             ) from None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
@@ -55,6 +55,8 @@ async def test_every_command_subject_survives_hostile_bodies(
     hub: Settings, client: HubClient, nc: Client, case: tuple[str, bytes]
 ) -> None:
     subject, body = case
+    # Bodies over NATS's max_payload (1 MB) never leave the client: nothing to test there.
+    assume(len(body) < 900_000)
     js = nc.jetstream()
     before = (await js.stream_info(EVENTS_STREAM)).state.last_seq
     reply = await client.send_raw(subject, body)
