@@ -25,6 +25,7 @@ from pathlib import Path
 import nats
 from nats.errors import NoRespondersError
 
+from contracts.operations import DeadLetterResolved, RedriveRequest
 from contracts.subjects import redrive_subject
 from services.bootstrap import (
     SERVICES,
@@ -126,7 +127,7 @@ async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
         try:
             reply = await nc.request(
                 redrive_subject(letter.consumer),
-                json.dumps({"dead_letter_id": letter_id}).encode(),
+                RedriveRequest(dead_letter_id=letter_id).model_dump_json().encode(),
                 timeout=30,
             )
         except NoRespondersError:
@@ -135,7 +136,7 @@ async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
     finally:
         await nc.close()
     answer = json.loads(reply.data)
-    if answer["type"] == "dead_letter.resolved":
+    if answer["type"] == DeadLetterResolved.TYPE:
         print(f"dead letter {letter_id} re-driven through {letter.consumer}: resolved")
         return 0
     for error in answer["data"]["errors"]:

@@ -7,30 +7,10 @@ signed checkpoints over these entries come with the audit-log issue.)
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-from typing import ClassVar
-
-from pydantic import BaseModel, ConfigDict
 
 from contracts.envelope import Envelope
-
-
-class AuditEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    TYPE: ClassVar[str] = "audit.recorded"
-
-    source_stream: str
-    source_sequence: int
-    event_id: str
-    event_type: str
-    event_time: dt.datetime
-    actor: str
-    aggregate_id: str | None
-    correlation_id: str | None
-    causation_id: str | None
-    event_sha256: str
+from contracts.operations import AuditEntry
 
 
 def audit_entry(stream: str, sequence: int, raw: bytes, envelope: Envelope) -> AuditEntry:

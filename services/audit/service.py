@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 from contracts.envelope import Envelope, source_uri
+from contracts.operations import AuditEntry
 from contracts.subjects import AUDIT_STREAM, EVENTS_STREAM, audit_subject
-from services.audit.domain import AuditEntry, audit_entry
+from services.audit.domain import audit_entry
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.topology import consumer
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
+from contracts.operations import DeadLetterRecorded, DeadLetterResolved
 from contracts.subjects import DLQ_STREAM
 
 ADVISORY_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."
@@ -47,17 +48,17 @@ def _parse(seq: int, subject: str, data: bytes) -> DeadLetter | int | None:
             reason="max deliveries reached before the handler recorded a reason",
             from_advisory=True,
         )
-    if body.get("type") == "dead_letter.resolved":
-        return int(body["data"]["dead_letter_id"])
-    if body.get("type") == "dead_letter.recorded":
-        letter = body["data"]
+    if body.get("type") == DeadLetterResolved.TYPE:
+        return DeadLetterResolved.model_validate(body["data"]).dead_letter_id
+    if body.get("type") == DeadLetterRecorded.TYPE:
+        letter = DeadLetterRecorded.model_validate(body["data"])
         return DeadLetter(
             id=seq,
-            consumer=letter["consumer"],
-            stream_sequence=int(letter["stream_sequence"]),
-            subject=letter["subject"],
-            attempts=int(letter["attempts"]),
-            reason=letter["reason"],
+            consumer=letter.consumer,
+            stream_sequence=letter.stream_sequence,
+            subject=letter.subject,
+            attempts=letter.attempts,
+            reason=letter.reason,
         )
     return None
 

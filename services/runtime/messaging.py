@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from contracts.commands import Command
 from contracts.envelope import CONTENT_TYPE, Envelope, source_uri, unwrap_event
 from contracts.events import Event
+from contracts.operations import DeadLetterRecorded, DeadLetterResolved, RedriveRequest
 from contracts.replies import (
     CommandAccepted,
     CommandRejected,
@@ -303,8 +304,8 @@ class ServiceHost:
         async def on_redrive(msg: NatsMessage) -> NatsResponse:
             js = self.runtime.jetstream
             try:
-                letter_id = int(json.loads(msg.body)["dead_letter_id"])
-            except (ValueError, TypeError, KeyError):
+                letter_id = RedriveRequest.model_validate_json(msg.body).dead_letter_id
+            except ValidationError:
                 return self.reply(
                     _rejected(
                         "dead_letter_id",
@@ -336,16 +337,17 @@ class ServiceHost:
                     _rejected("", ErrorCode.UNAVAILABLE, f"still failing: {describe_failure(exc)}"),
                     None,
                 )
+            marker = DeadLetterResolved(
+                dead_letter_id=letter_id,
+                consumer=spec.durable,
+                stream_sequence=letter.stream_sequence,
+            )
             resolved = Envelope(
                 id=str(uuid.uuid4()),
                 source=self.source,
-                type="dead_letter.resolved",
+                type=DeadLetterResolved.TYPE,
                 time=self.runtime.clock(),
-                data={
-                    "dead_letter_id": letter_id,
-                    "consumer": spec.durable,
-                    "stream_sequence": letter.stream_sequence,
-                },
+                data=marker.model_dump(mode="json"),
             )
             await js.publish(
                 dlq_resolved_subject(spec.durable),
@@ -365,20 +367,20 @@ class ServiceHost:
         self, spec: ConsumerSpec, msg: NatsMessage, attempts: int, reason: str
     ) -> None:
         raw = msg.raw_message
-        letter = {
-            "consumer": spec.durable,
-            "stream": EVENTS_STREAM,
-            "stream_sequence": raw.metadata.sequence.stream,
-            "subject": raw.subject,
-            "attempts": attempts,
-            "reason": reason,
-        }
+        letter = DeadLetterRecorded(
+            consumer=spec.durable,
+            stream=EVENTS_STREAM,
+            stream_sequence=raw.metadata.sequence.stream,
+            subject=raw.subject,
+            attempts=attempts,
+            reason=reason,
+        )
         envelope = Envelope(
             id=str(uuid.uuid4()),
             source=self.source,
-            type="dead_letter.recorded",
+            type=DeadLetterRecorded.TYPE,
             time=self.runtime.clock(),
-            data=letter,
+            data=letter.model_dump(mode="json"),
         )
         dedup = f"{spec.durable}:{raw.metadata.sequence.stream}"
         await self.runtime.jetstream.publish(

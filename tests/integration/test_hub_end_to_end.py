@@ -14,6 +14,7 @@ from nats.js.errors import APIError
 
 from contracts.commands import RegisterShelter
 from contracts.envelope import Envelope
+from contracts.operations import AuditEntry
 from contracts.subjects import AUDIT_STREAM, EVENTS_STREAM
 from services.client import HubClient
 from services.runtime.settings import Settings
@@ -109,6 +110,8 @@ async def test_every_message_the_hub_emits_is_a_cloudevent_without_personal_data
     await wait_until(settled)
     for stream in (EVENTS_STREAM, AUDIT_STREAM):
         emitted.extend(m.data or b"" for m in await stream_messages(js, stream))
+    for entry in await stream_messages(js, AUDIT_STREAM):  # audit entries follow their contract
+        AuditEntry.model_validate(json.loads(entry.data or b"")["data"])
     for raw in emitted:
         event = JSONFormat().read(None, raw)  # the cloudevents SDK must read every message
         attributes = event.get_attributes()
