@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from pydantic import ValidationError
@@ -70,11 +71,17 @@ def outcomes_by_case(found: list[Envelope], cases: list[str]) -> dict[str, Count
 async def wait_until(
     probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
 ) -> Any:
-    """Poll an async probe until it returns something truthy; fail with what it last saw."""
+    """Poll an async probe until it returns something truthy; fail with what it last saw.
+    A NATS error while probing (a cluster electing a leader) counts as "not yet"."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = await probe()
+        try:
+            last = await probe()
+        except (NatsError, TimeoutError) as exc:  # reading during a failover: look again
+            last = exc
+            await asyncio.sleep(interval)
+            continue
         if last:
             return last
         await asyncio.sleep(interval)
