@@ -63,10 +63,19 @@ def _version() -> str:
         return "0.0.0"
 
 
+def _summary(model: type[BaseModel], default: str) -> str:
+    """The docstring's first paragraph, on one line: the same words integrators read in the
+    schema's `description`, without repeating the whole text in every channel."""
+    doc = model.__doc__
+    if not doc:
+        return default
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 def asyncapi() -> dict[str, Any]:
     """The hub as an AsyncAPI 3.0 document: command channels the hub receives on (with a
     reply), event channels it sends on. Payload schemas are shared in components.schemas."""
-    replies: list[type[BaseModel]] = [CommandAccepted, CommandRejected]
+    replies = (CommandAccepted, CommandRejected)
     models: list[type[BaseModel]] = [*ALL_COMMANDS, *ALL_EVENTS, *replies]
     refs, defs = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
@@ -81,48 +90,70 @@ def asyncapi() -> dict[str, Any]:
             "name": model.__name__,
             "title": key,
             "contentType": content_type,
-            "summary": text,
+            "summary": _summary(model, key),
+            "description": text,
             "payload": refs[(model, "validation")],
         }
         return {"$ref": f"#/components/messages/{key}"}
 
     channels["reply"] = {
         "address": None,
-        "description": "The request's reply inbox. The reply is a CloudEvent whose data is one "
-        "of these (type command.accepted or command.rejected).",
+        "description": "The request's reply inbox (chosen by the requester). The reply is a "
+        "CloudEvent (type command.accepted or command.rejected) whose data is one of these.",
         "messages": {
-            r.TYPE: message(r.TYPE, r, CONTENT_TYPE, f"CloudEvent data for {r.TYPE}")  # type: ignore[attr-defined]
-            for r in replies
+            reply.TYPE: message(
+                reply.TYPE,
+                reply,
+                CONTENT_TYPE,
+                "A CloudEvent (structured JSON); this model is its `data`.",
+            )
+            for reply in replies
         },
     }
+    reply_messages = [{"$ref": f"#/channels/reply/messages/{reply.TYPE}"} for reply in replies]
     for command in ALL_COMMANDS:
         key = f"command.{command.NAME}"
         channels[key] = {
             "address": command_subject(command),
-            "description": (command.__doc__ or command.NAME).strip(),
-            "messages": {command.NAME: message(key, command, "application/json", "The command")},
+            "description": _summary(command, f"The {command.NAME} command."),
+            "messages": {
+                command.NAME: message(
+                    key,
+                    command,
+                    "application/json",
+                    "The request body is this JSON object itself (not a CloudEvent). "
+                    "The hub answers on the request's reply inbox.",
+                )
+            },
         }
         operations[key] = {
             "action": "receive",
             "channel": {"$ref": f"#/channels/{key}"},
-            "reply": {"channel": {"$ref": "#/channels/reply"}},
+            "messages": [{"$ref": f"#/channels/{key}/messages/{command.NAME}"}],
+            "reply": {"channel": {"$ref": "#/channels/reply"}, "messages": reply_messages},
         }
     for event in ALL_EVENTS:
         key = f"event.{event.NAME}"
         channels[key] = {
             "address": f"{EVENT_PREFIX}.{event.AGGREGATE}.{{aggregateId}}.{event.NAME}",
+            "description": _summary(event, f"The {event.NAME} event."),
             "parameters": {"aggregateId": {"description": f"Opaque id of the {event.AGGREGATE}"}},
             "messages": {
                 event.NAME: message(
                     key,
                     event,
                     CONTENT_TYPE,
-                    "A CloudEvent (structured JSON); this model is its `data`. Stored in the "
+                    "A CloudEvent (structured JSON) of type "
+                    f"{event.NAME}; this model is the CloudEvent's `data`. Stored in the "
                     "NRM_EVENTS stream.",
                 )
             },
         }
-        operations[key] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"}}
+        operations[key] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{key}"},
+            "messages": [{"$ref": f"#/channels/{key}/messages/{event.NAME}"}],
+        }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -133,7 +164,7 @@ def asyncapi() -> dict[str, Any]:
         },
         "defaultContentType": "application/json",
         "servers": {
-            "hub": {
+            "nats": {
                 "host": "localhost:4222",
                 "protocol": "nats",
                 "description": "A country hub's NATS (the address is deployment specific)",
