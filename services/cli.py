@@ -35,7 +35,7 @@ from services.bootstrap import (
     start_service,
 )
 from services.runtime.case_keys import KeyCustodyError, create_key_encryption_key
-from services.runtime.dead_letters import dead_letters
+from services.runtime.dead_letters import dead_letter, dead_letters
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError, nats_servers
 
@@ -120,7 +120,7 @@ async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int
 async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
     nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-dlq")
     try:
-        letter = next((d for d in await dead_letters(nc.jetstream()) if d.id == letter_id), None)
+        letter = await dead_letter(nc.jetstream(), letter_id)
         if letter is None:
             print(f"nrm: no dead letter {letter_id}", file=sys.stderr)
             return 2

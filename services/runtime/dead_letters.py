@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts.operations import DeadLetterRecorded, DeadLetterResolved
 from contracts.subjects import DLQ_STREAM
@@ -82,3 +83,14 @@ async def dead_letters(js: JetStreamContext) -> list[DeadLetter]:
         for d in letters
         if not (d.from_advisory and (d.consumer, d.stream_sequence) in recorded)
     ]
+
+
+async def dead_letter(js: JetStreamContext, letter_id: int) -> DeadLetter | None:
+    """One dead letter by id: a single read, for re-driving (which needs no resolved flag,
+    re-driving being harmless to repeat)."""
+    try:
+        msg = await js.get_msg(DLQ_STREAM, letter_id)
+    except NotFoundError:
+        return None
+    parsed = _parse(letter_id, msg.subject or "", msg.data or b"{}")
+    return parsed if isinstance(parsed, DeadLetter) else None

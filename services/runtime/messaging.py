@@ -46,7 +46,7 @@ from contracts.subjects import (
     redrive_subject,
 )
 from services.agencies.registry import AgencyRegistry
-from services.runtime.dead_letters import dead_letters
+from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings, nats_servers
@@ -314,7 +314,7 @@ class ServiceHost:
                     ),
                     None,
                 )
-            letter = next((d for d in await dead_letters(js) if d.id == letter_id), None)
+            letter = await dead_letter(js, letter_id)
             if letter is None or letter.consumer != spec.durable:
                 return self.reply(
                     _rejected(

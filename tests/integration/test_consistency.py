@@ -11,7 +11,7 @@ from cloudevents.core.formats.json import JSONFormat
 from nats.aio.client import Client
 
 from contracts.commands import AcceptReferral, DeclineReferral, RegisterShelter
-from contracts.envelope import Envelope, unwrap_event
+from contracts.envelope import Envelope, unwrap_event, wrap_event
 from contracts.events import ShelterRegistered
 from contracts.subjects import DLQ_STREAM, EVENTS_STREAM
 from contracts.vocabulary import DeclineReason, Region, Service, ShelterCategory
@@ -22,7 +22,7 @@ from services.referral.service import ReferralService
 from services.runtime.eventstore import ConcurrencyConflict, EventStore
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
 from services.runtime.settings import Settings
-from services.runtime.writer import AggregateWriter
+from services.runtime.writer import utc_now
 from tests.integration.hub_reads import events, screening, stream_messages, wait_until
 
 pytestmark = pytest.mark.integration
@@ -33,13 +33,9 @@ async def test_two_concurrent_writers_to_one_aggregate_never_both_succeed(
     hub: Settings, nc: Client
 ) -> None:
     store = EventStore(nc, nc.jetstream())
-    writer = AggregateWriter(store, "urn:test")
-    history = await store.load("shelter", SHELTER)
     for round_ in range(5):
         history = await store.load("shelter", SHELTER)
-        envelopes = [
-            (await _registered_envelope(writer, round_, side)) for side in ("left", "right")
-        ]
+        envelopes = [_registered_envelope(round_, side) for side in ("left", "right")]
         results = await asyncio.gather(
             *(store.append("shelter", SHELTER, history.last_sequence, [e]) for e in envelopes),
             return_exceptions=True,
@@ -50,10 +46,7 @@ async def test_two_concurrent_writers_to_one_aggregate_never_both_succeed(
     assert len((await store.load("shelter", SHELTER)).events) == 5
 
 
-async def _registered_envelope(writer: AggregateWriter, round_: int, side: str) -> Envelope:
-    from contracts.envelope import wrap_event
-    from services.runtime.writer import utc_now
-
+def _registered_envelope(round_: int, side: str) -> Envelope:
     event = ShelterRegistered(
         shelter_id=SHELTER, region=Region.OSH_CITY, capacity={ShelterCategory.WOMEN: round_ + 1}
     )
