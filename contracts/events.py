@@ -21,13 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.commands import Consent, DeliveredItem
 from contracts.sealed import SealedValue
 from contracts.vocabulary import (
+    AccessRefusal,
     AgeBand,
     AgencyId,
     AgencyKind,
     CountryCode,
+    DataPurpose,
     DeclineReason,
     DischargeReason,
+    ErasureReason,
     FormOfExploitation,
+    LegalBasis,
     PersonalField,
     Purpose,
     Region,
@@ -103,6 +107,58 @@ class VictimNotIdentified(ScreeningRecord):
     NAME: ClassVar[str] = "victim.not_identified"
 
     unmet_criteria: tuple[UnmetCriterion, ...] = Field(min_length=1)
+
+
+class ConsentRecorded(CaseEvent):
+    """What the person agreed to about their personal data (confidentiality SOP). The latest
+    `consent.recorded` of a case is the consent in force until a `consent.withdrawn`.
+
+    For `assistance` the consent covers the providers the case is referred to; for any other
+    purpose it covers only the agencies named in `recipients` or of a kind in
+    `recipient_kinds`. Withheld fields are never released to anyone."""
+
+    NAME: ClassVar[str] = "consent.recorded"
+
+    consent_id: UUID
+    recorded_by: AgencyId
+    legal_basis: LegalBasis
+    purposes: tuple[DataPurpose, ...]
+    recipients: tuple[AgencyId, ...] = Field(description="Agencies named in the consent")
+    recipient_kinds: tuple[AgencyKind, ...] = Field(description="Kinds of agency it covers")
+    recipient_countries: tuple[CountryCode, ...] = Field(
+        default=(), description="Countries personal data may be transmitted to (cross-border)"
+    )
+    withheld_fields: tuple[PersonalField, ...]
+    given_on: dt.date
+    expires_at: dt.datetime | None = Field(description="None: until withdrawn")
+
+
+class ConsentWithdrawn(CaseEvent):
+    """The person withdrew consent: no further release of their personal data to anyone.
+    Assistance goes on; referrals are not revoked by this."""
+
+    NAME: ClassVar[str] = "consent.withdrawn"
+
+    withdrawn_by: AgencyId
+
+
+class CaseErased(CaseEvent):
+    """The case was crypto-shredded: its data key is destroyed, projections drop what they
+    held. The events stay, verifiable, and unreadable."""
+
+    NAME: ClassVar[str] = "case.erased"
+
+    erased_by: AgencyId
+    reason: ErasureReason
+
+
+class LikelyDuplicateFound(CaseEvent):
+    """The blind index matched this case's normalised name and date of birth to earlier
+    cases (ids only). Told to the identifying agency; nothing about the person is revealed."""
+
+    NAME: ClassVar[str] = "case.duplicate_suspected"
+
+    earlier_case_ids: tuple[UUID, ...] = Field(min_length=1)
 
 
 # --- Referral (referral) -------------------------------------------------------------------
@@ -236,9 +292,65 @@ class ShelterPlacementRefused(PlacementEvent):
     reason: DeclineReason
 
 
+# --- Access to personal data (key custody) ------------------------------------------------
+
+
+class AccessEvent(Event):
+    """A decision on a request for a case's field keys. Aggregate `access`, id = case id:
+    the case's access log, written only by key custody."""
+
+    AGGREGATE: ClassVar[str] = "access"
+
+    case_id: UUID
+    request_id: UUID
+    agency_id: AgencyId
+    agency_kind: AgencyKind | None = Field(description="None when the agency is not registered")
+    purpose: DataPurpose
+    fields: tuple[PersonalField, ...] = Field(description="Fields asked for (granted: released)")
+
+    def aggregate_id(self) -> str:
+        return str(self.case_id)
+
+
+class AccessGranted(AccessEvent):
+    NAME: ClassVar[str] = "access.granted"
+
+    basis: str = Field(description="identifying_agency | referral:<referral id> | consent")
+    key_id: str = Field(description="The agency public key the field keys were sealed to")
+
+
+class AccessRefused(AccessEvent):
+    NAME: ClassVar[str] = "access.refused"
+
+    reason: AccessRefusal
+
+
+# --- Agency keys (key custody) ------------------------------------------------------------
+
+
+class AgencyKeyRegistered(Event):
+    """An agency's public key for receiving field keys (HPKE, X25519). The latest one is in
+    force; earlier ones are retired."""
+
+    AGGREGATE: ClassVar[str] = "agency"
+    NAME: ClassVar[str] = "agency.key_registered"
+
+    agency_id: AgencyId
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="First 8 bytes of SHA-256(key)")
+    public_key: str = Field(description="Base64 raw 32-byte X25519 public key")
+    registered_by: AgencyId
+
+    def aggregate_id(self) -> str:
+        return self.agency_id
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     VictimIdentified,
     VictimNotIdentified,
+    ConsentRecorded,
+    ConsentWithdrawn,
+    CaseErased,
+    LikelyDuplicateFound,
     ReferralRequested,
     ReferralAccepted,
     ReferralWaitlisted,
@@ -252,6 +364,9 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ShelterDischarged,
     ShelterWaitlistLeft,
     ShelterPlacementRefused,
+    AccessGranted,
+    AccessRefused,
+    AgencyKeyRegistered,
 )
 EVENTS_BY_NAME: dict[str, type[Event]] = {cls.NAME: cls for cls in ALL_EVENTS}
 

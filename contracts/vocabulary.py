@@ -164,6 +164,47 @@ class PersonalField(StrEnum):
     NARRATIVE = "narrative"
 
 
+class DataPurpose(StrEnum):
+    """Why personal data is processed or released: what a consent covers and what a key
+    release request must name (confidentiality SOP)."""
+
+    ASSISTANCE = "assistance"  # care and services under a referral
+    INVESTIGATION = "investigation"  # law enforcement, criminal proceedings
+    REPATRIATION = "repatriation"  # safe return and cross-border referral
+    STATISTICS = "statistics"  # non-identifying reporting and publication
+
+
+class LegalBasis(StrEnum):
+    """On what ground the consent was given or the processing rests."""
+
+    INFORMED_CONSENT = "informed_consent"
+    GUARDIAN_CONSENT = "guardian_consent"  # a child's legal representative
+    VITAL_INTERESTS = "vital_interests"
+    LEGAL_OBLIGATION = "legal_obligation"
+
+
+class ErasureReason(StrEnum):
+    RETENTION_ENDED = "retention_ended"
+    ERASURE_REQUEST = "erasure_request"
+    RECORDED_IN_ERROR = "recorded_in_error"
+
+
+class AccessRefusal(StrEnum):
+    """Why a request for a case's data key was refused (never says more than the code)."""
+
+    UNKNOWN_CASE = "unknown_case"
+    CASE_ERASED = "case_erased"
+    NO_REGISTERED_KEY = "no_registered_key"
+    NOT_A_RECIPIENT = "not_a_recipient"
+    REFERRAL_NOT_ACTIVE = "referral_not_active"
+    NO_CONSENT = "no_consent"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    CONSENT_EXPIRED = "consent_expired"
+    PURPOSE_NOT_COVERED = "purpose_not_covered"
+    RECIPIENT_NOT_COVERED = "recipient_not_covered"
+    FIELDS_NOT_COVERED = "fields_not_covered"
+
+
 class DeclineReason(StrEnum):
     NO_CAPACITY = "no_capacity"
     OUTSIDE_MANDATE = "outside_mandate"
