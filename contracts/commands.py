@@ -14,14 +14,19 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from contracts.public_key_sealing import SealedToKey
 from contracts.vocabulary import (
     Act,
     AgencyId,
+    AgencyKind,
     CountryCode,
+    DataPurpose,
     DeclineReason,
     DeliveryUnit,
     DischargeReason,
+    ErasureReason,
     FormOfExploitation,
+    LegalBasis,
     Means,
     PersonalField,
     Purpose,
@@ -84,19 +89,28 @@ class CriteriaAnswers(BaseModel):
 
 class Consent(BaseModel):
     """What the person agreed to in the interview. Assistance never depends on it beyond the
-    services the person declined; withheld fields are never shared with any provider."""
+    services the person declined; withheld fields are never shared with anyone.
+
+    `purposes` and the recipients say who may be given the person's personal data, and why:
+    for `assistance` the providers the case is referred to; for any other purpose (e.g.
+    `investigation`: law enforcement) only agencies named in `recipients` or of a kind in
+    `recipient_kinds`. Recorded as `consent.recorded`; changed or withdrawn later with
+    `consent.record` / `consent.withdraw`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     declined_services: frozenset[Service] = frozenset()
     withheld_fields: frozenset[PersonalField] = frozenset()
+    purposes: frozenset[DataPurpose] = frozenset({DataPurpose.ASSISTANCE})
+    recipients: frozenset[AgencyId] = frozenset()
+    recipient_kinds: frozenset[AgencyKind] = frozenset()
+    recipient_countries: frozenset[CountryCode] = frozenset()
+    legal_basis: LegalBasis = LegalBasis.INFORMED_CONSENT
+    expires_at: dt.datetime | None = Field(default=None, description="None: until withdrawn")
 
 
-class SubmitScreening(Command):
-    """A screening interview by an identifying agency (Resolution No. 493, SOP on screening,
-    identification and referral)."""
-
-    NAME: ClassVar[str] = "screening.submit"
+class ScreeningFacts(Command):
+    """What a screening interview found, apart from the personal data."""
 
     interviewed_on: dt.date
     region: Region
@@ -111,10 +125,19 @@ class SubmitScreening(Command):
     needs: frozenset[Service] = frozenset()
     vulnerabilities: frozenset[Vulnerability] = frozenset()
     consent: Consent = Consent()
+
+
+class ScreeningInterview(ScreeningFacts):
+    """A screening interview as the identifying agency holds it, personal data in clear.
+    It never travels like this: `AgencyClient` seals `personal_data` to the hub's intake key
+    and sends a `SubmitScreening`."""
+
+    NAME: ClassVar[str] = "screening.submit"
+
     personal_data: PersonalData
 
     @model_validator(mode="after")
-    def _age_is_known(self) -> SubmitScreening:
+    def _age_is_known(self) -> ScreeningInterview:
         if self.age is None and self.personal_data.date_of_birth is None:
             raise ValueError("give age or personal_data.date_of_birth")
         dob = self.personal_data.date_of_birth
@@ -129,6 +152,18 @@ class SubmitScreening(Command):
             return self.age
         day = self.interviewed_on
         return day.year - dob.year - ((day.month, day.day) < (dob.month, dob.day))
+
+
+class SubmitScreening(ScreeningFacts):
+    """A screening interview by an identifying agency (Resolution No. 493, SOP on screening,
+    identification and referral). `personal_data` is the JSON of `PersonalData` sealed to the
+    hub's intake key (`contracts.public_key_sealing`, info `nrm-intake/1|command_id|agency_id`;
+    the key is answered on `nrm.ctl.intake.key`)."""
+
+    NAME: ClassVar[str] = "screening.submit"
+    VERSION: ClassVar[int] = 2
+
+    personal_data: SealedToKey = Field(description="PersonalData JSON sealed to the intake key")
 
 
 class AcceptReferral(Command):
@@ -183,6 +218,56 @@ class DischargeFromShelter(Command):
     reason: DischargeReason
 
 
+class RecordConsent(Command):
+    """A new or changed consent of the person (replaces the one in force)."""
+
+    NAME: ClassVar[str] = "consent.record"
+
+    case_id: UUID
+    given_on: dt.date
+    consent: Consent
+
+
+class WithdrawConsent(Command):
+    """The person withdrew consent: no further release of their personal data."""
+
+    NAME: ClassVar[str] = "consent.withdraw"
+
+    case_id: UUID
+
+
+class EraseCase(Command):
+    """Crypto-shred a case (retention ended, erasure request): its data key is destroyed."""
+
+    NAME: ClassVar[str] = "case.erase"
+
+    case_id: UUID
+    reason: ErasureReason
+
+
+class RegisterAgencyKey(Command):
+    """An agency's public key for receiving field keys (X25519, base64 of the raw 32 bytes).
+    Registering again replaces the key in force."""
+
+    NAME: ClassVar[str] = "agency.register_key"
+
+    public_key: str = Field(min_length=40, max_length=64)
+
+
+class RequestAccess(Command):
+    """Ask key custody for the keys of some personal-data fields of a case. Granted only to an
+    entitled agency; the reply carries the field keys sealed to the agency's registered key.
+    `command_id` is the request id."""
+
+    NAME: ClassVar[str] = "access.request"
+
+    case_id: UUID
+    purpose: DataPurpose
+    fields: frozenset[PersonalField] = Field(
+        default=frozenset(), description="Empty: every field the agency is entitled to"
+    )
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     SubmitScreening,
     AcceptReferral,
@@ -191,4 +276,9 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     RevokeReferral,
     RegisterShelter,
     DischargeFromShelter,
+    RecordConsent,
+    WithdrawConsent,
+    EraseCase,
+    RegisterAgencyKey,
+    RequestAccess,
 )

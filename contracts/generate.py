@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from contracts.commands import ALL_COMMANDS
+from contracts.commands import ALL_COMMANDS, ScreeningInterview
 from contracts.envelope import CONTENT_TYPE, Envelope, schema_uri
 from contracts.events import ALL_EVENTS
 from contracts.operations import (
@@ -21,7 +21,8 @@ from contracts.operations import (
     DeadLetterResolved,
     RedriveRequest,
 )
-from contracts.replies import CommandAccepted, CommandRejected
+from contracts.public_key_sealing import SealedToKey
+from contracts.replies import AccessReleased, CommandAccepted, CommandRejected
 from contracts.sealed import SealedValue
 from contracts.subjects import EVENT_PREFIX, command_subject
 
@@ -34,6 +35,9 @@ def _schema(model: type[BaseModel], schema_id: str) -> dict[str, Any]:
     return {"$schema": DIALECT, "$id": schema_id, **model.model_json_schema()}
 
 
+INTERVIEW_SCHEMA = "screening-interview.v1.json"
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, for every command, event, reply, the envelope and the
     sealed-value format."""
@@ -41,13 +45,19 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     for command in ALL_COMMANDS:
         name = f"command.{command.NAME}.v{command.VERSION}.json"
         files[name] = _schema(command, schema_uri(command.NAME, command.VERSION))
+    # The agency-side form of a screening (personal data in clear, sealed by the client).
+    files[INTERVIEW_SCHEMA] = _schema(ScreeningInterview, schema_uri("screening.interview", 1))
     for event in ALL_EVENTS:
         name = f"event.{event.NAME}.v{event.VERSION}.json"
         files[name] = _schema(event, schema_uri(event.NAME, event.VERSION))
     files["envelope.cloudevents.json"] = _schema(Envelope, schema_uri("envelope", 1))
     files["reply.accepted.json"] = _schema(CommandAccepted, schema_uri(CommandAccepted.TYPE, 1))
     files["reply.rejected.json"] = _schema(CommandRejected, schema_uri(CommandRejected.TYPE, 1))
-    files["sealed-value.v1.json"] = _schema(SealedValue, schema_uri("sealed-value", 1))
+    files["reply.access-released.json"] = _schema(
+        AccessReleased, schema_uri(AccessReleased.TYPE, 1)
+    )
+    files["sealed-to-key.v1.json"] = _schema(SealedToKey, schema_uri("sealed-to-key", 1))
+    files["sealed-value.v2.json"] = _schema(SealedValue, schema_uri("sealed-value", 2))
     for model in (AuditEntry, DeadLetterRecorded, DeadLetterResolved):
         files[f"{model.TYPE}.v1.json"] = _schema(model, schema_uri(model.TYPE, 1))
     files["dead_letter.redrive-request.v1.json"] = _schema(

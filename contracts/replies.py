@@ -10,6 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.public_key_sealing import SealedToKey
+
 
 class ErrorCode(StrEnum):
     INVALID_JSON = "invalid_json"
@@ -64,3 +66,21 @@ class CommandRejection(Exception):
 
 def reject(field: str, code: ErrorCode, reason: str) -> CommandRejection:
     return CommandRejection(FieldError(field=field, code=code, reason=reason))
+
+
+class AccessReleased(BaseModel):
+    """The answer to a granted `access.request`: the keys of the released fields, sealed to
+    the requesting agency's registered key (`contracts.public_key_sealing`, info
+    `nrm-release/1|case_id|request_id|agency_id`). The sealed content is the JSON
+    {"key_version": <kv>, "field_keys": {<field>: <base64 32-byte field key>}}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = "access.released"
+
+    status: Literal["released"] = "released"
+    command_id: UUID = Field(description="The request id")
+    case_id: UUID
+    fields: tuple[str, ...]
+    key_version: int = Field(ge=1)
+    sealed_field_keys: SealedToKey

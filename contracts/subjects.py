@@ -8,6 +8,7 @@ Subjects carry only opaque ids and type names, never personal data.
     nrm.dlq.<consumer>                                dead letters (stream NRM_DLQ)
     nrm.dlq.<consumer>.resolved                       a dead letter re-driven successfully
     nrm.ctl.dlq.redrive.<consumer>                    request: re-drive one dead letter
+    nrm.ctl.intake.key                                request: the hub's intake public key
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from contracts.commands import (
     CompleteReferral,
     DeclineReferral,
     DischargeFromShelter,
+    EraseCase,
+    RecordConsent,
+    RegisterAgencyKey,
     RegisterShelter,
+    RequestAccess,
     RevokeReferral,
     SubmitScreening,
+    WithdrawConsent,
 )
 from contracts.events import Event
 
@@ -42,7 +48,14 @@ COMMAND_OWNERS: dict[type[Command], str] = {
     RevokeReferral: "referral",
     RegisterShelter: "shelter",
     DischargeFromShelter: "shelter",
+    RecordConsent: "identifier",
+    WithdrawConsent: "identifier",
+    EraseCase: "identifier",
+    RegisterAgencyKey: "custody",
+    RequestAccess: "custody",
 }
+
+INTAKE_KEY_SUBJECT = "nrm.ctl.intake.key"
 
 
 def command_subject(command: type[Command]) -> str:

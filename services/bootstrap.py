@@ -14,6 +14,7 @@ from nats.js.errors import ServiceUnavailableError
 
 from services.agencies.registry import load_registry
 from services.audit import service as audit
+from services.custody import service as custody
 from services.identifier import service as identifier
 from services.referral.service import ReferralService
 from services.runtime.embedded import EmbeddedNats
@@ -23,7 +24,7 @@ from services.runtime.topology import bootstrap as bootstrap_topology
 from services.runtime.writer import Clock, utc_now
 from services.shelter import service as shelter
 
-SERVICES: tuple[str, ...] = ("identifier", "referral", "shelter", "audit")
+SERVICES: tuple[str, ...] = ("identifier", "referral", "shelter", "audit", "custody")
 
 
 async def bootstrap(nats_url: str, settings: Settings, within: float = 60.0) -> None:
@@ -95,6 +96,8 @@ def build_service(
         loops.append(referral.run_deadline_sweeps)
     elif name == "shelter":
         shelter.register(host)
+    elif name == "custody":
+        custody.register(host)
     else:
         audit.register(host)
     return host, loops

@@ -34,7 +34,7 @@ from services.bootstrap import (
     running_services,
     start_service,
 )
-from services.runtime.case_keys import KeyCustodyError, create_key_encryption_key
+from services.runtime.case_keys import KeyCustodyError, create_hub_keys
 from services.runtime.dead_letters import dead_letter, dead_letters
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError, nats_servers
@@ -66,7 +66,7 @@ async def _wait_for_stop() -> None:
 
 
 async def cmd_up(settings: Settings, port: int | None) -> int:
-    create_key_encryption_key(settings.key_encryption_key_file)
+    create_hub_keys(settings)
     async with local_hub(settings, port) as url, running_services(url, settings):
         _hub_url_file(settings).write_text(url + "\n")
         print(READY_LINE.format(url=url), flush=True)

@@ -1,23 +1,61 @@
-"""A small client for agency systems, the demo and tests: send a command, get the reply."""
+"""The client an agency system uses (and the demo and tests): send commands, get the replies,
+seal personal data to the hub, follow referrals, and open the fields it is entitled to with
+its own private key. Personal data leaves this client only sealed."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, NoRespondersError
 
-from contracts.commands import Command
-from contracts.subjects import command_subject
+from contracts.commands import (
+    Command,
+    RegisterAgencyKey,
+    RequestAccess,
+    ScreeningInterview,
+    SubmitScreening,
+)
+from contracts.envelope import Envelope, unwrap_event
+from contracts.events import ReferralRequested, ScreeningRecord
+from contracts.public_key_sealing import (
+    intake_info,
+    open_sealed_to,
+    public_key_b64,
+    public_key_from_b64,
+    release_info,
+    seal_to,
+)
+from contracts.replies import AccessReleased
+from contracts.sealed import b64decode, open_with_field_key
+from contracts.subjects import (
+    EVENT_PREFIX,
+    EVENTS_STREAM,
+    INTAKE_KEY_SUBJECT,
+    command_subject,
+    event_type_filter,
+)
+from contracts.vocabulary import DataPurpose, PersonalField
+
+
+class AccessRefusedError(Exception):
+    """The hub refused a request for personal data; `reason` is the refusal code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class HubClient:
     def __init__(self, nc: Client, timeout: float = 5.0) -> None:
         self._nc = nc
         self._timeout = timeout
+        self._intake_key: X25519PublicKey | None = None
 
     async def send_raw(self, subject: str, body: bytes) -> dict[str, Any]:
         """The reply envelope (a CloudEvent) as a dict."""
@@ -25,8 +63,26 @@ class HubClient:
         envelope: dict[str, Any] = json.loads(reply.data)
         return envelope
 
+    async def intake_key(self) -> X25519PublicKey:
+        """The hub's intake public key (asked once)."""
+        if self._intake_key is None:
+            reply = await self._nc.request(INTAKE_KEY_SUBJECT, b"", timeout=self._timeout)
+            self._intake_key = public_key_from_b64(json.loads(reply.data)["public_key"])
+        return self._intake_key
+
+    async def sealed(self, interview: ScreeningInterview) -> SubmitScreening:
+        """The interview as it may travel: personal data sealed to the hub's intake key."""
+        info = intake_info(str(interview.command_id), interview.agency_id)
+        clear = interview.personal_data.model_dump_json(exclude_none=True).encode()
+        facts = interview.model_dump(exclude={"personal_data"})
+        personal_data = seal_to(await self.intake_key(), info, clear)
+        return SubmitScreening.model_validate({**facts, "personal_data": personal_data})
+
     async def send(self, command: Command) -> dict[str, Any]:
-        """The reply's data: {"status": "accepted", ...} or {"status": "rejected", ...}."""
+        """The reply's data: {"status": "accepted", ...} or {"status": "rejected", ...}. A
+        `ScreeningInterview` is sealed first."""
+        if isinstance(command, ScreeningInterview):
+            command = await self.sealed(command)
         envelope = await self.send_raw(
             command_subject(type(command)), command.model_dump_json().encode()
         )
@@ -49,6 +105,86 @@ class HubClient:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+class AgencyClient(HubClient):
+    """An agency with its own X25519 key pair (`nrm agency keygen`)."""
+
+    def __init__(
+        self, nc: Client, agency_id: str, private_key: X25519PrivateKey, timeout: float = 5.0
+    ) -> None:
+        super().__init__(nc, timeout)
+        self.agency_id = agency_id
+        self._private_key = private_key
+
+    async def register_key(self) -> dict[str, Any]:
+        public_key = public_key_b64(self._private_key.public_key())
+        return await self.send(
+            RegisterAgencyKey(
+                command_id=uuid.uuid4(), agency_id=self.agency_id, public_key=public_key
+            )
+        )
+
+    async def referrals(self) -> list[ReferralRequested]:
+        """Every referral addressed to this agency so far."""
+        found = []
+        for envelope in await self._read(event_type_filter(ReferralRequested)):
+            event = unwrap_event(envelope)
+            if isinstance(event, ReferralRequested) and event.provider_id == self.agency_id:
+                found.append(event)
+        return found
+
+    async def open_fields(
+        self,
+        case_id: uuid.UUID,
+        purpose: DataPurpose,
+        fields: frozenset[PersonalField] = frozenset(),
+    ) -> dict[PersonalField, str]:
+        """Ask for the field keys, open them with this agency's private key, and open the
+        case's sealed fields. Raises `AccessRefusedError` with the hub's reason."""
+        request = RequestAccess(
+            command_id=uuid.uuid4(),
+            agency_id=self.agency_id,
+            case_id=case_id,
+            purpose=purpose,
+            fields=fields,
+        )
+        reply = await self.send(request)
+        if reply.get("status") != "released":
+            raise AccessRefusedError("; ".join(e["reason"] for e in reply["errors"]))
+        released = AccessReleased.model_validate(reply)
+        info = release_info(str(case_id), str(request.command_id), self.agency_id)
+        keys = json.loads(open_sealed_to(self._private_key, info, released.sealed_field_keys))
+        record = await self._screening_record(case_id)
+        opened = {}
+        for name, encoded in keys["field_keys"].items():
+            field = PersonalField(name)
+            opened[field] = open_with_field_key(
+                b64decode(encoded, name), str(case_id), name, record.personal_data[field]
+            )
+        return opened
+
+    async def _screening_record(self, case_id: uuid.UUID) -> ScreeningRecord:
+        for envelope in await self._read(f"{EVENT_PREFIX}.case.{case_id}.>"):
+            event = unwrap_event(envelope)
+            if isinstance(event, ScreeningRecord):
+                return event
+        raise LookupError(f"no screening recorded for case {case_id}")
+
+    async def _read(self, subject: str) -> list[Envelope]:
+        js = self._nc.jetstream()
+        sub = await js.subscribe(subject, stream=EVENTS_STREAM, ordered_consumer=True)
+        envelopes = []
+        try:
+            info = await sub.consumer_info()
+            remaining = info.num_pending or 0
+            while remaining > 0:
+                msg = await sub.next_msg(timeout=self._timeout)
+                envelopes.append(Envelope.from_bytes(msg.data))
+                remaining = msg.metadata.num_pending
+        finally:
+            await sub.unsubscribe()
+        return envelopes
 
 
 def _unavailable(reply: dict[str, Any]) -> bool:

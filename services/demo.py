@@ -33,7 +33,7 @@ from contracts.commands import (
     DischargeFromShelter,
     PersonalData,
     RegisterShelter,
-    SubmitScreening,
+    ScreeningInterview,
 )
 from contracts.envelope import Envelope
 from contracts.subjects import EVENT_PREFIX
@@ -51,7 +51,7 @@ from contracts.vocabulary import (
 )
 from services.bootstrap import local_hub, running_services
 from services.client import HubClient
-from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.settings import Settings, nats_servers
 
 WAIT_SECONDS = 10.0
@@ -135,8 +135,8 @@ class Scenario:
         return reply
 
 
-def _screening(agency: str, region: Region, sex: Sex, age: int, **kw: Any) -> SubmitScreening:
-    return SubmitScreening(
+def _screening(agency: str, region: Region, sex: Sex, age: int, **kw: Any) -> ScreeningInterview:
+    return ScreeningInterview(
         command_id=uuid.uuid4(),
         agency_id=agency,
         interviewed_on=dt.date.today(),
@@ -384,7 +384,7 @@ async def run_demo(settings: Settings) -> int:
         return await run_scenario(settings.nats_url)
     with tempfile.TemporaryDirectory(prefix="nrm-demo-") as tmp:
         local = settings.model_copy(update={"data_dir": Path(tmp), "kek_file": None})
-        create_key_encryption_key(local.key_encryption_key_file)
+        create_hub_keys(local)
         async with local_hub(local) as url, running_services(url, local):
             print(f"NRM demo on an embedded hub at {url}")
             return await run_scenario(url)

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 
 from services.bootstrap import bootstrap, running_services
 from services.client import HubClient
-from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.settings import Settings
 
@@ -57,7 +57,7 @@ def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
         retry_backoff_seconds=(0.05, 0.1),
         deadline_sweep_seconds=0.2,
     )
-    create_key_encryption_key(settings.key_encryption_key_file)
+    create_hub_keys(settings)
     return settings
 
 

@@ -7,11 +7,30 @@ raises a `CommandRejection`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
-from contracts.commands import CriteriaAnswers, SubmitScreening
-from contracts.events import ScreeningRecord, UnmetCriterion, VictimIdentified, VictimNotIdentified
+from contracts.commands import (
+    Consent,
+    CriteriaAnswers,
+    EraseCase,
+    RecordConsent,
+    ScreeningInterview,
+    WithdrawConsent,
+)
+from contracts.events import (
+    CaseErased,
+    ConsentRecorded,
+    ConsentWithdrawn,
+    Event,
+    LikelyDuplicateFound,
+    ScreeningRecord,
+    UnmetCriterion,
+    VictimIdentified,
+    VictimNotIdentified,
+)
 from contracts.replies import ErrorCode, reject
 from contracts.sealed import SealedValue
 from contracts.vocabulary import AgencyKind, PersonalField, age_band
@@ -98,7 +117,7 @@ def check_may_identify(agency: Agency | None, agency_id: str) -> Agency:
 
 
 def decide_screening(
-    command: SubmitScreening,
+    command: ScreeningInterview,
     agency: Agency,
     case_id_hex: str,
     sealed: dict[PersonalField, SealedValue],
@@ -132,3 +151,110 @@ def decide_screening(
             "consent": command.consent,
         }
     )
+
+
+def consent_recorded(
+    case_id: UUID | str, consent_id: UUID, recorded_by: str, given_on: dt.date, consent: Consent
+) -> ConsentRecorded:
+    return ConsentRecorded(
+        case_id=UUID(str(case_id)),
+        consent_id=consent_id,
+        recorded_by=recorded_by,
+        legal_basis=consent.legal_basis,
+        purposes=tuple(sorted(consent.purposes)),
+        recipients=tuple(sorted(consent.recipients)),
+        recipient_kinds=tuple(sorted(consent.recipient_kinds)),
+        recipient_countries=tuple(sorted(consent.recipient_countries)),
+        withheld_fields=tuple(sorted(consent.withheld_fields)),
+        given_on=given_on,
+        expires_at=consent.expires_at,
+    )
+
+
+def decide_intake(
+    command: ScreeningInterview,
+    agency: Agency,
+    case_id: str,
+    consent_id: UUID,
+    sealed: dict[PersonalField, SealedValue],
+    earlier_cases: Sequence[str],
+) -> list[Event]:
+    """The events a screening records: the decision, the consent given in the interview, and
+    a suspected duplicate when the blind index knew the person from earlier cases."""
+    events: list[Event] = [
+        decide_screening(command, agency, case_id, sealed),
+        consent_recorded(case_id, consent_id, agency.id, command.interviewed_on, command.consent),
+    ]
+    others = sorted({UUID(c) for c in earlier_cases if c != case_id})
+    if others:
+        events.append(LikelyDuplicateFound(case_id=UUID(case_id), earlier_case_ids=tuple(others)))
+    return events
+
+
+@dataclass(frozen=True)
+class Case:
+    """What the identifier needs to know of a case to rule on consent and erasure."""
+
+    record: ScreeningRecord
+    consent: ConsentRecorded | None
+    consent_withdrawn: bool
+    erased: bool
+
+
+def fold_case(events: Sequence[Event]) -> Case | None:
+    case: Case | None = None
+    for event in events:
+        if isinstance(event, ScreeningRecord):
+            case = Case(event, None, False, False)
+        elif case is None:
+            continue
+        elif isinstance(event, ConsentRecorded):
+            case = Case(case.record, event, False, case.erased)
+        elif isinstance(event, ConsentWithdrawn):
+            case = Case(case.record, case.consent, True, case.erased)
+        elif isinstance(event, CaseErased):
+            case = Case(case.record, case.consent, case.consent_withdrawn, True)
+    return case
+
+
+def _case_for(case: Case | None, case_id: UUID, agency: Agency | None, agency_id: str) -> Case:
+    """The case, if it exists, is not erased, and `agency` may act on it: the identifying
+    agency or the coordinating body."""
+    if case is None:
+        raise reject("case_id", ErrorCode.UNKNOWN_ID, f"unknown case {case_id}")
+    if agency is None:
+        raise reject(
+            "agency_id", ErrorCode.UNKNOWN_AGENCY, f"agency {agency_id!r} is not registered"
+        )
+    if agency.id != case.record.agency_id and agency.kind is not AgencyKind.COORDINATING_BODY:
+        raise reject(
+            "agency_id",
+            ErrorCode.NOT_AUTHORISED,
+            "only the identifying agency or the coordinating body may do this",
+        )
+    if case.erased:
+        raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
+    return case
+
+
+def decide_record_consent(
+    case: Case | None, command: RecordConsent, agency: Agency | None, consent_id: UUID
+) -> list[Event]:
+    _case_for(case, command.case_id, agency, command.agency_id)
+    return [
+        consent_recorded(
+            command.case_id, consent_id, command.agency_id, command.given_on, command.consent
+        )
+    ]
+
+
+def decide_withdraw_consent(
+    case: Case | None, command: WithdrawConsent, agency: Agency | None
+) -> list[Event]:
+    _case_for(case, command.case_id, agency, command.agency_id)
+    return [ConsentWithdrawn(case_id=command.case_id, withdrawn_by=command.agency_id)]
+
+
+def decide_erase(case: Case | None, command: EraseCase, agency: Agency | None) -> list[Event]:
+    _case_for(case, command.case_id, agency, command.agency_id)
+    return [CaseErased(case_id=command.case_id, erased_by=command.agency_id, reason=command.reason)]

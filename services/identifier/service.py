@@ -1,41 +1,74 @@
-"""identifier service: answers `screening.submit`, seals the personal data, records the case."""
+"""identifier service: opens and answers `screening.submit`, seals the personal data field by
+field under the case key, keeps the blind index, records consent and erasure of its cases."""
 
 from __future__ import annotations
 
-from contracts.commands import SubmitScreening
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from contracts.commands import EraseCase, RecordConsent, SubmitScreening, WithdrawConsent
 from contracts.events import Event
+from contracts.public_key_sealing import key_id, public_key_b64, read_private_key
 from contracts.sealed import seal
-from services.identifier.domain import check_may_identify, decide_screening
-from services.runtime.case_keys import CaseKeys, read_key_encryption_key
+from contracts.subjects import INTAKE_KEY_SUBJECT
+from services.agencies.registry import Agency
+from services.identifier import domain
+from services.identifier.blind_index import BlindIndex, blind_index
+from services.identifier.intake import open_interview
+from services.runtime.case_keys import CaseKeys, KeyCustodyError, read_key_ring, read_secret
 from services.runtime.eventstore import History
 from services.runtime.messaging import ServiceHost
-from services.runtime.topology import CASE_KEYS_BUCKET
+from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET
 from services.runtime.writer import Outcome, derived_id
 
 SERVICE = "identifier"
+CaseRule = Callable[[domain.Case | None, Any, Agency | None], list[Event]]
+CaseCommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome]]]
 
 
 def register(host: ServiceHost) -> None:
     runtime = host.runtime
-    kek = read_key_encryption_key(runtime.settings.key_encryption_key_file)
+    settings = runtime.settings
+    ring_file = settings.key_encryption_key_file
+    read_key_ring(ring_file)  # fail at start, naming the file, rather than on first use
+    try:
+        intake_key = read_private_key(settings.intake_private_key_file)
+    except ValueError as exc:
+        raise KeyCustodyError(f"intake key: {exc}") from None
+    index_secret = read_secret(settings.blind_index_secret_file, "blind-index key")
     keys: list[CaseKeys] = []
+    indexes: list[BlindIndex] = []
 
     async def case_keys() -> CaseKeys:
         if not keys:
-            keys.append(CaseKeys(await runtime.jetstream.key_value(CASE_KEYS_BUCKET), kek))
+            keys.append(CaseKeys(await runtime.jetstream.key_value(CASE_KEYS_BUCKET), ring_file))
         return keys[0]
 
+    async def index() -> BlindIndex:
+        if not indexes:
+            indexes.append(BlindIndex(await runtime.jetstream.key_value(BLIND_INDEX_BUCKET)))
+        return indexes[0]
+
     async def submit_screening(command: SubmitScreening) -> tuple[str, Outcome]:
-        agency = check_may_identify(runtime.registry.get(command.agency_id), command.agency_id)
+        agency = domain.check_may_identify(
+            runtime.registry.get(command.agency_id), command.agency_id
+        )
+        interview = open_interview(command, intake_key)
         case_id = str(derived_id("case", str(command.command_id)))
         version, key = await (await case_keys()).key_for(case_id)
         sealed = {
             name: seal(key, case_id, name.value, version, value)
-            for name, value in command.personal_data.present_fields().items()
+            for name, value in interview.personal_data.present_fields().items()
         }
+        earlier: list[str] = []
+        dob = interview.personal_data.date_of_birth
+        if dob is not None:
+            digest = blind_index(index_secret, interview.personal_data.full_name, dob)
+            earlier = await (await index()).add(digest, case_id)
+        consent_id = derived_id("consent", str(command.command_id))
 
         def decide(_history: History) -> list[Event]:
-            return [decide_screening(command, agency, case_id, sealed)]
+            return domain.decide_intake(interview, agency, case_id, consent_id, sealed, earlier)
 
         outcome = await runtime.writer(SERVICE).execute(
             "case",
@@ -46,5 +79,38 @@ def register(host: ServiceHost) -> None:
         )
         return case_id, outcome
 
+    def on_case(rule: CaseRule) -> CaseCommandHandler:
+        async def handle(command: Any) -> tuple[str, Outcome]:
+            case_id = str(command.case_id)
+            agency = runtime.registry.get(command.agency_id)
+            outcome = await runtime.writer(SERVICE).execute(
+                "case",
+                case_id,
+                cause=str(command.command_id),
+                correlation=str(command.command_id),
+                decide=lambda history: rule(
+                    domain.fold_case([e.event for e in history.events]), command, agency
+                ),
+            )
+            return case_id, outcome
+
+        return handle
+
     host.command(SubmitScreening, submit_screening)
+    host.command(
+        RecordConsent,
+        on_case(
+            lambda case, cmd, agency: domain.decide_record_consent(
+                case, cmd, agency, derived_id("consent", str(cmd.command_id))
+            )
+        ),
+    )
+    host.command(WithdrawConsent, on_case(domain.decide_withdraw_consent))
+    host.command(EraseCase, on_case(domain.decide_erase))
+    intake_public = intake_key.public_key()
+    host.answer(
+        INTAKE_KEY_SUBJECT,
+        lambda: {"kid": key_id(intake_public), "public_key": public_key_b64(intake_public)},
+    )
     host.needs_bucket(CASE_KEYS_BUCKET)
+    host.needs_bucket(BLIND_INDEX_BUCKET)

@@ -61,12 +61,17 @@ class EventStore:
         self._stream = stream
 
     async def load(self, aggregate: str, aggregate_id: str) -> History:
-        subject = aggregate_filter(aggregate, aggregate_id)
+        events = await self.read(aggregate_filter(aggregate, aggregate_id))
+        last = events[-1].stream_sequence if events else 0
+        return History(events, last)
+
+    async def read(self, *filters: str) -> tuple[StoredEvent, ...]:
+        """Every stored event on any of `filters`, in stream order (one short-lived consumer)."""
         info = await self._js.add_consumer(
             self._stream,
             ConsumerConfig(
                 name=f"load-{uuid.uuid4().hex}",
-                filter_subject=subject,
+                filter_subjects=list(filters),
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.NONE,
                 inactive_threshold=30.0,
@@ -91,8 +96,7 @@ class EventStore:
                     await sub.unsubscribe()
         finally:
             await self._js.delete_consumer(self._stream, info.name)
-        last = events[-1].stream_sequence if events else 0
-        return History(tuple(events), last)
+        return tuple(events)
 
     async def append(
         self, aggregate: str, aggregate_id: str, expected: int, envelopes: list[Envelope]

@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, PullSub
@@ -84,7 +84,18 @@ class Runtime:
         return self.js
 
 
-CommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome]]]
+class Reply(Protocol):
+    """A reply other than accepted/rejected (e.g. access.released): a model with a TYPE."""
+
+    TYPE: ClassVar[str]
+
+    @property
+    def command_id(self) -> uuid.UUID | None: ...
+
+    def model_dump(self, *, mode: Literal["json"]) -> dict[str, Any]: ...
+
+
+CommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome] | Reply]]
 
 
 @dataclass(frozen=True)
@@ -197,7 +208,9 @@ class ServiceHost:
     async def stop(self) -> None:
         await self.broker.stop()
 
-    def reply(self, reply: CommandAccepted | CommandRejected, subject: str | None) -> NatsResponse:
+    def reply(
+        self, reply: CommandAccepted | CommandRejected | Reply, subject: str | None
+    ) -> NatsResponse:
         correlation = str(reply.command_id) if reply.command_id else None
         envelope = Envelope(
             id=str(uuid.uuid4()),
@@ -218,7 +231,7 @@ class ServiceHost:
             body = msg.body
             try:
                 command = parse_command(command_type, body)
-                aggregate_id, outcome = await handle(command)
+                result = await handle(command)
             except CommandRejection as rejection:
                 log.info(
                     "command.rejected",
@@ -237,6 +250,10 @@ class ServiceHost:
                 return self.reply(
                     CommandRejected(command_id=_command_id_of(body), errors=(unavailable,)), None
                 )
+            if not isinstance(result, tuple):
+                log.info("command.answered", command=command_type.NAME, reply=result.TYPE)
+                return self.reply(result, None)
+            aggregate_id, outcome = result
             accepted = CommandAccepted(
                 command_id=command.command_id,
                 aggregate_id=aggregate_id,
@@ -258,6 +275,14 @@ class ServiceHost:
             title=f"{subject}:{self.service}",
             description=command_type.__doc__,
         )(on_command)
+
+    def answer(self, subject: str, produce: Callable[[], dict[str, Any]]) -> None:
+        """Serve a plain request (no command, nothing written), e.g. the intake public key."""
+
+        async def on_request(msg: NatsMessage) -> NatsResponse:
+            return NatsResponse(json.dumps(produce()).encode())
+
+        self.broker.subscriber(subject, queue=f"{self.service}-answers", title=subject)(on_request)
 
     def consume(self, spec: ConsumerSpec, handle: EventHandler) -> None:
         settings = self.runtime.settings

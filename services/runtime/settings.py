@@ -32,6 +32,16 @@ class Settings(BaseModel):
     kek_file: Path | None = Field(
         default=None, description="NRM_KEK_FILE: key-encryption key; None = DATA_DIR/keys/kek"
     )
+    intake_key_file: Path | None = Field(
+        default=None,
+        description="NRM_INTAKE_KEY_FILE: X25519 key agencies seal personal data to; "
+        "None = DATA_DIR/keys/intake.pem",
+    )
+    blind_index_key_file: Path | None = Field(
+        default=None,
+        description="NRM_BLIND_INDEX_KEY_FILE: duplicate-detection HMAC key; "
+        "None = DATA_DIR/keys/blind-index",
+    )
     referral_response_seconds: float = Field(
         default=72 * 3600, gt=0, description="NRM_REFERRAL_RESPONSE_SECONDS before escalation"
     )
@@ -58,6 +68,14 @@ class Settings(BaseModel):
     @property
     def key_encryption_key_file(self) -> Path:
         return self.kek_file or self.data_dir / "keys" / "kek"
+
+    @property
+    def intake_private_key_file(self) -> Path:
+        return self.intake_key_file or self.data_dir / "keys" / "intake.pem"
+
+    @property
+    def blind_index_secret_file(self) -> Path:
+        return self.blind_index_key_file or self.data_dir / "keys" / "blind-index"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

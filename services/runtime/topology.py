@@ -22,6 +22,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from contracts.events import (
+    CaseErased,
     ReferralRequested,
     ReferralRevoked,
     VictimIdentified,
@@ -39,6 +40,7 @@ from services.runtime.settings import Settings
 
 CASE_KEYS_BUCKET = "nrm-case-keys"
 REFERRAL_DEADLINES_BUCKET = "nrm-referral-deadlines"
+BLIND_INDEX_BUCKET = "nrm-blind-index"
 ACK_WAIT_SECONDS = 30.0
 
 
@@ -78,6 +80,12 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         "places shelter referrals and drops revoked ones from waiting lists",
     ),
     ConsumerSpec("audit-all", "audit", (f"{EVENT_PREFIX}.>",), "records every event"),
+    ConsumerSpec(
+        "custody-on-erasure",
+        "custody",
+        (event_type_filter(CaseErased),),
+        "shreds an erased case's data key and drops it from the blind index",
+    ),
 )
 
 
@@ -152,6 +160,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1)
     for bucket, description in (
         (CASE_KEYS_BUCKET, "Per-case data keys, wrapped under the key-encryption key"),
         (REFERRAL_DEADLINES_BUCKET, "Open referrals and when they must be answered"),
+        (BLIND_INDEX_BUCKET, "Duplicate detection: keyed blind index of name + date of birth"),
     ):
         try:
             await js.key_value(bucket)

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from pydantic import ValidationError
 
-from contracts.commands import Consent, CriteriaAnswers, PersonalData, SubmitScreening
+from contracts.commands import Consent, CriteriaAnswers, PersonalData, ScreeningInterview
 from contracts.envelope import Envelope
 from contracts.subjects import EVENTS_STREAM
 from contracts.vocabulary import Act, FormOfExploitation, Means, Purpose, Region, Service, Sex
@@ -96,8 +96,8 @@ def screening(
     needs: frozenset[Service] = frozenset({Service.SHELTER, Service.LEGAL_AID}),
     means: frozenset[Means] = frozenset({Means.DECEPTION}),
     consent: Consent | None = None,
-) -> SubmitScreening:
-    return SubmitScreening(
+) -> ScreeningInterview:
+    return ScreeningInterview(
         command_id=uuid.uuid4(),
         agency_id=agency_id,
         interviewed_on=dt.date(2026, 11, 20),

@@ -13,8 +13,9 @@ import nats
 import pytest
 
 from services.client import HubClient
-from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
+from services.runtime.settings import Settings
 from tests.integration.hub_reads import screening
 
 pytestmark = pytest.mark.integration
@@ -91,7 +92,7 @@ async def test_bootstrap_and_run_one_service_as_a_container_would(
     assert "key-encryption key" in missing_key.stderr
     boot = subprocess.run([*NRM, "bootstrap"], capture_output=True, text=True, env=env, timeout=60)
     assert boot.returncode == 0, boot.stderr
-    create_key_encryption_key(tmp_path / "keys" / "kek")
+    create_hub_keys(Settings(data_dir=tmp_path))
     proc = subprocess.Popen(
         [*NRM, "run", "identifier"],
         stdout=subprocess.PIPE,

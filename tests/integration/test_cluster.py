@@ -20,7 +20,7 @@ from contracts.subjects import AUDIT_STREAM, EVENTS_STREAM
 from contracts.vocabulary import Service, ShelterCategory
 from services.bootstrap import bootstrap, running_services
 from services.client import HubClient
-from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedCluster
 from services.runtime.settings import Settings, nats_servers
 from tests.integration.hub_reads import (
@@ -55,7 +55,7 @@ async def test_leader_and_follower_killed_under_load(tmp_path: Path, load_factor
         max_deliver=10,
         retry_backoff_seconds=(0.2, 0.5, 1.0),
     )
-    create_key_encryption_key(settings.key_encryption_key_file)
+    create_hub_keys(settings)
     try:
         await bootstrap(url, settings)
         async with running_services(url, settings):

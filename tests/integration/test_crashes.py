@@ -16,7 +16,7 @@ from contracts.subjects import AUDIT_STREAM
 from contracts.vocabulary import Service, ShelterCategory
 from services.bootstrap import SERVICES, bootstrap
 from services.client import HubClient
-from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import (
@@ -42,7 +42,7 @@ async def test_kill_9_mid_stream_then_restart(
     total = CASES * load_factor
     server = EmbeddedNats(tmp_path / "nats", sync_always=True)
     url = await server.start()
-    create_key_encryption_key(tmp_path / "keys" / "kek")
+    create_hub_keys(Settings(data_dir=tmp_path))
     await bootstrap(url, Settings(nats_url=url, data_dir=tmp_path))
     procs = {name: start_service(name, url, tmp_path) for name in SERVICES}
     try:

@@ -11,7 +11,7 @@ import pytest
 from contracts.subjects import EVENTS_STREAM
 from services.bootstrap import bootstrap
 from services.client import HubClient
-from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats, free_port
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import screening, wait_until
@@ -25,7 +25,7 @@ async def test_a_service_started_before_nats_and_bootstrap_waits_then_serves(
 ) -> None:
     port = free_port()
     url = f"nats://127.0.0.1:{port}"
-    create_key_encryption_key(tmp_path / "keys" / "kek")
+    create_hub_keys(Settings(data_dir=tmp_path))
     proc = start_service("identifier", url, tmp_path)
     server = EmbeddedNats(tmp_path / "nats", port=port)
     try:
@@ -48,7 +48,7 @@ async def test_a_service_started_before_nats_and_bootstrap_waits_then_serves(
 async def test_nats_restart_mid_run_loses_no_acknowledged_command(tmp_path: Path) -> None:
     port = free_port()
     url = f"nats://127.0.0.1:{port}"
-    create_key_encryption_key(tmp_path / "keys" / "kek")
+    create_hub_keys(Settings(data_dir=tmp_path))
     server = EmbeddedNats(tmp_path / "nats", port=port, sync_always=True)
     await server.start()
     await bootstrap(url, Settings(nats_url=url, data_dir=tmp_path))

@@ -14,7 +14,7 @@ from contracts.commands import DischargeFromShelter, RegisterShelter
 from contracts.vocabulary import DischargeReason, Service, Sex, ShelterCategory
 from services.bootstrap import local_hub, running_services
 from services.client import HubClient
-from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import events, screening, wait_until
 
@@ -28,7 +28,7 @@ def _man() -> object:
 
 async def test_restart_from_the_file_store_keeps_beds_and_waiting_list(tmp_path: Path) -> None:
     local = Settings(data_dir=tmp_path / "var")
-    create_key_encryption_key(local.key_encryption_key_file)
+    create_hub_keys(local)
     async with local_hub(local) as url, running_services(url, local):
         nc = await nats.connect(url)
         client = HubClient(nc)

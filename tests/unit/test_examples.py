@@ -10,12 +10,22 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
-from contracts.commands import ALL_COMMANDS, Command
-from contracts.generate import SCHEMA_DIR
+from contracts.commands import ALL_COMMANDS, Command, ScreeningInterview, SubmitScreening
+from contracts.generate import INTERVIEW_SCHEMA, SCHEMA_DIR
 from contracts.subjects import command_subject
 
 EXAMPLES_DIR = Path(__file__).parents[2] / "contracts" / "examples"
-BY_SUBJECT: dict[str, type[Command]] = {command_subject(c): c for c in ALL_COMMANDS}
+# The screening example is the agency-side form: the client seals its personal data.
+BY_SUBJECT: dict[str, type[Command]] = {
+    **{command_subject(c): c for c in ALL_COMMANDS},
+    command_subject(SubmitScreening): ScreeningInterview,
+}
+
+
+def schema_file_of(command: type[Command], schema_dir: Path) -> Path:
+    if command is ScreeningInterview:
+        return schema_dir / INTERVIEW_SCHEMA
+    return schema_dir / f"command.{command.NAME}.v{command.VERSION}.json"
 
 
 def problems(path: Path, schema_dir: Path = SCHEMA_DIR) -> list[str]:
@@ -34,7 +44,7 @@ def problems(path: Path, schema_dir: Path = SCHEMA_DIR) -> list[str]:
         command.model_validate(example["payload"])
     except ValidationError as exc:
         found.append(f"{path.name}: rejected by {command.__name__}: {exc}")
-    schema_file = schema_dir / f"command.{command.NAME}.v{command.VERSION}.json"
+    schema_file = schema_file_of(command, schema_dir)
     validator = Draft202012Validator(
         json.loads(schema_file.read_text("utf-8")),
         format_checker=Draft202012Validator.FORMAT_CHECKER,

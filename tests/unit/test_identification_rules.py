@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from contracts.commands import CriteriaAnswers, PersonalData, SubmitScreening
+from contracts.commands import CriteriaAnswers, PersonalData, ScreeningInterview
 from contracts.events import VictimIdentified, VictimNotIdentified
 from contracts.replies import CommandRejection, ErrorCode
 from contracts.vocabulary import Act, AgencyKind, Means, Purpose, Region, Sex
@@ -72,8 +72,8 @@ def test_unknown_agency_is_named() -> None:
 
 def _screening(
     age: int | None, means: frozenset[Means], dob: dt.date | None = None
-) -> SubmitScreening:
-    return SubmitScreening(
+) -> ScreeningInterview:
+    return ScreeningInterview(
         command_id=uuid.uuid4(),
         agency_id="kg-border-batken",
         interviewed_on=dt.date(2026, 11, 20),

@@ -1,0 +1,1 @@
+"""Key custody: agency keys, entitlement to personal data, releases, shredding."""

@@ -1,0 +1,154 @@
+"""custody service: registers agency keys, decides every request for personal data (and
+records the decision), releases field keys sealed to the agency, shreds erased cases."""
+
+from __future__ import annotations
+
+import json
+
+from contracts.commands import RegisterAgencyKey, RequestAccess
+from contracts.events import AccessEvent, AccessGranted, AgencyKeyRegistered, Event
+from contracts.public_key_sealing import (
+    key_id,
+    public_key_b64,
+    public_key_from_b64,
+    release_info,
+    seal_to,
+)
+from contracts.replies import AccessReleased, ErrorCode, reject
+from contracts.sealed import b64encode, field_key
+from contracts.subjects import aggregate_filter
+from contracts.vocabulary import AccessRefusal, PersonalField, Service
+from services.custody import domain
+from services.identifier.blind_index import BlindIndex
+from services.runtime.case_keys import CaseKeys, read_key_ring
+from services.runtime.eventstore import EventStore, History
+from services.runtime.messaging import Delivery, ServiceHost
+from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET, consumer
+from services.runtime.writer import Outcome, derived_id
+
+SERVICE = "custody"
+
+# What a refusal tells the requester: which field of the request it concerns.
+REFUSAL_FIELD = {
+    AccessRefusal.UNKNOWN_CASE: "case_id",
+    AccessRefusal.CASE_ERASED: "case_id",
+    AccessRefusal.PURPOSE_NOT_COVERED: "purpose",
+    AccessRefusal.FIELDS_NOT_COVERED: "fields",
+}
+
+
+def register(host: ServiceHost) -> None:
+    runtime = host.runtime
+    ring_file = runtime.settings.key_encryption_key_file
+    read_key_ring(ring_file)  # fail at start, naming the file
+    keys: list[CaseKeys] = []
+
+    async def case_keys() -> CaseKeys:
+        if not keys:
+            keys.append(CaseKeys(await runtime.jetstream.key_value(CASE_KEYS_BUCKET), ring_file))
+        return keys[0]
+
+    def store() -> EventStore:
+        assert runtime.store is not None, "not connected"
+        return runtime.store
+
+    async def register_key(command: RegisterAgencyKey) -> tuple[str, Outcome]:
+        if runtime.registry.get(command.agency_id) is None:
+            raise reject(
+                "agency_id",
+                ErrorCode.UNKNOWN_AGENCY,
+                f"agency {command.agency_id!r} is not registered",
+            )
+        try:
+            public_key = public_key_from_b64(command.public_key)
+        except ValueError as exc:
+            raise reject("public_key", ErrorCode.INVALID_FIELD, str(exc)) from None
+        event = AgencyKeyRegistered(
+            agency_id=command.agency_id,
+            key_id=key_id(public_key),
+            public_key=public_key_b64(public_key),
+            registered_by=command.agency_id,
+        )
+        outcome = await runtime.writer(SERVICE).execute(
+            "agency",
+            command.agency_id,
+            cause=str(command.command_id),
+            correlation=str(command.command_id),
+            decide=lambda _history: [event],
+        )
+        return command.agency_id, outcome
+
+    async def request_access(command: RequestAccess) -> AccessReleased:
+        case_id = str(command.case_id)
+        referral_filters = [
+            aggregate_filter("referral", str(derived_id("referral", case_id, s.value)))
+            for s in Service
+        ]
+        case_events = await store().read(aggregate_filter("case", case_id), *referral_filters)
+        key_events = await store().read(aggregate_filter("agency", command.agency_id))
+        case = domain.fold_case_access([e.event for e in case_events])
+        agency_key = domain.current_key([e.event for e in key_events])
+        agency = runtime.registry.get(command.agency_id)
+        decision = domain.decide_access(case, agency, agency_key, command, runtime.clock())
+
+        def decide(_history: History) -> list[Event]:
+            return [decision]
+
+        outcome = await runtime.writer(SERVICE).execute(
+            "access",
+            case_id,
+            cause=str(command.command_id),
+            correlation=str(command.command_id),
+            decide=decide,
+        )
+        recorded = decision
+        if outcome.duplicate:  # a retried request is answered as it was decided the first time
+            history = await store().load("access", case_id)
+            recorded = next(
+                e.event
+                for e in history.events
+                if isinstance(e.event, AccessEvent) and e.event.request_id == command.command_id
+            )
+        if not isinstance(recorded, AccessGranted) or not isinstance(decision, AccessGranted):
+            reason = getattr(recorded, "reason", None) or getattr(decision, "reason", None)
+            assert isinstance(reason, AccessRefusal)
+            raise reject(
+                REFUSAL_FIELD.get(reason, "agency_id"),
+                ErrorCode.NOT_AUTHORISED,
+                f"access refused: {reason.value}",
+            )
+        case_key = await (await case_keys()).existing_key(case_id)
+        if case_key is None or agency_key is None:  # shredded since the decision
+            raise reject("case_id", ErrorCode.NOT_AUTHORISED, "access refused: case_erased")
+        version, key = case_key
+        payload = {
+            "key_version": version,
+            "field_keys": {
+                f.value: b64encode(field_key(key, case_id, f.value, version))
+                for f in recorded.fields
+            },
+        }
+        sealed = seal_to(
+            public_key_from_b64(agency_key.public_key),
+            release_info(case_id, str(command.command_id), command.agency_id),
+            json.dumps(payload).encode(),
+        )
+        return AccessReleased(
+            command_id=command.command_id,
+            case_id=command.case_id,
+            fields=tuple(PersonalField(f).value for f in recorded.fields),
+            key_version=version,
+            sealed_field_keys=sealed,
+        )
+
+    async def on_erasure(delivery: Delivery) -> None:
+        case_id = delivery.envelope.subject
+        assert case_id is not None
+        await (await case_keys()).shred(case_id)
+        await BlindIndex(await runtime.jetstream.key_value(BLIND_INDEX_BUCKET)).remove_case(case_id)
+
+    host.command(RegisterAgencyKey, register_key)
+    host.command(RequestAccess, request_access)
+    host.consume(consumer("custody-on-erasure"), on_erasure)
+    host.needs_bucket(CASE_KEYS_BUCKET)
+    host.needs_bucket(BLIND_INDEX_BUCKET)
