@@ -22,7 +22,7 @@ from contracts.operations import (
     RedriveRequest,
 )
 from contracts.public_key_sealing import SealedToKey
-from contracts.replies import AccessReleased, CommandAccepted, CommandRejected
+from contracts.replies import AccessDenied, AccessReleased, CommandAccepted, CommandRejected
 from contracts.sealed import SealedValue
 from contracts.subjects import EVENT_PREFIX, command_subject
 
@@ -56,6 +56,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     files["reply.access-released.json"] = _schema(
         AccessReleased, schema_uri(AccessReleased.TYPE, 1)
     )
+    files["reply.access-denied.json"] = _schema(AccessDenied, schema_uri(AccessDenied.TYPE, 1))
     files["sealed-to-key.v1.json"] = _schema(SealedToKey, schema_uri("sealed-to-key", 1))
     files["sealed-value.v2.json"] = _schema(SealedValue, schema_uri("sealed-value", 2))
     for model in (AuditEntry, DeadLetterRecorded, DeadLetterResolved):

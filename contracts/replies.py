@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.public_key_sealing import SealedToKey
+from contracts.vocabulary import AccessRefusal
 
 
 class ErrorCode(StrEnum):
@@ -84,3 +85,18 @@ class AccessReleased(BaseModel):
     fields: tuple[str, ...]
     key_version: int = Field(ge=1)
     sealed_field_keys: SealedToKey
+
+
+class AccessDenied(BaseModel):
+    """The answer to a refused `access.request`. Unlike `command.rejected` the request was
+    valid and its refusal is recorded (an `access.refused` event, audited)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = "access.denied"
+
+    status: Literal["denied"] = "denied"
+    command_id: UUID = Field(description="The request id")
+    case_id: UUID
+    reason: AccessRefusal
+    event_ids: tuple[UUID, ...] = Field(description="The recorded access.refused event")

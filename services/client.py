@@ -150,6 +150,8 @@ class AgencyClient(HubClient):
             fields=fields,
         )
         reply = await self.send(request)
+        if reply.get("status") == "denied":
+            raise AccessRefusedError(reply["reason"])
         if reply.get("status") != "released":
             raise AccessRefusedError("; ".join(e["reason"] for e in reply["errors"]))
         released = AccessReleased.model_validate(reply)

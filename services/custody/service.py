@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from contracts.commands import RegisterAgencyKey, RequestAccess
-from contracts.events import AccessEvent, AccessGranted, AgencyKeyRegistered, Event
+from contracts.events import AccessEvent, AccessGranted, AccessRefused, AgencyKeyRegistered, Event
 from contracts.public_key_sealing import (
     key_id,
     public_key_b64,
@@ -14,7 +14,7 @@ from contracts.public_key_sealing import (
     release_info,
     seal_to,
 )
-from contracts.replies import AccessReleased, ErrorCode, reject
+from contracts.replies import AccessDenied, AccessReleased, ErrorCode, reject
 from contracts.sealed import b64encode, field_key
 from contracts.subjects import aggregate_filter
 from contracts.vocabulary import AccessRefusal, PersonalField, Service
@@ -27,14 +27,6 @@ from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET, cons
 from services.runtime.writer import Outcome, derived_id
 
 SERVICE = "custody"
-
-# What a refusal tells the requester: which field of the request it concerns.
-REFUSAL_FIELD = {
-    AccessRefusal.UNKNOWN_CASE: "case_id",
-    AccessRefusal.CASE_ERASED: "case_id",
-    AccessRefusal.PURPOSE_NOT_COVERED: "purpose",
-    AccessRefusal.FIELDS_NOT_COVERED: "fields",
-}
 
 
 def register(host: ServiceHost) -> None:
@@ -78,7 +70,7 @@ def register(host: ServiceHost) -> None:
         )
         return command.agency_id, outcome
 
-    async def request_access(command: RequestAccess) -> AccessReleased:
+    async def request_access(command: RequestAccess) -> AccessReleased | AccessDenied:
         case_id = str(command.case_id)
         referral_filters = [
             aggregate_filter("referral", str(derived_id("referral", case_id, s.value)))
@@ -109,17 +101,24 @@ def register(host: ServiceHost) -> None:
                 for e in history.events
                 if isinstance(e.event, AccessEvent) and e.event.request_id == command.command_id
             )
-        if not isinstance(recorded, AccessGranted) or not isinstance(decision, AccessGranted):
-            reason = getattr(recorded, "reason", None) or getattr(decision, "reason", None)
-            assert isinstance(reason, AccessRefusal)
-            raise reject(
-                REFUSAL_FIELD.get(reason, "agency_id"),
-                ErrorCode.NOT_AUTHORISED,
-                f"access refused: {reason.value}",
+        if isinstance(recorded, AccessRefused):
+            return AccessDenied(
+                command_id=command.command_id,
+                case_id=command.case_id,
+                reason=recorded.reason,
+                event_ids=outcome.event_ids,
             )
         case_key = await (await case_keys()).existing_key(case_id)
-        if case_key is None or agency_key is None:  # shredded since the decision
-            raise reject("case_id", ErrorCode.NOT_AUTHORISED, "access refused: case_erased")
+        if not isinstance(recorded, AccessGranted) or case_key is None or agency_key is None:
+            # Shredded, or the key changed, since the recorded grant: nothing to release.
+            return AccessDenied(
+                command_id=command.command_id,
+                case_id=command.case_id,
+                reason=AccessRefusal.CASE_ERASED
+                if case_key is None
+                else AccessRefusal.NO_REGISTERED_KEY,
+                event_ids=outcome.event_ids,
+            )
         version, key = case_key
         payload = {
             "key_version": version,

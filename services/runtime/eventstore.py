@@ -24,6 +24,9 @@ from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM, aggregate_filter
 
 # JetStream errors meaning "the aggregate moved on since you loaded it".
 _CONFLICT_CODES = frozenset({10071, 10164})
+# A batch whose message ids are already stored: another writer appended the same decision.
+# Reloading finds the cause in the history and answers from it.
+_BATCH_DUPLICATE = 10201
 _FETCH_BATCH = 256
 
 
@@ -157,7 +160,10 @@ class EventStore:
         answer = json.loads(reply.data)
         error = answer.get("error")
         if error:
-            if error.get("err_code") in _CONFLICT_CODES:
+            code = error.get("err_code")
+            if code in _CONFLICT_CODES or code == _BATCH_DUPLICATE:
                 raise ConcurrencyConflict(aggregate, aggregate_id, expected)
-            raise AppendFailed(f"batch append to {aggregate} refused: {error.get('description')}")
+            raise AppendFailed(
+                f"batch append to {aggregate} refused: {code} {error.get('description')}"
+            )
         return int(answer["seq"])

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
 
+from contracts.public_key_sealing import intake_info, seal_to
 from contracts.subjects import EVENTS_STREAM
 from services.client import HubClient
 from services.runtime.settings import Settings
@@ -16,25 +20,36 @@ pytestmark = pytest.mark.integration
 SUBMIT = "nrm.cmd.screening.submit"
 
 
-def _valid() -> dict[str, object]:
-    payload: dict[str, object] = json.loads(screening().model_dump_json())
-    return payload
+Payload = dict[str, Any]
+Mutation = Callable[[Payload, Callable[[object], object]], bytes]
 
 
-def _without(field: str) -> bytes:
-    payload = _valid()
-    del payload[field]
-    return json.dumps(payload).encode()
+def _without(field: str) -> Mutation:
+    def mutate(payload: Payload, _seal: Callable[[object], object]) -> bytes:
+        return json.dumps({k: v for k, v in payload.items() if k != field}).encode()
+
+    return mutate
 
 
-def _with(**changes: object) -> bytes:
-    return json.dumps({**_valid(), **changes}).encode()
+def _with(**changes: object) -> Mutation:
+    return lambda payload, _seal: json.dumps({**payload, **changes}).encode()
 
 
-CASES = [
-    ("bad JSON", b'{"command_id": ', "", "invalid_json"),
-    ("not an object", b"[1, 2, 3]", "", "invalid_json"),
-    ("not UTF-8", b"\xff\xfe\x00", "", "invalid_json"),
+def _raw(body: bytes) -> Mutation:
+    return lambda _payload, _seal: body
+
+
+def _sealed_personal_data(personal_data: object) -> Mutation:
+    """Personal data sealed correctly to the hub but invalid once opened."""
+    return lambda payload, seal: json.dumps(
+        {**payload, "personal_data": seal(personal_data)}
+    ).encode()
+
+
+CASES: list[tuple[str, Mutation, str, str]] = [
+    ("bad JSON", _raw(b'{"command_id": '), "", "invalid_json"),
+    ("not an object", _raw(b"[1, 2, 3]"), "", "invalid_json"),
+    ("not UTF-8", _raw(b"\xff\xfe\x00"), "", "invalid_json"),
     ("missing field", _without("region"), "region", "invalid_field"),
     ("wrong type", _with(age="thirty"), "age", "invalid_field"),
     ("out of range", _with(age=300), "age", "invalid_field"),
@@ -45,19 +60,59 @@ CASES = [
     ("prosecution", _with(agency_id="kg-prosecutor-general"), "agency_id", "not_authorised"),
     ("NGO not agreed", _with(agency_id="kg-ngo-osh-legal-clinic"), "agency_id", "not_authorised"),
     (
-        "oversized",
-        _with(personal_data={"full_name": "x" * 5000}),
+        "personal data in clear",
+        _with(personal_data={"full_name": CANARIES[0]}),
+        "personal_data.kid",
+        "invalid_field",
+    ),
+    (
+        "sealed for another command",
+        _with(command_id=str(uuid.uuid4())),
+        "personal_data",
+        "invalid_field",
+    ),
+    (
+        "sealed personal data too long",
+        _sealed_personal_data({"full_name": "x" * 5000}),
         "personal_data.full_name",
+        "invalid_field",
+    ),
+    (
+        "sealed personal data with an unknown field",
+        _sealed_personal_data({"full_name": "x", "surname": CANARIES[0]}),
+        "personal_data.surname",
+        "invalid_field",
+    ),
+    (
+        "sealed personal data not JSON",
+        _sealed_personal_data(b"\x00not json"),
+        "personal_data",
         "invalid_field",
     ),
 ]
 
 
-@pytest.mark.parametrize(("label", "body", "field", "code"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("label", "mutate", "field", "code"), CASES, ids=[c[0] for c in CASES])
 async def test_rejected_with_the_field_and_reason_and_nothing_written(
-    hub: Settings, client: HubClient, nc: Client, label: str, body: bytes, field: str, code: str
+    hub: Settings,
+    client: HubClient,
+    nc: Client,
+    label: str,
+    mutate: Mutation,
+    field: str,
+    code: str,
 ) -> None:
     js = nc.jetstream()
+    valid = await client.sealed(screening())
+    intake = await client.intake_key()
+
+    def seal(personal_data: object) -> object:
+        clear = personal_data if isinstance(personal_data, bytes) else json.dumps(personal_data)
+        raw = clear if isinstance(clear, bytes) else clear.encode()
+        info = intake_info(str(valid.command_id), valid.agency_id)
+        return seal_to(intake, info, raw).model_dump()
+
+    body = mutate(json.loads(valid.model_dump_json()), seal)
     before = (await js.stream_info(EVENTS_STREAM)).state.last_seq
     reply = await client.send_raw(SUBMIT, body)
     assert reply["type"] == "command.rejected", label

@@ -80,6 +80,7 @@ async def test_identification_flows_to_referrals_admission_and_audit(
     found = await wait_until(flow_done)
     types = sorted(e.type for e in found)
     assert types == [
+        "consent.recorded",
         "referral.accepted",
         "referral.requested",
         "referral.requested",
@@ -101,8 +102,9 @@ async def test_every_message_the_hub_emits_is_a_cloudevent_without_personal_data
     emitted: list[bytes] = []
     replies = []
     for command in (screening(), screening(means=frozenset()), screening("kg-prosecutor-general")):
+        sealed = await client.sealed(command)
         raw = await nc.request(
-            "nrm.cmd.screening.submit", command.model_dump_json().encode(), timeout=5
+            "nrm.cmd.screening.submit", sealed.model_dump_json().encode(), timeout=5
         )
         replies.append(raw.data)
     emitted.extend(replies)
