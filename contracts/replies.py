@@ -45,6 +45,11 @@ class CommandAccepted(BaseModel):
     duplicate: bool = Field(
         default=False, description="True when this command_id had already been applied"
     )
+    likely_duplicate_of: tuple[UUID, ...] = Field(
+        default=(),
+        description="screening.submit: earlier cases with the same normalised name and date "
+        "of birth (blind index), for the identifying agency to check",
+    )
 
 
 class CommandRejected(BaseModel):

@@ -35,12 +35,12 @@ from contracts.replies import AccessReleased
 from contracts.sealed import b64decode, open_with_field_key
 from contracts.subjects import (
     EVENT_PREFIX,
-    EVENTS_STREAM,
     INTAKE_KEY_SUBJECT,
     command_subject,
     event_type_filter,
 )
 from contracts.vocabulary import DataPurpose, PersonalField
+from services.runtime.eventstore import EventStore
 
 
 class AccessRefusedError(Exception):
@@ -174,19 +174,8 @@ class AgencyClient(HubClient):
         raise LookupError(f"no screening recorded for case {case_id}")
 
     async def _read(self, subject: str) -> list[Envelope]:
-        js = self._nc.jetstream()
-        sub = await js.subscribe(subject, stream=EVENTS_STREAM, ordered_consumer=True)
-        envelopes = []
-        try:
-            info = await sub.consumer_info()
-            remaining = info.num_pending or 0
-            while remaining > 0:
-                msg = await sub.next_msg(timeout=self._timeout)
-                envelopes.append(Envelope.from_bytes(msg.data))
-                remaining = msg.metadata.num_pending
-        finally:
-            await sub.unsubscribe()
-        return envelopes
+        stored = await EventStore(self._nc, self._nc.jetstream()).read(subject)
+        return [e.envelope for e in stored]
 
 
 def _unavailable(reply: dict[str, Any]) -> bool:

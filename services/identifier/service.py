@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 from contracts.commands import EraseCase, RecordConsent, SubmitScreening, WithdrawConsent
 from contracts.events import Event
 from contracts.public_key_sealing import key_id, public_key_b64, read_private_key
+from contracts.replies import CommandAccepted
 from contracts.sealed import seal
 from contracts.subjects import INTAKE_KEY_SUBJECT
 from services.agencies.registry import Agency
@@ -49,7 +51,7 @@ def register(host: ServiceHost) -> None:
             indexes.append(BlindIndex(await runtime.jetstream.key_value(BLIND_INDEX_BUCKET)))
         return indexes[0]
 
-    async def submit_screening(command: SubmitScreening) -> tuple[str, Outcome]:
+    async def submit_screening(command: SubmitScreening) -> CommandAccepted:
         agency = domain.check_may_identify(
             runtime.registry.get(command.agency_id), command.agency_id
         )
@@ -77,7 +79,13 @@ def register(host: ServiceHost) -> None:
             correlation=str(command.command_id),
             decide=decide,
         )
-        return case_id, outcome
+        return CommandAccepted(
+            command_id=command.command_id,
+            aggregate_id=case_id,
+            event_ids=outcome.event_ids,
+            duplicate=outcome.duplicate,
+            likely_duplicate_of=tuple(sorted(UUID(c) for c in earlier if c != case_id)),
+        )
 
     def on_case(rule: CaseRule) -> CaseCommandHandler:
         async def handle(command: Any) -> tuple[str, Outcome]:

@@ -252,7 +252,7 @@ class ServiceHost:
                 )
             if not isinstance(result, tuple):
                 log.info("command.answered", command=command_type.NAME, reply=result.TYPE)
-                return self.reply(result, None)
+                return self.reply(result, getattr(result, "aggregate_id", None))
             aggregate_id, outcome = result
             accepted = CommandAccepted(
                 command_id=command.command_id,
