@@ -10,7 +10,14 @@ import pytest
 
 from contracts.envelope import schema_uri, unwrap_event, wrap_event
 from contracts.events import ShelterRegistered, UnknownEventError, decode_event_data
-from contracts.sealed import SealedValueError, open_sealed, seal
+from contracts.sealed import (
+    SealedValue,
+    SealedValueError,
+    field_key,
+    open_sealed,
+    open_with_field_key,
+    seal,
+)
 from contracts.vocabulary import Region, ShelterCategory
 from services.runtime.logging import REDACTED, redact_personal_data
 
@@ -83,3 +90,34 @@ def test_log_guard_redacts_personal_fields() -> None:
         None, "info", {"event": "x", "full_name": "Canary", "case_id": "1"}
     )
     assert entry == {"event": "x", "full_name": REDACTED, "case_id": "1"}
+
+
+# A fixed vector of the sealed-field format v2 (also in docs/CONFIDENTIALITY.md), so that an
+# integrator's implementation and this one can be checked against the same bytes.
+VECTOR = {
+    "case_key": bytes(range(32)),
+    "case_id": "3f2504e0-4f89-51d3-9a0c-0305e82c3301",
+    "field": "full_name",
+    "field_key": "8d034b8732151e215b31fc16551326f6d18ff9945be76d40f338320ce7d2418f",
+    "sealed": {
+        "v": 2,
+        "alg": "A256GCM",
+        "kv": 1,
+        "n": "ZGVmZ2hpamtsbW5v",
+        "ct": "1XC4IjE9aQEiHeFTt62Wr2Nn8I4hdSmfEbEv",
+    },
+    "plaintext": "Test Person",
+}
+
+
+def test_the_published_vector_opens_with_the_case_key_and_with_the_field_key() -> None:
+    sealed = SealedValue.model_validate(VECTOR["sealed"])
+    case_key, case_id, field = VECTOR["case_key"], VECTOR["case_id"], VECTOR["field"]
+    assert isinstance(case_key, bytes) and isinstance(case_id, str) and isinstance(field, str)
+    key = field_key(case_key, case_id, field, 1)
+    assert key.hex() == VECTOR["field_key"]
+    assert open_sealed(case_key, case_id, field, sealed) == VECTOR["plaintext"]
+    assert open_with_field_key(key, case_id, field, sealed) == VECTOR["plaintext"]
+    # The key of one field opens no other field of the same case.
+    with pytest.raises(SealedValueError):
+        open_with_field_key(field_key(case_key, case_id, "phone", 1), case_id, field, sealed)
