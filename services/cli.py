@@ -6,6 +6,9 @@
     nrm demo      run the seed scenario end to end and check every outcome
     nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
+    nrm agency keygen | register-key   an agency's key pair for receiving personal data
+    nrm case erase CASE_ID         crypto-shred a case (identifying agency or coordinating body)
+    nrm keys rotate-kek            new key-encryption key; re-wrap every case key under it
 
 Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
 the local hub started by `nrm up`, whose URL it writes to DATA_DIR/hub.url).
@@ -18,6 +21,7 @@ import asyncio
 import json
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,8 +29,17 @@ from pathlib import Path
 import nats
 from nats.errors import NoRespondersError
 
+from contracts.commands import Command, EraseCase, RegisterAgencyKey
 from contracts.operations import DeadLetterResolved, RedriveRequest
+from contracts.public_key_sealing import (
+    generate_private_key,
+    key_id,
+    public_key_b64,
+    read_private_key,
+    write_private_key,
+)
 from contracts.subjects import redrive_subject
+from contracts.vocabulary import ErasureReason
 from services.bootstrap import (
     SERVICES,
     bootstrap,
@@ -34,10 +47,18 @@ from services.bootstrap import (
     running_services,
     start_service,
 )
-from services.runtime.case_keys import KeyCustodyError, create_hub_keys
+from services.client import HubClient
+from services.runtime.case_keys import (
+    CaseKeys,
+    KeyCustodyError,
+    create_hub_keys,
+    retire_old_keys,
+    rotate_key_ring,
+)
 from services.runtime.dead_letters import dead_letter, dead_letters
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError, nats_servers
+from services.runtime.topology import CASE_KEYS_BUCKET
 
 READY_LINE = "NRM hub ready {url}"
 
@@ -144,6 +165,71 @@ async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
     return 1
 
 
+async def cmd_agency_keygen(agency_id: str, out: Path) -> int:
+    private_key = generate_private_key()
+    key_file, public_file = out / f"{agency_id}.key", out / f"{agency_id}.pub"
+    if key_file.exists():
+        print(f"nrm: {key_file} exists; not overwriting an agency key", file=sys.stderr)
+        return 2
+    write_private_key(private_key, key_file)
+    public_file.write_text(public_key_b64(private_key.public_key()) + "\n")
+    print(f"private key {key_file} (keep it; mode 0600)")
+    print(f"public key  {public_file} (key id {key_id(private_key.public_key())})")
+    print(f"register it: nrm agency register-key --agency {agency_id} --key {key_file}")
+    return 0
+
+
+async def _send(settings: Settings, command: Command) -> int:
+    """Send one command to the running hub; print the reply; exit 0 if accepted."""
+    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-cli")
+    try:
+        reply = await HubClient(nc).send(command)
+    finally:
+        await nc.close()
+    if reply["status"] == "accepted":
+        print(f"{command.NAME}: accepted ({reply['aggregate_id']})")
+        return 0
+    for error in reply.get("errors", []):
+        print(f"nrm: {command.NAME} rejected: {error['field']}: {error['reason']}", file=sys.stderr)
+    return 1
+
+
+async def cmd_agency_register_key(settings: Settings, agency_id: str, key_file: Path) -> int:
+    try:
+        public_key = read_private_key(key_file).public_key()
+    except ValueError as exc:
+        print(f"nrm: {exc}", file=sys.stderr)
+        return 2
+    command = RegisterAgencyKey(
+        command_id=uuid.uuid4(), agency_id=agency_id, public_key=public_key_b64(public_key)
+    )
+    return await _send(settings, command)
+
+
+async def cmd_case_erase(
+    settings: Settings, case_id: uuid.UUID, agency_id: str, reason: ErasureReason
+) -> int:
+    command = EraseCase(
+        command_id=uuid.uuid4(), agency_id=agency_id, case_id=case_id, reason=reason
+    )
+    return await _send(settings, command)
+
+
+async def cmd_rotate_kek(settings: Settings, keep_old: bool) -> int:
+    ring_file = settings.key_encryption_key_file
+    ring = rotate_key_ring(ring_file)
+    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-keys")
+    try:
+        bucket = await nc.jetstream().key_value(CASE_KEYS_BUCKET)
+        moved = await CaseKeys(bucket, ring_file).rewrap_all()
+    finally:
+        await nc.close()
+    if not keep_old:
+        retire_old_keys(ring_file)
+    print(f"key-encryption key {ring.current} is current; {moved} case keys re-wrapped")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nrm", description="NRM Hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +252,28 @@ def _parser() -> argparse.ArgumentParser:
     dlq_list.add_argument("--json", action="store_true", help="machine-readable output")
     dlq_retry = with_url(dlq_sub.add_parser("retry", help="re-drive one dead letter after a fix"))
     dlq_retry.add_argument("id", type=int, help="the dead letter's ID from `nrm dlq list`")
+    agency = sub.add_parser("agency", help="an agency's key pair for personal data")
+    agency_sub = agency.add_subparsers(dest="agency_command", required=True)
+    keygen = agency_sub.add_parser("keygen", help="create an agency key pair (X25519)")
+    keygen.add_argument("--agency", required=True, help="the agency id from the registry")
+    keygen.add_argument("--out", type=Path, default=Path("."), help="directory for the files")
+    register_key = with_url(agency_sub.add_parser("register-key", help="register the public key"))
+    register_key.add_argument("--agency", required=True)
+    register_key.add_argument("--key", type=Path, required=True, help="the private key file")
+    case = sub.add_parser("case", help="case administration")
+    case_sub = case.add_subparsers(dest="case_command", required=True)
+    erase = with_url(case_sub.add_parser("erase", help="crypto-shred a case"))
+    erase.add_argument("case_id", type=uuid.UUID)
+    erase.add_argument("--agency", required=True, help="identifying agency or coordinating body")
+    erase.add_argument(
+        "--reason", type=ErasureReason, choices=list(ErasureReason), required=True
+    )
+    keys = sub.add_parser("keys", help="the hub's key-encryption keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = with_url(keys_sub.add_parser("rotate-kek", help="rotate the key-encryption key"))
+    rotate.add_argument(
+        "--keep-old", action="store_true", help="keep retired KEKs in the ring (default: drop)"
+    )
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -189,6 +297,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_dlq_list(settings, args.all, args.json))
         if args.command == "dlq":
             return asyncio.run(cmd_dlq_retry(settings, args.id))
+        if args.command == "agency" and args.agency_command == "keygen":
+            return asyncio.run(cmd_agency_keygen(args.agency, args.out))
+        if args.command == "agency":
+            return asyncio.run(cmd_agency_register_key(settings, args.agency, args.key))
+        if args.command == "case":
+            return asyncio.run(cmd_case_erase(settings, args.case_id, args.agency, args.reason))
+        if args.command == "keys":
+            return asyncio.run(cmd_rotate_kek(settings, args.keep_old))
         if args.command == "demo":
             from services.demo import run_demo
 

@@ -57,6 +57,10 @@ class HubClient:
         self._timeout = timeout
         self._intake_key: X25519PublicKey | None = None
 
+    @property
+    def connection(self) -> Client:
+        return self._nc
+
     async def send_raw(self, subject: str, body: bytes) -> dict[str, Any]:
         """The reply envelope (a CloudEvent) as a dict."""
         reply = await self._nc.request(subject, body, timeout=self._timeout)

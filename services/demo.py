@@ -5,7 +5,9 @@ aid; the Border Service in Batken identifies a 15-year-old girl (for a child the
 element is not required, and guardianship is notified); a man in forced labour fills the
 only bed of the men's shelter, so the next man is wait-listed and admitted after a discharge;
 a prosecution body's attempt to identify is refused; a screening without means is recorded
-as not identified. The timeline prints as events arrive; the exit status is 0 only if every
+as not identified. The shelter opens the woman's name with its own key (it is entitled: her
+shelter referral); the police, without her consent, are refused.
+The timeline prints as events arrive; the exit status is 0 only if every
 expected outcome happened. Personal data in the scenario is fictional and never printed.
 """
 
@@ -36,13 +38,16 @@ from contracts.commands import (
     ScreeningInterview,
 )
 from contracts.envelope import Envelope
+from contracts.public_key_sealing import generate_private_key
 from contracts.subjects import EVENT_PREFIX
 from contracts.vocabulary import (
     Act,
+    DataPurpose,
     DeliveryUnit,
     DischargeReason,
     FormOfExploitation,
     Means,
+    PersonalField,
     Purpose,
     Region,
     Service,
@@ -50,7 +55,7 @@ from contracts.vocabulary import (
     ShelterCategory,
 )
 from services.bootstrap import local_hub, running_services
-from services.client import HubClient
+from services.client import AccessRefusedError, AgencyClient, HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.settings import Settings, nats_servers
 
@@ -98,8 +103,15 @@ def _facts(envelope: Envelope) -> str:
         "age_band",
         "position",
         "reason",
+        "purpose",
+        "purposes",
+        "fields",
     )
-    facts = " ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, ""))
+    facts = " ".join(
+        f"{k}={','.join(d[k]) if isinstance(d[k], list) else d[k]}"
+        for k in keys
+        if d.get(k) not in (None, "", [])
+    )
     if "unmet_criteria" in d:
         facts += " unmet=" + ",".join(u["criterion"] for u in d["unmet_criteria"])
     return f"[{short}] {facts}"
@@ -129,8 +141,14 @@ class Scenario:
         self.check(found is not None, what)
         return found
 
-    async def command(self, what: str, command: Any, status: str = "accepted") -> dict[str, Any]:
-        reply = await self.client.send(command)
+    async def command(
+        self,
+        what: str,
+        command: Any,
+        status: str = "accepted",
+        client: AgencyClient | None = None,
+    ) -> dict[str, Any]:
+        reply = await client.register_key() if client else await self.client.send(command)
         self.check(reply["status"] == status, f"{what}: {status}")
         return reply
 
@@ -145,6 +163,36 @@ def _screening(agency: str, region: Region, sex: Sex, age: int, **kw: Any) -> Sc
         age=age,
         **kw,
     )
+
+
+async def personal_data_access(s: Scenario, case: str | None) -> None:
+    """The confidentiality SOP: the shelter the woman was referred to opens her name with its
+    own key; a police unit she gave no consent to is refused, and both decisions are recorded."""
+    print("Personal data: the Osh shelter opens the name; the Osh police are refused")
+    nc = s.client.connection
+    shelter = AgencyClient(nc, "kg-ngo-osh-crisis-centre", generate_private_key())
+    police = AgencyClient(nc, "kg-mia-osh", generate_private_key())
+    for agency in (shelter, police):
+        await s.command(f"{agency.agency_id} registers its public key", None, client=agency)
+    if case is None:
+        s.check(False, "a case to open")
+        return
+    opened = await shelter.open_fields(uuid.UUID(case), DataPurpose.ASSISTANCE)
+    s.check(
+        opened.get(PersonalField.FULL_NAME) == "Demo Person One",
+        "the shelter opens the name it is entitled to (it matches; names are never printed)",
+    )
+    s.check(
+        PersonalField.ADDRESS not in opened and PersonalField.NARRATIVE not in opened,
+        f"and only its referral's fields: {', '.join(sorted(opened))}",
+    )
+    try:
+        await police.open_fields(uuid.UUID(case), DataPurpose.INVESTIGATION)
+        s.check(False, "the police without consent are refused")
+    except AccessRefusedError as refused:
+        s.check(True, f"the police without consent are refused ({refused.reason})")
+    await s.expect("the release is recorded", _is("access.granted", case_id=case))
+    await s.expect("the refusal is recorded", _is("access.refused", case_id=case))
 
 
 async def play(scenario: Scenario) -> None:
@@ -195,6 +243,7 @@ async def play(scenario: Scenario) -> None:
         "woman admitted to the Osh crisis centre",
         _is("shelter.admitted", case_id=case, shelter_id="kg-ngo-osh-crisis-centre"),
     )
+    await personal_data_access(s, case)
     if legal is not None:
         referral_id = uuid.UUID(legal.data["referral_id"])
         await s.command(
