@@ -246,11 +246,14 @@ class EraseCase(Command):
 
 
 class RegisterAgencyKey(Command):
-    """An agency's public key for receiving field keys (X25519, base64 of the raw 32 bytes).
-    Registering again replaces the key in force."""
+    """An agency's public key for receiving field keys (X25519, base64 of the raw 32 bytes),
+    registered by the coordinating body (`agency_id`) after it verified the key with the agency
+    out of band: an agency cannot register a key itself, so nobody can swap in their own key
+    for another agency's. Registering again replaces the key in force."""
 
     NAME: ClassVar[str] = "agency.register_key"
 
+    for_agency: AgencyId = Field(description="The agency whose key this is")
     public_key: str = Field(min_length=40, max_length=64)
 
 

@@ -35,11 +35,12 @@ from contracts.public_key_sealing import (
     generate_private_key,
     key_id,
     public_key_b64,
-    read_private_key,
+    public_key_from_b64,
     write_private_key,
 )
 from contracts.subjects import redrive_subject
 from contracts.vocabulary import ErasureReason
+from services.agencies.registry import load_registry
 from services.bootstrap import (
     SERVICES,
     bootstrap,
@@ -175,7 +176,8 @@ async def cmd_agency_keygen(agency_id: str, out: Path) -> int:
     public_file.write_text(public_key_b64(private_key.public_key()) + "\n")
     print(f"private key {key_file} (keep it; mode 0600)")
     print(f"public key  {public_file} (key id {key_id(private_key.public_key())})")
-    print(f"register it: nrm agency register-key --agency {agency_id} --key {key_file}")
+    print(f"hand {public_file.name} to the coordinating body, which runs:")
+    print(f"  nrm agency register-key --agency {agency_id} --public-key {public_file.name}")
     return 0
 
 
@@ -194,15 +196,22 @@ async def _send(settings: Settings, command: Command) -> int:
     return 1
 
 
-async def cmd_agency_register_key(settings: Settings, agency_id: str, key_file: Path) -> int:
+async def cmd_agency_register_key(settings: Settings, agency_id: str, public_file: Path) -> int:
+    """As the coordinating body: register the public key an agency handed over (verify its
+    key id with the agency out of band first)."""
     try:
-        public_key = read_private_key(key_file).public_key()
-    except ValueError as exc:
-        print(f"nrm: {exc}", file=sys.stderr)
+        public_key = public_key_from_b64(public_file.read_text().strip())
+    except (OSError, ValueError) as exc:
+        print(f"nrm: {public_file}: {exc}", file=sys.stderr)
         return 2
+    registrar = load_registry(settings.agency_registry).coordinating_body
     command = RegisterAgencyKey(
-        command_id=uuid.uuid4(), agency_id=agency_id, public_key=public_key_b64(public_key)
+        command_id=uuid.uuid4(),
+        agency_id=registrar,
+        for_agency=agency_id,
+        public_key=public_key_b64(public_key),
     )
+    print(f"registering key {key_id(public_key)} for {agency_id} as {registrar}")
     return await _send(settings, command)
 
 
@@ -257,9 +266,13 @@ def _parser() -> argparse.ArgumentParser:
     keygen = agency_sub.add_parser("keygen", help="create an agency key pair (X25519)")
     keygen.add_argument("--agency", required=True, help="the agency id from the registry")
     keygen.add_argument("--out", type=Path, default=Path("."), help="directory for the files")
-    register_key = with_url(agency_sub.add_parser("register-key", help="register the public key"))
-    register_key.add_argument("--agency", required=True)
-    register_key.add_argument("--key", type=Path, required=True, help="the private key file")
+    register_key = with_url(
+        agency_sub.add_parser("register-key", help="(coordinating body) register an agency key")
+    )
+    register_key.add_argument("--agency", required=True, help="whose key it is")
+    register_key.add_argument(
+        "--public-key", type=Path, required=True, help="the .pub file from keygen"
+    )
     case = sub.add_parser("case", help="case administration")
     case_sub = case.add_subparsers(dest="case_command", required=True)
     erase = with_url(case_sub.add_parser("erase", help="crypto-shred a case"))
@@ -300,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "agency" and args.agency_command == "keygen":
             return asyncio.run(cmd_agency_keygen(args.agency, args.out))
         if args.command == "agency":
-            return asyncio.run(cmd_agency_register_key(settings, args.agency, args.key))
+            return asyncio.run(cmd_agency_register_key(settings, args.agency, args.public_key))
         if args.command == "case":
             return asyncio.run(cmd_case_erase(settings, args.case_id, args.agency, args.reason))
         if args.command == "keys":

@@ -93,6 +93,18 @@ class HubClient:
         data: dict[str, Any] = envelope["data"]
         return data
 
+    async def register_agency_key(
+        self, registrar: str, agency_id: str, public_key: X25519PublicKey
+    ) -> dict[str, Any]:
+        """As the coordinating body `registrar`: record `agency_id`'s public key."""
+        command = RegisterAgencyKey(
+            command_id=uuid.uuid4(),
+            agency_id=registrar,
+            for_agency=agency_id,
+            public_key=public_key_b64(public_key),
+        )
+        return await self.send(command)
+
     async def send_until_answered(self, command: Command, within: float = 30.0) -> dict[str, Any]:
         """Send, and resend the same command (same command_id, so it is applied at most once)
         while the hub is unreachable, restarting or answers `unavailable`, until it gives a
@@ -121,13 +133,9 @@ class AgencyClient(HubClient):
         self.agency_id = agency_id
         self._private_key = private_key
 
-    async def register_key(self) -> dict[str, Any]:
-        public_key = public_key_b64(self._private_key.public_key())
-        return await self.send(
-            RegisterAgencyKey(
-                command_id=uuid.uuid4(), agency_id=self.agency_id, public_key=public_key
-            )
-        )
+    @property
+    def public_key(self) -> X25519PublicKey:
+        return self._private_key.public_key()
 
     async def referrals(self) -> list[ReferralRequested]:
         """Every referral addressed to this agency so far."""

@@ -146,9 +146,14 @@ class Scenario:
         what: str,
         command: Any,
         status: str = "accepted",
-        client: AgencyClient | None = None,
+        registering: AgencyClient | None = None,
     ) -> dict[str, Any]:
-        reply = await client.register_key() if client else await self.client.send(command)
+        if registering is None:
+            reply = await self.client.send(command)
+        else:
+            reply = await self.client.register_agency_key(
+                "kg-coordinating-body", registering.agency_id, registering.public_key
+            )
         self.check(reply["status"] == status, f"{what}: {status}")
         return reply
 
@@ -173,7 +178,11 @@ async def personal_data_access(s: Scenario, case: str | None) -> None:
     shelter = AgencyClient(nc, "kg-ngo-osh-crisis-centre", generate_private_key())
     police = AgencyClient(nc, "kg-mia-osh", generate_private_key())
     for agency in (shelter, police):
-        await s.command(f"{agency.agency_id} registers its public key", None, client=agency)
+        await s.command(
+            f"the coordinating body registers {agency.agency_id}'s public key",
+            None,
+            registering=agency,
+        )
     if case is None:
         s.check(False, "a case to open")
         return

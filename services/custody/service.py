@@ -17,7 +17,7 @@ from contracts.public_key_sealing import (
 from contracts.replies import AccessDenied, AccessReleased, ErrorCode, reject
 from contracts.sealed import b64encode, field_key
 from contracts.subjects import aggregate_filter
-from contracts.vocabulary import AccessRefusal, PersonalField, Service
+from contracts.vocabulary import AccessRefusal, AgencyKind, PersonalField, Service
 from services.custody import domain
 from services.identifier.blind_index import BlindIndex
 from services.runtime.case_keys import CaseKeys, read_key_ring
@@ -45,30 +45,37 @@ def register(host: ServiceHost) -> None:
         return runtime.store
 
     async def register_key(command: RegisterAgencyKey) -> tuple[str, Outcome]:
-        if runtime.registry.get(command.agency_id) is None:
+        registrar = runtime.registry.get(command.agency_id)
+        if registrar is None or registrar.kind is not AgencyKind.COORDINATING_BODY:
             raise reject(
                 "agency_id",
+                ErrorCode.NOT_AUTHORISED,
+                "only the coordinating body registers agency keys",
+            )
+        if runtime.registry.get(command.for_agency) is None:
+            raise reject(
+                "for_agency",
                 ErrorCode.UNKNOWN_AGENCY,
-                f"agency {command.agency_id!r} is not registered",
+                f"agency {command.for_agency!r} is not registered",
             )
         try:
             public_key = public_key_from_b64(command.public_key)
         except ValueError as exc:
             raise reject("public_key", ErrorCode.INVALID_FIELD, str(exc)) from None
         event = AgencyKeyRegistered(
-            agency_id=command.agency_id,
+            agency_id=command.for_agency,
             key_id=key_id(public_key),
             public_key=public_key_b64(public_key),
             registered_by=command.agency_id,
         )
         outcome = await runtime.writer(SERVICE).execute(
             "agency",
-            command.agency_id,
+            command.for_agency,
             cause=str(command.command_id),
             correlation=str(command.command_id),
             decide=lambda _history: [event],
         )
-        return command.agency_id, outcome
+        return command.for_agency, outcome
 
     async def request_access(command: RequestAccess) -> AccessReleased | AccessDenied:
         case_id = str(command.case_id)

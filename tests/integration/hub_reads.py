@@ -52,6 +52,7 @@ async def events(js: JetStreamContext) -> list[Envelope]:
 SHELTER_AND_LEGAL_AID = Counter(
     {
         "victim.identified": 1,
+        "consent.recorded": 1,
         "referral.requested": 2,
         "shelter.admitted": 1,
         "referral.accepted": 1,  # the shelter referral, on admission

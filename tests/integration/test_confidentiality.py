@@ -7,6 +7,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import stat
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from contracts.commands import (
     WithdrawConsent,
 )
 from contracts.events import VictimIdentified
-from contracts.public_key_sealing import generate_private_key
+from contracts.public_key_sealing import generate_private_key, read_private_key
 from contracts.sealed import SealedValueError, open_with_field_key
 from contracts.subjects import AUDIT_STREAM, EVENTS_STREAM
 from contracts.vocabulary import (
@@ -55,13 +59,15 @@ IDENTIFIER = "kg-health-osh"  # identifies in Osh; the shelter is the Osh crisis
 SHELTER = "kg-ngo-osh-crisis-centre"
 POLICE = "kg-mia-osh"
 STRANGER = "kg-ngo-bishkek-mens-shelter"
+REGISTRAR = "kg-coordinating-body"
 F = PersonalField
 
 
 async def agency(nc: Client, agency_id: str, register: bool = True) -> AgencyClient:
     client = AgencyClient(nc, agency_id, generate_private_key())
     if register:
-        assert (await client.register_key())["status"] == "accepted"
+        reply = await client.register_agency_key(REGISTRAR, agency_id, client.public_key)
+        assert reply["status"] == "accepted"
     return client
 
 
@@ -140,6 +146,35 @@ async def test_agencies_that_are_not_entitled_cannot_obtain_the_key(
     refused = [e for e in await events(nc.jetstream()) if e.type == "access.refused"]
     assert len(refused) == 5  # every refusal is recorded (and so audited)
     assert not [e for e in await events(nc.jetstream()) if e.type == "access.granted"]
+
+
+async def test_only_the_coordinating_body_registers_agency_keys(
+    hub: Settings, client: HubClient, nc: Client
+) -> None:
+    thief = AgencyClient(nc, STRANGER, generate_private_key())
+    for registrar in (STRANGER, SHELTER):  # nobody else, not even for itself
+        reply = await thief.register_agency_key(registrar, SHELTER, thief.public_key)
+        assert reply["status"] == "rejected"
+        assert reply["errors"][0] == {
+            "field": "agency_id",
+            "code": "not_authorised",
+            "reason": "only the coordinating body registers agency keys",
+        }
+    unknown = await client.register_agency_key(REGISTRAR, "kg-nobody", thief.public_key)
+    assert unknown["errors"][0]["field"] == "for_agency"
+    bad = await client.send_raw(
+        "nrm.cmd.agency.register_key",
+        json.dumps(
+            {
+                "command_id": str(uuid.uuid4()),
+                "agency_id": REGISTRAR,
+                "for_agency": SHELTER,
+                "public_key": "A" * 43 + "=" * 2,
+            }
+        ).encode(),
+    )
+    assert bad["data"]["errors"][0]["field"] == "public_key"
+    assert not [e for e in await events(nc.jetstream()) if e.type == "agency.key_registered"]
 
 
 async def test_a_release_sealed_to_one_agency_does_not_open_with_another_key(
@@ -392,3 +427,52 @@ async def test_canaries_never_cross_nats_or_reach_the_store_files_or_logs(
     logs = capfd.readouterr()
     for canary in CANARIES:
         assert canary not in logs.out and canary not in logs.err
+
+
+async def test_agency_keys_from_the_command_line(
+    hub: Settings, client: HubClient, nc: Client, tmp_path: Path
+) -> None:
+    assert hub.nats_url is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
+    env |= {"PYTHONPATH": str(Path(__file__).parents[2]), "NRM_NATS_URL": hub.nats_url}
+    keys = tmp_path / "agency-keys"
+
+    async def nrm(*args: str) -> subprocess.CompletedProcess[str]:
+        # In a thread: the hub's services run in this test's event loop.
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    made = await nrm("agency", "keygen", "--agency", SHELTER, "--out", str(keys))
+    assert made.returncode == 0, made.stderr
+    private_file, public_file = keys / f"{SHELTER}.key", keys / f"{SHELTER}.pub"
+    assert stat.S_IMODE(private_file.stat().st_mode) == 0o600
+    again = await nrm("agency", "keygen", "--agency", SHELTER, "--out", str(keys))
+    assert again.returncode == 2  # never overwrites an agency key
+    registered = await nrm(
+        "agency", "register-key", "--agency", SHELTER, "--public-key", str(public_file)
+    )
+    assert registered.returncode == 0, registered.stderr
+    shelter = AgencyClient(nc, SHELTER, read_private_key(private_file))
+    case_id = await identified_case(nc, client)
+    assert (await shelter.open_fields(case_id, DataPurpose.ASSISTANCE))[F.FULL_NAME] == CANARY_NAME
+    refused = await nrm(
+        "case", "erase", str(case_id), "--agency", SHELTER, "--reason", "erasure_request"
+    )
+    assert refused.returncode == 1 and "agency_id" in refused.stderr
+    erased = await nrm(
+        "case", "erase", str(case_id), "--agency", IDENTIFIER, "--reason", "erasure_request"
+    )
+    assert erased.returncode == 0, erased.stderr
+    assert await refusal(shelter, case_id, DataPurpose.ASSISTANCE) == "case_erased"
+    rotated = await nrm("keys", "rotate-kek")
+    assert rotated.returncode != 0  # this hub's KEK is not in NRM_DATA_DIR's default place
+    env["NRM_KEK_FILE"] = str(hub.key_encryption_key_file)
+    rotated = await nrm("keys", "rotate-kek")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "re-wrapped" in rotated.stdout
