@@ -177,6 +177,9 @@ class ServiceHost:
         self.runtime.connected(self.broker.connection)
         await self._wait_for_topology()
         await self.broker.start()
+        # The server has every subscription once it answers a ping: only then is the service
+        # "consuming" (a request sent right after start-up finds its responder).
+        await self.broker.connection.flush()
 
     def needs_bucket(self, bucket: str) -> None:
         self._buckets.append(bucket)
