@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from contracts.commands import ALL_COMMANDS, ScreeningInterview
+from contracts.commands import ALL_COMMANDS, RequestAccess, ScreeningInterview
 from contracts.envelope import CONTENT_TYPE, Envelope, schema_uri
 from contracts.events import ALL_EVENTS
 from contracts.operations import (
@@ -83,10 +83,20 @@ def _summary(model: type[BaseModel], default: str) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split())
 
 
+def _type(reply: type[BaseModel]) -> str:
+    name: str = getattr(reply, "TYPE")  # noqa: B009  (a ClassVar of every reply model)
+    return name
+
+
 def asyncapi() -> dict[str, Any]:
     """The hub as an AsyncAPI 3.0 document: command channels the hub receives on (with a
     reply), event channels it sends on. Payload schemas are shared in components.schemas."""
-    replies = (CommandAccepted, CommandRejected)
+    replies: tuple[type[BaseModel], ...] = (
+        CommandAccepted,
+        CommandRejected,
+        AccessReleased,
+        AccessDenied,
+    )
     models: list[type[BaseModel]] = [*ALL_COMMANDS, *ALL_EVENTS, *replies]
     refs, defs = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
@@ -110,10 +120,11 @@ def asyncapi() -> dict[str, Any]:
     channels["reply"] = {
         "address": None,
         "description": "The request's reply inbox (chosen by the requester). The reply is a "
-        "CloudEvent (type command.accepted or command.rejected) whose data is one of these.",
+        "CloudEvent (type command.accepted or command.rejected; access.released or "
+        "access.denied for access.request) whose data is one of these.",
         "messages": {
-            reply.TYPE: message(
-                reply.TYPE,
+            _type(reply): message(
+                _type(reply),
                 reply,
                 CONTENT_TYPE,
                 "A CloudEvent (structured JSON); this model is its `data`.",
@@ -121,7 +132,14 @@ def asyncapi() -> dict[str, Any]:
             for reply in replies
         },
     }
-    reply_messages = [{"$ref": f"#/channels/reply/messages/{reply.TYPE}"} for reply in replies]
+
+    def reply_messages(command: type[BaseModel]) -> list[dict[str, str]]:
+        answers: list[type[BaseModel]] = (
+            [AccessReleased, AccessDenied] if command is RequestAccess else [CommandAccepted]
+        )
+        answers.append(CommandRejected)
+        return [{"$ref": f"#/channels/reply/messages/{_type(r)}"} for r in answers]
+
     for command in ALL_COMMANDS:
         key = f"command.{command.NAME}"
         channels[key] = {
@@ -141,7 +159,10 @@ def asyncapi() -> dict[str, Any]:
             "action": "receive",
             "channel": {"$ref": f"#/channels/{key}"},
             "messages": [{"$ref": f"#/channels/{key}/messages/{command.NAME}"}],
-            "reply": {"channel": {"$ref": "#/channels/reply"}, "messages": reply_messages},
+            "reply": {
+                "channel": {"$ref": "#/channels/reply"},
+                "messages": reply_messages(command),
+            },
         }
     for event in ALL_EVENTS:
         key = f"event.{event.NAME}"

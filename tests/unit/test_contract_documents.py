@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from contracts.commands import ALL_COMMANDS
+from contracts.commands import ALL_COMMANDS, RequestAccess
 from contracts.envelope import schema_uri
 from contracts.events import ALL_EVENTS
 from contracts.generate import asyncapi, check_all, json_schemas, write_all
@@ -101,9 +101,13 @@ def test_commands_are_received_with_a_reply_and_events_sent() -> None:
     for command in ALL_COMMANDS:
         operation = operations[f"command.{command.NAME}"]
         assert operation["action"] == "receive"
+        answers = (
+            {"access.released", "access.denied"}
+            if command is RequestAccess
+            else {"command.accepted"}
+        )
         assert {m["$ref"] for m in operation["reply"]["messages"]} == {
-            "#/channels/reply/messages/command.accepted",
-            "#/channels/reply/messages/command.rejected",
+            f"#/channels/reply/messages/{t}" for t in (*answers, "command.rejected")
         }
     for event in ALL_EVENTS:
         assert operations[f"event.{event.NAME}"]["action"] == "send"
