@@ -108,24 +108,18 @@ def register(host: ServiceHost) -> None:
                 for e in history.events
                 if isinstance(e.event, AccessEvent) and e.event.request_id == command.command_id
             )
-        if isinstance(recorded, AccessRefused):
-            return AccessDenied(
-                command_id=command.command_id,
-                case_id=command.case_id,
-                reason=recorded.reason,
-                event_ids=outcome.event_ids,
-            )
+        # A retried request is answered as first decided, unless things changed since: a
+        # grant is never repeated after withdrawal, erasure or the end of the referral.
+        refused = next((d for d in (recorded, decision) if isinstance(d, AccessRefused)), None)
         case_key = await (await case_keys()).existing_key(case_id)
-        if not isinstance(recorded, AccessGranted) or case_key is None or agency_key is None:
-            # Shredded, or the key changed, since the recorded grant: nothing to release.
+        if refused or case_key is None or agency_key is None:
             return AccessDenied(
                 command_id=command.command_id,
                 case_id=command.case_id,
-                reason=AccessRefusal.CASE_ERASED
-                if case_key is None
-                else AccessRefusal.NO_REGISTERED_KEY,
+                reason=refused.reason if refused else AccessRefusal.CASE_ERASED,
                 event_ids=outcome.event_ids,
             )
+        assert isinstance(recorded, AccessGranted)
         version, key = case_key
         payload = {
             "key_version": version,

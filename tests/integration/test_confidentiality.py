@@ -26,6 +26,7 @@ from contracts.commands import (
     EraseCase,
     RecordConsent,
     RegisterShelter,
+    RequestAccess,
     WithdrawConsent,
 )
 from contracts.events import VictimIdentified
@@ -214,6 +215,10 @@ async def test_police_read_only_with_consent_for_investigation_and_never_after_w
         F.NARRATIVE: screening().personal_data.narrative,
     }
     assert F.PHONE not in await shelter.open_fields(case_id, DataPurpose.ASSISTANCE)
+    earlier = RequestAccess(
+        command_id=uuid.uuid4(), agency_id=SHELTER, case_id=case_id, purpose=DataPurpose.ASSISTANCE
+    )
+    assert (await shelter.send(earlier))["status"] == "released"
     # Only the identifying agency or the coordinating body may change consent.
     meddling = await client.send(
         WithdrawConsent(command_id=uuid.uuid4(), agency_id=STRANGER, case_id=case_id)
@@ -225,6 +230,8 @@ async def test_police_read_only_with_consent_for_investigation_and_never_after_w
     assert withdrawn["status"] == "accepted"
     assert await refusal(police, case_id, DataPurpose.INVESTIGATION) == "consent_withdrawn"
     assert await refusal(shelter, case_id, DataPurpose.ASSISTANCE) == "consent_withdrawn"
+    retried = await shelter.send(earlier)  # the same request again: never granted again
+    assert retried["status"] == "denied" and retried["reason"] == "consent_withdrawn"
     # Assistance goes on: the referral is still open.
     assert [r.case_id for r in await shelter.referrals()] == [case_id]
 
@@ -333,7 +340,6 @@ async def test_a_tampered_or_moved_sealed_value_fails_to_open_with_a_clear_error
 
 async def _field_key(client: AgencyClient, case_id: uuid.UUID, field: PersonalField) -> bytes:
     """A field key as the agency holds it after a release (what `open_fields` uses)."""
-    from contracts.commands import RequestAccess
     from contracts.public_key_sealing import open_sealed_to, release_info
     from contracts.replies import AccessReleased
     from contracts.sealed import b64decode
