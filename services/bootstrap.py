@@ -16,6 +16,7 @@ from services.agencies.registry import load_registry
 from services.audit import service as audit
 from services.identifier import service as identifier
 from services.referral.service import ReferralService
+from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.messaging import Runtime, ServiceHost
 from services.runtime.settings import Settings, nats_servers
@@ -29,7 +30,7 @@ SERVICES: tuple[str, ...] = ("identifier", "referral", "shelter", "audit")
 async def bootstrap(nats_url: str, settings: Settings, within: float = 60.0) -> None:
     """Create the streams, consumers and buckets the services bind to. A cluster that is
     still electing its JetStream leader is waited for, up to `within` seconds."""
-    nc = await nats.connect(nats_servers(nats_url), name="nrm-bootstrap")
+    nc = await nats.connect(nats_servers(nats_url), **connect_options(settings, ADMIN_ROLE))
     deadline = asyncio.get_running_loop().time() + within
     try:
         while True:

@@ -35,6 +35,7 @@ from services.bootstrap import (
     start_service,
 )
 from services.runtime.case_keys import KeyCustodyError, create_key_encryption_key
+from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.dead_letters import dead_letter, dead_letters
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError, nats_servers
@@ -96,7 +97,9 @@ async def cmd_bootstrap(settings: Settings) -> int:
 
 
 async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int:
-    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-dlq")
+    nc = await nats.connect(
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+    )
     try:
         letters = [d for d in await dead_letters(nc.jetstream()) if show_all or not d.resolved]
     finally:
@@ -118,7 +121,9 @@ async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int
 
 
 async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
-    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-dlq")
+    nc = await nats.connect(
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+    )
     try:
         letter = await dead_letter(nc.jetstream(), letter_id)
         if letter is None:

@@ -46,6 +46,7 @@ from contracts.subjects import (
     redrive_subject,
 )
 from services.agencies.registry import AgencyRegistry
+from services.runtime.connection import broker_options, subscriber_inbox_prefix
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
 from services.runtime.logging import get_logger
@@ -142,7 +143,12 @@ class ServiceHost:
         self.service = service
         self.runtime = runtime
         self.source = source_uri(runtime.settings.country, service)
-        self.broker = NatsBroker(nats_servers(nats_url), logger=None, max_reconnect_attempts=-1)
+        self.broker = NatsBroker(
+            nats_servers(nats_url),
+            logger=None,
+            max_reconnect_attempts=-1,
+            **broker_options(runtime.settings, service),
+        )
         self._consumers: list[ConsumerSpec] = []
         self._buckets: list[str] = []
 
@@ -291,6 +297,7 @@ class ServiceHost:
             stream=JStream(EVENTS_STREAM, declare=False),
             durable=spec.durable,
             pull_sub=PullSub(batch_size=64, timeout=1.0),
+            inbox_prefix=subscriber_inbox_prefix(settings, self.service),
             ack_policy=AckPolicy.MANUAL,
             title=f"{spec.durable}",
             description=spec.description,
