@@ -57,4 +57,5 @@ def broker_options(settings: Settings, role: str) -> dict[str, Any]:
 def subscriber_inbox_prefix(settings: Settings, role: str) -> bytes:
     """FastStream's JetStream subscribers take their deliver-inbox prefix per subscriber
     (default `_INBOX.`), not from the connection: give them the role's."""
-    return (connect_options(settings, role).get("inbox_prefix", "_INBOX") + ".").encode()
+    prefix = inbox_prefix(role) if settings.nats_tls_cert is not None else "_INBOX"
+    return f"{prefix}.".encode()
