@@ -8,6 +8,7 @@ Subjects carry only opaque ids and type names, never personal data.
     nrm.dlq.<consumer>                                dead letters (stream NRM_DLQ)
     nrm.dlq.<consumer>.resolved                       a dead letter re-driven successfully
     nrm.ctl.dlq.redrive.<consumer>                    request: re-drive one dead letter
+    nrm.ctl.ping                                      request: every service instance answers
     nrm.feed.<agency id>.<referral id>.<event type>   referral events addressed to one
                                                       agency (stream NRM_FEEDS)
 """
@@ -31,6 +32,7 @@ EVENT_PREFIX = "nrm.evt"
 AUDIT_PREFIX = "nrm.audit"
 DLQ_PREFIX = "nrm.dlq"
 FEED_PREFIX = "nrm.feed"
+PING_SUBJECT = "nrm.ctl.ping"
 
 EVENTS_STREAM = "NRM_EVENTS"
 AUDIT_STREAM = "NRM_AUDIT"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from services.identifier import service as identifier
 from services.referral.service import ReferralService
 from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.embedded import EmbeddedNats
+from services.runtime.health import poll_consumer_lag, register_ping
 from services.runtime.messaging import Runtime, ServiceHost
 from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import bootstrap as bootstrap_topology
@@ -98,6 +100,8 @@ def build_service(
         shelter.register(host)
     else:
         audit.register(host)
+    register_ping(host)
+    loops.append(functools.partial(poll_consumer_lag, host))
     return host, loops
 
 

@@ -5,6 +5,7 @@
     nrm bootstrap create streams, consumers and buckets on a running NATS
     nrm demo      run the seed scenario end to end and check every outcome
     nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
+    nrm status    services running, consumer lag, dead letters, last audit entry
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
 
 Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
@@ -37,8 +38,10 @@ from services.bootstrap import (
 from services.runtime.case_keys import KeyCustodyError, create_key_encryption_key
 from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.dead_letters import dead_letter, dead_letters
+from services.runtime.health import health_server
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError, nats_servers
+from services.runtime.status import hub_status
 
 READY_LINE = "NRM hub ready {url}"
 
@@ -68,7 +71,11 @@ async def _wait_for_stop() -> None:
 
 async def cmd_up(settings: Settings, port: int | None) -> int:
     create_key_encryption_key(settings.key_encryption_key_file)
-    async with local_hub(settings, port) as url, running_services(url, settings):
+    async with (
+        local_hub(settings, port) as url,
+        running_services(url, settings) as started,
+        health_server(settings, [s.host for s in started]),
+    ):
         _hub_url_file(settings).write_text(url + "\n")
         print(READY_LINE.format(url=url), flush=True)
         try:
@@ -81,9 +88,11 @@ async def cmd_up(settings: Settings, port: int | None) -> int:
 async def cmd_run(settings: Settings, service: str) -> int:
     url = resolve_nats_url(settings)
     running = await start_service(service, url, settings)
-    print(f"NRM {service} consuming {url}", flush=True)
     try:
-        await _wait_for_stop()
+        async with health_server(settings, [running.host]) as port:
+            health = f" (health on {settings.health_host}:{port})" if port else ""
+            print(f"NRM {service} consuming {url}{health}", flush=True)
+            await _wait_for_stop()
     finally:
         await running.stop()
     return 0
@@ -149,6 +158,18 @@ async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
     return 1
 
 
+async def cmd_status(settings: Settings, as_json: bool) -> int:
+    nc = await nats.connect(
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+    )
+    try:
+        status = await hub_status(nc)
+    finally:
+        await nc.close()
+    print(json.dumps(status.to_json(), indent=2) if as_json else status.render())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nrm", description="NRM Hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     dlq_list.add_argument("--json", action="store_true", help="machine-readable output")
     dlq_retry = with_url(dlq_sub.add_parser("retry", help="re-drive one dead letter after a fix"))
     dlq_retry.add_argument("id", type=int, help="the dead letter's ID from `nrm dlq list`")
+    status = with_url(sub.add_parser("status", help="services, consumer lag, dead letters"))
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -190,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_run(settings, args.service))
         if args.command == "bootstrap":
             return asyncio.run(cmd_bootstrap(settings))
+        if args.command == "status":
+            return asyncio.run(cmd_status(settings, args.json))
         if args.command == "dlq" and args.dlq_command == "list":
             return asyncio.run(cmd_dlq_list(settings, args.all, args.json))
         if args.command == "dlq":

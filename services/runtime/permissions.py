@@ -44,6 +44,7 @@ from contracts.subjects import (
     EVENTS_STREAM,
     FEED_PREFIX,
     FEEDS_STREAM,
+    PING_SUBJECT,
     command_subject,
     feed_filter,
     redrive_subject,
@@ -161,7 +162,12 @@ def service_user(service: str, country: str) -> User:
     commands = [command_subject(c) for c, owner in COMMAND_OWNERS.items() if owner == service]
     commands += [f"{COMMAND_PREFIX}.{name}" for name in needs.extra_commands]
     publish = [f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.INFO.{EVENTS_STREAM}"]
-    subscribe = [f"{inbox_prefix(service)}.>", *dict.fromkeys(commands), *needs.answers]
+    subscribe = [
+        f"{inbox_prefix(service)}.>",
+        PING_SUBJECT,
+        *dict.fromkeys(commands),
+        *needs.answers,
+    ]
     for durable in durables:
         publish += [
             f"{JS}.CONSUMER.INFO.{EVENTS_STREAM}.{durable}",
@@ -249,7 +255,7 @@ def admin_user(country: str) -> User:
         user_name("admin", country),
         HUB,
         Permissions(
-            publish=(f"{JS}.>", "nrm.ctl.dlq.redrive.>"),
+            publish=(f"{JS}.>", "nrm.ctl.dlq.redrive.>", PING_SUBJECT),
             subscribe=(f"{inbox_prefix('admin')}.>",),
             deny_publish=_protected_denies(),
         ),
