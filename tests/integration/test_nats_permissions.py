@@ -480,13 +480,15 @@ async def _feed(cluster: SecuredCluster, agency: str) -> list[str]:
             ack_policy=AckPolicy.EXPLICIT,
         )
         await js.add_consumer(FEEDS_STREAM, config)
-        sub = await js.pull_subscribe_bind(agency, FEEDS_STREAM)
-        info = await js.consumer_info(FEEDS_STREAM, agency)
-        pending = (info.num_pending or 0) + (info.num_ack_pending or 0)
-        if not pending:
-            return []
-        got = await sub.fetch(pending, timeout=2)
-        return [m.subject.rsplit(".", 2)[-2] + "." + m.subject.rsplit(".", 1)[-1] for m in got]
+        try:
+            sub = await js.pull_subscribe_bind(agency, FEEDS_STREAM)
+            info = await js.consumer_info(FEEDS_STREAM, agency)
+            if not info.num_pending:
+                return []
+            got = await sub.fetch(info.num_pending, timeout=2)
+        finally:  # read from the start each time
+            await js.delete_consumer(FEEDS_STREAM, agency)
+        return [".".join(m.subject.split(".")[-2:]) for m in got]
 
 
 async def test_the_hub_runs_on_the_secured_cluster_without_a_single_violation(
