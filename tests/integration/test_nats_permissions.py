@@ -32,6 +32,7 @@ from services.client import HubClient
 from services.runtime.case_keys import create_key_encryption_key
 from services.runtime.connection import connect_options
 from services.runtime.settings import nats_servers
+from services.runtime.status import hub_status
 from tests.integration.hub_reads import screening, wait_until
 from tests.integration.secured_hub import SecuredCluster
 
@@ -532,6 +533,16 @@ async def test_the_hub_runs_on_the_secured_cluster_without_a_single_violation(
                     return audit == (await js.stream_info(EVENTS_STREAM)).state.messages
 
             await wait_until(audited, timeout=30)
+            async with connected(secured, "admin") as admin:  # what `nrm status` does
+                status = await hub_status(admin.nc)
+            assert {i.service for i in status.instances} == {
+                "identifier",
+                "referral",
+                "shelter",
+                "audit",
+            }
+            assert all(c.lag is not None for c in status.consumers)
+            assert status.last_audit is not None
         finally:
             for service in services:
                 await service.stop()
