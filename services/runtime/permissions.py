@@ -101,6 +101,7 @@ class ServiceNeeds:
     buckets: tuple[str, ...] = ()
     publishes: tuple[str, ...] = ()  # other subjects, e.g. audit entries, feeds
     answers: tuple[str, ...] = ()  # request subjects beyond its commands
+    hears: tuple[str, ...] = ()  # other subjects it subscribes to
     extra_commands: tuple[str, ...] = ()  # commands being added in parallel (see module doc)
 
 
@@ -117,7 +118,9 @@ SERVICE_NEEDS: dict[str, ServiceNeeds] = {
         writes=("referral",),
         loads=("referral",),
         buckets=(REFERRAL_DEADLINES_BUCKET,),
-        publishes=(f"{FEED_PREFIX}.>",),
+        # Cross-border referrals (repatriation) go to and come from peer hubs.
+        publishes=(f"{FEED_PREFIX}.>", f"{CROSSBORDER_PREFIX}.out.>"),
+        hears=(f"{CROSSBORDER_PREFIX}.in.>",),
     ),
     "shelter": ServiceNeeds(writes=("shelter",), loads=("shelter", "referral")),
     "audit": ServiceNeeds(buckets=(AUDIT_CHECKPOINTS_BUCKET,), publishes=(f"{AUDIT_PREFIX}.>",)),
@@ -167,6 +170,7 @@ def service_user(service: str, country: str) -> User:
         PING_SUBJECT,
         *dict.fromkeys(commands),
         *needs.answers,
+        *needs.hears,
     ]
     for durable in durables:
         publish += [

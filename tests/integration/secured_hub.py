@@ -50,6 +50,15 @@ def node_env(
     }
 
 
+def leaf_env(certs: Path, hub_leaf_port: int, peer: str = "kz") -> dict[str, str]:
+    """The environment deploy/nats/leaf-remote.conf reads: a peer hub dialling ours."""
+    return {
+        "NATS_LEAF_REMOTES": f"[tls://127.0.0.1:{hub_leaf_port}]",
+        "NATS_LEAF_CERT_FILE": str(certs / "users" / f"leaf-{peer}.pem"),
+        "NATS_LEAF_KEY_FILE": str(certs / "users" / f"leaf-{peer}-key.pem"),
+    }
+
+
 @dataclass
 class SecuredNode:
     name: str
@@ -61,6 +70,10 @@ class SecuredNode:
     @property
     def client_port(self) -> int:
         return int(self.env["NATS_CLIENT_LISTEN"].rsplit(":", 1)[1])
+
+    @property
+    def leaf_port(self) -> int:
+        return int(self.env["NATS_LEAF_LISTEN"].rsplit(":", 1)[1])
 
     @property
     def monitor_port(self) -> int:

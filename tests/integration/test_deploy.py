@@ -25,11 +25,11 @@ from services.runtime.case_keys import create_key_encryption_key
 from services.runtime.embedded import EmbeddedNats, free_port, nats_server_binary
 from services.runtime.permissions import hub_auth, rendered
 from services.runtime.settings import ENV_PREFIX, Settings
-from tests.integration.secured_hub import DEPLOY, NATS_CONFIGS, make_certs, node_env
+from tests.integration.secured_hub import DEPLOY, NATS_CONFIGS, leaf_env, make_certs, node_env
 
 pytestmark = pytest.mark.integration
 ENTRYPOINT = DEPLOY / "entrypoint.sh"
-MAIN_CONFIGS = ("hub.conf", "hub-single-node.conf")
+MAIN_CONFIGS = ("hub.conf", "hub-single-node.conf", "leaf-remote.conf")
 SETTING_NAMES = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
 ALL_SERVICES = {*SERVICES, "custody"}  # custody's configs exist before its code is merged
 ROLES = {*ALL_SERVICES, "admin"}
@@ -54,6 +54,7 @@ def _test_config(config: Path, env: dict[str, str]) -> subprocess.CompletedProce
 def test_nats_server_accepts_each_config(certs: Path, tmp_path: Path, name: str) -> None:
     ports = {k: free_port() for k in ("client", "monitor", "cluster", "leaf")}
     env = node_env(certs, "nats-1", ports, [free_port()], tmp_path / "js")
+    env.update(leaf_env(certs, ports["leaf"]))
     result = _test_config(NATS_CONFIGS / name, env)
     assert result.returncode == 0, result.stderr
     assert "is valid" in result.stdout + result.stderr

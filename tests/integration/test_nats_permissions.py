@@ -31,10 +31,11 @@ from services.bootstrap import bootstrap, start_service
 from services.client import HubClient
 from services.runtime.case_keys import create_key_encryption_key
 from services.runtime.connection import connect_options
+from services.runtime.embedded import free_port
 from services.runtime.settings import nats_servers
 from services.runtime.status import hub_status
 from tests.integration.hub_reads import screening, wait_until
-from tests.integration.secured_hub import SecuredCluster
+from tests.integration.secured_hub import NATS_CONFIGS, SecuredCluster, SecuredNode, leaf_env
 
 pytestmark = pytest.mark.integration
 
@@ -549,3 +550,66 @@ async def test_the_hub_runs_on_the_secured_cluster_without_a_single_violation(
         assert secured.violations() == ""
     finally:
         secured.stop()
+
+
+async def test_a_peer_hub_sees_only_the_cross_border_subjects(
+    cluster: SecuredCluster, tmp_path: Path
+) -> None:
+    """Another country's hub joins as a leaf node with its certificate and lands in the
+    CROSSBORDER account: nrm.xb.out.> reaches it, nrm.xb.in.> comes back, nothing else
+    crosses in either direction."""
+    env = {
+        "NATS_SERVER_NAME": "peer-kz",
+        "NATS_CLIENT_LISTEN": f"127.0.0.1:{free_port()}",
+        "NATS_CA_FILE": str(cluster.certs / "ca.pem"),
+        **leaf_env(cluster.certs, cluster.nodes[0].leaf_port),
+    }
+    peer = SecuredNode("peer-kz", env, tmp_path / "peer.log", NATS_CONFIGS / "leaf-remote.conf")
+    peer.start()
+    try:
+        await wait_until(lambda: asyncio.to_thread(peer.ready), timeout=15)
+        peer_nc = await nats.connect(f"nats://{env['NATS_CLIENT_LISTEN']}")
+        seen: list[str] = []
+        try:
+
+            async def on_any(msg: nats.aio.msg.Msg) -> None:
+                seen.append(msg.subject)
+
+            await peer_nc.subscribe(">", cb=on_any)
+            await peer_nc.flush()
+            async with (
+                connected(cluster, "identifier") as identifier,
+                connected(cluster, "audit") as audit,
+                connected(cluster, "referral") as referral,
+            ):
+                incoming = await referral.nc.subscribe("nrm.xb.in.>")
+                commands = await identifier.nc.subscribe("nrm.cmd.screening.submit")
+                await identifier.nc.publish(evt("case", "victim.identified"), b"{}")
+                await audit.nc.publish("nrm.audit.victim.identified", b"{}")
+                await identifier.nc.flush()
+                await audit.nc.flush()
+
+                async def crossed() -> bool:
+                    await referral.nc.publish("nrm.xb.out.probe", b"{}")
+                    await asyncio.sleep(0.1)
+                    return "nrm.xb.out.probe" in seen
+
+                await wait_until(crossed, timeout=15)
+                assert set(seen) == {"nrm.xb.out.probe"}, seen
+
+                async def came_back() -> bool:
+                    await peer_nc.publish("nrm.cmd.screening.submit", b"{}")
+                    await peer_nc.publish("nrm.evt.case.x.victim.identified", b"{}")
+                    await peer_nc.publish("nrm.xb.in.probe", b"{}")
+                    try:
+                        return (await incoming.next_msg(timeout=0.2)).subject == "nrm.xb.in.probe"
+                    except NatsTimeoutError:
+                        return False
+
+                await wait_until(came_back, timeout=15)
+                with pytest.raises(NatsTimeoutError):
+                    await commands.next_msg(timeout=0.5)
+        finally:
+            await peer_nc.close()
+    finally:
+        peer.stop()
