@@ -182,6 +182,8 @@ class ServiceHost:
         self.runtime.connected(self.broker.connection)
         await self._wait_for_topology()
         await self.broker.start()
+        # Ready means the server has our subscriptions: a PONG answers everything before it.
+        await self.broker.connection.flush()
         self.consuming = True
 
     def needs_bucket(self, bucket: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -18,9 +20,23 @@ from services.runtime.health import health_server
 from services.runtime.settings import Settings
 from services.runtime.status import hub_status
 from tests.integration.hub_reads import CANARIES, screening, wait_until
+from tests.integration.processes import stop, wait_consuming
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_process(name: str, url: str, data_dir: Path) -> subprocess.Popen[str]:
+    """`nrm run NAME` as its own process, stderr (the JSON log) captured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
+    env.update(PYTHONPATH=str(ROOT), NRM_NATS_URL=url, NRM_DATA_DIR=str(data_dir))
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 async def http_get(port: int, path: str) -> tuple[int, str]:
@@ -142,3 +158,25 @@ async def test_status_in_words(hub: Settings) -> None:
     assert "identifier" in text and "ready" in text
     assert "referral-on-identification" in text
     assert "LAST AUDIT ENTRY" in text
+
+
+async def test_a_service_logs_json_with_correlation_ids_and_no_personal_data(
+    settings: Settings, client: HubClient, tmp_path: Path
+) -> None:
+    assert settings.nats_url is not None
+    await bootstrap(settings.nats_url, settings)
+    proc = start_process("identifier", settings.nats_url, tmp_path)
+    try:
+        await wait_consuming(proc)
+        command = screening()
+        assert (await client.send(command))["status"] == "accepted"
+    finally:
+        stop([proc])
+    assert proc.stderr is not None
+    lines = [json.loads(line) for line in proc.stderr.read().splitlines() if line.strip()]
+    accepted = [e for e in lines if e["event"] == "command.accepted"]
+    assert accepted and accepted[0]["correlation_id"] == str(command.command_id)
+    assert all("level" in e and "timestamp" in e for e in lines)
+    text = json.dumps(lines)
+    for canary in CANARIES:
+        assert canary not in text
