@@ -134,11 +134,12 @@ SERVICE_NEEDS: dict[str, ServiceNeeds] = {
 
 
 def _protected_denies() -> tuple[str, ...]:
-    """Nobody deletes or purges the hub's record, or rewrites its stream settings away."""
+    """Nobody deletes or purges the hub's record, nor updates its stream settings: shrinking
+    a limit (max_msgs, max_age) would discard entries as surely as a purge."""
     return tuple(
         f"{JS}.{op}.{stream}"
         for stream in PROTECTED_STREAMS
-        for op in ("STREAM.DELETE", "STREAM.PURGE", "STREAM.MSG.DELETE")
+        for op in ("STREAM.DELETE", "STREAM.PURGE", "STREAM.MSG.DELETE", "STREAM.UPDATE")
     )
 
 
