@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.commands import RegisterShelter
 from services.bootstrap import bootstrap, start_service
@@ -49,6 +50,15 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
     return int(head.split()[1]), body
 
 
+def sample(exposition: str, name: str, labels: dict[str, str]) -> float:
+    """One sample's value in a Prometheus exposition (0 when absent)."""
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return 0.0
+
+
 async def test_probes_and_metrics_follow_the_service(settings: Settings, client: HubClient) -> None:
     assert settings.nats_url is not None
     await bootstrap(settings.nats_url, settings)
@@ -64,6 +74,8 @@ async def test_probes_and_metrics_follow_the_service(settings: Settings, client:
             assert status == 200
             assert json.loads(body) == {"identifier": True, "shelter": True}
 
+            status, before = await http_get(port, "/metrics")
+            assert status == 200
             await client.send(
                 RegisterShelter(
                     command_id=uuid.uuid4(),
@@ -73,22 +85,29 @@ async def test_probes_and_metrics_follow_the_service(settings: Settings, client:
             )
             reply = await client.send(screening())
             await client.send_raw("nrm.cmd.screening.submit", b"not json")
-            status, metrics = await http_get(port, "/metrics")
-            assert status == 200
-            accepted = (
-                'nrm_commands_total{command="screening.submit",outcome="accepted",'
-                'service="identifier"} 1.0'
-            )
-            assert accepted in metrics
+            _, metrics = await http_get(port, "/metrics")
+            # Counters live for the whole process (other tests may have moved them): deltas.
+            for outcome in ("accepted", "rejected"):
+                labels = {"service": "identifier", "command": "screening.submit"}
+                labels["outcome"] = outcome
+                grew = sample(metrics, "nrm_commands_total", labels) - sample(
+                    before, "nrm_commands_total", labels
+                )
+                assert grew == 1, outcome
+            timed = {"service": "shelter", "kind": "command", "name": "shelter.register"}
             assert (
-                'nrm_commands_total{command="screening.submit",outcome="rejected",'
-                'service="identifier"} 1.0'
-            ) in metrics
-            assert 'nrm_handler_seconds_count{kind="command",name="shelter.register"' in metrics
+                sample(metrics, "nrm_handler_seconds_count", timed)
+                - sample(before, "nrm_handler_seconds_count", timed)
+                == 1
+            )
+
+            handled = {"service": "shelter", "consumer": "shelter-on-referral"}
+            handled["outcome"] = "handled"
 
             async def shelter_took_events() -> bool:
                 _, text = await http_get(port, "/metrics")
-                return 'consumer="shelter-on-referral",outcome="handled"' in text
+                counted = sample(text, "nrm_events_total", handled)
+                return counted > sample(before, "nrm_events_total", handled)
 
             await wait_until(shelter_took_events)
             _, metrics = await http_get(port, "/metrics")
