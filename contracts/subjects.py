@@ -9,6 +9,9 @@ Subjects carry only opaque ids and type names, never personal data.
     nrm.dlq.<consumer>.resolved                       a dead letter re-driven successfully
     nrm.ctl.dlq.redrive.<consumer>                    request: re-drive one dead letter
     nrm.ctl.intake.key                                request: the hub's intake public key
+    nrm.ctl.ping                                      request: every service instance answers
+    nrm.feed.<agency id>.<referral id>.<event type>   referral events addressed to one
+                                                      agency (stream NRM_FEEDS)
 """
 
 from __future__ import annotations
@@ -34,10 +37,13 @@ COMMAND_PREFIX = "nrm.cmd"
 EVENT_PREFIX = "nrm.evt"
 AUDIT_PREFIX = "nrm.audit"
 DLQ_PREFIX = "nrm.dlq"
+FEED_PREFIX = "nrm.feed"
+PING_SUBJECT = "nrm.ctl.ping"
 
 EVENTS_STREAM = "NRM_EVENTS"
 AUDIT_STREAM = "NRM_AUDIT"
 DLQ_STREAM = "NRM_DLQ"
+FEEDS_STREAM = "NRM_FEEDS"
 
 # Which service answers which command.
 COMMAND_OWNERS: dict[type[Command], str] = {
@@ -100,3 +106,14 @@ def dlq_resolved_subject(consumer: str) -> str:
 
 def redrive_subject(consumer: str) -> str:
     return f"nrm.ctl.dlq.redrive.{consumer}"
+
+
+def feed_subject(agency_id: str, referral_id: str, event_type: str) -> str:
+    """A referral event copied to the agency it is addressed to: agency permissions can then
+    say "its own referrals", which the event subject (no provider in it) cannot."""
+    return f"{FEED_PREFIX}.{agency_id}.{referral_id}.{event_type}"
+
+
+def feed_filter(agency_id: str) -> str:
+    """Everything in one agency's feed: the only filter its consumer may be created with."""
+    return f"{FEED_PREFIX}.{agency_id}.>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,9 @@ from services.audit import service as audit
 from services.custody import service as custody
 from services.identifier import service as identifier
 from services.referral.service import ReferralService
+from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.embedded import EmbeddedNats
+from services.runtime.health import poll_consumer_lag, register_ping
 from services.runtime.messaging import Runtime, ServiceHost
 from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import bootstrap as bootstrap_topology
@@ -30,7 +33,7 @@ SERVICES: tuple[str, ...] = ("identifier", "referral", "shelter", "audit", "cust
 async def bootstrap(nats_url: str, settings: Settings, within: float = 60.0) -> None:
     """Create the streams, consumers and buckets the services bind to. A cluster that is
     still electing its JetStream leader is waited for, up to `within` seconds."""
-    nc = await nats.connect(nats_servers(nats_url), name="nrm-bootstrap")
+    nc = await nats.connect(nats_servers(nats_url), **connect_options(settings, ADMIN_ROLE))
     deadline = asyncio.get_running_loop().time() + within
     try:
         while True:
@@ -100,6 +103,8 @@ def build_service(
         custody.register(host)
     else:
         audit.register(host)
+    register_ping(host)
+    loops.append(functools.partial(poll_consumer_lag, host))
     return host, loops
 
 

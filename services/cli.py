@@ -5,6 +5,7 @@
     nrm bootstrap create streams, consumers and buckets on a running NATS
     nrm demo      run the seed scenario end to end and check every outcome
     nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
+    nrm status    services running, consumer lag, dead letters, last audit entry
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
     nrm agency keygen | register-key   an agency's key pair for receiving personal data
     nrm case erase CASE_ID         crypto-shred a case (identifying agency or coordinating body)
@@ -56,9 +57,12 @@ from services.runtime.case_keys import (
     retire_old_keys,
     rotate_key_ring,
 )
+from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.dead_letters import dead_letter, dead_letters
+from services.runtime.health import health_server
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError, nats_servers
+from services.runtime.status import hub_status
 from services.runtime.topology import CASE_KEYS_BUCKET
 
 READY_LINE = "NRM hub ready {url}"
@@ -89,7 +93,11 @@ async def _wait_for_stop() -> None:
 
 async def cmd_up(settings: Settings, port: int | None) -> int:
     create_hub_keys(settings)
-    async with local_hub(settings, port) as url, running_services(url, settings):
+    async with (
+        local_hub(settings, port) as url,
+        running_services(url, settings) as started,
+        health_server(settings, [s.host for s in started]),
+    ):
         _hub_url_file(settings).write_text(url + "\n")
         print(READY_LINE.format(url=url), flush=True)
         try:
@@ -102,9 +110,11 @@ async def cmd_up(settings: Settings, port: int | None) -> int:
 async def cmd_run(settings: Settings, service: str) -> int:
     url = resolve_nats_url(settings)
     running = await start_service(service, url, settings)
-    print(f"NRM {service} consuming {url}", flush=True)
     try:
-        await _wait_for_stop()
+        async with health_server(settings, [running.host]) as port:
+            health = f" (health on {settings.health_host}:{port})" if port else ""
+            print(f"NRM {service} consuming {url}{health}", flush=True)
+            await _wait_for_stop()
     finally:
         await running.stop()
     return 0
@@ -118,7 +128,9 @@ async def cmd_bootstrap(settings: Settings) -> int:
 
 
 async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int:
-    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-dlq")
+    nc = await nats.connect(
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+    )
     try:
         letters = [d for d in await dead_letters(nc.jetstream()) if show_all or not d.resolved]
     finally:
@@ -140,7 +152,9 @@ async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int
 
 
 async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
-    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-dlq")
+    nc = await nats.connect(
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+    )
     try:
         letter = await dead_letter(nc.jetstream(), letter_id)
         if letter is None:
@@ -166,6 +180,18 @@ async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
     return 1
 
 
+async def cmd_status(settings: Settings, as_json: bool) -> int:
+    nc = await nats.connect(
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+    )
+    try:
+        status = await hub_status(nc)
+    finally:
+        await nc.close()
+    print(json.dumps(status.to_json(), indent=2) if as_json else status.render())
+    return 0
+
+
 async def cmd_agency_keygen(agency_id: str, out: Path) -> int:
     private_key = generate_private_key()
     key_file, public_file = out / f"{agency_id}.key", out / f"{agency_id}.pub"
@@ -183,7 +209,9 @@ async def cmd_agency_keygen(agency_id: str, out: Path) -> int:
 
 async def _send(settings: Settings, command: Command) -> int:
     """Send one command to the running hub; print the reply; exit 0 if accepted."""
-    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-cli")
+    nc = await nats.connect(
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+    )
     try:
         reply = await HubClient(nc).send(command)
     finally:
@@ -227,7 +255,9 @@ async def cmd_case_erase(
 async def cmd_rotate_kek(settings: Settings, keep_old: bool) -> int:
     ring_file = settings.key_encryption_key_file
     ring = rotate_key_ring(ring_file)
-    nc = await nats.connect(nats_servers(resolve_nats_url(settings)), name="nrm-keys")
+    nc = await nats.connect(
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+    )
     try:
         bucket = await nc.jetstream().key_value(CASE_KEYS_BUCKET)
         moved = await CaseKeys(bucket, ring_file).rewrap_all()
@@ -287,6 +317,8 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument(
         "--keep-old", action="store_true", help="keep retired KEKs in the ring (default: drop)"
     )
+    status = with_url(sub.add_parser("status", help="services, consumer lag, dead letters"))
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -306,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_run(settings, args.service))
         if args.command == "bootstrap":
             return asyncio.run(cmd_bootstrap(settings))
+        if args.command == "status":
+            return asyncio.run(cmd_status(settings, args.json))
         if args.command == "dlq" and args.dlq_command == "list":
             return asyncio.run(cmd_dlq_list(settings, args.all, args.json))
         if args.command == "dlq":

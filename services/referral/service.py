@@ -23,6 +23,7 @@ from contracts.events import (
 )
 from contracts.vocabulary import Service
 from services.referral import domain
+from services.referral.feed import AgencyFeed
 from services.runtime.eventstore import History
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
@@ -60,6 +61,7 @@ class ReferralService:
         self.host.consume(consumer("referral-on-placement"), self.on_placement)
         self.host.consume(consumer("referral-deadlines"), self.on_referral_event)
         self.host.needs_bucket(REFERRAL_DEADLINES_BUCKET)
+        AgencyFeed(self.host).register()
 
     def _answer(
         self, decide: Callable[[domain.Referral | None, Any], Sequence[Event]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from pydantic import ValidationError
+from structlog.contextvars import bound_contextvars
 
 from contracts.commands import Command
 from contracts.envelope import CONTENT_TYPE, Envelope, source_uri, unwrap_event
@@ -46,8 +48,10 @@ from contracts.subjects import (
     redrive_subject,
 )
 from services.agencies.registry import AgencyRegistry
+from services.runtime.connection import broker_options, subscriber_inbox_prefix
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
+from services.runtime.health import COMMANDS, DEAD_LETTERS, EVENTS, HANDLER_SECONDS
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import ConsumerSpec
@@ -153,9 +157,21 @@ class ServiceHost:
         self.service = service
         self.runtime = runtime
         self.source = source_uri(runtime.settings.country, service)
-        self.broker = NatsBroker(nats_servers(nats_url), logger=None, max_reconnect_attempts=-1)
+        self.broker = NatsBroker(
+            nats_servers(nats_url),
+            logger=None,
+            max_reconnect_attempts=-1,
+            **broker_options(runtime.settings, service),
+        )
         self._consumers: list[ConsumerSpec] = []
         self._buckets: list[str] = []
+        self.consuming = False
+
+    @property
+    def ready(self) -> bool:
+        """Readiness: connected to NATS and consuming."""
+        nc = self.runtime.nc
+        return self.consuming and nc is not None and nc.is_connected
 
     async def start(self) -> None:
         """Connect, wait for the bootstrap's topology, then consume. NATS being down or not
@@ -177,9 +193,9 @@ class ServiceHost:
         self.runtime.connected(self.broker.connection)
         await self._wait_for_topology()
         await self.broker.start()
-        # The server has every subscription once it answers a ping: only then is the service
-        # "consuming" (a request sent right after start-up finds its responder).
+        # Ready means the server has our subscriptions: a PONG answers everything before it.
         await self.broker.connection.flush()
+        self.consuming = True
 
     def needs_bucket(self, bucket: str) -> None:
         self._buckets.append(bucket)
@@ -209,6 +225,7 @@ class ServiceHost:
                 delay = min(delay * 2, MAX_WAIT_SECONDS)
 
     async def stop(self) -> None:
+        self.consuming = False
         await self.broker.stop()
 
     def reply(
@@ -231,6 +248,17 @@ class ServiceHost:
         subject = command_subject(command_type)
 
         async def on_command(msg: NatsMessage) -> NatsResponse:
+            started = time.perf_counter()
+            command_id = _command_id_of(msg.body)
+            with bound_contextvars(correlation_id=str(command_id) if command_id else None):
+                response, outcome = await answer(msg)
+            COMMANDS.labels(self.service, command_type.NAME, outcome).inc()
+            HANDLER_SECONDS.labels(self.service, "command", command_type.NAME).observe(
+                time.perf_counter() - started
+            )
+            return response
+
+        async def answer(msg: NatsMessage) -> tuple[NatsResponse, str]:
             body = msg.body
             try:
                 command = parse_command(command_type, body)
@@ -242,7 +270,7 @@ class ServiceHost:
                     codes=[e.code.value for e in rejection.errors],
                 )
                 rejected = CommandRejected(command_id=_command_id_of(body), errors=rejection.errors)
-                return self.reply(rejected, None)
+                return self.reply(rejected, None), "rejected"
             except Exception as exc:  # the hub failed, not the sender: say so, keep serving
                 log.error("command.failed", command=command_type.NAME, error=type(exc).__name__)
                 unavailable = FieldError(
@@ -252,10 +280,10 @@ class ServiceHost:
                 )
                 return self.reply(
                     CommandRejected(command_id=_command_id_of(body), errors=(unavailable,)), None
-                )
+                ), "failed"
             if not isinstance(result, tuple):
                 log.info("command.answered", command=command_type.NAME, reply=result.TYPE)
-                return self.reply(result, getattr(result, "aggregate_id", None))
+                return self.reply(result, getattr(result, "aggregate_id", None)), "answered"
             aggregate_id, outcome = result
             accepted = CommandAccepted(
                 command_id=command.command_id,
@@ -270,7 +298,7 @@ class ServiceHost:
                 events=len(outcome.event_ids),
                 duplicate=outcome.duplicate,
             )
-            return self.reply(accepted, aggregate_id)
+            return self.reply(accepted, aggregate_id), "accepted"
 
         self.broker.subscriber(
             subject,
@@ -292,18 +320,27 @@ class ServiceHost:
         self._consumers.append(spec)
 
         async def on_event(msg: NatsMessage) -> None:
+            started = time.perf_counter()
+            outcome = await take(msg)
+            EVENTS.labels(self.service, spec.durable, outcome).inc()
+            HANDLER_SECONDS.labels(self.service, "event", spec.durable).observe(
+                time.perf_counter() - started
+            )
+
+        async def take(msg: NatsMessage) -> str:
             raw = msg.raw_message
             attempt = raw.metadata.num_delivered
             try:
                 envelope = Envelope.from_bytes(raw.data)
                 seq = raw.metadata.sequence.stream
-                await handle(Delivery(envelope, unwrap_event(envelope), raw.data, seq))
+                with bound_contextvars(correlation_id=envelope.correlationid):
+                    await handle(Delivery(envelope, unwrap_event(envelope), raw.data, seq))
             except Exception as exc:
                 reason = describe_failure(exc)
                 if attempt >= settings.max_deliver:
                     await self._dead_letter(spec, msg, attempt, reason)
                     await raw.term()
-                    return
+                    return "dead_lettered"
                 delay = settings.retry_backoff_seconds[
                     min(attempt - 1, len(settings.retry_backoff_seconds) - 1)
                 ]
@@ -311,14 +348,16 @@ class ServiceHost:
                     "event.retry", consumer=spec.durable, attempt=attempt, delay=delay, error=reason
                 )
                 await raw.nak(delay=delay)
-                return
+                return "retried"
             await raw.ack()
+            return "handled"
 
         self.broker.subscriber(
             spec.filter_subjects[0],
             stream=JStream(EVENTS_STREAM, declare=False),
             durable=spec.durable,
             pull_sub=PullSub(batch_size=64, timeout=1.0),
+            inbox_prefix=subscriber_inbox_prefix(settings, self.service),
             ack_policy=AckPolicy.MANUAL,
             title=f"{spec.durable}",
             description=spec.description,
@@ -411,6 +450,7 @@ class ServiceHost:
             data=letter.model_dump(mode="json"),
         )
         dedup = f"{spec.durable}:{raw.metadata.sequence.stream}"
+        DEAD_LETTERS.labels(self.service, spec.durable).inc()
         await self.runtime.jetstream.publish(
             dlq_subject(spec.durable), envelope.to_bytes(), headers={"Nats-Msg-Id": dedup}
         )

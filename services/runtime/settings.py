@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 ENV_PREFIX = "NRM_"
 
@@ -55,6 +63,42 @@ class Settings(BaseModel):
     retry_backoff_seconds: tuple[float, ...] = Field(
         default=(0.5, 2.0, 10.0, 30.0), min_length=1, description="NRM_RETRY_BACKOFF_SECONDS"
     )
+    # A secured hub (deploy/nats/): TLS with a client certificate that names the NATS user.
+    nats_tls_ca: Path | None = Field(default=None, description="NRM_NATS_TLS_CA: CA (PEM)")
+    nats_tls_cert: Path | None = Field(
+        default=None, description="NRM_NATS_TLS_CERT: this process's client certificate (PEM)"
+    )
+    nats_tls_key: Path | None = Field(
+        default=None,
+        validate_default=True,
+        description="NRM_NATS_TLS_KEY: the client certificate's private key (PEM)",
+    )
+    health_port: int = Field(
+        default=0, ge=0, le=65535, description="NRM_HEALTH_PORT: /livez /readyz /metrics; 0 = off"
+    )
+    health_host: str = Field(default="127.0.0.1", description="NRM_HEALTH_HOST: bind address")
+
+    @field_validator("nats_tls_ca", "nats_tls_cert", "nats_tls_key")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("nats_tls_key")
+    @classmethod
+    def _cert_and_key_together(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if (value is None) != (info.data.get("nats_tls_cert") is None) and (
+            "nats_tls_cert" in info.data
+        ):
+            raise ValueError("give both NRM_NATS_TLS_CERT and NRM_NATS_TLS_KEY, or neither")
+        return value
+
+    @field_validator("health_host")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # ValueError names it: "does not appear to be an IPv4..."
+        return value
 
     @field_validator("nats_url")
     @classmethod

@@ -34,6 +34,8 @@ from contracts.subjects import (
     DLQ_STREAM,
     EVENT_PREFIX,
     EVENTS_STREAM,
+    FEED_PREFIX,
+    FEEDS_STREAM,
     event_type_filter,
 )
 from services.runtime.settings import Settings
@@ -86,6 +88,12 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         (event_type_filter(CaseErased),),
         "shreds an erased case's data key and drops it from the blind index",
     ),
+    ConsumerSpec(
+        "referral-feed",
+        "referral",
+        (f"{EVENT_PREFIX}.referral.>",),
+        "copies each referral event to the feed of the agency it is addressed to",
+    ),
 )
 
 
@@ -116,6 +124,17 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             name=AUDIT_STREAM,
             description="Append-only audit entries",
             subjects=[f"{AUDIT_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=120.0,
+            deny_delete=True,
+            deny_purge=True,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=FEEDS_STREAM,
+            description="Referral events copied to the agency each is addressed to",
+            subjects=[f"{FEED_PREFIX}.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             duplicate_window=120.0,

@@ -1,0 +1,61 @@
+"""How every process of the hub connects to NATS: one function, so services, bootstrap and
+the CLI all reach a secured cluster (deploy/nats/) the same way.
+
+Unsecured (the default, `nrm up`'s embedded loopback server): nothing is added. Secured:
+TLS with the CA in NRM_NATS_TLS_CA and, when NRM_NATS_TLS_CERT/KEY are set, the client
+certificate whose e-mail SAN names this process's NATS user; replies then arrive under the
+role's own inbox prefix, the only `_INBOX` subjects its user may subscribe to.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from faststream.nats.security import NatsSecurity
+
+from services.runtime.permissions import inbox_prefix
+from services.runtime.settings import Settings
+
+# The role operator tools (bootstrap, status, dlq) connect as; services use their own name.
+ADMIN_ROLE = "admin"
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.nats_tls_ca is None and settings.nats_tls_cert is None:
+        return None
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH,
+        cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None,
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.nats_tls_cert is not None and settings.nats_tls_key is not None:
+        context.load_cert_chain(str(settings.nats_tls_cert), str(settings.nats_tls_key))
+    return context
+
+
+def connect_options(settings: Settings, role: str) -> dict[str, Any]:
+    """Keyword arguments for `nats.connect(servers, ...)` and `NatsBroker(servers, ...)`."""
+    options: dict[str, Any] = {"name": f"nrm-{role}"}
+    context = tls_context(settings)
+    if context is not None:
+        options["tls"] = context
+    if settings.nats_tls_cert is not None:
+        options["inbox_prefix"] = inbox_prefix(role)
+    return options
+
+
+def broker_options(settings: Settings, role: str) -> dict[str, Any]:
+    """`connect_options` as FastStream's NatsBroker takes them (TLS as `security=`)."""
+    options = connect_options(settings, role)
+    context = options.pop("tls", None)
+    if context is not None:
+        options["security"] = NatsSecurity(ssl_context=context)
+    return options
+
+
+def subscriber_inbox_prefix(settings: Settings, role: str) -> bytes:
+    """FastStream's JetStream subscribers take their deliver-inbox prefix per subscriber
+    (default `_INBOX.`), not from the connection: give them the role's."""
+    prefix = inbox_prefix(role) if settings.nats_tls_cert is not None else "_INBOX"
+    return f"{prefix}.".encode()

@@ -1,0 +1,419 @@
+"""Who may touch which NATS subject: the hub's accounts and users, as data, rendered to the
+nats-server configuration in `deploy/nats/accounts.conf` and `deploy/nats/leaf-users.conf`.
+
+    python -m services.runtime.permissions [--check] [--registry FILE] [--out DIR]
+
+A user is named by the e-mail SAN of its client certificate (`verify_and_map`): no password
+exists to leak. Each user gets its own inbox prefix `_INBOX.<user>` (clients pass it to
+`nats.connect(inbox_prefix=...)`), so no agency can subscribe to another's replies.
+
+Accounts:
+- HUB: every service, the operators' `admin` and every agency. All JetStream state lives
+  here (events, audit, dead letters, feeds, KV) so a service writes its events and its audit
+  entries in one account.
+- AUDIT: the oversight body's `auditor`, which sees the audit entries (a stream export of
+  `nrm.audit.>` from HUB) and can publish nothing.
+- CROSSBORDER: leaf connections from other countries' hubs; only `nrm.xb.>` crosses, in
+  both directions, through explicit exports and imports.
+
+Broad grants, and why: a service loading an aggregate creates a short-lived consumer with a
+random name, so it may create consumers filtered on the aggregates it reads (the filter is
+part of the create subject) and read, inspect and delete consumers of any name on
+NRM_EVENTS, less every durable of another service (explicit denies win). Re-driving a dead
+letter reads one event by sequence, so services with durables may read NRM_EVENTS and
+NRM_DLQ messages by sequence. `admin` has the whole JetStream API less deleting or purging
+the hub's streams: keep its key with the operators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contracts.subjects import (
+    AUDIT_PREFIX,
+    AUDIT_STREAM,
+    COMMAND_OWNERS,
+    COMMAND_PREFIX,
+    DLQ_PREFIX,
+    DLQ_STREAM,
+    EVENT_PREFIX,
+    EVENTS_STREAM,
+    FEED_PREFIX,
+    FEEDS_STREAM,
+    PING_SUBJECT,
+    command_subject,
+    feed_filter,
+    redrive_subject,
+)
+from contracts.vocabulary import Service
+from services.agencies.registry import AgencyRegistry, load_registry
+from services.runtime.topology import CASE_KEYS_BUCKET, CONSUMERS, REFERRAL_DEADLINES_BUCKET
+
+JS = "$JS.API"
+HUB, AUDIT, CROSSBORDER = "HUB", "AUDIT", "CROSSBORDER"
+SERVICES = ("identifier", "referral", "shelter", "audit", "custody")
+PROTECTED_STREAMS = (EVENTS_STREAM, AUDIT_STREAM, FEEDS_STREAM)
+CROSSBORDER_PREFIX = "nrm.xb"
+INTAKE_KEY_SUBJECT = "nrm.ctl.intake.key"
+DEFAULT_PEERS = ("kz",)
+# Buckets other helpers are adding in parallel; the names must match theirs at merge.
+BLIND_INDEX_BUCKET = "nrm-blind-index"
+AUDIT_CHECKPOINTS_BUCKET = "nrm-audit-checkpoints"
+DEPLOY_NATS = Path(__file__).resolve().parents[2] / "deploy" / "nats"
+
+
+def user_name(role: str, country: str) -> str:
+    """The e-mail SAN of a role's client certificate (deploy/scripts/dev-certs.py agrees)."""
+    return f"{role}@{country}.nrm-hub"
+
+
+def inbox_prefix(role: str) -> str:
+    """What a role passes as `inbox_prefix`: its replies arrive only below it."""
+    return f"_INBOX.{role}"
+
+
+@dataclass(frozen=True)
+class Permissions:
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    deny_publish: tuple[str, ...] = ()
+    deny_subscribe: tuple[str, ...] = ()
+    allow_responses: bool = False
+
+
+@dataclass(frozen=True)
+class User:
+    role: str
+    account: str
+    permissions: Permissions
+
+
+@dataclass(frozen=True)
+class ServiceNeeds:
+    """What one service does on NATS, from which its allow-lists follow."""
+
+    writes: tuple[str, ...] = ()  # event aggregates it appends to
+    loads: tuple[str, ...] = ()  # aggregates whose history it reads
+    buckets: tuple[str, ...] = ()
+    publishes: tuple[str, ...] = ()  # other subjects, e.g. audit entries, feeds
+    answers: tuple[str, ...] = ()  # request subjects beyond its commands
+    hears: tuple[str, ...] = ()  # other subjects it subscribes to
+    extra_commands: tuple[str, ...] = ()  # commands being added in parallel (see module doc)
+
+
+# Commands other helpers are adding now; COMMAND_OWNERS takes over once they exist there.
+SERVICE_NEEDS: dict[str, ServiceNeeds] = {
+    "identifier": ServiceNeeds(
+        writes=("case",),
+        loads=("case",),
+        buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
+        answers=(INTAKE_KEY_SUBJECT,),
+        extra_commands=("consent.record", "consent.withdraw", "case.erase"),
+    ),
+    "referral": ServiceNeeds(
+        writes=("referral",),
+        loads=("referral",),
+        buckets=(REFERRAL_DEADLINES_BUCKET,),
+        # Cross-border referrals (repatriation) go to and come from peer hubs.
+        publishes=(f"{FEED_PREFIX}.>", f"{CROSSBORDER_PREFIX}.out.>"),
+        hears=(f"{CROSSBORDER_PREFIX}.in.>",),
+    ),
+    "shelter": ServiceNeeds(writes=("shelter",), loads=("shelter", "referral")),
+    "audit": ServiceNeeds(buckets=(AUDIT_CHECKPOINTS_BUCKET,), publishes=(f"{AUDIT_PREFIX}.>",)),
+    "custody": ServiceNeeds(
+        writes=("access", "agency"),
+        # A case and its referrals are read in one multi-filter consumer, whose create
+        # subject names no filter: custody may create any ephemeral consumer on the stream.
+        loads=("access", "agency", "case", "referral"),
+        publishes=(f"{JS}.CONSUMER.CREATE.{EVENTS_STREAM}.*",),
+        buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
+        extra_commands=("access.request", "agency.register_key"),
+    ),
+}
+
+
+def _protected_denies() -> tuple[str, ...]:
+    """Nobody deletes or purges the hub's record, nor updates its stream settings: shrinking
+    a limit (max_msgs, max_age) would discard entries as surely as a purge."""
+    return tuple(
+        f"{JS}.{op}.{stream}"
+        for stream in PROTECTED_STREAMS
+        for op in ("STREAM.DELETE", "STREAM.PURGE", "STREAM.MSG.DELETE", "STREAM.UPDATE")
+    )
+
+
+def _bucket_grants(bucket: str) -> list[str]:
+    kv = f"KV_{bucket}"
+    return [
+        f"$KV.{bucket}.>",
+        f"{JS}.STREAM.INFO.{kv}",
+        f"{JS}.DIRECT.GET.{kv}",
+        f"{JS}.DIRECT.GET.{kv}.>",
+        f"{JS}.STREAM.MSG.GET.{kv}",
+        f"{JS}.CONSUMER.CREATE.{kv}",  # keys()/watch: an ordered consumer
+        f"{JS}.CONSUMER.CREATE.{kv}.>",
+        f"{JS}.CONSUMER.DELETE.{kv}.>",
+        f"{JS}.CONSUMER.INFO.{kv}.>",
+        f"$JS.FC.{kv}.>",  # its flow-control replies
+    ]
+
+
+def service_user(service: str, country: str) -> User:
+    needs = SERVICE_NEEDS[service]
+    durables = [c.durable for c in CONSUMERS if c.service == service]
+    others = [c.durable for c in CONSUMERS if c.service != service]
+    commands = [command_subject(c) for c, owner in COMMAND_OWNERS.items() if owner == service]
+    commands += [f"{COMMAND_PREFIX}.{name}" for name in needs.extra_commands]
+    publish = [f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.INFO.{EVENTS_STREAM}"]
+    subscribe = [
+        f"{inbox_prefix(service)}.>",
+        PING_SUBJECT,
+        *dict.fromkeys(commands),
+        *needs.answers,
+        *needs.hears,
+    ]
+    for durable in durables:
+        publish += [
+            f"{JS}.CONSUMER.INFO.{EVENTS_STREAM}.{durable}",
+            f"{JS}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{durable}",
+            f"$JS.ACK.{EVENTS_STREAM}.{durable}.>",
+            f"{DLQ_PREFIX}.{durable}",
+            f"{DLQ_PREFIX}.{durable}.resolved",
+        ]
+        subscribe.append(redrive_subject(durable))
+    if durables:
+        publish += [f"{JS}.STREAM.MSG.GET.{DLQ_STREAM}", f"{JS}.STREAM.MSG.GET.{EVENTS_STREAM}"]
+    for aggregate in needs.loads:
+        publish.append(f"{JS}.CONSUMER.CREATE.{EVENTS_STREAM}.*.{EVENT_PREFIX}.{aggregate}.>")
+    if needs.loads:
+        publish += [
+            f"{JS}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.*",
+            f"{JS}.CONSUMER.DELETE.{EVENTS_STREAM}.*",
+        ]
+    publish += [f"{EVENT_PREFIX}.{aggregate}.>" for aggregate in needs.writes]
+    publish += list(needs.publishes)
+    for bucket in needs.buckets:
+        publish += _bucket_grants(bucket)
+    deny = [
+        *_protected_denies(),
+        f"{JS}.STREAM.CREATE.>",
+        f"{JS}.STREAM.UPDATE.>",
+        f"{JS}.STREAM.DELETE.>",
+        f"{JS}.STREAM.PURGE.>",
+        f"{JS}.CONSUMER.DURABLE.CREATE.>",
+    ]
+    for durable in others:
+        deny += [
+            f"{JS}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{durable}",
+            f"{JS}.CONSUMER.DELETE.{EVENTS_STREAM}.{durable}",
+        ]
+    deny += [f"{JS}.CONSUMER.DELETE.{EVENTS_STREAM}.{durable}" for durable in durables]
+    return User(
+        user_name(service, country),
+        HUB,
+        Permissions(
+            publish=tuple(dict.fromkeys(publish)),
+            subscribe=tuple(dict.fromkeys(subscribe)),
+            deny_publish=tuple(dict.fromkeys(deny)),
+            allow_responses=True,  # replies to commands and re-drive requests
+        ),
+    )
+
+
+def agency_user(agency_id: str, registry: AgencyRegistry) -> User:
+    """An agency: the commands its role allows, and its own feed. Nothing else."""
+    agency = registry.get(agency_id)
+    if agency is None:
+        raise ValueError(f"agency {agency_id!r} is not in the registry")
+    commands = ["agency.register_key"]
+    if agency.may_identify:
+        commands += ["screening.submit", "consent.record", "consent.withdraw", "referral.revoke"]
+    if agency.services:
+        commands += ["referral.accept", "referral.decline", "referral.complete", "access.request"]
+    if Service.SHELTER in agency.services:
+        commands += ["shelter.register", "shelter.discharge"]
+    if agency.id == registry.coordinating_body:
+        commands += ["referral.revoke", "case.erase"]
+    publish = [f"{COMMAND_PREFIX}.{name}" for name in dict.fromkeys(commands)]
+    if agency.may_identify:
+        publish.append(INTAKE_KEY_SUBJECT)
+    # One durable feed consumer per agency, named after it and filtered on its own feed:
+    # the filter is part of the create subject, so no other filter can be asked for.
+    publish += [
+        f"{JS}.CONSUMER.CREATE.{FEEDS_STREAM}.{agency.id}.{feed_filter(agency.id)}",
+        f"{JS}.CONSUMER.INFO.{FEEDS_STREAM}.{agency.id}",
+        f"{JS}.CONSUMER.DELETE.{FEEDS_STREAM}.{agency.id}",
+        f"{JS}.CONSUMER.MSG.NEXT.{FEEDS_STREAM}.{agency.id}",
+        f"$JS.ACK.{FEEDS_STREAM}.{agency.id}.>",
+    ]
+    return User(
+        user_name(agency.id, registry.country),
+        HUB,
+        Permissions(publish=tuple(publish), subscribe=(f"{inbox_prefix(agency.id)}.>",)),
+    )
+
+
+def admin_user(country: str) -> User:
+    """Operators: bootstrap, `nrm status`, `nrm dlq`. Never deletes the hub's record."""
+    return User(
+        user_name("admin", country),
+        HUB,
+        Permissions(
+            publish=(f"{JS}.>", "nrm.ctl.dlq.redrive.>", PING_SUBJECT),
+            subscribe=(f"{inbox_prefix('admin')}.>",),
+            deny_publish=_protected_denies(),
+        ),
+    )
+
+
+def auditor_user(country: str) -> User:
+    """The oversight body: reads audit entries as they are written; publishes nothing."""
+    return User(
+        user_name("auditor", country),
+        AUDIT,
+        Permissions(
+            publish=(),
+            subscribe=(f"{AUDIT_PREFIX}.>", f"{inbox_prefix('auditor')}.>"),
+            deny_publish=(">",),  # an empty allow-list alone could read as "no limit"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class HubAuth:
+    country: str
+    users: tuple[User, ...]
+    peers: tuple[str, ...] = field(default=DEFAULT_PEERS)
+
+    def user(self, role: str) -> User:
+        return next(u for u in self.users if u.role == user_name(role, self.country))
+
+
+def hub_auth(registry: AgencyRegistry, peers: Iterable[str] = DEFAULT_PEERS) -> HubAuth:
+    country = registry.country
+    users = [service_user(s, country) for s in SERVICES]
+    users += [admin_user(country), auditor_user(country)]
+    users += [agency_user(a.id, registry) for a in registry.agencies]
+    return HubAuth(country, tuple(users), tuple(peers))
+
+
+def _list(items: Iterable[str], indent: str) -> str:
+    inner = "".join(f'\n{indent}  "{item}"' for item in items)
+    return f"[{inner}\n{indent}]" if inner else "[]"
+
+
+def _render_user(user: User) -> list[str]:
+    p = user.permissions
+    pad = " " * 10
+    lines = [f'      {{ user: "{user.role}"', "        permissions: {"]
+    lines.append(f"{pad}publish: {{ allow: {_list(p.publish, pad)}")
+    if p.deny_publish:
+        lines.append(f"{pad}  deny: {_list(p.deny_publish, pad)}")
+    lines.append(f"{pad}}}")
+    lines.append(f"{pad}subscribe: {{ allow: {_list(p.subscribe, pad)}")
+    if p.deny_subscribe:
+        lines.append(f"{pad}  deny: {_list(p.deny_subscribe, pad)}")
+    lines.append(f"{pad}}}")
+    if p.allow_responses:
+        lines.append(f"{pad}allow_responses: true")
+    lines += ["        }", "      }"]
+    return lines
+
+
+HEADER = (
+    "# GENERATED by `python -m services.runtime.permissions` from the agency registry and\n"
+    "# services/runtime/permissions.py: do not edit; regenerate (a test fails on drift).\n"
+)
+
+
+def _import(account: str, subject: str) -> str:
+    return f'      {{ stream: {{ account: {account}, subject: "{subject}" }} }}'
+
+
+def render_accounts(auth: HubAuth) -> str:
+    lines = [HEADER, "accounts {"]
+    for account in (HUB, AUDIT, CROSSBORDER):
+        lines.append(f"  {account} {{")
+        if account == HUB:
+            lines.append("    jetstream: enabled")
+            lines += [
+                "    exports: [",
+                f'      {{ stream: "{AUDIT_PREFIX}.>", accounts: [{AUDIT}] }}',
+                f'      {{ stream: "{CROSSBORDER_PREFIX}.out.>", accounts: [{CROSSBORDER}] }}',
+                "    ]",
+                "    imports: [",
+                _import(CROSSBORDER, f"{CROSSBORDER_PREFIX}.in.>"),
+                "    ]",
+            ]
+        elif account == AUDIT:
+            lines += [
+                "    imports: [",
+                _import(HUB, f"{AUDIT_PREFIX}.>"),
+                "    ]",
+            ]
+        else:
+            lines += [
+                "    exports: [",
+                f'      {{ stream: "{CROSSBORDER_PREFIX}.in.>", accounts: [{HUB}] }}',
+                "    ]",
+                "    imports: [",
+                _import(HUB, f"{CROSSBORDER_PREFIX}.out.>"),
+                "    ]",
+            ]
+        members = [u for u in auth.users if u.account == account]
+        if members:
+            lines.append("    users: [")
+            for user in members:
+                lines += _render_user(user)
+            lines.append("    ]")
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_leaf_users(auth: HubAuth) -> str:
+    """Included inside `leafnodes { authorization { ... } }`: one user per peer country."""
+    lines = [HEADER, "users: ["]
+    for peer in auth.peers:
+        lines.append(
+            f'  {{ user: "{user_name("leaf-" + peer, auth.country)}", account: {CROSSBORDER} }}'
+        )
+    lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
+def rendered(auth: HubAuth) -> dict[str, str]:
+    return {"accounts.conf": render_accounts(auth), "leaf-users.conf": render_leaf_users(auth)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.runtime.permissions")
+    parser.add_argument("--registry", type=Path, help="agency registry (default: packaged)")
+    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS), help="cross-border peers")
+    parser.add_argument("--out", type=Path, default=DEPLOY_NATS)
+    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    args = parser.parse_args(argv)
+    auth = hub_auth(load_registry(args.registry), [p for p in args.peers.split(",") if p])
+    stale = []
+    for name, text in rendered(auth).items():
+        path = args.out / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+            continue
+        path.write_text(text)
+    if stale:
+        print(
+            f"stale: {', '.join(stale)}; run python -m services.runtime.permissions",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""A secured hub as ops deploy it: nats-server processes running the configs in deploy/nats/
+(TLS with client certificates, accounts, per-user permissions), on free loopback ports, with
+certificates from deploy/scripts/dev-certs.py in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.runtime.embedded import READY_MARK, free_port, nats_server_binary
+from services.runtime.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+NATS_CONFIGS = DEPLOY / "nats"
+DEV_CERTS = DEPLOY / "scripts" / "dev-certs.py"
+
+
+def make_certs(out: Path, nodes: list[str]) -> Path:
+    """Run the dev-certs script as ops would, into `out`."""
+    subprocess.run(
+        [sys.executable, str(DEV_CERTS), str(out), "--nodes", ",".join(nodes)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def node_env(
+    certs: Path, node: str, ports: dict[str, int], routes: list[int], store: Path
+) -> dict[str, str]:
+    """The environment deploy/nats/hub.conf reads, for one node on loopback."""
+    route_list = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
+    return {
+        "NATS_SERVER_NAME": node,
+        "NATS_CLIENT_LISTEN": f"127.0.0.1:{ports['client']}",
+        "NATS_MONITOR_LISTEN": f"127.0.0.1:{ports['monitor']}",
+        "NATS_CLUSTER_LISTEN": f"127.0.0.1:{ports['cluster']}",
+        "NATS_ROUTES": f"[{route_list}]",
+        "NATS_LEAF_LISTEN": f"127.0.0.1:{ports['leaf']}",
+        "NATS_STORE_DIR": str(store),
+        "NATS_CA_FILE": str(certs / "ca.pem"),
+        "NATS_CERT_FILE": str(certs / "nodes" / f"{node}.pem"),
+        "NATS_KEY_FILE": str(certs / "nodes" / f"{node}-key.pem"),
+    }
+
+
+def leaf_env(certs: Path, hub_leaf_port: int, peer: str = "kz") -> dict[str, str]:
+    """The environment deploy/nats/leaf-remote.conf reads: a peer hub dialling ours."""
+    return {
+        "NATS_LEAF_REMOTES": f"[tls://127.0.0.1:{hub_leaf_port}]",
+        "NATS_LEAF_CERT_FILE": str(certs / "users" / f"leaf-{peer}.pem"),
+        "NATS_LEAF_KEY_FILE": str(certs / "users" / f"leaf-{peer}-key.pem"),
+    }
+
+
+@dataclass
+class SecuredNode:
+    name: str
+    env: dict[str, str]
+    log: Path
+    config: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_port(self) -> int:
+        return int(self.env["NATS_CLIENT_LISTEN"].rsplit(":", 1)[1])
+
+    @property
+    def leaf_port(self) -> int:
+        return int(self.env["NATS_LEAF_LISTEN"].rsplit(":", 1)[1])
+
+    @property
+    def monitor_port(self) -> int:
+        return int(self.env["NATS_MONITOR_LISTEN"].rsplit(":", 1)[1])
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(nats_server_binary()), "-c", str(self.config)],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+
+    def ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+        return READY_MARK in self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+
+@dataclass
+class SecuredCluster:
+    """Three nodes of deploy/nats/hub.conf with generated certificates, all on loopback."""
+
+    base: Path
+    size: int = 3
+    certs: Path = field(init=False)
+    nodes: list[SecuredNode] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = [f"nats-{i + 1}" for i in range(self.size)]
+        self.certs = make_certs(self.base / "certs", names)
+        ports = [{k: free_port() for k in ("client", "monitor", "cluster", "leaf")} for _ in names]
+        self.nodes = []
+        for i, name in enumerate(names):
+            peers = [p["cluster"] for j, p in enumerate(ports) if j != i]
+            env = node_env(self.certs, name, ports[i], peers, self.base / name / "js")
+            (self.base / name).mkdir(parents=True, exist_ok=True)
+            self.nodes.append(
+                SecuredNode(name, env, self.base / name / "nats.log", NATS_CONFIGS / "hub.conf")
+            )
+
+    @property
+    def url(self) -> str:
+        return ",".join(f"tls://127.0.0.1:{n.client_port}" for n in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> str:
+        for node in self.nodes:
+            node.start()
+        deadline = time.monotonic() + timeout
+        while not all(node.ready() for node in self.nodes):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("secured cluster not ready in time")
+            time.sleep(0.05)
+        return self.url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def user_cert(self, role: str) -> tuple[Path, Path]:
+        return self.certs / "users" / f"{role}.pem", self.certs / "users" / f"{role}-key.pem"
+
+    def settings(self, role: str, data_dir: Path, **overrides: object) -> Settings:
+        """Settings for a process that connects as `role` (a service name or `admin`)."""
+        cert, key = self.user_cert(role)
+        return Settings(
+            nats_url=self.url,
+            data_dir=data_dir,
+            nats_tls_ca=self.certs / "ca.pem",
+            nats_tls_cert=cert,
+            nats_tls_key=key,
+            **overrides,  # type: ignore[arg-type]
+        )
+
+    def violations(self) -> str:
+        """Every permission violation the servers logged (for failure messages)."""
+        return "\n".join(
+            line
+            for node in self.nodes
+            for line in node.log.read_text(errors="replace").splitlines()
+            if "Violation" in line
+        )
