@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.public_key_sealing import SealedToKey
+from contracts.sealed import SealedValue
 from contracts.vocabulary import AccessRefusal
 
 
@@ -90,6 +91,10 @@ class AccessReleased(BaseModel):
     fields: tuple[str, ...]
     key_version: int = Field(ge=1)
     sealed_field_keys: SealedToKey
+    sealed_fields: dict[str, SealedValue] = Field(
+        description="The released fields as stored (still sealed), so the agency need not read "
+        "the event stream; open each with its field key"
+    )
 
 
 class AccessDenied(BaseModel):

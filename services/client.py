@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts.commands import (
     Command,
@@ -22,7 +23,7 @@ from contracts.commands import (
     SubmitScreening,
 )
 from contracts.envelope import Envelope, unwrap_event
-from contracts.events import ReferralRequested, ScreeningRecord
+from contracts.events import ReferralRequested
 from contracts.public_key_sealing import (
     intake_info,
     open_sealed_to,
@@ -33,14 +34,8 @@ from contracts.public_key_sealing import (
 )
 from contracts.replies import AccessReleased
 from contracts.sealed import b64decode, open_with_field_key
-from contracts.subjects import (
-    EVENT_PREFIX,
-    INTAKE_KEY_SUBJECT,
-    command_subject,
-    event_type_filter,
-)
+from contracts.subjects import FEEDS_STREAM, INTAKE_KEY_SUBJECT, command_subject, feed_filter
 from contracts.vocabulary import DataPurpose, PersonalField
-from services.runtime.eventstore import EventStore
 
 
 class AccessRefusedError(Exception):
@@ -138,12 +133,30 @@ class AgencyClient(HubClient):
         return self._private_key.public_key()
 
     async def referrals(self) -> list[ReferralRequested]:
-        """Every referral addressed to this agency so far."""
+        """Every referral addressed to this agency so far, from its own feed (NRM_FEEDS, the
+        only part of the hub an agency may read: a consumer named after it, on its feed)."""
+        js = self._nc.jetstream()
+        config = ConsumerConfig(
+            name=self.agency_id,
+            filter_subject=feed_filter(self.agency_id),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=30.0,
+        )
+        info = await js.add_consumer(FEEDS_STREAM, config)
         found = []
-        for envelope in await self._read(event_type_filter(ReferralRequested)):
-            event = unwrap_event(envelope)
-            if isinstance(event, ReferralRequested) and event.provider_id == self.agency_id:
-                found.append(event)
+        try:
+            remaining = info.num_pending or 0
+            sub = await js.pull_subscribe_bind(self.agency_id, FEEDS_STREAM)
+            while remaining > 0:
+                for msg in await sub.fetch(min(remaining, 256), timeout=self._timeout):
+                    event = unwrap_event(Envelope.from_bytes(msg.data))
+                    if isinstance(event, ReferralRequested):
+                        found.append(event)
+                    remaining = msg.metadata.num_pending
+            await sub.unsubscribe()
+        finally:
+            await js.delete_consumer(FEEDS_STREAM, self.agency_id)
         return found
 
     async def open_fields(
@@ -169,25 +182,12 @@ class AgencyClient(HubClient):
         released = AccessReleased.model_validate(reply)
         info = release_info(str(case_id), str(request.command_id), self.agency_id)
         keys = json.loads(open_sealed_to(self._private_key, info, released.sealed_field_keys))
-        record = await self._screening_record(case_id)
-        opened = {}
-        for name, encoded in keys["field_keys"].items():
-            field = PersonalField(name)
-            opened[field] = open_with_field_key(
-                b64decode(encoded, name), str(case_id), name, record.personal_data[field]
+        return {
+            PersonalField(name): open_with_field_key(
+                b64decode(encoded, name), str(case_id), name, released.sealed_fields[name]
             )
-        return opened
-
-    async def _screening_record(self, case_id: uuid.UUID) -> ScreeningRecord:
-        for envelope in await self._read(f"{EVENT_PREFIX}.case.{case_id}.>"):
-            event = unwrap_event(envelope)
-            if isinstance(event, ScreeningRecord):
-                return event
-        raise LookupError(f"no screening recorded for case {case_id}")
-
-    async def _read(self, subject: str) -> list[Envelope]:
-        stored = await EventStore(self._nc, self._nc.jetstream()).read(subject)
-        return [e.envelope for e in stored]
+            for name, encoded in keys["field_keys"].items()
+        }
 
 
 def _unavailable(reply: dict[str, Any]) -> bool:

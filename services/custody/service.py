@@ -119,7 +119,7 @@ def register(host: ServiceHost) -> None:
                 reason=refused.reason if refused else AccessRefusal.CASE_ERASED,
                 event_ids=outcome.event_ids,
             )
-        assert isinstance(recorded, AccessGranted)
+        assert isinstance(recorded, AccessGranted) and case.record is not None  # granted
         version, key = case_key
         payload = {
             "key_version": version,
@@ -139,6 +139,7 @@ def register(host: ServiceHost) -> None:
             fields=tuple(PersonalField(f).value for f in recorded.fields),
             key_version=version,
             sealed_field_keys=sealed,
+            sealed_fields={f.value: case.record.personal_data[f] for f in recorded.fields},
         )
 
     async def on_erasure(delivery: Delivery) -> None:
