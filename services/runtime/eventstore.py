@@ -74,7 +74,9 @@ class EventStore:
             self._stream,
             ConsumerConfig(
                 name=f"load-{uuid.uuid4().hex}",
-                filter_subjects=list(filters),
+                # One filter goes in the create subject, which NATS permissions can check.
+                filter_subject=filters[0] if len(filters) == 1 else None,
+                filter_subjects=list(filters) if len(filters) > 1 else None,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.NONE,
                 inactive_threshold=30.0,

@@ -281,9 +281,10 @@ class ServiceHost:
                 return self.reply(
                     CommandRejected(command_id=_command_id_of(body), errors=(unavailable,)), None
                 ), "failed"
-            if not isinstance(result, tuple):
-                log.info("command.answered", command=command_type.NAME, reply=result.TYPE)
-                return self.reply(result, getattr(result, "aggregate_id", None)), "answered"
+            if not isinstance(result, tuple):  # accepted with more to say, released, denied
+                status = str(getattr(result, "status", "answered"))
+                log.info(f"command.{status}", command=command_type.NAME, reply=result.TYPE)
+                return self.reply(result, getattr(result, "aggregate_id", None)), status
             aggregate_id, outcome = result
             accepted = CommandAccepted(
                 command_id=command.command_id,

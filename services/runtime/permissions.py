@@ -229,15 +229,20 @@ def agency_user(agency_id: str, registry: AgencyRegistry) -> User:
     agency = registry.get(agency_id)
     if agency is None:
         raise ValueError(f"agency {agency_id!r} is not in the registry")
-    commands = ["agency.register_key"]
+    # Any agency may ask for personal data (custody decides, and records the refusal).
+    commands = ["access.request"]
     if agency.may_identify:
-        commands += ["screening.submit", "consent.record", "consent.withdraw", "referral.revoke"]
+        commands += ["screening.submit", "consent.record", "consent.withdraw", "case.erase"]
+        commands += ["referral.revoke"]
     if agency.services:
-        commands += ["referral.accept", "referral.decline", "referral.complete", "access.request"]
+        commands += ["referral.accept", "referral.decline", "referral.complete"]
     if Service.SHELTER in agency.services:
         commands += ["shelter.register", "shelter.discharge"]
     if agency.id == registry.coordinating_body:
-        commands += ["referral.revoke", "case.erase"]
+        # Only the coordinating body registers agency keys: an agency that could register
+        # its own could as well register one in another agency's name.
+        commands += ["referral.revoke", "case.erase", "consent.record", "consent.withdraw"]
+        commands += ["agency.register_key"]
     publish = [f"{COMMAND_PREFIX}.{name}" for name in dict.fromkeys(commands)]
     if agency.may_identify:
         publish.append(INTAKE_KEY_SUBJECT)

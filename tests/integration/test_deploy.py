@@ -21,7 +21,7 @@ import yaml
 
 from services.agencies.registry import load_registry
 from services.bootstrap import SERVICES
-from services.runtime.case_keys import create_key_encryption_key
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats, free_port, nats_server_binary
 from services.runtime.permissions import hub_auth, rendered
 from services.runtime.settings import ENV_PREFIX, Settings
@@ -249,7 +249,7 @@ async def test_the_entrypoint_runs_each_service_until_ready(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
     base = {"NRM_NATS_URL": nats_server.url, "NRM_DATA_DIR": str(tmp_path)}
-    create_key_encryption_key(Settings(data_dir=tmp_path).key_encryption_key_file)
+    create_hub_keys(Settings(data_dir=tmp_path))
     boot = subprocess.run(
         ["sh", str(ENTRYPOINT), "nrm", "bootstrap"],
         env=_entrypoint_env(**base),

@@ -26,15 +26,17 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
 
 from contracts.commands import RegisterShelter
+from contracts.public_key_sealing import generate_private_key
 from contracts.subjects import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, FEEDS_STREAM
+from contracts.vocabulary import DataPurpose, PersonalField
 from services.bootstrap import bootstrap, start_service
-from services.client import HubClient
-from services.runtime.case_keys import create_key_encryption_key
+from services.client import AgencyClient, HubClient
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.connection import connect_options
 from services.runtime.embedded import free_port
 from services.runtime.settings import nats_servers
 from services.runtime.status import hub_status
-from tests.integration.hub_reads import screening, wait_until
+from tests.integration.hub_reads import CANARY_NAME, screening, wait_until
 from tests.integration.secured_hub import NATS_CONFIGS, SecuredCluster, SecuredNode, leaf_env
 
 pytestmark = pytest.mark.integration
@@ -247,6 +249,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "nrm.cmd.referral.accept",
             "nrm.cmd.shelter.register",
             "nrm.cmd.consent.record",
+            "nrm.cmd.case.erase",  # its own cases (the identifier checks which)
+            "nrm.cmd.access.request",
             feed_create(CRISIS, CRISIS),
             f"$JS.API.CONSUMER.MSG.NEXT.{FEEDS_STREAM}.{CRISIS}",
         ),
@@ -267,19 +271,35 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.x.nrm.evt.case.{CASE}.>",
             "$KV.nrm-case-keys.k1",
             "nrm.ctl.dlq.redrive.audit-all",
-            "nrm.cmd.case.erase",
+            "nrm.cmd.agency.register_key",  # only the coordinating body registers keys
         ),
         (f"_INBOX.{CRISIS}.x",),
         ("nrm.cmd.>", "nrm.evt.>", f"nrm.feed.{CRISIS}.>", "nrm.audit.>", f"_INBOX.{CLINIC}.>"),
     ),
     CLINIC: (
-        ("nrm.cmd.referral.accept", "nrm.cmd.referral.decline", feed_create(CLINIC, CLINIC)),
-        ("nrm.cmd.screening.submit", "nrm.cmd.shelter.register", feed_create(CRISIS, CRISIS)),
+        (
+            "nrm.cmd.referral.accept",
+            "nrm.cmd.referral.decline",
+            "nrm.cmd.access.request",
+            feed_create(CLINIC, CLINIC),
+        ),
+        (
+            "nrm.cmd.screening.submit",
+            "nrm.cmd.shelter.register",
+            "nrm.cmd.case.erase",
+            "nrm.cmd.agency.register_key",
+            feed_create(CRISIS, CRISIS),
+        ),
         (f"_INBOX.{CLINIC}.x",),
         (f"nrm.feed.{CLINIC}.>", "nrm.cmd.referral.accept"),
     ),
     COORD: (
-        ("nrm.cmd.referral.revoke", "nrm.cmd.case.erase", feed_create(COORD, COORD)),
+        (
+            "nrm.cmd.referral.revoke",
+            "nrm.cmd.case.erase",
+            "nrm.cmd.agency.register_key",
+            feed_create(COORD, COORD),
+        ),
         ("nrm.cmd.referral.accept", "nrm.cmd.screening.submit", evt("case", "case.erased")),
         (f"_INBOX.{COORD}.x",),
         ("nrm.evt.>",),
@@ -506,11 +526,17 @@ async def test_the_hub_runs_on_the_secured_cluster_without_a_single_violation(
     try:
         await bootstrap(secured.url, secured.settings("admin", tmp_path))
         services = []
-        for name in ("identifier", "referral", "shelter", "audit"):
+        # Identifier and custody share the key-encryption key ring (case keys are theirs).
+        shared_kek = tmp_path / "kek"
+        for name in SERVICES:
             settings = secured.settings(
-                name, tmp_path / name, max_deliver=3, retry_backoff_seconds=(0.05, 0.1)
+                name,
+                tmp_path / name,
+                max_deliver=3,
+                retry_backoff_seconds=(0.05, 0.1),
+                kek_file=shared_kek,
             )
-            create_key_encryption_key(settings.key_encryption_key_file)
+            create_hub_keys(settings)
             services.append(await start_service(name, secured.url, settings))
         try:
             async with connected(secured, CRISIS) as crisis:
@@ -519,7 +545,21 @@ async def test_the_hub_runs_on_the_secured_cluster_without_a_single_violation(
                     command_id=uuid.uuid4(), agency_id=CRISIS, capacity={"women": 2}
                 )
                 assert (await client.send(shelter))["status"] == "accepted"
-                assert (await client.send(screening(CRISIS)))["status"] == "accepted"
+                identified = await client.send(screening(CRISIS))
+                assert identified["status"] == "accepted"
+            # Personal data: the coordinating body registers the centre's key, and the centre
+            # (the identifying agency) opens the name, all within the allow-lists.
+            centre_key = generate_private_key()
+            async with connected(secured, COORD) as coord:
+                registered = await HubClient(coord.nc).register_agency_key(
+                    COORD, CRISIS, centre_key.public_key()
+                )
+                assert registered["status"] == "accepted"
+            async with connected(secured, CRISIS) as crisis:
+                centre = AgencyClient(crisis.nc, CRISIS, centre_key)
+                case_id = uuid.UUID(identified["aggregate_id"])
+                opened = await centre.open_fields(case_id, DataPurpose.ASSISTANCE)
+                assert opened[PersonalField.FULL_NAME] == CANARY_NAME
 
             async def crisis_feed() -> list[str]:
                 types = await _feed(secured, CRISIS)
@@ -539,12 +579,7 @@ async def test_the_hub_runs_on_the_secured_cluster_without_a_single_violation(
             await wait_until(audited, timeout=30)
             async with connected(secured, "admin") as admin:  # what `nrm status` does
                 status = await hub_status(admin.nc)
-            assert {i.service for i in status.instances} == {
-                "identifier",
-                "referral",
-                "shelter",
-                "audit",
-            }
+            assert {i.service for i in status.instances} == set(SERVICES)
             assert all(c.lag is not None for c in status.consumers)
             assert status.last_audit is not None
         finally:

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.commands import RegisterShelter
-from services.bootstrap import bootstrap, start_service
+from services.bootstrap import SERVICES, bootstrap, start_service
 from services.client import HubClient
 from services.runtime.embedded import free_port
 from services.runtime.health import health_server
@@ -149,12 +149,7 @@ async def test_status_shows_services_lag_dead_letters_and_the_last_audit_entry(
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     status = json.loads(out)
-    assert {i["service"] for i in status["instances"]} == {
-        "identifier",
-        "referral",
-        "shelter",
-        "audit",
-    }
+    assert {i["service"] for i in status["instances"]} == set(SERVICES)
     assert all(i["ready"] for i in status["instances"])
     consumers = {c["consumer"]: c for c in status["consumers"]}
     assert "audit-all" in consumers and consumers["audit-all"]["lag"] is not None
