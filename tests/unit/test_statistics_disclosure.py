@@ -1,0 +1,135 @@
+"""Small-cell suppression: no published entry below the threshold, and no hidden entry
+recoverable from what is published. The second is checked by an independent oracle: a linear
+programme (scipy) computing each hidden entry's least and greatest possible value given the
+published entries and non-negative counts; recoverable means the two are equal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from services.statistics.disclosure import (
+    DisclosureError,
+    Suppression,
+    extended_grid,
+    suppress,
+)
+
+
+def _hidden_positions(s: Suppression, n_rows: int, n_cols: int) -> set[tuple[int, int]]:
+    hidden = {(i, j) for i in range(n_rows) for j in range(n_cols) if s.cells[i][j]}
+    hidden |= {(i, n_cols) for i in range(n_rows) if s.row_totals[i]}
+    hidden |= {(n_rows, j) for j in range(n_cols) if s.col_totals[j]}
+    if s.total:
+        hidden.add((n_rows, n_cols))
+    return hidden
+
+
+def _bounds(cells: Sequence[Sequence[int]], s: Suppression) -> dict[tuple[int, int], tuple]:
+    """(min, max) of every hidden entry over all non-negative tables agreeing with the
+    published entries (max None: unbounded)."""
+    n_rows, n_cols = len(cells), len(cells[0])
+    grid = extended_grid(cells)
+    hidden = sorted(_hidden_positions(s, n_rows, n_cols))
+    index = {p: k for k, p in enumerate(hidden)}
+    a_eq, b_eq = [], []
+    # Each row: sum of its cells - row total = 0; each column likewise; totals: same.
+    lines = [[(i, j, 1) for j in range(n_cols)] + [(i, n_cols, -1)] for i in range(n_rows + 1)] + [
+        [(i, j, 1) for i in range(n_rows)] + [(n_rows, j, -1)] for j in range(n_cols + 1)
+    ]
+    for line in lines:
+        row = [0.0] * len(hidden)
+        rhs = 0.0
+        for i, j, coef in line:
+            if (i, j) in index:
+                row[index[(i, j)]] += coef
+            else:
+                rhs -= coef * grid[i][j]
+        if any(row):
+            a_eq.append(row)
+            b_eq.append(rhs)
+    found = {}
+    for p, k in index.items():
+        objective = [0.0] * len(hidden)
+        objective[k] = 1.0
+        low = linprog(objective, A_eq=a_eq or None, b_eq=b_eq or None, bounds=(0, None))
+        objective[k] = -1.0
+        high = linprog(objective, A_eq=a_eq or None, b_eq=b_eq or None, bounds=(0, None))
+        assert low.status == 0, low.message
+        top = None if high.status == 3 else -high.fun
+        found[p] = (round(low.fun, 6), None if top is None else round(top, 6))
+    return found
+
+
+tables = st.integers(1, 4).flatmap(
+    lambda rows: st.integers(1, 4).flatmap(
+        lambda cols: st.lists(
+            st.lists(
+                st.one_of(st.integers(0, 4), st.integers(5, 30)), min_size=cols, max_size=cols
+            ),
+            min_size=rows,
+            max_size=rows,
+        )
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cells=tables, threshold=st.integers(1, 8))
+def test_no_published_entry_is_below_the_threshold_and_none_hidden_is_recoverable(
+    cells: list[list[int]], threshold: int
+) -> None:
+    s = suppress(cells, threshold)
+    grid = extended_grid(cells)
+    n_rows, n_cols = len(cells), len(cells[0])
+    hidden = _hidden_positions(s, n_rows, n_cols)
+    for i in range(n_rows + 1):
+        for j in range(n_cols + 1):
+            if (i, j) not in hidden:
+                assert grid[i][j] >= threshold, f"published {grid[i][j]} at {(i, j)}"
+    for p, (low, high) in _bounds(cells, s).items():
+        assert high is None or low < high, f"hidden entry {p} = {grid[p[0]][p[1]]} is recoverable"
+
+
+def test_a_lone_small_cell_takes_a_partner_in_its_row_and_column() -> None:
+    cells = [[20, 3, 12], [15, 9, 30]]
+    s = suppress(cells, 5)
+    assert s.cells[0][1]  # primary
+    assert sum(s.cells[0]) >= 2 and sum(row[1] for row in s.cells) >= 2
+    assert not s.total  # the grand total (89) stays published
+    for low, high in _bounds(cells, s).values():
+        assert high is None or low < high
+
+
+def test_a_table_with_nothing_small_is_published_whole() -> None:
+    s = suppress([[10, 12], [7, 30]], 5)
+    assert s.hidden_count() == 0
+
+
+def test_two_zeros_in_a_row_with_its_total_published_would_both_be_known() -> None:
+    # Row 0 = 0 + 0 + 0... hiding the zeros alone would not do: the row total (0) says it.
+    cells = [[0, 0], [8, 9]]
+    s = suppress(cells, 5)
+    assert s.row_totals[0]
+    for low, high in _bounds(cells, s).values():
+        assert high is None or low < high
+
+
+def test_everything_below_the_threshold_hides_everything() -> None:
+    s = suppress([[1, 1], [1, 1]], 5)
+    assert s.hidden_count() == 4 + 2 + 2 + 1
+
+
+@pytest.mark.parametrize("bad", [[[1, -1]], [[1, 2], [3]]])
+def test_bad_tables_are_refused(bad: list[list[int]]) -> None:
+    with pytest.raises(DisclosureError):
+        suppress(bad, 5)
+
+
+def test_threshold_must_be_positive() -> None:
+    with pytest.raises(DisclosureError, match="threshold"):
+        suppress([[3]], 0)
