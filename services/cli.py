@@ -5,6 +5,7 @@
     nrm bootstrap create streams, consumers and buckets on a running NATS
     nrm demo      run the seed scenario end to end and check every outcome
     nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
+    nrm stats [report|htcds]       statistics for the coordinating body and publication
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
 
 Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
@@ -166,6 +167,9 @@ def _parser() -> argparse.ArgumentParser:
     dlq_list.add_argument("--json", action="store_true", help="machine-readable output")
     dlq_retry = with_url(dlq_sub.add_parser("retry", help="re-drive one dead letter after a fix"))
     dlq_retry.add_argument("id", type=int, help="the dead letter's ID from `nrm dlq list`")
+    from services.statistics.command import add_parser as add_stats_parser
+
+    add_stats_parser(sub)
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -189,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_dlq_list(settings, args.all, args.json))
         if args.command == "dlq":
             return asyncio.run(cmd_dlq_retry(settings, args.id))
+        if args.command == "stats":
+            from services.statistics.command import run as run_stats
+
+            return asyncio.run(run_stats(args, resolve_nats_url(settings)))
         if args.command == "demo":
             from services.demo import run_demo
 

@@ -319,7 +319,11 @@ def apply(state: StatsState, envelope: Envelope, sequence: int | None = None) ->
         if sequence <= state.last_sequence:
             return state
         state.last_sequence = sequence
-    event = unwrap_event(envelope)
+    try:
+        event = unwrap_event(envelope)
+    except ValueError:  # an unknown type or version, or data that is not the contract
+        state.ignored[f"unreadable {envelope.type}"] += 1
+        return state
     handler = _HANDLERS.get(type(event))
     if handler is None:
         state.ignored[envelope.type] += 1

@@ -134,7 +134,7 @@ class Unit:
             if d.name == name:
                 return d
         known = ", ".join(self.field_names())
-        raise QueryError(f"--by: {self.name} have no field {name!r} (fields: {known})")
+        raise QueryError(f"--by/--where: {self.name} have no field {name!r} (fields: {known})")
 
     def field_names(self) -> tuple[str, ...]:
         return tuple(d.name for d in (*_period_dimensions(self), *self.dimensions))
@@ -387,6 +387,24 @@ def _period_values(name: str, days: list[dt.date], q: Query) -> tuple[str, ...]:
     return tuple(dict.fromkeys(period_label(name, m) for m in months))
 
 
+def check(query: Query) -> Unit:
+    """The query's unit, or a QueryError naming the option that is wrong."""
+    unit = UNITS.get(query.unit)
+    if unit is None:
+        raise QueryError(f"--of: unknown unit {query.unit!r} (one of {', '.join(UNITS)})")
+    if not query.by:
+        raise QueryError("--by: give at least one field")
+    if len(set(query.by)) != len(query.by):
+        raise QueryError("--by: a field is given twice")
+    for name in query.by:
+        unit.dimension(name)
+    for name, value in query.where:
+        dim = unit.dimension(name)
+        if dim.values is not None and value not in dim.values:
+            raise QueryError(f"--where: {dim.name} has no value {value!r}")
+    return unit
+
+
 def count(
     state: StatsState,
     query: Query,
@@ -398,18 +416,9 @@ def count(
     """Count `query.unit` facts by `query.by`. `public_cases`: only facts of these cases
     (publication); `rare_below`: values of open fields seen fewer times are shown as
     `other`, so that a listed value does not itself reveal a rare person."""
-    unit = UNITS.get(query.unit)
-    if unit is None:
-        raise QueryError(f"--of: unknown unit {query.unit!r} (one of {', '.join(UNITS)})")
-    if not query.by:
-        raise QueryError("--by: give at least one field")
-    if len(set(query.by)) != len(query.by):
-        raise QueryError("--by: a field is given twice")
+    unit = check(query)
     dims = [unit.dimension(name) for name in query.by]
     filters = [(unit.dimension(name), value) for name, value in query.where]
-    for dim, value in filters:
-        if dim.values is not None and value not in dim.values:
-            raise QueryError(f"--where: {dim.name} has no value {value!r}")
 
     all_facts = list(unit.facts(state))
     days = [unit.day(f) for f in all_facts]
