@@ -119,6 +119,12 @@ def suppress(cells: Sequence[Sequence[int]], threshold: int) -> Suppression:
         return Suppression(tuple(() for _ in cells), (True,) * len(cells), (), True)
     if any(len(r) != len(cells[0]) for r in cells) or any(v < 0 for r in cells for v in r):
         raise DisclosureError("cells must be a rectangle of non-negative counts")
+    if len(cells[0]) == 1:  # a one-way table: its margins repeat the cells and the total
+        mask, total = _suppress_vector([r[0] for r in cells], threshold)
+        return Suppression(tuple((h,) for h in mask), mask, (total,), total)
+    if len(cells) == 1:
+        mask, total = _suppress_vector(list(cells[0]), threshold)
+        return Suppression((mask,), (total,), mask, total)
     grid = extended_grid(cells)
     positions = [(i, j) for i in range(len(grid)) for j in range(len(grid[0]))]
     hidden = {p for p in positions if grid[p[0]][p[1]] < threshold}
@@ -150,3 +156,18 @@ def suppress(cells: Sequence[Sequence[int]], threshold: int) -> Suppression:
         col_totals=tuple((n_rows, j) in hidden for j in range(n_cols)),
         total=(n_rows, n_cols) in hidden,
     )
+
+
+def _suppress_vector(values: Sequence[int], threshold: int) -> tuple[tuple[bool, ...], bool]:
+    """A list of counts and its total. With the total published, the hidden counts are
+    known only through their sum: one hidden count alone is that sum, and hidden counts
+    summing to zero are all zero. Otherwise each can be anything from 0 to the sum."""
+    hidden = {i for i, v in enumerate(values) if v < threshold}
+    total_hidden = sum(values) < threshold
+    while not total_hidden and hidden and (len(hidden) == 1 or sum(values[i] for i in hidden) == 0):
+        published = sorted((v, i) for i, v in enumerate(values) if i not in hidden)
+        if published:
+            hidden.add(published[0][1])
+        else:
+            total_hidden = True
+    return tuple(i in hidden for i in range(len(values))), total_hidden

@@ -449,7 +449,9 @@ def count(
             for row in labelled:
                 row[i] = tuple(dict.fromkeys(OTHER if v in rare else v for v in row[i]))
             kept = sorted(v for v in seen if v not in rare)
-            vocab.append((*kept, OTHER) if rare_below else tuple(kept))
+            # Public: `other` is always listed (when the unit has any facts), so that its
+            # presence says nothing about a rare person.
+            vocab.append((*kept, OTHER) if rare_below and all_facts else tuple(kept))
 
     counts: Counter[tuple[str, ...]] = Counter()
     for row in labelled:
