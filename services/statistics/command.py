@@ -49,12 +49,18 @@ def _common(p: argparse.ArgumentParser, inherit: bool) -> None:
     p.add_argument(
         "--from",
         dest="start",
+        metavar="DATE",
         type=_date,
         default=d(None),
         help="first day (YYYY-MM-DD), inclusive",
     )
     p.add_argument(
-        "--to", dest="end", type=_date, default=d(None), help="last day (YYYY-MM-DD), inclusive"
+        "--to",
+        dest="end",
+        metavar="DATE",
+        type=_date,
+        default=d(None),
+        help="last day (YYYY-MM-DD), inclusive",
     )
     p.add_argument(
         "--public",
@@ -107,6 +113,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 async def run(args: argparse.Namespace, nats_url: str) -> int:
     try:
         queries = _queries(args)
+        if args.start and args.end and args.start > args.end:
+            raise QueryError("--from: the first day is after the last (--to)")
     except QueryError as exc:
         print(f"nrm stats: {exc}", file=sys.stderr)
         return 2

@@ -133,3 +133,32 @@ def test_bad_tables_are_refused(bad: list[list[int]]) -> None:
 def test_threshold_must_be_positive() -> None:
     with pytest.raises(DisclosureError, match="threshold"):
         suppress([[3]], 0)
+
+
+large_tables = st.integers(5, 10).flatmap(
+    lambda rows: st.integers(2, 6).flatmap(
+        lambda cols: st.lists(
+            st.lists(st.sampled_from((0, 0, 1, 2, 3, 5, 8, 13)), min_size=cols, max_size=cols),
+            min_size=rows,
+            max_size=rows,
+        )
+    )
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(cells=large_tables)
+def test_sparse_tables_the_size_of_a_year_by_region_stay_protected(
+    cells: list[list[int]],
+) -> None:
+    s = suppress(cells, 5)
+    grid = extended_grid(cells)
+    hidden = _hidden_positions(s, len(cells), len(cells[0]))
+    assert all(
+        grid[i][j] >= 5
+        for i in range(len(grid))
+        for j in range(len(grid[0]))
+        if (i, j) not in hidden
+    )
+    for p, (low, high) in _bounds(cells, s).items():
+        assert high is None or low < high, f"hidden entry {p} is recoverable"
