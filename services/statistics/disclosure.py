@@ -25,7 +25,7 @@ public output has.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 Position = tuple[int, int]  # (row, column) in the extended grid; index R / C = the margin
@@ -110,25 +110,31 @@ def recoverable(grid: Sequence[Sequence[int]], hidden: set[Position], pos: Posit
     return True
 
 
-def suppress(cells: Sequence[Sequence[int]], threshold: int) -> Suppression:
-    """Hide every entry below `threshold` and as few more as the greedy search needs so that
-    none of the hidden ones can be recovered from the published ones."""
+def suppress(
+    cells: Sequence[Sequence[int]], threshold: int, hide: Iterable[Position] = ()
+) -> Suppression:
+    """Hide every entry below `threshold`, the entries in `hide` (positions in the extended
+    grid: a margin hidden by another table that shares it), and as few more as the greedy
+    search needs so that none of the hidden ones can be recovered from the published ones."""
     if threshold < 1:
         raise DisclosureError("threshold must be at least 1")
     if not cells or not cells[0]:  # no cells: every total is zero, so hidden
         return Suppression(tuple(() for _ in cells), (True,) * len(cells), (), True)
     if any(len(r) != len(cells[0]) for r in cells) or any(v < 0 for r in cells for v in r):
         raise DisclosureError("cells must be a rectangle of non-negative counts")
-    if len(cells[0]) == 1:  # a one-way table: its margins repeat the cells and the total
-        mask, total = _suppress_vector([r[0] for r in cells], threshold)
+    n_rows, n_cols = len(cells), len(cells[0])
+    forced = set(hide)
+    if n_cols == 1:  # a one-way table: its margins repeat the cells and the total
+        mask, total = _suppress_vector(
+            [r[0] for r in cells], threshold, {i for i, _ in forced}, n_rows
+        )
         return Suppression(tuple((h,) for h in mask), mask, (total,), total)
-    if len(cells) == 1:
-        mask, total = _suppress_vector(list(cells[0]), threshold)
+    if n_rows == 1:
+        mask, total = _suppress_vector(list(cells[0]), threshold, {j for _, j in forced}, n_cols)
         return Suppression((mask,), (total,), mask, total)
     grid = extended_grid(cells)
     positions = [(i, j) for i in range(len(grid)) for j in range(len(grid[0]))]
-    hidden = {p for p in positions if grid[p[0]][p[1]] < threshold}
-    n_rows, n_cols = len(grid) - 1, len(grid[0]) - 1
+    hidden = {p for p in positions if grid[p[0]][p[1]] < threshold} | forced
 
     def cost(p: Position) -> tuple[int, int, Position]:
         # Prefer small cells over margins: hide as little information as possible.
@@ -158,16 +164,21 @@ def suppress(cells: Sequence[Sequence[int]], threshold: int) -> Suppression:
     )
 
 
-def _suppress_vector(values: Sequence[int], threshold: int) -> tuple[tuple[bool, ...], bool]:
-    """A list of counts and its total. With the total published, the hidden counts are
-    known only through their sum: one hidden count alone is that sum, and hidden counts
-    summing to zero are all zero. Otherwise each can be anything from 0 to the sum."""
-    hidden = {i for i, v in enumerate(values) if v < threshold}
-    total_hidden = sum(values) < threshold
+def _suppress_vector(
+    values: Sequence[int], threshold: int, hide: set[int], total_index: int
+) -> tuple[tuple[bool, ...], bool]:
+    """A list of counts and its total (index `total_index` in `hide`). With the total
+    published, the hidden counts are known only through their sum: one hidden count alone is
+    that sum, and hidden counts summing to zero are all zero. Otherwise each can be anything
+    from 0 to the sum. With the total hidden, it is known if every count is shown."""
+    hidden = {i for i, v in enumerate(values) if v < threshold} | (hide - {total_index})
+    total_hidden = sum(values) < threshold or total_index in hide
     while not total_hidden and hidden and (len(hidden) == 1 or sum(values[i] for i in hidden) == 0):
         published = sorted((v, i) for i, v in enumerate(values) if i not in hidden)
         if published:
             hidden.add(published[0][1])
         else:
             total_hidden = True
+    if total_hidden and not hidden and values:  # the total is the sum of what is shown
+        hidden.add(min(range(len(values)), key=lambda i: (values[i], i)))
     return tuple(i in hidden for i in range(len(values))), total_hidden

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.statistics.disclosure import suppress
+from services.statistics.disclosure import Position, Suppression, suppress
 from services.statistics.projection import StatsState
-from services.statistics.tables import ALL, Query, Table, count
+from services.statistics.tables import ALL, UNITS, Query, Table, count
 
 DEFAULT_THRESHOLD = 5
 HIDDEN = "x"
@@ -27,7 +27,15 @@ _IDENTIFIED = (("status", "identified"),)
 
 # What `nrm stats` prints without --by, and what the report draws.
 STANDARD: tuple[Query, ...] = (
-    Query("cases", ("status", "sector"), title="Screened persons by decision and sector"),
+    # Not identified persons rarely consent to statistics: in public this table would be a
+    # row of zeros whose protection hides the identified total in every other table.
+    Query(
+        "cases",
+        ("status", "sector"),
+        title="Screened persons by decision and sector",
+        published=False,
+    ),
+    Query("cases", ("sector",), _IDENTIFIED, title="Identified victims by identifying sector"),
     Query("cases", ("region", "sex"), _IDENTIFIED, title="Identified victims by region and sex"),
     Query("cases", ("month", "region"), _IDENTIFIED, title="Identifications by month and region"),
     Query(
@@ -107,14 +115,17 @@ class Published:
         return out
 
 
-def publish(table: Table, threshold: int | None) -> Published:
-    """`threshold` None: the coordinating body's figures, nothing hidden."""
+def publish(
+    table: Table, threshold: int | None, suppression: Suppression | None = None
+) -> Published:
+    """`threshold` None: the coordinating body's figures, nothing hidden. `suppression`:
+    decided already (for tables published together, see `suppress_together`)."""
     rows, cols, cells = table.rows, table.cols, table.cells
     if threshold is None:
         return Published(
             table.query, rows, cols, cells, table.row_totals, table.col_totals, table.total
         )
-    s = suppress([list(r) for r in cells], threshold) if rows else None
+    s = suppression or (suppress([list(r) for r in cells], threshold) if rows else None)
 
     def shown(value: int, hidden: bool) -> int | None:
         return None if hidden else value
@@ -134,6 +145,80 @@ def publish(table: Table, threshold: int | None) -> Published:
         shown(table.total, s.total),
         hidden=s.hidden_count(),
     )
+
+
+SharedKey = tuple[Any, ...]
+
+
+def shared_margins(table: Table) -> dict[Position, SharedKey]:
+    """The margins of `table` (positions in its extended grid) by what they count, so that
+    the same figure in two tables has the same key: the unit, the period, the fixed values
+    (filters included), and the multi-valued fields summed over (a sum over `form` counts
+    mentions, a different figure from a count of cases)."""
+    q = table.query
+    multi = {d.name for d in UNITS[q.unit].dimensions if d.multi}
+    n_rows, n_cols = len(table.rows), len(table.cols)
+    row_field, col_fields = q.by[0], q.by[1:]
+
+    def key(fixed: Sequence[tuple[str, str]], summed: Sequence[str]) -> SharedKey:
+        return (
+            q.unit,
+            q.start,
+            q.end,
+            tuple(sorted({*q.where, *fixed})),
+            tuple(sorted(f for f in summed if f in multi)),
+        )
+
+    keys: dict[Position, SharedKey] = {}
+    for i, r in enumerate(table.rows):
+        keys[(i, n_cols)] = key([(row_field, r)], col_fields)
+        if not col_fields:  # a one-way table: its cells are its row margins
+            keys[(i, 0)] = keys[(i, n_cols)]
+    for j, c in enumerate(table.cols):
+        if col_fields:
+            keys[(n_rows, j)] = key(list(zip(col_fields, c, strict=True)), [row_field])
+    keys[(n_rows, n_cols)] = key([], q.by)
+    if not col_fields:
+        keys[(n_rows, 0)] = keys[(n_rows, n_cols)]
+    return keys
+
+
+def _is_hidden(s: Suppression, pos: Position, n_rows: int, n_cols: int) -> bool:
+    i, j = pos
+    if i < n_rows and j < n_cols:
+        return s.cells[i][j]
+    if i < n_rows:
+        return s.row_totals[i]
+    return s.col_totals[j] if j < n_cols else s.total
+
+
+def suppress_together(tables: Sequence[Table], threshold: int) -> list[Suppression | None]:
+    """Suppress tables published together so that a figure they share (the identified
+    victims of a region, in "by region and sex" and in "by month and region") is hidden in
+    all of them or in none: otherwise one table would print what another hides to protect a
+    cell. Hiding more never exposes anything, so hidden wins and the loop only grows."""
+    keys = [shared_margins(t) for t in tables]
+    hidden_keys: set[SharedKey] = set()
+    while True:
+        decided: list[Suppression | None] = []
+        now_hidden: set[SharedKey] = set()
+        for t, k in zip(tables, keys, strict=True):
+            if not t.rows:
+                decided.append(None)
+                now_hidden.add(k[(0, len(t.cols))])  # the (zero) total: hidden
+                continue
+            s = suppress(
+                [list(r) for r in t.cells],
+                threshold,
+                hide=[p for p, key in k.items() if key in hidden_keys],
+            )
+            decided.append(s)
+            now_hidden |= {
+                key for p, key in k.items() if _is_hidden(s, p, len(t.rows), len(t.cols))
+            }
+        if now_hidden <= hidden_keys:
+            return decided
+        hidden_keys |= now_hidden
 
 
 @dataclass(frozen=True)
@@ -183,13 +268,20 @@ def figures(
     end: dt.date | None = None,
 ) -> Figures:
     public_cases = state.publishable_cases(at) if public else None
-    tables = []
+    counted = []
     for q in queries:
+        if public and not q.published:
+            continue
         q = Query(q.unit, q.by, q.where, start or q.start, end or q.end, q.title)
         table = count(
             state, q, at, public_cases=public_cases, rare_below=threshold if public else 0
         )
-        tables.append(publish(table, threshold if public else None))
+        counted.append(table)
+    if public:
+        decided = suppress_together(counted, threshold)
+        tables = [publish(t, threshold, s) for t, s in zip(counted, decided, strict=True)]
+    else:
+        tables = [publish(t, None) for t in counted]
     capacity: dict[str, int] = {}
     for shelter in state.shelters.values():
         for category, beds in shelter.capacity.items():

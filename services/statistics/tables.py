@@ -118,6 +118,7 @@ class Dimension:
     meaning: str
     get: Callable[[Any, dt.datetime], Value]
     values: tuple[str, ...] | None = None  # the full vocabulary; None: an open field
+    multi: bool = False  # a fact may have several values (it counts once under each)
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ CASES = Unit(
             "form of exploitation; a case counts once under each of its forms",
             lambda c, at: c.forms or (NOT_RECORDED,),
             (*_enum(FormOfExploitation), NOT_RECORDED),
+            multi=True,
         ),
         Dimension(
             "time_to_service",
@@ -329,6 +331,7 @@ class Query:
     start: dt.date | None = None
     end: dt.date | None = None
     title: str = ""
+    published: bool = True  # False: for the coordinating body only, never in --public
 
 
 @dataclass(frozen=True)

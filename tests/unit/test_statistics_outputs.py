@@ -6,15 +6,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import defaultdict
 
 import pytest
 
 from contracts.vocabulary import FormOfExploitation
+from services.statistics.disclosure import Suppression
 from services.statistics.htcds import COLUMNS, TYPE_OF_EXPLOITATION, export
 from services.statistics.projection import StatsState, fold
-from services.statistics.publish import STANDARD, as_csv, as_json, as_text, figures
+from services.statistics.publish import (
+    STANDARD,
+    Published,
+    _is_hidden,
+    as_csv,
+    as_json,
+    as_text,
+    figures,
+    shared_margins,
+)
 from services.statistics.report import render
-from services.statistics.tables import ALL
+from services.statistics.tables import ALL, Table, count
+from tests.unit.disclosure_oracle import bounds
 from tests.unit.synthetic_stats import REPORT_AT, generate
 
 SYNTHETIC = generate(seed=21, n=300)
@@ -101,3 +113,53 @@ def test_public_htcds_export_pools_rare_combinations_and_hides_small_counts(
     assert rows[-2]["prs_Gender"] == "(other)"
     for r in rows:
         assert r["nrm_Count"] == "x" or int(r["nrm_Count"]) >= 3
+
+
+def _suppression_of(t: Published) -> Suppression:
+    return Suppression(
+        cells=tuple(tuple(v is None for v in row) for row in t.cells),
+        row_totals=tuple(v is None for v in t.row_totals),
+        col_totals=tuple(v is None for v in t.col_totals),
+        total=t.total is None,
+    )
+
+
+@pytest.mark.parametrize("threshold", [3, 5])
+def test_a_figure_two_public_tables_share_is_hidden_in_both_or_in_neither(
+    state: StatsState, threshold: int
+) -> None:
+    result = figures(state, STANDARD, REPORT_AT, public=True, threshold=threshold)
+    seen: dict[tuple, set[int | None]] = defaultdict(set)
+    for t in result.tables:
+        if not t.rows:
+            continue
+        hidden = _suppression_of(t)
+        n_rows, n_cols = len(t.rows), len(t.cols)
+        table = Table(t.query, t.rows, t.cols, ())
+        for (i, j), key in shared_margins(table).items():
+            hide = _is_hidden(hidden, (i, j), n_rows, n_cols)
+            value = None if hide else extended(t)[i][j]
+            seen[key].add(value)
+    shared = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not shared, f"shown in one table, hidden or different in another: {shared}"
+    # Region totals appear in two standard tables: the check above has something to check.
+    regions = [k for k in seen if k[3] == (("region", "osh_city"), ("status", "identified"))]
+    assert regions
+
+
+@pytest.mark.parametrize("threshold", [3, 5])
+def test_no_hidden_public_figure_can_be_worked_out_from_its_table(
+    state: StatsState, threshold: int
+) -> None:
+    public = state.publishable_cases(REPORT_AT)
+    result = figures(state, STANDARD, REPORT_AT, public=True, threshold=threshold)
+    for t in result.tables:
+        if not t.rows:
+            continue
+        cells = count(state, t.query, REPORT_AT, public_cases=public, rare_below=threshold).cells
+        for p, (low, high) in bounds([list(r) for r in cells], _suppression_of(t)).items():
+            assert high is None or low < high, f"{t.query.title}: hidden {p} is recoverable"
+
+
+def extended(t: Published) -> list[list[int | None]]:
+    return [[*r, t.row_totals[i]] for i, r in enumerate(t.cells)] + [[*t.col_totals, t.total]]
