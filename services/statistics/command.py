@@ -15,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import nats
+from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 
+from contracts.subjects import EVENTS_STREAM
 from services.runtime.settings import nats_servers
 from services.statistics.publish import (
     DEFAULT_THRESHOLD,
@@ -110,6 +113,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _common(htcds, inherit=True)
 
 
+async def _quiet(exc: Exception) -> None:
+    """Connection errors are reported once, below, not as a traceback per attempt."""
+
+
 async def run(args: argparse.Namespace, nats_url: str) -> int:
     try:
         queries = _queries(args)
@@ -118,9 +125,26 @@ async def run(args: argparse.Namespace, nats_url: str) -> int:
     except QueryError as exc:
         print(f"nrm stats: {exc}", file=sys.stderr)
         return 2
-    nc = await nats.connect(nats_servers(nats_url), name="nrm-stats")
+    try:
+        nc = await nats.connect(
+            nats_servers(nats_url),
+            name="nrm-stats",
+            connect_timeout=5,
+            max_reconnect_attempts=2,  # a report is run by hand: say so soon, not in 2 min
+            reconnect_time_wait=1,
+            error_cb=_quiet,
+        )
+    except (OSError, NatsError) as exc:
+        print(f"nrm stats: cannot reach NATS at {nats_url}: {exc}", file=sys.stderr)
+        return 1
     try:
         read = await replay(nc)
+    except NotFoundError:
+        print(
+            f"nrm stats: no {EVENTS_STREAM} stream at {nats_url} (run `nrm bootstrap`)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         await nc.close()
     at = dt.datetime.now(dt.UTC)

@@ -287,7 +287,7 @@ def figures(
         for category, beds in shelter.capacity.items():
             capacity[category] = capacity.get(category, 0) + beds
     notes = []
-    if state.ignored:
+    if state.ignored and not public:  # operational detail, for the coordinating body only
         notes.append(
             "events not used: "
             + ", ".join(f"{name} x{n}" for name, n in sorted(state.ignored.items()))

@@ -12,7 +12,6 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from services.statistics.publish import HIDDEN, Figures, Published, as_csv
 
@@ -317,7 +316,3 @@ def write_report(f: Figures, out: Path, replay_seconds: float | None = None) -> 
     for n, t in enumerate(f.tables, start=1):
         (out / f"{n:02d}-{_slug(t.query.title)}.csv").write_text(as_csv([t], with_table=False))
     return page
-
-
-def chart_specs() -> list[dict[str, Any]]:
-    return [{"id": i, "unit": u, "by": list(by), "kind": kind} for i, _, u, by, kind in CHARTS]

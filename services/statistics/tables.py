@@ -27,7 +27,6 @@ from contracts.vocabulary import (
 )
 from services.statistics.projection import (
     CaseFacts,
-    CrossBorderFacts,
     PlacementFacts,
     ReferralFacts,
     StatsState,
@@ -320,7 +319,6 @@ CROSS_BORDER = Unit(
 )
 
 UNITS: dict[str, Unit] = {u.name: u for u in (CASES, REFERRALS, PLACEMENTS, CROSS_BORDER)}
-_ = CrossBorderFacts  # the fact type cross-border referrals will carry
 
 
 @dataclass(frozen=True)

@@ -252,3 +252,24 @@ def test_a_bad_field_is_named_before_anything_is_read(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "colour" in done.stderr and "--by" in done.stderr
+
+
+def test_a_hub_without_events_or_without_nats_is_said_in_one_line(
+    nats_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[2])
+    for url, expected in (
+        (nats_url, "no NRM_EVENTS stream"),
+        ("nats://127.0.0.1:1", "cannot reach"),
+    ):
+        done = subprocess.run(
+            [*NRM, "stats", "--nats-url", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 1
+        assert expected in done.stderr and "Traceback" not in done.stderr
