@@ -17,6 +17,7 @@ from collections import Counter
 from contracts.vocabulary import FormOfExploitation
 from services.statistics.disclosure import suppress
 from services.statistics.projection import CaseFacts, StatsState
+from services.statistics.publish import STANDARD, figures
 
 COLUMNS = (
     "nrm_Year",
@@ -56,6 +57,14 @@ def htcds_row(case: CaseFacts) -> tuple[str, ...]:
     )
 
 
+def _public_total_hidden(
+    state: StatsState, at: dt.datetime, threshold: int, start: dt.date | None, end: dt.date | None
+) -> bool:
+    tables = figures(state, STANDARD, at, public=True, threshold=threshold, start=start, end=end)
+    by_region = next(t for t in tables.tables if t.query.by == ("region", "sex"))
+    return by_region.total is None
+
+
 def export(
     state: StatsState,
     at: dt.datetime,
@@ -84,7 +93,10 @@ def export(
         kept = [(k, n) for k, n in rows if n >= threshold]
         pooled = sum(n for _, n in rows if n < threshold)
         rows = [*kept, ((OTHER_COMBINATIONS,) * (len(COLUMNS) - 1), pooled)]
-        hidden = suppress([[n] for _, n in rows], threshold)
+        # The total is the identified victims of the period, which the public tables also
+        # print: hide it here whenever they hide it.
+        hide = [(len(rows), 0)] if _public_total_hidden(state, at, threshold, start, end) else []
+        hidden = suppress([[n] for _, n in rows], threshold, hide=hide)
         counts = [None if h[0] else n for (_, n), h in zip(rows, hidden.cells, strict=True)]
         total = None if hidden.total else total
     out = io.StringIO()

@@ -163,3 +163,16 @@ def test_no_hidden_public_figure_can_be_worked_out_from_its_table(
 
 def extended(t: Published) -> list[list[int | None]]:
     return [[*r, t.row_totals[i]] for i, r in enumerate(t.cells)] + [[*t.col_totals, t.total]]
+
+
+@pytest.mark.parametrize("threshold", [5, 200, 1000])
+def test_the_public_htcds_total_is_shown_exactly_when_the_public_tables_show_it(
+    state: StatsState, threshold: int
+) -> None:
+    rows = list(
+        csv.DictReader(io.StringIO(export(state, REPORT_AT, public=True, threshold=threshold)))
+    )
+    tables = figures(state, STANDARD, REPORT_AT, public=True, threshold=threshold)
+    by_region = next(t for t in tables.tables if t.query.by == ("region", "sex"))
+    shown = rows[-1]["nrm_Count"]
+    assert shown == ("x" if by_region.total is None else str(by_region.total))
