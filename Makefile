@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The statistics report test renders the page in a real headless browser (Debian package).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test lint unit soak up contracts clean
 
@@ -18,7 +20,7 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/nrm up
 
-test: $(STAMP) lint
+test: $(STAMP) lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 unit: $(STAMP)
@@ -35,6 +37,14 @@ lint: $(STAMP)
 # Regenerate contracts/schema/ from the models (a test fails when they drift).
 contracts: $(STAMP)
 	$(BIN)/nrm contracts generate
+
+# Installed only when missing; apt's lists are refreshed only if the first try fails.
+$(CHROMIUM):
+	@echo "installing chromium (Debian) for the statistics report test"
+	@export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null && \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@
     nrm demo      run the seed scenario end to end and check every outcome
     nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
     nrm status    services running, consumer lag, dead letters, last audit entry
+    nrm stats [report|htcds]       statistics for the coordinating body and publication
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
     nrm agency keygen | register-key   an agency's key pair for receiving personal data
     nrm case erase CASE_ID         crypto-shred a case (identifying agency or coordinating body)
@@ -319,6 +320,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     status = with_url(sub.add_parser("status", help="services, consumer lag, dead letters"))
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    from services.statistics.command import add_parser as add_stats_parser
+
+    add_stats_parser(sub)
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -352,6 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_case_erase(settings, args.case_id, args.agency, args.reason))
         if args.command == "keys":
             return asyncio.run(cmd_rotate_kek(settings, args.keep_old))
+        if args.command == "stats":
+            from services.statistics.command import run as run_stats
+
+            options = connect_options(settings, ADMIN_ROLE)
+            return asyncio.run(run_stats(args, resolve_nats_url(settings), options))
         if args.command == "demo":
             from services.demo import run_demo
 

@@ -1,0 +1,348 @@
+"""The statistics projection: the event stream folded into non-identifying facts.
+
+`apply(state, envelope)` is pure (no I/O, no clock): it reads one event and updates the facts
+it owns. What it keeps per screened person is the clear profile the screening already
+carries (region, sex, age band, citizenship, forms of exploitation, ...) and the times the
+hub recorded; never a sealed field, never anything an event does not carry in clear. Opaque
+ids (case, referral, shelter) are kept only to apply later events of the same aggregate; on
+`case.erased` the case id is dropped and the case stays in the counts as an anonymous fact.
+
+A new event type adds a handler to `_HANDLERS` and, if it is a new unit of count, a list in
+`StatsState` (cross-border referrals, issue 5, will fill `cross_border`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from contracts.envelope import Envelope, unwrap_event
+from contracts.events import (
+    CaseErased,
+    ConsentRecorded,
+    ConsentWithdrawn,
+    Event,
+    LikelyDuplicateFound,
+    ReferralAccepted,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReferralEscalated,
+    ReferralRequested,
+    ReferralRevoked,
+    ReferralWaitlisted,
+    ScreeningRecord,
+    ShelterAdmitted,
+    ShelterDischarged,
+    ShelterPlacementRefused,
+    ShelterRegistered,
+    ShelterWaitlisted,
+    ShelterWaitlistLeft,
+    VictimIdentified,
+    VictimNotIdentified,
+)
+from contracts.vocabulary import DataPurpose
+
+
+@dataclass
+class CaseFacts:
+    """One screened person, as the statistics see them: no id, no personal data."""
+
+    status: str  # identified | not_identified
+    interviewed_on: dt.date
+    recorded_at: dt.datetime  # when the hub recorded the decision
+    region: str
+    sector: str
+    agency_kind: str
+    sex: str
+    age_band: str
+    is_child: bool
+    citizenship: str
+    country_of_exploitation: str | None
+    forms: tuple[str, ...]
+    first_service_at: dt.datetime | None = None
+    duplicate_suspected: bool = False
+    erased: bool = False
+
+
+@dataclass
+class ConsentFacts:
+    purposes: frozenset[str]
+    expires_at: dt.datetime | None
+
+    def allows_statistics(self, at: dt.datetime) -> bool:
+        in_force = self.expires_at is None or self.expires_at > at
+        return in_force and DataPurpose.STATISTICS.value in self.purposes
+
+
+@dataclass
+class ReferralFacts:
+    case: CaseFacts | None  # None when the case was never seen (a stream that starts late)
+    service: str
+    region: str
+    sex: str
+    age_band: str
+    is_child: bool
+    placement_category: str | None
+    requested_at: dt.datetime
+    outcome: str = "pending"  # pending | accepted | waitlisted | declined | completed | revoked
+    decline_reason: str | None = None
+    escalated: bool = False
+
+
+@dataclass
+class PlacementFacts:
+    """One shelter referral as the shelter saw it: waiting, admitted, discharged."""
+
+    case: CaseFacts | None
+    category: str
+    shelter_region: str
+    first_seen_at: dt.datetime
+    waitlisted_at: dt.datetime | None = None
+    admitted_at: dt.datetime | None = None
+    discharged_at: dt.datetime | None = None
+    left_list_at: dt.datetime | None = None
+    refused: bool = False
+
+
+@dataclass
+class ShelterFacts:
+    region: str
+    capacity: dict[str, int]
+
+
+@dataclass
+class CrossBorderFacts:
+    """A cross-border referral (issue 5): no event carries one yet, so none is ever made."""
+
+    case: CaseFacts | None
+    country: str
+    direction: str
+    outcome: str
+    requested_at: dt.datetime
+
+
+@dataclass
+class StatsState:
+    cases: dict[UUID, CaseFacts] = field(default_factory=dict)
+    erased_cases: list[CaseFacts] = field(default_factory=list)
+    consents: dict[UUID, ConsentFacts] = field(default_factory=dict)
+    referrals: dict[UUID, ReferralFacts] = field(default_factory=dict)
+    placements: dict[tuple[str, UUID], PlacementFacts] = field(default_factory=dict)
+    shelters: dict[str, ShelterFacts] = field(default_factory=dict)
+    cross_border: list[CrossBorderFacts] = field(default_factory=list)
+    events_applied: int = 0
+    last_sequence: int = 0  # NRM_EVENTS stream sequence of the last event applied
+    ignored: Counter[str] = field(default_factory=Counter)
+    last_event_at: dt.datetime | None = None
+
+    def all_cases(self) -> list[CaseFacts]:
+        return [*self.cases.values(), *self.erased_cases]
+
+    def publishable_cases(self, at: dt.datetime) -> set[int]:
+        """Which cases may appear in public statistics at `at` (as Python object ids, never
+        case ids): their consent in force (the latest `consent.recorded`, not withdrawn, not
+        expired) covers `statistics`. An erased case never does."""
+        return {
+            id(facts)
+            for case_id, facts in self.cases.items()
+            if (consent := self.consents.get(case_id)) is not None and consent.allows_statistics(at)
+        }
+
+
+Handler = Callable[[StatsState, Any, Envelope], None]
+
+
+def _screened(state: StatsState, event: ScreeningRecord, envelope: Envelope) -> None:
+    if event.case_id in state.cases:  # a redelivered or re-read event: the case is counted once
+        return
+    state.cases[event.case_id] = CaseFacts(
+        status="identified" if isinstance(event, VictimIdentified) else "not_identified",
+        interviewed_on=event.interviewed_on,
+        recorded_at=envelope.time,
+        region=event.region.value,
+        sector=event.sector.value,
+        agency_kind=event.agency_kind.value,
+        sex=event.sex.value,
+        age_band=event.age_band.value,
+        is_child=event.is_child,
+        citizenship=event.citizenship,
+        country_of_exploitation=event.country_of_exploitation,
+        forms=tuple(sorted({f.value for f in event.forms_of_exploitation})),
+    )
+
+
+def _consent_recorded(state: StatsState, event: ConsentRecorded, envelope: Envelope) -> None:
+    # Kept even before the case is seen (events of one case arrive in order, but a consent
+    # could be recorded in the same batch); only cases in `cases` are ever published.
+    state.consents[event.case_id] = ConsentFacts(
+        purposes=frozenset(p.value for p in event.purposes), expires_at=event.expires_at
+    )
+
+
+def _consent_withdrawn(state: StatsState, event: ConsentWithdrawn, envelope: Envelope) -> None:
+    state.consents.pop(event.case_id, None)
+
+
+def _erased(state: StatsState, event: CaseErased, envelope: Envelope) -> None:
+    state.consents.pop(event.case_id, None)
+    facts = state.cases.pop(event.case_id, None)
+    if facts is not None:
+        facts.erased = True
+        state.erased_cases.append(facts)
+
+
+def _duplicate(state: StatsState, event: LikelyDuplicateFound, envelope: Envelope) -> None:
+    facts = state.cases.get(event.case_id)
+    if facts is not None:
+        facts.duplicate_suspected = True
+
+
+def _requested(state: StatsState, event: ReferralRequested, envelope: Envelope) -> None:
+    if event.referral_id in state.referrals:
+        return
+    state.referrals[event.referral_id] = ReferralFacts(
+        case=state.cases.get(event.case_id),
+        service=event.service.value,
+        region=event.region.value,
+        sex=event.sex.value,
+        age_band=event.age_band.value,
+        is_child=event.is_child,
+        placement_category=event.placement_category.value if event.placement_category else None,
+        requested_at=event.requested_at,
+    )
+
+
+def _served(referral: ReferralFacts, at: dt.datetime) -> None:
+    case = referral.case
+    if case is not None and (case.first_service_at is None or at < case.first_service_at):
+        case.first_service_at = at
+
+
+def _referral_outcome(outcome: str) -> Handler:
+    def handle(state: StatsState, event: Any, envelope: Envelope) -> None:
+        referral = state.referrals.get(event.referral_id)
+        if referral is None:
+            return
+        referral.outcome = outcome
+        if isinstance(event, ReferralDeclined):
+            referral.decline_reason = event.reason.value
+        if isinstance(event, ReferralAccepted | ReferralCompleted):
+            _served(referral, envelope.time)
+
+    return handle
+
+
+def _escalated(state: StatsState, event: ReferralEscalated, envelope: Envelope) -> None:
+    referral = state.referrals.get(event.referral_id)
+    if referral is not None:
+        referral.escalated = True
+
+
+def _registered(state: StatsState, event: ShelterRegistered, envelope: Envelope) -> None:
+    state.shelters[event.shelter_id] = ShelterFacts(
+        region=event.region.value, capacity={c.value: n for c, n in event.capacity.items()}
+    )
+
+
+def _placement(state: StatsState, event: Any, envelope: Envelope) -> PlacementFacts:
+    key = (event.shelter_id, event.referral_id)
+    placement = state.placements.get(key)
+    if placement is None:
+        shelter = state.shelters.get(event.shelter_id)
+        placement = PlacementFacts(
+            case=state.cases.get(event.case_id),
+            category=event.category.value,
+            shelter_region=shelter.region if shelter else "unknown",
+            first_seen_at=envelope.time,
+        )
+        state.placements[key] = placement
+    return placement
+
+
+def _waitlisted(state: StatsState, event: ShelterWaitlisted, envelope: Envelope) -> None:
+    placement = _placement(state, event, envelope)
+    placement.waitlisted_at = placement.waitlisted_at or envelope.time
+
+
+def _admitted(state: StatsState, event: ShelterAdmitted, envelope: Envelope) -> None:
+    placement = _placement(state, event, envelope)
+    placement.admitted_at = placement.admitted_at or envelope.time
+
+
+def _discharged(state: StatsState, event: ShelterDischarged, envelope: Envelope) -> None:
+    placement = _placement(state, event, envelope)
+    placement.discharged_at = placement.discharged_at or envelope.time
+
+
+def _left_list(state: StatsState, event: ShelterWaitlistLeft, envelope: Envelope) -> None:
+    placement = _placement(state, event, envelope)
+    placement.left_list_at = placement.left_list_at or envelope.time
+
+
+def _refused(state: StatsState, event: ShelterPlacementRefused, envelope: Envelope) -> None:
+    _placement(state, event, envelope).refused = True
+
+
+_HANDLERS: dict[type[Event], Handler] = {
+    VictimIdentified: _screened,
+    VictimNotIdentified: _screened,
+    ConsentRecorded: _consent_recorded,
+    ConsentWithdrawn: _consent_withdrawn,
+    CaseErased: _erased,
+    LikelyDuplicateFound: _duplicate,
+    ReferralRequested: _requested,
+    ReferralAccepted: _referral_outcome("accepted"),
+    ReferralWaitlisted: _referral_outcome("waitlisted"),
+    ReferralDeclined: _referral_outcome("declined"),
+    ReferralCompleted: _referral_outcome("completed"),
+    ReferralRevoked: _referral_outcome("revoked"),
+    ReferralEscalated: _escalated,
+    ShelterRegistered: _registered,
+    ShelterWaitlisted: _waitlisted,
+    ShelterAdmitted: _admitted,
+    ShelterDischarged: _discharged,
+    ShelterWaitlistLeft: _left_list,
+    ShelterPlacementRefused: _refused,
+}
+
+
+def apply(state: StatsState, envelope: Envelope, sequence: int | None = None) -> StatsState:
+    """Fold one event into the statistics. Events the statistics do not use (access
+    decisions, agency keys) are counted in `ignored` by type and otherwise left alone.
+    `sequence`, the event's stream sequence, makes re-reading harmless: an event at or
+    before the last sequence applied is skipped."""
+    if sequence is not None:
+        if sequence <= state.last_sequence:
+            return state
+        state.last_sequence = sequence
+    try:
+        event = unwrap_event(envelope)
+    except ValueError:  # an unknown type or version, or data that is not the contract
+        state.ignored[f"unreadable {envelope.type}"] += 1
+        return state
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        state.ignored[envelope.type] += 1
+    else:
+        handler(state, event, envelope)
+    state.events_applied += 1
+    if state.last_event_at is None or envelope.time > state.last_event_at:
+        state.last_event_at = envelope.time
+    return state
+
+
+def fold(
+    envelopes: Iterable[Envelope | tuple[int, Envelope]], state: StatsState | None = None
+) -> StatsState:
+    """Apply envelopes in order; `(sequence, envelope)` pairs are applied idempotently."""
+    state = state if state is not None else StatsState()
+    for item in envelopes:
+        if isinstance(item, tuple):
+            apply(state, item[1], item[0])
+        else:
+            apply(state, item)
+    return state

@@ -1,0 +1,464 @@
+"""Counting: units (cases, referrals, placements, cross-border referrals), their dimensions,
+periods, and group-by into two-way tables (rows = the first field, columns = the rest).
+
+Everything here is pure: it reads a folded `StatsState` and a report time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from contracts.vocabulary import (
+    AgeBand,
+    AgencyKind,
+    DeclineReason,
+    FormOfExploitation,
+    Region,
+    Sector,
+    Service,
+    Sex,
+    ShelterCategory,
+)
+from services.statistics.projection import (
+    CaseFacts,
+    PlacementFacts,
+    ReferralFacts,
+    StatsState,
+)
+
+ALL = "(all)"  # the value of a summed-over field in margins
+OTHER = "other"  # rare values of an open field, in public output
+NOT_RECORDED = "not_recorded"
+
+Value = str | tuple[str, ...]  # a tuple: the fact counts once under each value
+
+
+class QueryError(ValueError):
+    """A bad --by / --where / period: names the field and the reason."""
+
+
+def _enum(values: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(v.value for v in values)
+
+
+def _band(hours: float, bands: Sequence[tuple[float, str]], last: str) -> str:
+    for limit, name in bands:
+        if hours < limit:
+            return name
+    return last
+
+
+SERVICE_BANDS = (
+    (24.0, "under_1_day"),
+    (72.0, "1_to_3_days"),
+    (168.0, "3_to_7_days"),
+    (720.0, "7_to_30_days"),
+)
+SERVICE_BAND_VALUES = (*(n for _, n in SERVICE_BANDS), "over_30_days", "no_service_yet")
+WAIT_BANDS = ((24.0, "under_1_day"), (168.0, "1_to_7_days"), (720.0, "7_to_30_days"))
+WAIT_VALUES = (
+    "admitted_at_once",
+    *(n for _, n in WAIT_BANDS),
+    "over_30_days",
+    "still_waiting",
+    "left_waiting_list",
+    "refused",
+)
+PLACEMENT_STATUS = ("resident", "discharged", "waiting", "left_waiting_list", "refused")
+REFERRAL_OUTCOMES = ("pending", "accepted", "waitlisted", "declined", "completed", "revoked")
+
+
+def _hours(start: dt.datetime, end: dt.datetime) -> float:
+    return (end - start).total_seconds() / 3600
+
+
+def time_to_service(case: CaseFacts, at: dt.datetime) -> str:
+    if case.first_service_at is None or case.first_service_at > at:
+        return "no_service_yet"
+    return _band(_hours(case.recorded_at, case.first_service_at), SERVICE_BANDS, "over_30_days")
+
+
+def placement_status(p: PlacementFacts, at: dt.datetime) -> str:
+    def by(t: dt.datetime | None) -> bool:
+        return t is not None and t <= at
+
+    if by(p.discharged_at):
+        return "discharged"
+    if by(p.admitted_at):
+        return "resident"
+    if by(p.left_list_at):
+        return "left_waiting_list"
+    if p.refused:
+        return "refused"
+    return "waiting"
+
+
+def waiting_time(p: PlacementFacts, at: dt.datetime) -> str:
+    if p.refused and p.admitted_at is None and p.waitlisted_at is None:
+        return "refused"
+    if p.waitlisted_at is None:
+        return "admitted_at_once"
+    if p.admitted_at is not None and p.admitted_at <= at:
+        return _band(_hours(p.waitlisted_at, p.admitted_at), WAIT_BANDS, "over_30_days")
+    if p.left_list_at is not None and p.left_list_at <= at:
+        return "left_waiting_list"
+    return "still_waiting"
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    meaning: str
+    get: Callable[[Any, dt.datetime], Value]
+    values: tuple[str, ...] | None = None  # the full vocabulary; None: an open field
+    multi: bool = False  # a fact may have several values (it counts once under each)
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    meaning: str
+    facts: Callable[[StatsState], Sequence[Any]]
+    day: Callable[[Any], dt.date]  # what --from/--to and the period fields look at
+    case: Callable[[Any], CaseFacts | None]  # whose consent decides publication
+    dimensions: tuple[Dimension, ...]
+
+    def dimension(self, name: str) -> Dimension:
+        for d in (*_period_dimensions(self), *self.dimensions):
+            if d.name == name:
+                return d
+        known = ", ".join(self.field_names())
+        raise QueryError(f"--by/--where: {self.name} have no field {name!r} (fields: {known})")
+
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in (*_period_dimensions(self), *self.dimensions))
+
+
+PERIODS = ("month", "quarter", "year")
+
+
+def period_label(name: str, day: dt.date) -> str:
+    if name == "month":
+        return day.strftime("%Y-%m")
+    if name == "quarter":
+        return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+    return str(day.year)
+
+
+def _period_dimensions(unit: Unit) -> tuple[Dimension, ...]:
+    meanings = {
+        "month": "calendar month (YYYY-MM)",
+        "quarter": "calendar quarter (YYYY-Qn)",
+        "year": "calendar year",
+    }
+
+    def getter(name: str) -> Callable[[Any, dt.datetime], Value]:
+        return lambda fact, at: period_label(name, unit.day(fact))
+
+    return tuple(Dimension(name, meanings[name], getter(name)) for name in PERIODS)
+
+
+def _age_group(is_child: bool) -> str:
+    return "child" if is_child else "adult"
+
+
+CASES = Unit(
+    name="cases",
+    meaning="screened persons (one per case), dated by the interview",
+    facts=lambda s: s.all_cases(),
+    day=lambda c: c.interviewed_on,
+    case=lambda c: c,
+    dimensions=(
+        Dimension(
+            "status",
+            "identified / not_identified (screening decision)",
+            lambda c, at: c.status,
+            ("identified", "not_identified"),
+        ),
+        Dimension(
+            "region",
+            "where the person was identified (oblast, city, abroad)",
+            lambda c, at: c.region,
+            _enum(Region),
+        ),
+        Dimension(
+            "sector",
+            "identifying agency: government or civil society",
+            lambda c, at: c.sector,
+            _enum(Sector),
+        ),
+        Dimension(
+            "agency_kind",
+            "kind of identifying agency",
+            lambda c, at: c.agency_kind,
+            _enum(AgencyKind),
+        ),
+        Dimension("sex", "female / male", lambda c, at: c.sex, _enum(Sex)),
+        Dimension(
+            "age_group",
+            "child (under 18) / adult",
+            lambda c, at: _age_group(c.is_child),
+            ("child", "adult"),
+        ),
+        Dimension(
+            "age_band", "age band at the interview", lambda c, at: c.age_band, _enum(AgeBand)
+        ),
+        Dimension(
+            "citizenship", "ISO 3166-1 alpha-2, XX stateless/unknown", lambda c, at: c.citizenship
+        ),
+        Dimension(
+            "country_of_exploitation",
+            "ISO 3166-1 alpha-2, or unknown",
+            lambda c, at: c.country_of_exploitation or "unknown",
+        ),
+        Dimension(
+            "form",
+            "form of exploitation; a case counts once under each of its forms",
+            lambda c, at: c.forms or (NOT_RECORDED,),
+            (*_enum(FormOfExploitation), NOT_RECORDED),
+            multi=True,
+        ),
+        Dimension(
+            "time_to_service",
+            "identification to first accepted referral",
+            time_to_service,
+            SERVICE_BAND_VALUES,
+        ),
+        Dimension(
+            "duplicate",
+            "flagged as a likely duplicate of an earlier case",
+            lambda c, at: "suspected" if c.duplicate_suspected else "no",
+            ("no", "suspected"),
+        ),
+    ),
+)
+
+
+def _referral_age_group(r: ReferralFacts, at: dt.datetime) -> str:
+    return _age_group(r.is_child)
+
+
+REFERRALS = Unit(
+    name="referrals",
+    meaning="referrals to a service provider (one per service per case), dated by request",
+    facts=lambda s: list(s.referrals.values()),
+    day=lambda r: r.requested_at.date(),
+    case=lambda r: r.case,
+    dimensions=(
+        Dimension("service", "service referred to", lambda r, at: r.service, _enum(Service)),
+        Dimension(
+            "outcome", "latest answer to the referral", lambda r, at: r.outcome, REFERRAL_OUTCOMES
+        ),
+        Dimension("region", "region of the referral", lambda r, at: r.region, _enum(Region)),
+        Dimension("sex", "female / male", lambda r, at: r.sex, _enum(Sex)),
+        Dimension("age_group", "child / adult", _referral_age_group, ("child", "adult")),
+        Dimension("age_band", "age band", lambda r, at: r.age_band, _enum(AgeBand)),
+        Dimension(
+            "decline_reason",
+            "why a provider declined",
+            lambda r, at: r.decline_reason or "none",
+            (*_enum(DeclineReason), "none"),
+        ),
+        Dimension(
+            "escalated",
+            "escalated to the coordinating body for want of an answer",
+            lambda r, at: "yes" if r.escalated else "no",
+            ("no", "yes"),
+        ),
+    ),
+)
+
+PLACEMENTS = Unit(
+    name="placements",
+    meaning="shelter referrals as the shelter saw them, dated by the first shelter event",
+    facts=lambda s: list(s.placements.values()),
+    day=lambda p: p.first_seen_at.date(),
+    case=lambda p: p.case,
+    dimensions=(
+        Dimension(
+            "category",
+            "bed category: women / men / children",
+            lambda p, at: p.category,
+            _enum(ShelterCategory),
+        ),
+        Dimension(
+            "shelter_region",
+            "region of the shelter",
+            lambda p, at: p.shelter_region,
+            (*_enum(Region), "unknown"),
+        ),
+        Dimension(
+            "status",
+            "resident / discharged / waiting / left list / refused, at report time",
+            placement_status,
+            PLACEMENT_STATUS,
+        ),
+        Dimension("wait", "time on the waiting list before admission", waiting_time, WAIT_VALUES),
+    ),
+)
+
+CROSS_BORDER = Unit(
+    name="cross_border",
+    meaning="cross-border referrals (no event records them yet: always empty until issue 5)",
+    facts=lambda s: s.cross_border,
+    day=lambda x: x.requested_at.date(),
+    case=lambda x: x.case,
+    dimensions=(
+        Dimension("country", "the other country", lambda x, at: x.country),
+        Dimension(
+            "direction", "outgoing / incoming", lambda x, at: x.direction, ("outgoing", "incoming")
+        ),
+        Dimension("outcome", "the other hub's answer", lambda x, at: x.outcome),
+    ),
+)
+
+UNITS: dict[str, Unit] = {u.name: u for u in (CASES, REFERRALS, PLACEMENTS, CROSS_BORDER)}
+
+
+@dataclass(frozen=True)
+class Query:
+    unit: str = "cases"
+    by: tuple[str, ...] = ("status",)
+    where: tuple[tuple[str, str], ...] = ()
+    start: dt.date | None = None
+    end: dt.date | None = None
+    title: str = ""
+    published: bool = True  # False: for the coordinating body only, never in --public
+
+
+@dataclass(frozen=True)
+class Table:
+    """A two-way table: rows are values of `by[0]`, columns value tuples of `by[1:]` (one
+    column `()` for a one-way table). Margins are sums of cells: for a multi-valued field
+    (form) they count mentions, not cases."""
+
+    query: Query
+    rows: tuple[str, ...]
+    cols: tuple[tuple[str, ...], ...]
+    cells: tuple[tuple[int, ...], ...]
+
+    @property
+    def row_totals(self) -> tuple[int, ...]:
+        return tuple(sum(r) for r in self.cells)
+
+    @property
+    def col_totals(self) -> tuple[int, ...]:
+        return tuple(sum(r[j] for r in self.cells) for j in range(len(self.cols)))
+
+    @property
+    def total(self) -> int:
+        return sum(self.row_totals)
+
+
+def parse_where(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    parsed = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise QueryError(f"--where: {item!r} is not FIELD=VALUE")
+        parsed.append((name.strip(), value.strip()))
+    return tuple(parsed)
+
+
+def _values(v: Value) -> tuple[str, ...]:
+    return v if isinstance(v, tuple) else (v,)
+
+
+def _months_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    months, day = [], first.replace(day=1)
+    while day <= last:
+        months.append(day)
+        day = (day + dt.timedelta(days=32)).replace(day=1)
+    return months
+
+
+def _period_values(name: str, days: list[dt.date], q: Query) -> tuple[str, ...]:
+    """Every period between the first and the last (a gap is a zero, not a missing row)."""
+    if not days and not (q.start and q.end):
+        return ()
+    first = q.start or min(days)
+    last = q.end or max(days)
+    months = _months_between(min(first, last), max(first, last))
+    return tuple(dict.fromkeys(period_label(name, m) for m in months))
+
+
+def check(query: Query) -> Unit:
+    """The query's unit, or a QueryError naming the option that is wrong."""
+    unit = UNITS.get(query.unit)
+    if unit is None:
+        raise QueryError(f"--of: unknown unit {query.unit!r} (one of {', '.join(UNITS)})")
+    if not query.by:
+        raise QueryError("--by: give at least one field")
+    if len(set(query.by)) != len(query.by):
+        raise QueryError("--by: a field is given twice")
+    for name in query.by:
+        unit.dimension(name)
+    for name, value in query.where:
+        dim = unit.dimension(name)
+        if dim.values is not None and value not in dim.values:
+            raise QueryError(f"--where: {dim.name} has no value {value!r}")
+    return unit
+
+
+def count(
+    state: StatsState,
+    query: Query,
+    at: dt.datetime,
+    *,
+    public_cases: set[int] | None = None,
+    rare_below: int = 0,
+) -> Table:
+    """Count `query.unit` facts by `query.by`. `public_cases`: only facts of these cases
+    (publication); `rare_below`: values of open fields seen fewer times are shown as
+    `other`, so that a listed value does not itself reveal a rare person."""
+    unit = check(query)
+    dims = [unit.dimension(name) for name in query.by]
+    filters = [(unit.dimension(name), value) for name, value in query.where]
+
+    all_facts = list(unit.facts(state))
+    days = [unit.day(f) for f in all_facts]
+    facts = [
+        f
+        for f in all_facts
+        if (query.start is None or unit.day(f) >= query.start)
+        and (query.end is None or unit.day(f) <= query.end)
+        and all(value in _values(dim.get(f, at)) for dim, value in filters)
+        and (public_cases is None or id(unit.case(f)) in public_cases)
+    ]
+    in_range = [
+        d
+        for d in days
+        if (query.start is None or d >= query.start) and (query.end is None or d <= query.end)
+    ]
+
+    labelled: list[list[tuple[str, ...]]] = [[_values(d.get(f, at)) for d in dims] for f in facts]
+    vocab: list[tuple[str, ...]] = []
+    for i, dim in enumerate(dims):
+        if dim.name in PERIODS:
+            vocab.append(_period_values(dim.name, in_range, query))
+        elif dim.values is not None:
+            vocab.append(dim.values)
+        else:
+            seen = Counter(v for row in labelled for v in row[i])
+            rare = {v for v, n in seen.items() if n < rare_below}
+            for row in labelled:
+                row[i] = tuple(dict.fromkeys(OTHER if v in rare else v for v in row[i]))
+            kept = sorted(v for v in seen if v not in rare)
+            # Public: `other` is always listed (when the unit has any facts), so that its
+            # presence says nothing about a rare person.
+            vocab.append((*kept, OTHER) if rare_below and all_facts else tuple(kept))
+
+    counts: Counter[tuple[str, ...]] = Counter()
+    for row in labelled:
+        for combo in itertools.product(*row):
+            counts[combo] += 1
+    rows = vocab[0]
+    cols = tuple(itertools.product(*vocab[1:]))
+    cells = tuple(tuple(counts[(r, *c)] for c in cols) for r in rows)
+    return Table(query, rows, cols, cells)
