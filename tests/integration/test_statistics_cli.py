@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from contracts.commands import CriteriaAnswers, PersonalData, SubmitScreening
+from contracts.commands import CriteriaAnswers, PersonalData, ScreeningInterview
 from contracts.envelope import wrap_event
 from contracts.events import ConsentRecorded
 from contracts.subjects import event_subject
@@ -64,8 +64,8 @@ PEOPLE = [
 
 def _screening(
     agency: str, region: Region, sex: Sex, age: int, identified: bool
-) -> SubmitScreening:
-    return SubmitScreening(
+) -> ScreeningInterview:
+    return ScreeningInterview(
         command_id=uuid.uuid4(),
         agency_id=agency,
         interviewed_on=dt.date(2026, 10, 5),
