@@ -17,6 +17,7 @@ from contracts.envelope import CONTENT_TYPE, Envelope, schema_uri
 from contracts.events import ALL_EVENTS
 from contracts.operations import (
     AuditEntry,
+    CommandRejectionNoted,
     DeadLetterRecorded,
     DeadLetterResolved,
     RedriveRequest,
@@ -48,7 +49,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     files["reply.accepted.json"] = _schema(CommandAccepted, schema_uri(CommandAccepted.TYPE, 1))
     files["reply.rejected.json"] = _schema(CommandRejected, schema_uri(CommandRejected.TYPE, 1))
     files["sealed-value.v1.json"] = _schema(SealedValue, schema_uri("sealed-value", 1))
-    for model in (AuditEntry, DeadLetterRecorded, DeadLetterResolved):
+    for model in (AuditEntry, CommandRejectionNoted, DeadLetterRecorded, DeadLetterResolved):
         files[f"{model.TYPE}.v1.json"] = _schema(model, schema_uri(model.TYPE, 1))
     files["dead_letter.redrive-request.v1.json"] = _schema(
         RedriveRequest, schema_uri("dead_letter.redrive-request", 1)

@@ -96,7 +96,7 @@ def build_service(
     elif name == "shelter":
         shelter.register(host)
     else:
-        audit.register(host)
+        loops.extend(audit.register(host))
     return host, loops
 
 

@@ -10,6 +10,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from services.audit.checkpoint import create_signing_key
 from services.bootstrap import bootstrap, running_services
 from services.client import HubClient
 from services.runtime.case_keys import create_key_encryption_key
@@ -56,8 +57,10 @@ def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
         max_deliver=3,
         retry_backoff_seconds=(0.05, 0.1),
         deadline_sweep_seconds=0.2,
+        checkpoint_interval_seconds=0.5,
     )
     create_key_encryption_key(settings.key_encryption_key_file)
+    create_signing_key(settings.audit_signing_key)
     return settings
 
 

@@ -46,6 +46,14 @@ class Settings(BaseModel):
         default=(0.5, 2.0, 10.0, 30.0), min_length=1, description="NRM_RETRY_BACKOFF_SECONDS"
     )
 
+    audit_signing_key_file: Path | None = Field(
+        default=None,
+        description="NRM_AUDIT_SIGNING_KEY_FILE: Ed25519 key; None = DATA_DIR/keys/audit-signing",
+    )
+    checkpoint_interval_seconds: float = Field(
+        default=60.0, gt=0, description="NRM_CHECKPOINT_INTERVAL_SECONDS between audit checkpoints"
+    )
+
     @field_validator("nats_url")
     @classmethod
     def _nats_scheme(cls, value: str | None) -> str | None:
@@ -58,6 +66,10 @@ class Settings(BaseModel):
     @property
     def key_encryption_key_file(self) -> Path:
         return self.kek_file or self.data_dir / "keys" / "kek"
+
+    @property
+    def audit_signing_key(self) -> Path:
+        return self.audit_signing_key_file or self.data_dir / "keys" / "audit-signing"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
