@@ -6,6 +6,7 @@
     nrm demo      run the seed scenario end to end and check every outcome
     nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
+    nrm audit export|verify|prove|verify-proof|replay|access|key   the tamper-evident audit log
 
 Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
 the local hub started by `nrm up`, whose URL it writes to DATA_DIR/hub.url).
@@ -27,6 +28,8 @@ from nats.errors import NoRespondersError
 
 from contracts.operations import DeadLetterResolved, RedriveRequest
 from contracts.subjects import redrive_subject
+from services.audit import cli as audit_cli
+from services.audit.checkpoint import create_signing_key
 from services.bootstrap import (
     SERVICES,
     bootstrap,
@@ -67,6 +70,7 @@ async def _wait_for_stop() -> None:
 
 async def cmd_up(settings: Settings, port: int | None) -> int:
     create_key_encryption_key(settings.key_encryption_key_file)
+    create_signing_key(settings.audit_signing_key)
     async with local_hub(settings, port) as url, running_services(url, settings):
         _hub_url_file(settings).write_text(url + "\n")
         print(READY_LINE.format(url=url), flush=True)
@@ -166,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq_list.add_argument("--json", action="store_true", help="machine-readable output")
     dlq_retry = with_url(dlq_sub.add_parser("retry", help="re-drive one dead letter after a fix"))
     dlq_retry.add_argument("id", type=int, help="the dead letter's ID from `nrm dlq list`")
+    audit_cli.add_parser(sub, with_url)
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -189,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_dlq_list(settings, args.all, args.json))
         if args.command == "dlq":
             return asyncio.run(cmd_dlq_retry(settings, args.id))
+        if args.command == "audit":
+            return asyncio.run(audit_cli.run(args, settings, lambda: resolve_nats_url(settings)))
         if args.command == "demo":
             from services.demo import run_demo
 

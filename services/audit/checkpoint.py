@@ -64,7 +64,7 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may itself contain "+"
         if len(parts) != 3:
             raise ValueError("a verifier key is name+keyid+base64 key")
         name, hex_id, blob = parts

@@ -42,7 +42,9 @@ def entry(index: int) -> AuditEntry:
         index=index,
         time=T0 + dt.timedelta(seconds=index),
         action=rng.choice(["victim.identified", "referral.accepted", "access.granted"]),
-        actor=AuditActor(agency="kg-ngo-tais-plus", role="ngo", service="urn:nrm-hub:kg:referral"),
+        actor=AuditActor(
+            agency="kg-ngo-osh-crisis-centre", role="ngo", service="urn:nrm-hub:kg:referral"
+        ),
         ids={"case_id": str(uuid.UUID(int=rng.getrandbits(128)))},
         purpose="assistance" if index % 3 == 0 else None,
         source=AuditSource(
