@@ -223,20 +223,21 @@ class AuditLogWriter:
                 for stream, sub in subs:
                     try:
                         batch = await sub.fetch(64, timeout=0.5)
-                    except (TimeoutError, NatsError):
+                    except (TimeoutError, NatsError, OSError):
                         continue
                     for msg in batch:
                         try:
                             await self.record(stream, msg.metadata.sequence.stream, msg.data)
-                        except (NatsError, TimeoutError, APIError) as exc:
+                            await msg.ack()
+                        except Exception as exc:  # never drop a message: it comes back
                             log.warning("audit.retry", stream=stream, error=type(exc).__name__)
-                            await msg.nak(delay=1.0)
-                            continue
-                        await msg.ack()
+                            with contextlib.suppress(NatsError, TimeoutError, OSError):
+                                await msg.nak(delay=1.0)
+                            break
         finally:
             # Left subscribed, the connection's drain on stop would wait for them.
             for _, sub in subs:
-                with contextlib.suppress(NatsError, TimeoutError):
+                with contextlib.suppress(NatsError, TimeoutError, OSError):
                     await sub.unsubscribe()
 
     async def run_checkpoints(self) -> None:
