@@ -49,6 +49,7 @@ from contracts.vocabulary import (
     Sex,
     ShelterCategory,
 )
+from services.audit.checkpoint import create_signing_key
 from services.bootstrap import local_hub, running_services
 from services.client import HubClient
 from services.runtime.case_keys import create_key_encryption_key
@@ -383,8 +384,11 @@ async def run_demo(settings: Settings) -> int:
         print(f"NRM demo against the hub at {settings.nats_url}")
         return await run_scenario(settings.nats_url)
     with tempfile.TemporaryDirectory(prefix="nrm-demo-") as tmp:
-        local = settings.model_copy(update={"data_dir": Path(tmp), "kek_file": None})
+        local = settings.model_copy(
+            update={"data_dir": Path(tmp), "kek_file": None, "audit_signing_key_file": None}
+        )
         create_key_encryption_key(local.key_encryption_key_file)
+        create_signing_key(local.audit_signing_key)
         async with local_hub(local) as url, running_services(url, local):
             print(f"NRM demo on an embedded hub at {url}")
             return await run_scenario(url)

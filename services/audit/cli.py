@@ -275,6 +275,8 @@ async def replay(nc: Client, as_json: bool) -> int:
     unreadable = 0
     async for message in read_stream(js, EVENTS_STREAM):
         hashes[message.sequence] = _sha256(message.data)
+        if len(hashes) % PROGRESS_EVERY == 0:
+            print(f"replayed: {len(hashes)} events", file=sys.stderr, flush=True)
         try:
             envelope = Envelope.from_bytes(message.data)
             event = unwrap_event(envelope)
