@@ -8,10 +8,12 @@ index = position, the link to the previous leaf, and the root at every checkpoin
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from services.audit.checkpoint import Checkpoint, NoteError, TrustError, VerifierKey, open_note
 from services.audit.domain import LeafError, parse_leaf
@@ -30,6 +32,7 @@ LEAVES_FILE = "leaves.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 KEYS_FILE = "keys.vkey"
 MANIFEST_FILE = "MANIFEST.json"
+EVENTS_FILE = "events.jsonl"  # optional: the audited events, for replay
 NOTE_SUFFIX = ".note"
 
 EXIT_OK, EXIT_INTEGRITY, EXIT_UNREADABLE, EXIT_TRUST = 0, 1, 2, 3
@@ -341,6 +344,7 @@ class BundleWriter:
             raise BundleUnreadable(f"{directory} already holds a bundle: choose an empty directory")
         self.directory = directory
         self._leaves = (directory / LEAVES_FILE).open("wb")
+        self._events: BinaryIO | None = None
         self.leaves = 0
         self.checkpoints = 0
 
@@ -350,12 +354,21 @@ class BundleWriter:
         self._leaves.write(raw + b"\n")
         self.leaves += 1
 
+    def event(self, sequence: int, raw: bytes) -> None:
+        if self._events is None:
+            self._events = (self.directory / EVENTS_FILE).open("wb")
+        record = {"sequence": sequence, "data": base64.b64encode(raw).decode()}
+        self._events.write(json.dumps(record, sort_keys=True, separators=(",", ":")).encode())
+        self._events.write(b"\n")
+
     def checkpoint(self, sequence: int, note: bytes) -> None:
         (self.directory / CHECKPOINTS_DIR / f"{sequence:010d}{NOTE_SUFFIX}").write_bytes(note)
         self.checkpoints += 1
 
     def close(self, keys: list[VerifierKey], origin: str) -> None:
         self._leaves.close()
+        if self._events is not None:
+            self._events.close()
         (self.directory / KEYS_FILE).write_text("".join(k.encode() + "\n" for k in keys))
         manifest = {
             "format": BUNDLE_FORMAT,

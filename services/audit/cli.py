@@ -8,6 +8,7 @@ Exit codes: 0 sound; 1 integrity failure (or, for replay, a difference); 2 unrea
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import sys
@@ -31,6 +32,7 @@ from contracts.subjects import (
     EVENTS_STREAM,
 )
 from services.audit.bundle import (
+    EVENTS_FILE,
     EXIT_INTEGRITY,
     EXIT_OK,
     EXIT_UNREADABLE,
@@ -61,6 +63,11 @@ def add_parser(sub: Any, with_url: Any) -> None:
     cmds = audit.add_subparsers(dest="audit_command", required=True)
     export = with_url(cmds.add_parser("export", help="write an audit bundle to a directory"))
     export.add_argument("--out", type=Path, required=True, help="an empty or new directory")
+    export.add_argument(
+        "--with-events",
+        action="store_true",
+        help="also copy the audited events (sealed personal data stays sealed) for replay",
+    )
     verify = cmds.add_parser("verify", help="verify a bundle offline")
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--since", type=Path, help="a checkpoint note you kept earlier")
@@ -75,6 +82,7 @@ def add_parser(sub: Any, with_url: Any) -> None:
     check.add_argument("--key", type=Path, help="verifier keys you trust (default: the proof's)")
     replay = with_url(cmds.add_parser("replay", help="rebuild projections, compare with live"))
     replay.add_argument("--json", action="store_true")
+    replay.add_argument("--bundle", type=Path, help="replay a bundle exported --with-events")
     access = with_url(cmds.add_parser("access", help="who was granted or refused a case's data"))
     access.add_argument("--case", required=True, help="the case id")
     access.add_argument("--bundle", type=Path, help="read a bundle instead of the live hub")
@@ -104,9 +112,12 @@ async def run(args: argparse.Namespace, settings: Settings, nats_url: Any) -> in
         nc = await nats.connect(nats_servers(nats_url()), name=f"nrm-audit-{command}")
         try:
             if command == "export":
-                return await export(nc, args.out, settings)
+                return await export(nc, args.out, settings, args.with_events)
+            if command == "replay" and args.bundle is not None:
+                events = _bundle_events(args.bundle)
+                return await replay(nc, args.json, events, _bundle_leaves(args.bundle))
             if command == "replay":
-                return await replay(nc, args.json)
+                return await replay(nc, args.json, _live_events(nc), _live_leaves(nc))
             return await _print_access(args, _live_leaves(nc))
         finally:
             await nc.close()
@@ -128,7 +139,7 @@ def _progress(label: str) -> Any:
 # --- export -------------------------------------------------------------------------------
 
 
-async def export(nc: Client, out: Path, settings: Settings) -> int:
+async def export(nc: Client, out: Path, settings: Settings, with_events: bool = False) -> int:
     js = nc.jetstream()
     try:  # ask for a checkpoint over everything written so far; fine if no audit service runs
         await nc.request(CHECKPOINT_REQUEST, b"", timeout=10)
@@ -148,10 +159,19 @@ async def export(nc: Client, out: Path, settings: Settings) -> int:
             key = VerifierKey.parse(encoded)
             keys[key.encode()] = key
     report = _progress("exported")
+    audited: set[int] = set()
     async for message in read_stream(js, AUDIT_STREAM):
         writer.leaf(message.data)
+        if with_events:
+            source = json.loads(message.data)["data"]["source"]
+            if source["stream"] == EVENTS_STREAM:
+                audited.add(int(source["sequence"]))
         if writer.leaves % PROGRESS_EVERY == 0:
             report(writer.leaves)
+    if with_events:  # only the events the exported leaves vouch for
+        async for message in read_stream(js, EVENTS_STREAM):
+            if message.sequence in audited:
+                writer.event(message.sequence, message.data)
     writer.close(list(keys.values()), origin_for(settings.country))
     print(f"exported {writer.leaves} leaves and {writer.checkpoints} checkpoints to {out}")
     return EXIT_OK
@@ -231,6 +251,27 @@ async def _bundle_leaves(directory: Path) -> AsyncIterator[bytes]:
             yield line.rstrip(b"\n")
 
 
+async def _live_events(nc: Client) -> AsyncIterator[tuple[int, bytes]]:
+    async for message in read_stream(nc.jetstream(), EVENTS_STREAM):
+        yield message.sequence, message.data
+
+
+async def _bundle_events(directory: Path) -> AsyncIterator[tuple[int, bytes]]:
+    path = directory / EVENTS_FILE
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        reason = f"cannot read {path} (export --with-events): {type(exc).__name__}"
+        raise BundleUnreadable(reason) from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                record = json.loads(line)
+                yield int(record["sequence"]), base64.b64decode(record["data"], validate=True)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BundleUnreadable(f"{path} line {number}: {type(exc).__name__}") from None
+
+
 async def _print_access(args: argparse.Namespace, leaves: AsyncIterator[bytes]) -> int:
     rows = []
     async for raw in leaves:
@@ -265,20 +306,25 @@ async def _print_access(args: argparse.Namespace, leaves: AsyncIterator[bytes]) 
 # --- replay -------------------------------------------------------------------------------
 
 
-async def replay(nc: Client, as_json: bool) -> int:
-    """Fold the whole event stream in stream order and compare with what the live hub serves:
-    each aggregate as its service loads it, the open-referral deadline list, and one audit
-    leaf (with the right hash) for every stored event."""
+async def replay(
+    nc: Client,
+    as_json: bool,
+    events: AsyncIterator[tuple[int, bytes]],
+    leaves: AsyncIterator[bytes],
+) -> int:
+    """Fold the events (the live stream, or a bundle's copy) in stream order and compare with
+    what the live hub serves: each aggregate as its service loads it, the open-referral
+    deadline list, and one audit leaf (with the right hash) for every event."""
     js = nc.jetstream()
     histories: dict[Key, list[Event]] = defaultdict(list)
     hashes: dict[int, str] = {}
     unreadable = 0
-    async for message in read_stream(js, EVENTS_STREAM):
-        hashes[message.sequence] = _sha256(message.data)
+    async for sequence, data in events:
+        hashes[sequence] = _sha256(data)
         if len(hashes) % PROGRESS_EVERY == 0:
             print(f"replayed: {len(hashes)} events", file=sys.stderr, flush=True)
         try:
-            envelope = Envelope.from_bytes(message.data)
+            envelope = Envelope.from_bytes(data)
             event = unwrap_event(envelope)
         except (ValidationError, ValueError):
             unreadable += 1
@@ -300,8 +346,8 @@ async def replay(nc: Client, as_json: bool) -> int:
     found = differences(replayed, live)
 
     audited: dict[int, str] = {}
-    async for message in read_stream(js, AUDIT_STREAM):
-        entry = parse_leaf(message.data)
+    async for raw in leaves:
+        entry = parse_leaf(raw)
         if entry.source.stream == EVENTS_STREAM:
             audited[entry.source.sequence] = entry.source.sha256
     for seq in sorted(hashes):

@@ -206,6 +206,7 @@ class AuditLogWriter:
             try:
                 await self.load()
                 for spec in AUDIT_CONSUMERS:
+                    await js.consumer_info(spec.stream, spec.durable)  # bootstrapped yet?
                     subs.append(
                         (
                             spec.stream,
@@ -213,6 +214,11 @@ class AuditLogWriter:
                         )
                     )
                 break
+            except AuditIntegrityError as exc:  # loud, and nothing is written over it
+                subs.clear()
+                log.error("audit.integrity", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
             except (NotFoundError, NatsError, TimeoutError) as exc:
                 subs.clear()
                 log.warning("audit.waiting", error=type(exc).__name__, retry_in=delay)

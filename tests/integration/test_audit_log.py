@@ -7,6 +7,7 @@ duplicate or fork."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import os
@@ -175,6 +176,30 @@ async def test_export_verify_tamper_prove_access_and_replay(
     replayed = await nrm(hub, "audit", "replay", "--nats-url", hub.nats_url or "")
     assert replayed.returncode == 0, replayed.stdout
     assert "no difference from the live projections" in replayed.stdout
+
+    # Replay from the auditor's own copy of the events, checked against the leaves' hashes.
+    copy = tmp_path / "with-events"
+    url = hub.nats_url or ""
+    exported = await nrm(
+        hub, "audit", "export", "--out", str(copy), "--with-events", "--nats-url", url
+    )
+    assert exported.returncode == 0, exported.stderr
+    from_copy = await nrm(hub, "audit", "replay", "--bundle", str(copy), "--nats-url", url)
+    assert from_copy.returncode == 0, from_copy.stdout
+    records = (copy / "events.jsonl").read_bytes().splitlines()
+    assert not any(
+        c.encode() in base64.b64decode(json.loads(r)["data"]) for r in records for c in CANARIES
+    )
+    first = json.loads(records[0])
+    event = json.loads(base64.b64decode(first["data"]))
+    event["time"] = "2020-01-01T00:00:00Z"  # an altered copy no longer matches its leaf
+    first["data"] = base64.b64encode(json.dumps(event).encode()).decode()
+    (copy / "events.jsonl").write_bytes(
+        b"\n".join([json.dumps(first).encode(), *records[1:]]) + b"\n"
+    )
+    altered = await nrm(hub, "audit", "replay", "--bundle", str(copy), "--nats-url", url)
+    assert altered.returncode == 1
+    assert f"event {first['sequence']}: the audit leaf records another hash" in altered.stdout
 
     # Later: more activity, a new export, still consistent with the kept checkpoint.
     assert (await client.send(screening()))["status"] == "accepted"
