@@ -226,10 +226,12 @@ class AuditLogWriter:
                 delay = min(delay * 2, 5.0)
         try:
             while True:
+                _stop_if_cancelled()
                 for stream, sub in subs:
                     try:
                         batch = await sub.fetch(64, timeout=0.5)
                     except (TimeoutError, NatsError, OSError):
+                        await asyncio.sleep(0.05)  # also lets a cancellation in
                         continue
                     for msg in batch:
                         try:
@@ -250,6 +252,7 @@ class AuditLogWriter:
         interval = self.runtime.settings.checkpoint_interval_seconds
         while True:
             await asyncio.sleep(interval)
+            _stop_if_cancelled()
             try:
                 await self.sign_checkpoint()
             except Exception as exc:  # keep signing later; the leaves are safe meanwhile
@@ -265,6 +268,14 @@ class AuditLogWriter:
         self.host.broker.subscriber(
             CHECKPOINT_REQUEST, queue="audit-checkpoint", title="audit:checkpoint"
         )(on_request)
+
+
+def _stop_if_cancelled() -> None:
+    """nats-py turns a cancellation into ConnectionClosedError when the connection is closing,
+    which the loops would take for an outage: honour the pending cancel instead."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _size_of(note: bytes) -> int:
