@@ -122,6 +122,8 @@ async def run(args: argparse.Namespace, settings: Settings, nats_url: Any) -> in
         finally:
             await nc.close()
     except BundleUnreadable as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "exit_code": EXIT_UNREADABLE, "error": str(exc)}))
         print(f"nrm audit: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     except (OSError, NatsError, TimeoutError) as exc:

@@ -155,8 +155,8 @@ async def test_export_verify_tamper_prove_access_and_replay(
     (tampered / "leaves.jsonl").write_bytes(b"\n".join(lines))
     failed = await nrm(hub, "audit", "verify", str(tampered))
     assert failed.returncode == 1 and "INTEGRITY FAILURE: leaf 1:" in failed.stdout, failed.stdout
-    missing = await nrm(hub, "audit", "verify", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2
+    missing = await nrm(hub, "audit", "verify", str(tmp_path / "nowhere"), "--json")
+    assert missing.returncode == 2 and json.loads(missing.stdout)["exit_code"] == 2
 
     proof_file = tmp_path / "proof.json"
     proved = await nrm(hub, "audit", "prove", str(bundle), "--index", "2", "--out", str(proof_file))

@@ -28,6 +28,7 @@ from services.audit.bundle import (
 from services.audit.checkpoint import Checkpoint, Signer
 from services.audit.domain import LeafError, parse_leaf
 from services.audit.log import LogState
+from services.cli import main
 
 ORIGIN = "nrm-hub.kg/audit"
 SIGNER = Signer(ORIGIN, Ed25519PrivateKey.from_private_bytes(b"\x11" * 32))
@@ -300,3 +301,26 @@ def test_inclusion_proofs_verify_offline_and_refuse_tampering(tmp_path: Path, si
             flipped[0] = ("0" if flipped[0][0] != "0" else "1") + flipped[0][1:]
             assert verify_inclusion_proof(json.dumps(dict(proof, proof=flipped)).encode())[0] == 1
         assert verify_inclusion_proof(b"{not json")[0] == 2
+
+
+def test_the_cli_exit_codes_and_json_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory, leaves, _ = bundle(tmp_path, 17)
+    keyfile = tmp_path / "trusted.vkey"
+    keyfile.write_text(SIGNER.verifier.encode() + "\n")
+    assert main(["audit", "verify", str(directory), "--key", str(keyfile), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["leaves"] == 17 and report["trust"] == "given keys"
+    impostor = tmp_path / "impostor.vkey"
+    impostor.write_text(IMPOSTOR.verifier.encode() + "\n")
+    assert main(["audit", "verify", str(directory), "--key", str(impostor)]) == 3
+    assert "TRUST FAILURE" in capsys.readouterr().out
+    rewrite_leaves(directory, [*leaves[:5], *leaves[6:]])
+    assert main(["audit", "verify", str(directory), "--json"]) == 1
+    failure = json.loads(capsys.readouterr().out)["failure"]
+    assert failure["index"] == 5 and failure["kind"] == "integrity"
+    assert main(["audit", "verify", str(tmp_path / "absent")]) == 2
+    garbage = tmp_path / "garbage.vkey"
+    garbage.write_text("not a key\n")
+    assert main(["audit", "verify", str(directory), "--key", str(garbage)]) == 2
