@@ -17,6 +17,7 @@ from contracts.envelope import CONTENT_TYPE, Envelope, schema_uri
 from contracts.events import ALL_EVENTS
 from contracts.operations import (
     AuditEntry,
+    CommandRejectionNoted,
     DeadLetterRecorded,
     DeadLetterResolved,
     RedriveRequest,
@@ -59,7 +60,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     files["reply.access-denied.json"] = _schema(AccessDenied, schema_uri(AccessDenied.TYPE, 1))
     files["sealed-to-key.v1.json"] = _schema(SealedToKey, schema_uri("sealed-to-key", 1))
     files["sealed-value.v2.json"] = _schema(SealedValue, schema_uri("sealed-value", 2))
-    for model in (AuditEntry, DeadLetterRecorded, DeadLetterResolved):
+    for model in (AuditEntry, CommandRejectionNoted, DeadLetterRecorded, DeadLetterResolved):
         files[f"{model.TYPE}.v1.json"] = _schema(model, schema_uri(model.TYPE, 1))
     files["dead_letter.redrive-request.v1.json"] = _schema(
         RedriveRequest, schema_uri("dead_letter.redrive-request", 1)

@@ -4,7 +4,10 @@ Subjects carry only opaque ids and type names, never personal data.
 
     nrm.cmd.<command>                                 command requests (request/reply)
     nrm.evt.<aggregate>.<aggregate id>.<event type>   events (stream NRM_EVENTS)
-    nrm.audit.<event type>                            audit entries (stream NRM_AUDIT)
+    nrm.audit.<stream>.<sequence>                     audit leaves (stream NRM_AUDIT)
+    nrm.rejected.<command>                            rejected commands (stream NRM_REJECTIONS)
+    nrm.checkpoint                                    signed audit checkpoints (NRM_CHECKPOINTS)
+    nrm.ctl.audit.checkpoint                          request: sign a checkpoint now
     nrm.dlq.<consumer>                                dead letters (stream NRM_DLQ)
     nrm.dlq.<consumer>.resolved                       a dead letter re-driven successfully
     nrm.ctl.dlq.redrive.<consumer>                    request: re-drive one dead letter
@@ -92,8 +95,20 @@ def event_type_from_subject(subject: str) -> str:
     return ".".join(parts[4:])
 
 
-def audit_subject(event_type: str) -> str:
-    return f"{AUDIT_PREFIX}.{event_type}"
+def audit_subject(stream: str, sequence: int) -> str:
+    """The one leaf for one stored message: nrm.audit.NRM_EVENTS.42"""
+    return f"{AUDIT_PREFIX}.{stream}.{sequence}"
+
+
+REJECTIONS_PREFIX = "nrm.rejected"
+REJECTIONS_STREAM = "NRM_REJECTIONS"
+CHECKPOINT_SUBJECT = "nrm.checkpoint"
+CHECKPOINTS_STREAM = "NRM_CHECKPOINTS"
+CHECKPOINT_REQUEST = "nrm.ctl.audit.checkpoint"
+
+
+def rejection_subject(command_name: str) -> str:
+    return f"{REJECTIONS_PREFIX}.{command_name}"
 
 
 def dlq_subject(consumer: str) -> str:

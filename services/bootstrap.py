@@ -102,7 +102,7 @@ def build_service(
     elif name == "custody":
         custody.register(host)
     else:
-        audit.register(host)
+        loops.extend(audit.register(host))
     register_ping(host)
     loops.append(functools.partial(poll_consumer_lag, host))
     return host, loops

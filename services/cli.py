@@ -11,6 +11,7 @@
     nrm agency keygen | register-key   an agency's key pair for receiving personal data
     nrm case erase CASE_ID         crypto-shred a case (identifying agency or coordinating body)
     nrm keys rotate-kek            new key-encryption key; re-wrap every case key under it
+    nrm audit export|verify|prove|verify-proof|replay|access|key   the tamper-evident audit log
 
 Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
 the local hub started by `nrm up`, whose URL it writes to DATA_DIR/hub.url).
@@ -43,6 +44,7 @@ from contracts.public_key_sealing import (
 from contracts.subjects import redrive_subject
 from contracts.vocabulary import ErasureReason
 from services.agencies.registry import load_registry
+from services.audit import cli as audit_cli
 from services.bootstrap import (
     SERVICES,
     bootstrap,
@@ -323,6 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     from services.statistics.command import add_parser as add_stats_parser
 
     add_stats_parser(sub)
+    audit_cli.add_parser(sub, with_url)
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -361,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             options = connect_options(settings, ADMIN_ROLE)
             return asyncio.run(run_stats(args, resolve_nats_url(settings), options))
+        if args.command == "audit":
+            return asyncio.run(audit_cli.run(args, settings, lambda: resolve_nats_url(settings)))
         if args.command == "demo":
             from services.demo import run_demo
 

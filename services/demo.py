@@ -441,7 +441,9 @@ async def run_demo(settings: Settings) -> int:
         print(f"NRM demo against the hub at {settings.nats_url}")
         return await run_scenario(settings.nats_url)
     with tempfile.TemporaryDirectory(prefix="nrm-demo-") as tmp:
-        local = settings.model_copy(update={"data_dir": Path(tmp), "kek_file": None})
+        local = settings.model_copy(
+            update={"data_dir": Path(tmp), "kek_file": None, "audit_signing_key_file": None}
+        )
         create_hub_keys(local)
         async with local_hub(local) as url, running_services(url, local):
             print(f"NRM demo on an embedded hub at {url}")

@@ -56,6 +56,7 @@ def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
         max_deliver=3,
         retry_backoff_seconds=(0.05, 0.1),
         deadline_sweep_seconds=0.2,
+        checkpoint_interval_seconds=0.5,
     )
     create_hub_keys(settings)
     return settings

@@ -1,45 +1,289 @@
-"""audit service: appends one audit entry per event to NRM_AUDIT (deny delete, deny purge)."""
+"""audit service: one Merkle-tree leaf per stored event and per rejected command, written to
+NRM_AUDIT (deny delete, deny purge) without gaps, and signed checkpoints in NRM_CHECKPOINTS.
+
+Leaf i is stream sequence i + 1: every append carries `Nats-Expected-Last-Sequence` = the size
+the writer believes, so two instances (or a restarted one) can never fork or skip: the loser
+catches up from the stream and tries again. A message already audited (crash between the
+append and the ack, then redelivery) is found by its leaf subject nrm.audit.<stream>.<seq>
+and not written twice.
+
+State is O(log n): the compact range. On start it comes from the latest checkpoint (its
+compact range is stored beside it and must hash to the signed root) plus the leaves after it.
+A checkpoint is published only if the checkpoint stream is still where this instance last
+saw it, so every checkpoint extends the one before it.
+"""
 
 from __future__ import annotations
 
-import uuid
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from contracts.envelope import Envelope, source_uri
+from faststream.nats import NatsMessage, NatsResponse
+from nats.errors import Error as NatsError
+from nats.js.errors import APIError, NotFoundError
+
+from contracts.envelope import source_uri
 from contracts.operations import AuditEntry
-from contracts.subjects import AUDIT_STREAM, EVENTS_STREAM, audit_subject
-from services.audit.domain import audit_entry
-from services.runtime.messaging import Delivery, ServiceHost
-from services.runtime.topology import consumer
+from contracts.subjects import (
+    AUDIT_STREAM,
+    CHECKPOINT_REQUEST,
+    CHECKPOINT_SUBJECT,
+    CHECKPOINTS_STREAM,
+    EVENTS_STREAM,
+    REJECTIONS_STREAM,
+    audit_subject,
+)
+from services.agencies.registry import AgencyRegistry
+from services.audit.checkpoint import Checkpoint, Signer, load_signer
+from services.audit.domain import entry_for_event, entry_for_rejection, leaf_id, parse_leaf
+from services.audit.log import LogState
+from services.audit.merkle import CompactRange, leaf_hash
+from services.audit.streams import read_stream
+from services.runtime.logging import get_logger
+from services.runtime.messaging import ServiceHost
+from services.runtime.topology import AUDIT_CONSUMERS
 
 SERVICE = "audit"
-AUDIT_ID_NAMESPACE = uuid.UUID("b7d0c4f6-5a0e-4d55-9a43-3f2f0e8a9c11")
+COMPACT_RANGE_HEADER = "Nrm-Compact-Range"
+VERIFIER_KEY_HEADER = "Nrm-Verifier-Key"
+_WRONG_LAST_SEQUENCE = 10071
+log = get_logger("nrm.audit")
+
+Builder = Callable[[int, str, int, bytes, AgencyRegistry], AuditEntry]
+BUILDERS: dict[str, Builder] = {
+    EVENTS_STREAM: entry_for_event,
+    REJECTIONS_STREAM: entry_for_rejection,
+}
 
 
-def register(host: ServiceHost) -> None:
-    runtime = host.runtime
-    source = source_uri(runtime.settings.country, SERVICE)
+def origin_for(country: str) -> str:
+    return f"nrm-hub.{country}/audit"
 
-    async def record(delivery: Delivery) -> None:
-        envelope = delivery.envelope
-        entry = audit_entry(EVENTS_STREAM, delivery.stream_sequence, delivery.data, envelope)
-        # The entry id is derived from the event id: a redelivered event is a duplicate
-        # publish (Nats-Msg-Id), not a second entry.
-        entry_id = str(uuid.uuid5(AUDIT_ID_NAMESPACE, envelope.id))
-        wrapped = Envelope(
-            id=entry_id,
-            source=source,
-            type=AuditEntry.TYPE,
-            time=runtime.clock(),
-            subject=envelope.subject,
-            correlationid=envelope.correlationid,
-            causationid=envelope.id,
-            data=entry.model_dump(mode="json"),
+
+class AuditIntegrityError(RuntimeError):
+    """The stored log or its latest checkpoint is not what this service wrote: it stops
+    rather than sign over it."""
+
+
+class AuditLogWriter:
+    def __init__(self, host: ServiceHost) -> None:
+        self.host = host
+        self.runtime = host.runtime
+        settings = self.runtime.settings
+        self.source = source_uri(settings.country, SERVICE)
+        self.origin = origin_for(settings.country)
+        self.state = LogState()
+        self.checkpoint_seq = 0  # the checkpoint stream's last sequence this state agrees with
+        self.lock = asyncio.Lock()
+        self.signer: Signer | None = None
+        try:
+            self.signer = load_signer(settings.audit_signing_key, self.origin)
+        except ValueError as exc:
+            # Leaves are still written (nothing is lost); only signing waits for the key.
+            log.error("audit.no_signing_key", error=str(exc))
+
+    # --- state ----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Rebuild the state from the latest checkpoint and the leaves after it."""
+        js = self.runtime.jetstream
+        state, seq = LogState(), 0
+        try:
+            last = await js.get_last_msg(CHECKPOINTS_STREAM, CHECKPOINT_SUBJECT)
+        except NotFoundError:
+            last = None
+        if last is not None:
+            note = last.data or b""
+            checkpoint = Checkpoint.parse(note.decode().split("\n\n")[0] + "\n")
+            stored = (last.headers or {}).get(COMPACT_RANGE_HEADER, "")
+            nodes = [bytes.fromhex(h) for h in stored.split(",") if h]
+            tree = CompactRange(checkpoint.size, nodes)
+            if tree.root() != checkpoint.root:
+                raise AuditIntegrityError("the stored compact range does not match the signed root")
+            previous = None
+            if checkpoint.size:
+                leaf = await js.get_msg(AUDIT_STREAM, checkpoint.size)
+                previous = leaf_hash(leaf.data or b"")
+            state, seq = LogState(tree, previous), last.seq or 0
+        await self._catch_up(state)
+        self.state, self.checkpoint_seq = state, seq
+
+    async def _catch_up(self, state: LogState | None = None) -> None:
+        state = state or self.state
+        async for message in read_stream(self.runtime.jetstream, AUDIT_STREAM, state.size + 1):
+            if parse_leaf(message.data).index != message.sequence - 1:
+                raise AuditIntegrityError(f"leaf at sequence {message.sequence} has another index")
+            state.appended(message.data)
+
+    # --- leaves -----------------------------------------------------------------------------
+
+    async def record(self, stream: str, sequence: int, raw: bytes) -> None:
+        """Write the one leaf for a stored message, unless it already has one."""
+        js = self.runtime.jetstream
+        subject = audit_subject(stream, sequence)
+        async with self.lock:
+            while True:
+                if await self._audited(subject):
+                    return
+                state = self.state
+                entry = BUILDERS[stream](state.size, stream, sequence, raw, self.runtime.registry)
+                leaf = state.leaf_for(entry, self.source, self.runtime.clock())
+                headers = {
+                    "Nats-Expected-Last-Sequence": str(state.size),
+                    "Nats-Msg-Id": leaf_id(stream, sequence),
+                }
+                try:
+                    ack = await js.publish(subject, leaf, stream=AUDIT_STREAM, headers=headers)
+                except APIError as exc:
+                    if exc.err_code != _WRONG_LAST_SEQUENCE:
+                        raise
+                    await self._catch_up()  # another writer appended first
+                    continue
+                if ack.duplicate or ack.seq != state.size + 1:
+                    await self._catch_up()
+                    continue
+                state.appended(leaf)
+                return
+
+    async def _audited(self, subject: str) -> bool:
+        try:
+            await self.runtime.jetstream.get_last_msg(AUDIT_STREAM, subject)
+        except NotFoundError:
+            return False
+        return True
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    async def sign_checkpoint(self) -> bytes | None:
+        """Sign the current tree unless the latest checkpoint already has this size; the
+        latest note either way (None without a signing key)."""
+        if self.signer is None:
+            return None
+        js = self.runtime.jetstream
+        async with self.lock:
+            for _ in range(5):
+                await self._catch_up()
+                try:
+                    last = await js.get_last_msg(CHECKPOINTS_STREAM, CHECKPOINT_SUBJECT)
+                except NotFoundError:
+                    last = None
+                if last is not None and last.seq != self.checkpoint_seq:
+                    await self.load()  # another instance signed: continue from its checkpoint
+                    continue
+                if last is not None and _size_of(last.data or b"") == self.state.size:
+                    return last.data
+                note = self.state.signed_checkpoint(self.signer)
+                headers = {
+                    "Nats-Expected-Last-Sequence": str(self.checkpoint_seq),
+                    COMPACT_RANGE_HEADER: ",".join(n.hex() for n in self.state.tree.nodes),
+                    VERIFIER_KEY_HEADER: self.signer.verifier.encode(),
+                }
+                try:
+                    ack = await js.publish(
+                        CHECKPOINT_SUBJECT, note, stream=CHECKPOINTS_STREAM, headers=headers
+                    )
+                except APIError as exc:
+                    if exc.err_code != _WRONG_LAST_SEQUENCE:
+                        raise
+                    continue
+                self.checkpoint_seq = ack.seq
+                log.info("audit.checkpoint", size=self.state.size)
+                return note
+        raise AuditIntegrityError(
+            "could not publish a checkpoint: the checkpoint stream kept moving"
         )
-        await runtime.jetstream.publish(
-            audit_subject(envelope.type),
-            wrapped.to_bytes(),
-            headers={"Nats-Msg-Id": entry_id},
-            stream=AUDIT_STREAM,
-        )
 
-    host.consume(consumer("audit-all"), record)
+    # --- loops ----------------------------------------------------------------------------
+
+    async def run_consumers(self) -> None:
+        """Audit every stored event and rejection notice, forever."""
+        js = self.runtime.jetstream
+        subs = []
+        delay = 0.2
+        while True:
+            try:
+                await self.load()
+                for spec in AUDIT_CONSUMERS:
+                    await js.consumer_info(spec.stream, spec.durable)  # bootstrapped yet?
+                    subs.append(
+                        (
+                            spec.stream,
+                            await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream),
+                        )
+                    )
+                break
+            except AuditIntegrityError as exc:  # loud, and nothing is written over it
+                subs.clear()
+                log.error("audit.integrity", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+            except (NotFoundError, NatsError, TimeoutError) as exc:
+                subs.clear()
+                log.warning("audit.waiting", error=type(exc).__name__, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        try:
+            while True:
+                _stop_if_cancelled()
+                for stream, sub in subs:
+                    try:
+                        batch = await sub.fetch(64, timeout=0.5)
+                    except (TimeoutError, NatsError, OSError):
+                        await asyncio.sleep(0.05)  # also lets a cancellation in
+                        continue
+                    for msg in batch:
+                        try:
+                            await self.record(stream, msg.metadata.sequence.stream, msg.data)
+                            await msg.ack()
+                        except Exception as exc:  # never drop a message: it comes back
+                            log.warning("audit.retry", stream=stream, error=type(exc).__name__)
+                            with contextlib.suppress(NatsError, TimeoutError, OSError):
+                                await msg.nak(delay=1.0)
+                            break
+        finally:
+            # Left subscribed, the connection's drain on stop would wait for them.
+            for _, sub in subs:
+                with contextlib.suppress(NatsError, TimeoutError, OSError):
+                    await sub.unsubscribe()
+
+    async def run_checkpoints(self) -> None:
+        interval = self.runtime.settings.checkpoint_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            _stop_if_cancelled()
+            try:
+                await self.sign_checkpoint()
+            except Exception as exc:  # keep signing later; the leaves are safe meanwhile
+                log.error("audit.checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def serve_checkpoint_requests(self) -> None:
+        """`nrm audit export` asks for a checkpoint over everything written so far."""
+
+        async def on_request(msg: NatsMessage) -> NatsResponse:
+            note = await self.sign_checkpoint()
+            return NatsResponse(note or b"")
+
+        self.host.broker.subscriber(
+            CHECKPOINT_REQUEST, queue="audit-checkpoint", title="audit:checkpoint"
+        )(on_request)
+
+
+def _stop_if_cancelled() -> None:
+    """nats-py turns a cancellation into ConnectionClosedError when the connection is closing,
+    which the loops would take for an outage: honour the pending cancel instead."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _size_of(note: bytes) -> int:
+    return Checkpoint.parse(note.decode().split("\n\n")[0] + "\n").size
+
+
+def register(host: ServiceHost) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """Register the audit service; its background loops, for the caller to start."""
+    writer = AuditLogWriter(host)
+    writer.serve_checkpoint_requests()
+    return [writer.run_consumers, writer.run_checkpoints]

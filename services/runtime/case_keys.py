@@ -6,7 +6,8 @@
   rotation (`nrm keys rotate-kek`) re-wraps the records and never touches an event.
 - Purging a case's record is crypto-shredding: the events stay, the person is unreadable.
 - The intake key (X25519, `NRM_INTAKE_KEY_FILE`) opens the personal data agencies seal to the
-  hub; the blind-index key (`NRM_BLIND_INDEX_KEY_FILE`) keys the duplicate-detection HMAC.
+  hub; the blind-index key (`NRM_BLIND_INDEX_KEY_FILE`) keys the duplicate-detection HMAC;
+  the audit signing key (Ed25519) signs the audit log's checkpoints.
 Neither a KEK nor a data key ever leaves the hub in clear.
 """
 
@@ -25,6 +26,7 @@ from nats.js.kv import KeyValue
 
 from contracts.public_key_sealing import generate_private_key, write_private_key
 from contracts.sealed import KEY_BYTES, NONCE_BYTES
+from services.audit.checkpoint import create_signing_key
 from services.runtime.settings import Settings
 
 CURRENT_KEY_VERSION = 1
@@ -67,6 +69,7 @@ def create_hub_keys(settings: Settings) -> None:
         write_private_key(generate_private_key(), settings.intake_private_key_file)
     if not settings.blind_index_secret_file.exists():
         _write_secret(settings.blind_index_secret_file, os.urandom(KEY_BYTES))
+    create_signing_key(settings.audit_signing_key)  # the audit log's checkpoint key
 
 
 def read_key_ring(path: Path) -> KeyRing:

@@ -26,13 +26,19 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from structlog.contextvars import bound_contextvars
 
 from contracts.commands import Command
 from contracts.envelope import CONTENT_TYPE, Envelope, source_uri, unwrap_event
 from contracts.events import Event
-from contracts.operations import DeadLetterRecorded, DeadLetterResolved, RedriveRequest
+from contracts.operations import (
+    CommandRejectionNoted,
+    DeadLetterRecorded,
+    DeadLetterResolved,
+    RedriveRequest,
+    RejectedField,
+)
 from contracts.replies import (
     CommandAccepted,
     CommandRejected,
@@ -42,11 +48,14 @@ from contracts.replies import (
 )
 from contracts.subjects import (
     EVENTS_STREAM,
+    REJECTIONS_STREAM,
     command_subject,
     dlq_resolved_subject,
     dlq_subject,
     redrive_subject,
+    rejection_subject,
 )
+from contracts.vocabulary import AgencyId
 from services.agencies.registry import AgencyRegistry
 from services.runtime.connection import broker_options, subscriber_inbox_prefix
 from services.runtime.dead_letters import dead_letter
@@ -60,6 +69,7 @@ from services.runtime.writer import AggregateWriter, Clock, Outcome, utc_now
 log = get_logger("nrm.messaging")
 MAX_WAIT_SECONDS = 5.0
 C = TypeVar("C", bound=Command)
+_AGENCY_ID: TypeAdapter[str] = TypeAdapter(AgencyId)
 
 
 @dataclass
@@ -269,6 +279,7 @@ class ServiceHost:
                     command=command_type.NAME,
                     codes=[e.code.value for e in rejection.errors],
                 )
+                await self._note_rejection(command_type, body, rejection)
                 rejected = CommandRejected(command_id=_command_id_of(body), errors=rejection.errors)
                 return self.reply(rejected, None), "rejected"
             except Exception as exc:  # the hub failed, not the sender: say so, keep serving
@@ -315,6 +326,26 @@ class ServiceHost:
             return NatsResponse(json.dumps(produce()).encode())
 
         self.broker.subscriber(subject, queue=f"{self.service}-answers", title=subject)(on_request)
+
+    async def _note_rejection(
+        self, command_type: type[Command], body: bytes, rejection: CommandRejection
+    ) -> None:
+        """A durable notice for the audit log (NRM_REJECTIONS): never the submitted values."""
+        envelope = Envelope(
+            id=str(uuid.uuid4()),
+            source=self.source,
+            type=CommandRejectionNoted.TYPE,
+            time=self.runtime.clock(),
+            data=rejection_notice(command_type, body, rejection).model_dump(mode="json"),
+        )
+        try:
+            await self.runtime.jetstream.publish(
+                rejection_subject(command_type.NAME), envelope.to_bytes(), stream=REJECTIONS_STREAM
+            )
+        except (NatsError, TimeoutError) as exc:
+            log.error(
+                "command.rejection_not_noted", command=command_type.NAME, error=type(exc).__name__
+            )
 
     def consume(self, spec: ConsumerSpec, handle: EventHandler) -> None:
         settings = self.runtime.settings
@@ -465,6 +496,31 @@ class ServiceHost:
 
 def _rejected(field: str, code: ErrorCode, reason: str) -> CommandRejected:
     return CommandRejected(errors=(FieldError(field=field, code=code, reason=reason),))
+
+
+def rejection_notice(
+    command_type: type[Command], body: bytes, rejection: CommandRejection
+) -> CommandRejectionNoted:
+    """Only what is safe to keep forever: the command's own field names (a key the sender
+    invented may be personal data, so it becomes "(other)"), codes, and a valid agency id."""
+    agency: str | None = None
+    try:
+        agency = _AGENCY_ID.validate_python(json.loads(body).get("agency_id"))
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+        agency = None
+    known = set(command_type.model_fields) | {""}
+    errors = tuple(
+        RejectedField(
+            field=top if (top := e.field.split(".")[0]) in known else "(other)", code=e.code
+        )
+        for e in rejection.errors
+    )
+    return CommandRejectionNoted(
+        command=command_type.NAME,
+        command_id=_command_id_of(body),
+        agency_id=agency,
+        errors=errors,
+    )
 
 
 def describe_failure(exc: Exception) -> str:

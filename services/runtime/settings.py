@@ -100,6 +100,14 @@ class Settings(BaseModel):
         ipaddress.ip_address(value)  # ValueError names it: "does not appear to be an IPv4..."
         return value
 
+    audit_signing_key_file: Path | None = Field(
+        default=None,
+        description="NRM_AUDIT_SIGNING_KEY_FILE: Ed25519 key; None = DATA_DIR/keys/audit-signing",
+    )
+    checkpoint_interval_seconds: float = Field(
+        default=60.0, gt=0, description="NRM_CHECKPOINT_INTERVAL_SECONDS between audit checkpoints"
+    )
+
     @field_validator("nats_url")
     @classmethod
     def _nats_scheme(cls, value: str | None) -> str | None:
@@ -120,6 +128,10 @@ class Settings(BaseModel):
     @property
     def blind_index_secret_file(self) -> Path:
         return self.blind_index_key_file or self.data_dir / "keys" / "blind-index"
+
+    @property
+    def audit_signing_key(self) -> Path:
+        return self.audit_signing_key_file or self.data_dir / "keys" / "audit-signing"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

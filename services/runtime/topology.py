@@ -30,12 +30,16 @@ from contracts.events import (
 from contracts.subjects import (
     AUDIT_PREFIX,
     AUDIT_STREAM,
+    CHECKPOINT_SUBJECT,
+    CHECKPOINTS_STREAM,
     DLQ_PREFIX,
     DLQ_STREAM,
     EVENT_PREFIX,
     EVENTS_STREAM,
     FEED_PREFIX,
     FEEDS_STREAM,
+    REJECTIONS_PREFIX,
+    REJECTIONS_STREAM,
     event_type_filter,
 )
 from services.runtime.settings import Settings
@@ -81,7 +85,6 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         (event_type_filter(ReferralRequested), event_type_filter(ReferralRevoked)),
         "places shelter referrals and drops revoked ones from waiting lists",
     ),
-    ConsumerSpec("audit-all", "audit", (f"{EVENT_PREFIX}.>",), "records every event"),
     ConsumerSpec(
         "custody-on-erasure",
         "custody",
@@ -95,6 +98,42 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         "copies each referral event to the feed of the agency it is addressed to",
     ),
 )
+
+
+@dataclass(frozen=True)
+class AuditConsumerSpec:
+    """A durable pull consumer of the audit service. It never gives up on a message (no
+    max_deliver): a message it dropped would be a gap in the audit log."""
+
+    durable: str
+    stream: str
+    filter_subject: str
+    description: str
+
+
+AUDIT_CONSUMERS: tuple[AuditConsumerSpec, ...] = (
+    AuditConsumerSpec("audit-all", EVENTS_STREAM, f"{EVENT_PREFIX}.>", "records every event"),
+    AuditConsumerSpec(
+        "audit-rejections",
+        REJECTIONS_STREAM,
+        f"{REJECTIONS_PREFIX}.>",
+        "records every rejected command",
+    ),
+)
+
+
+def audit_consumer_config(spec: AuditConsumerSpec) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=spec.durable,
+        name=spec.durable,
+        description=spec.description,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ACK_WAIT_SECONDS,
+        max_deliver=-1,
+        max_ack_pending=1000,
+        filter_subject=spec.filter_subject,
+    )
 
 
 def consumer(durable: str) -> ConsumerSpec:
@@ -143,6 +182,26 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             num_replicas=replicas,
         ),
         StreamConfig(
+            name=REJECTIONS_STREAM,
+            description="Rejected commands (names, fields, codes; never values), for the audit",
+            subjects=[f"{REJECTIONS_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            deny_delete=True,
+            deny_purge=True,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=CHECKPOINTS_STREAM,
+            description="Signed audit checkpoints (C2SP signed notes)",
+            subjects=[CHECKPOINT_SUBJECT],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            deny_delete=True,
+            deny_purge=True,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
             name=DLQ_STREAM,
             description="Dead letters: events a consumer could not apply, with the reason",
             subjects=[f"{DLQ_PREFIX}.>", max_deliveries_advisory()],
@@ -176,6 +235,8 @@ async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1)
             await js.update_stream(config)
     for spec in CONSUMERS:
         await js.add_consumer(EVENTS_STREAM, consumer_config(spec, settings))
+    for audit_spec in AUDIT_CONSUMERS:
+        await js.add_consumer(audit_spec.stream, audit_consumer_config(audit_spec))
     for bucket, description in (
         (CASE_KEYS_BUCKET, "Per-case data keys, wrapped under the key-encryption key"),
         (REFERRAL_DEADLINES_BUCKET, "Open referrals and when they must be answered"),

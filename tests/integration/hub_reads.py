@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 import uuid
 from collections import Counter
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from contracts.commands import Consent, CriteriaAnswers, PersonalData, ScreeningInterview
 from contracts.envelope import Envelope
-from contracts.subjects import EVENTS_STREAM
+from contracts.subjects import AUDIT_STREAM, EVENTS_STREAM
 from contracts.vocabulary import Act, FormOfExploitation, Means, Purpose, Region, Service, Sex
 
 # Canary personal data: must never be found in clear anywhere the hub writes or logs.
@@ -35,6 +36,16 @@ async def stream_messages(js: JetStreamContext, stream: str) -> list[RawStreamMs
             break
         messages.append(await js.get_msg(stream, seq))
     return messages
+
+
+async def audit_leaves(js: JetStreamContext) -> list[dict[str, Any]]:
+    """The `data` of every audit leaf, in leaf order."""
+    return [json.loads(m.data or b"")["data"] for m in await stream_messages(js, AUDIT_STREAM)]
+
+
+async def audited_events(js: JetStreamContext) -> int:
+    """How many leaves record an event (rejected commands have leaves too)."""
+    return sum(1 for leaf in await audit_leaves(js) if leaf["source"]["stream"] == EVENTS_STREAM)
 
 
 async def events(js: JetStreamContext) -> list[Envelope]:

@@ -23,6 +23,7 @@ from tests.integration.hub_reads import (
     SHELTER_AND_LEGAL_AID as EXPECTED,
 )
 from tests.integration.hub_reads import (
+    audited_events,
     events,
     outcomes_by_case,
     screening,
@@ -82,7 +83,7 @@ async def test_kill_9_mid_stream_then_restart(
         async def settled() -> dict[str, Counter[str]]:
             all_events = await events(js)
             per_case = outcomes_by_case(all_events, cases)
-            audited = len(await stream_messages(js, AUDIT_STREAM))
+            audited = await audited_events(js)
             done = all(c == EXPECTED for c in per_case.values()) and audited == len(all_events)
             return per_case if done else {}
 

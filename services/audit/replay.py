@@ -1,0 +1,94 @@
+"""Replay, pure: rebuild the projections (cases, referrals, shelter occupancy, open referrals)
+by folding events with the services' own domain folds, and list where two builds differ."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from contracts.events import (
+    CaseErased,
+    ConsentWithdrawn,
+    Event,
+    ReferralRequested,
+    VictimIdentified,
+    VictimNotIdentified,
+)
+from services.referral import domain as referral_domain
+from services.shelter import domain as shelter_domain
+
+Key = tuple[str, str]  # (aggregate, aggregate id)
+
+
+@dataclass
+class Projections:
+    cases: dict[str, str] = field(default_factory=dict)
+    referrals: dict[str, str] = field(default_factory=dict)
+    shelters: dict[str, str] = field(default_factory=dict)
+    open_referrals: set[str] = field(default_factory=set)
+
+
+def case_status(events: Sequence[Event]) -> str:
+    status = "opened"
+    for event in events:
+        match event:
+            case VictimIdentified():
+                status = "identified"
+            case VictimNotIdentified():
+                status = "not_identified"
+            case ConsentWithdrawn():
+                status = f"{status.split('+')[0]}+consent_withdrawn"
+            case CaseErased():
+                status = "erased"
+    return status
+
+
+def referral_status(events: Sequence[Event]) -> str | None:
+    state = referral_domain.fold(events)
+    if state is None:
+        return None
+    return state.status.value + ("+escalated" if state.escalated else "")
+
+
+def shelter_occupancy(shelter_id: str, events: Sequence[Event]) -> str:
+    shelter = shelter_domain.fold(shelter_id, events)
+    beds = ", ".join(
+        f"{category.value} {shelter.occupied(category)}/{capacity}"
+        for category, capacity in sorted(shelter.capacity.items())
+    )
+    return f"{beds}; waiting {len(shelter.waiting)}"
+
+
+def project(histories: Mapping[Key, Sequence[Event]]) -> Projections:
+    out = Projections()
+    for (aggregate, aggregate_id), events in sorted(histories.items()):
+        if aggregate == "case":
+            out.cases[aggregate_id] = case_status(events)
+        elif aggregate == "referral":
+            status = referral_status(events)
+            if status is not None:
+                out.referrals[aggregate_id] = status
+            if events and isinstance(events[-1], ReferralRequested):
+                out.open_referrals.add(aggregate_id)
+        elif aggregate == "shelter":
+            out.shelters[aggregate_id] = shelter_occupancy(aggregate_id, events)
+    return out
+
+
+def differences(replayed: Projections, live: Projections) -> list[str]:
+    """Human-readable differences, ids only."""
+    found: list[str] = []
+    for name in ("cases", "referrals", "shelters"):
+        mine: dict[str, str] = getattr(replayed, name)
+        theirs: dict[str, str] = getattr(live, name)
+        for key in sorted(mine.keys() | theirs.keys()):
+            if mine.get(key) != theirs.get(key):
+                found.append(
+                    f"{name[:-1]} {key}: replayed {mine.get(key, 'absent')!r}, "
+                    f"live {theirs.get(key, 'absent')!r}"
+                )
+    for key in sorted(replayed.open_referrals - live.open_referrals):
+        found.append(f"open referral {key}: replayed open, missing from the live deadline list")
+    for key in sorted(live.open_referrals - replayed.open_referrals):
+        found.append(f"open referral {key}: in the live deadline list, replayed not open")
+    return found
