@@ -36,6 +36,9 @@ from pathlib import Path
 from contracts.subjects import (
     AUDIT_PREFIX,
     AUDIT_STREAM,
+    CHECKPOINT_REQUEST,
+    CHECKPOINT_SUBJECT,
+    CHECKPOINTS_STREAM,
     COMMAND_OWNERS,
     COMMAND_PREFIX,
     DLQ_PREFIX,
@@ -44,25 +47,36 @@ from contracts.subjects import (
     EVENTS_STREAM,
     FEED_PREFIX,
     FEEDS_STREAM,
+    INTAKE_KEY_SUBJECT,
     PING_SUBJECT,
+    REJECTIONS_PREFIX,
+    REJECTIONS_STREAM,
     command_subject,
     feed_filter,
     redrive_subject,
 )
 from contracts.vocabulary import Service
 from services.agencies.registry import AgencyRegistry, load_registry
-from services.runtime.topology import CASE_KEYS_BUCKET, CONSUMERS, REFERRAL_DEADLINES_BUCKET
+from services.runtime.topology import (
+    AUDIT_CONSUMERS,
+    BLIND_INDEX_BUCKET,
+    CASE_KEYS_BUCKET,
+    CONSUMERS,
+    REFERRAL_DEADLINES_BUCKET,
+)
 
 JS = "$JS.API"
 HUB, AUDIT, CROSSBORDER = "HUB", "AUDIT", "CROSSBORDER"
 SERVICES = ("identifier", "referral", "shelter", "audit", "custody")
-PROTECTED_STREAMS = (EVENTS_STREAM, AUDIT_STREAM, FEEDS_STREAM)
+PROTECTED_STREAMS = (
+    EVENTS_STREAM,
+    AUDIT_STREAM,
+    FEEDS_STREAM,
+    REJECTIONS_STREAM,
+    CHECKPOINTS_STREAM,
+)
 CROSSBORDER_PREFIX = "nrm.xb"
-INTAKE_KEY_SUBJECT = "nrm.ctl.intake.key"
 DEFAULT_PEERS = ("kz",)
-# Buckets other helpers are adding in parallel; the names must match theirs at merge.
-BLIND_INDEX_BUCKET = "nrm-blind-index"
-AUDIT_CHECKPOINTS_BUCKET = "nrm-audit-checkpoints"
 DEPLOY_NATS = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 
 
@@ -102,17 +116,14 @@ class ServiceNeeds:
     publishes: tuple[str, ...] = ()  # other subjects, e.g. audit entries, feeds
     answers: tuple[str, ...] = ()  # request subjects beyond its commands
     hears: tuple[str, ...] = ()  # other subjects it subscribes to
-    extra_commands: tuple[str, ...] = ()  # commands being added in parallel (see module doc)
 
 
-# Commands other helpers are adding now; COMMAND_OWNERS takes over once they exist there.
 SERVICE_NEEDS: dict[str, ServiceNeeds] = {
     "identifier": ServiceNeeds(
         writes=("case",),
         loads=("case",),
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
         answers=(INTAKE_KEY_SUBJECT,),
-        extra_commands=("consent.record", "consent.withdraw", "case.erase"),
     ),
     "referral": ServiceNeeds(
         writes=("referral",),
@@ -123,7 +134,17 @@ SERVICE_NEEDS: dict[str, ServiceNeeds] = {
         hears=(f"{CROSSBORDER_PREFIX}.in.>",),
     ),
     "shelter": ServiceNeeds(writes=("shelter",), loads=("shelter", "referral")),
-    "audit": ServiceNeeds(buckets=(AUDIT_CHECKPOINTS_BUCKET,), publishes=(f"{AUDIT_PREFIX}.>",)),
+    "audit": ServiceNeeds(
+        publishes=(
+            f"{AUDIT_PREFIX}.>",
+            CHECKPOINT_SUBJECT,
+            *(f"{JS}.STREAM.INFO.{s}" for s in (AUDIT_STREAM, CHECKPOINTS_STREAM)),
+            f"{JS}.STREAM.INFO.{REJECTIONS_STREAM}",
+            *(f"{JS}.STREAM.MSG.GET.{s}" for s in (AUDIT_STREAM, CHECKPOINTS_STREAM)),
+            *(f"{JS}.DIRECT.GET.{s}.>" for s in (AUDIT_STREAM, CHECKPOINTS_STREAM)),
+        ),
+        answers=(CHECKPOINT_REQUEST,),
+    ),
     "custody": ServiceNeeds(
         writes=("access", "agency"),
         # A case and its referrals are read in one multi-filter consumer, whose create
@@ -131,7 +152,6 @@ SERVICE_NEEDS: dict[str, ServiceNeeds] = {
         loads=("access", "agency", "case", "referral"),
         publishes=(f"{JS}.CONSUMER.CREATE.{EVENTS_STREAM}.*",),
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
-        extra_commands=("access.request", "agency.register_key"),
     ),
 }
 
@@ -164,11 +184,16 @@ def _bucket_grants(bucket: str) -> list[str]:
 
 def service_user(service: str, country: str) -> User:
     needs = SERVICE_NEEDS[service]
-    durables = [c.durable for c in CONSUMERS if c.service == service]
-    others = [c.durable for c in CONSUMERS if c.service != service]
+    # (stream, durable): the services' consumers on the event stream, and the audit's own.
+    every = [(EVENTS_STREAM, c.durable, c.service) for c in CONSUMERS] + [
+        (a.stream, a.durable, "audit") for a in AUDIT_CONSUMERS
+    ]
+    durables = [(stream, d) for stream, d, owner in every if owner == service]
+    others = [(stream, d) for stream, d, owner in every if owner != service]
     commands = [command_subject(c) for c, owner in COMMAND_OWNERS.items() if owner == service]
-    commands += [f"{COMMAND_PREFIX}.{name}" for name in needs.extra_commands]
     publish = [f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.INFO.{EVENTS_STREAM}"]
+    if commands:  # a rejected command leaves a notice (names and codes) for the audit log
+        publish.append(f"{REJECTIONS_PREFIX}.>")
     subscribe = [
         f"{inbox_prefix(service)}.>",
         PING_SUBJECT,
@@ -176,11 +201,11 @@ def service_user(service: str, country: str) -> User:
         *needs.answers,
         *needs.hears,
     ]
-    for durable in durables:
+    for stream, durable in durables:
         publish += [
-            f"{JS}.CONSUMER.INFO.{EVENTS_STREAM}.{durable}",
-            f"{JS}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{durable}",
-            f"$JS.ACK.{EVENTS_STREAM}.{durable}.>",
+            f"{JS}.CONSUMER.INFO.{stream}.{durable}",
+            f"{JS}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
             f"{DLQ_PREFIX}.{durable}",
             f"{DLQ_PREFIX}.{durable}.resolved",
         ]
@@ -206,12 +231,12 @@ def service_user(service: str, country: str) -> User:
         f"{JS}.STREAM.PURGE.>",
         f"{JS}.CONSUMER.DURABLE.CREATE.>",
     ]
-    for durable in others:
+    for stream, durable in others:
         deny += [
-            f"{JS}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{durable}",
-            f"{JS}.CONSUMER.DELETE.{EVENTS_STREAM}.{durable}",
+            f"{JS}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"{JS}.CONSUMER.DELETE.{stream}.{durable}",
         ]
-    deny += [f"{JS}.CONSUMER.DELETE.{EVENTS_STREAM}.{durable}" for durable in durables]
+    deny += [f"{JS}.CONSUMER.DELETE.{stream}.{durable}" for stream, durable in durables]
     return User(
         user_name(service, country),
         HUB,
