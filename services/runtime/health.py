@@ -26,10 +26,10 @@ from faststream.nats import NatsMessage, NatsResponse
 from nats.errors import Error as NatsError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from contracts.subjects import EVENTS_STREAM, PING_SUBJECT
+from contracts.subjects import PING_SUBJECT
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
-from services.runtime.topology import CONSUMERS
+from services.runtime.topology import every_durable
 
 if TYPE_CHECKING:
     from services.runtime.messaging import ServiceHost
@@ -80,16 +80,16 @@ def register_ping(host: ServiceHost) -> None:
 
 async def poll_consumer_lag(host: ServiceHost, interval: float = LAG_POLL_SECONDS) -> None:
     """Consumer lag for this service's durables, for /metrics, every `interval` seconds."""
-    durables = [c.durable for c in CONSUMERS if c.service == host.service]
+    durables = [d for d in every_durable() if d.service == host.service]
     while True:
         READY.labels(host.service).set(1 if host.ready else 0)
-        for durable in durables:
+        for spec in durables:
             try:
-                info = await host.runtime.jetstream.consumer_info(EVENTS_STREAM, durable)
+                info = await host.runtime.jetstream.consumer_info(spec.stream, spec.durable)
             except (NatsError, TimeoutError, AssertionError):
                 continue  # not connected yet, or a failover: the next poll sees it
-            CONSUMER_PENDING.labels(durable).set(info.num_pending or 0)
-            CONSUMER_ACK_PENDING.labels(durable).set(info.num_ack_pending or 0)
+            CONSUMER_PENDING.labels(spec.durable).set(info.num_pending or 0)
+            CONSUMER_ACK_PENDING.labels(spec.durable).set(info.num_ack_pending or 0)
         await asyncio.sleep(interval)
 
 

@@ -58,11 +58,10 @@ from contracts.subjects import (
 from contracts.vocabulary import Service
 from services.agencies.registry import AgencyRegistry, load_registry
 from services.runtime.topology import (
-    AUDIT_CONSUMERS,
     BLIND_INDEX_BUCKET,
     CASE_KEYS_BUCKET,
-    CONSUMERS,
     REFERRAL_DEADLINES_BUCKET,
+    every_durable,
 )
 
 JS = "$JS.API"
@@ -184,12 +183,8 @@ def _bucket_grants(bucket: str) -> list[str]:
 
 def service_user(service: str, country: str) -> User:
     needs = SERVICE_NEEDS[service]
-    # (stream, durable): the services' consumers on the event stream, and the audit's own.
-    every = [(EVENTS_STREAM, c.durable, c.service) for c in CONSUMERS] + [
-        (a.stream, a.durable, "audit") for a in AUDIT_CONSUMERS
-    ]
-    durables = [(stream, d) for stream, d, owner in every if owner == service]
-    others = [(stream, d) for stream, d, owner in every if owner != service]
+    durables = [(d.stream, d.durable) for d in every_durable() if d.service == service]
+    others = [(d.stream, d.durable) for d in every_durable() if d.service != service]
     commands = [command_subject(c) for c, owner in COMMAND_OWNERS.items() if owner == service]
     publish = [f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.INFO.{EVENTS_STREAM}"]
     if commands:  # a rejected command leaves a notice (names and codes) for the audit log

@@ -21,9 +21,9 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from contracts.subjects import AUDIT_STREAM, EVENTS_STREAM, PING_SUBJECT
+from contracts.subjects import AUDIT_STREAM, PING_SUBJECT
 from services.runtime.dead_letters import dead_letters
-from services.runtime.topology import CONSUMERS
+from services.runtime.topology import every_durable
 
 PING_WINDOW_SECONDS = 1.0
 
@@ -74,7 +74,7 @@ class HubStatus:
     def render(self) -> str:
         lines = ["SERVICES"]
         seen = {i.service for i in self.instances}
-        for service in sorted({c.service for c in CONSUMERS} | seen):
+        for service in sorted({c.service for c in every_durable()} | seen):
             mine = [i for i in self.instances if i.service == service]
             if not mine:
                 lines.append(f"  {service:<12} not running")
@@ -116,9 +116,9 @@ async def ping(nc: Client, window: float = PING_WINDOW_SECONDS) -> list[Instance
 async def hub_status(nc: Client) -> HubStatus:
     js = nc.jetstream()
     status = HubStatus(instances=await ping(nc))
-    for spec in CONSUMERS:
+    for spec in every_durable():
         try:
-            info = await js.consumer_info(EVENTS_STREAM, spec.durable)
+            info = await js.consumer_info(spec.stream, spec.durable)
             pending, ack_pending = info.num_pending or 0, info.num_ack_pending or 0
         except NotFoundError:
             pending = ack_pending = None

@@ -136,6 +136,22 @@ def audit_consumer_config(spec: AuditConsumerSpec) -> ConsumerConfig:
     )
 
 
+@dataclass(frozen=True)
+class Durable:
+    """Any durable consumer the bootstrap creates: where it reads and which service owns it."""
+
+    stream: str
+    durable: str
+    service: str
+
+
+def every_durable() -> tuple[Durable, ...]:
+    """The services' consumers on the event stream and the audit log's own."""
+    return tuple(Durable(EVENTS_STREAM, c.durable, c.service) for c in CONSUMERS) + tuple(
+        Durable(a.stream, a.durable, "audit") for a in AUDIT_CONSUMERS
+    )
+
+
 def consumer(durable: str) -> ConsumerSpec:
     return next(spec for spec in CONSUMERS if spec.durable == durable)
 
