@@ -215,11 +215,13 @@ class AuditLogWriter:
                     )
                 break
             except AuditIntegrityError as exc:  # loud, and nothing is written over it
+                _stop_if_cancelled()
                 subs.clear()
                 log.error("audit.integrity", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
             except (NotFoundError, NatsError, TimeoutError) as exc:
+                _stop_if_cancelled()  # a stop during start-up, not an outage
                 subs.clear()
                 log.warning("audit.waiting", error=type(exc).__name__, retry_in=delay)
                 await asyncio.sleep(delay)
