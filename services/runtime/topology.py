@@ -7,7 +7,7 @@ with the wrong settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -160,62 +160,51 @@ def max_deliveries_advisory(stream: str = EVENTS_STREAM) -> str:
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.*"
 
 
+def _record(name: str, description: str, subjects: list[str], replicas: int) -> StreamConfig:
+    """A stream of the hub's record: on disk, kept, never deleted or purged."""
+    return StreamConfig(
+        name=name,
+        description=description,
+        subjects=subjects,
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        duplicate_window=120.0,
+        deny_delete=True,
+        deny_purge=True,
+        num_replicas=replicas,
+    )
+
+
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     return [
-        StreamConfig(
-            name=EVENTS_STREAM,
-            description="All events of this country hub, one total order",
-            subjects=[f"{EVENT_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            duplicate_window=120.0,
-            allow_atomic=True,
+        replace(
+            _record(
+                EVENTS_STREAM,
+                "All events of this country hub, one total order",
+                [f"{EVENT_PREFIX}.>"],
+                replicas,
+            ),
+            allow_atomic=True,  # multi-event decisions are one atomic batch
             allow_direct=True,
-            deny_delete=True,
-            deny_purge=True,
-            num_replicas=replicas,
         ),
-        StreamConfig(
-            name=AUDIT_STREAM,
-            description="Append-only audit entries",
-            subjects=[f"{AUDIT_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            duplicate_window=120.0,
-            deny_delete=True,
-            deny_purge=True,
-            num_replicas=replicas,
+        _record(AUDIT_STREAM, "Append-only audit entries", [f"{AUDIT_PREFIX}.>"], replicas),
+        _record(
+            FEEDS_STREAM,
+            "Referral events copied to the agency each is addressed to",
+            [f"{FEED_PREFIX}.>"],
+            replicas,
         ),
-        StreamConfig(
-            name=FEEDS_STREAM,
-            description="Referral events copied to the agency each is addressed to",
-            subjects=[f"{FEED_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            duplicate_window=120.0,
-            deny_delete=True,
-            deny_purge=True,
-            num_replicas=replicas,
+        _record(
+            REJECTIONS_STREAM,
+            "Rejected commands (names, fields, codes; never values), for the audit",
+            [f"{REJECTIONS_PREFIX}.>"],
+            replicas,
         ),
-        StreamConfig(
-            name=REJECTIONS_STREAM,
-            description="Rejected commands (names, fields, codes; never values), for the audit",
-            subjects=[f"{REJECTIONS_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            deny_delete=True,
-            deny_purge=True,
-            num_replicas=replicas,
-        ),
-        StreamConfig(
-            name=CHECKPOINTS_STREAM,
-            description="Signed audit checkpoints (C2SP signed notes)",
-            subjects=[CHECKPOINT_SUBJECT],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            deny_delete=True,
-            deny_purge=True,
-            num_replicas=replicas,
+        _record(
+            CHECKPOINTS_STREAM,
+            "Signed audit checkpoints (C2SP signed notes)",
+            [CHECKPOINT_SUBJECT],
+            replicas,
         ),
         StreamConfig(
             name=DLQ_STREAM,
