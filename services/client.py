@@ -174,7 +174,7 @@ class AgencyClient(HubClient):
             purpose=purpose,
             fields=fields,
         )
-        reply = await self.send(request)
+        reply = await self.send_until_answered(request)  # same request id: decided once
         if reply.get("status") == "denied":
             raise AccessRefusedError(reply["reason"])
         if reply.get("status") != "released":
