@@ -24,6 +24,7 @@ from contracts.commands import (
     RegisterAgencyKey,
     RegisterShelter,
     RequestAccess,
+    RequestCrossBorderReferral,
     RevokeReferral,
     SubmitScreening,
     WithdrawConsent,
@@ -53,6 +54,7 @@ COMMAND_OWNERS: dict[type[Command], str] = {
     EraseCase: "identifier",
     RegisterAgencyKey: "custody",
     RequestAccess: "custody",
+    RequestCrossBorderReferral: "referral",
 }
 
 INTAKE_KEY_SUBJECT = "nrm.ctl.intake.key"

@@ -84,7 +84,9 @@ def build_service(
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
     runtime = Runtime(
-        settings=settings, registry=load_registry(settings.agency_registry), clock=clock
+        settings=settings,
+        registry=load_registry(settings.agency_registry, settings.country),
+        clock=clock,
     )
     host = ServiceHost(name, runtime, nats_url)
     loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
