@@ -96,6 +96,7 @@ def build_service(
         referral = ReferralService(host)
         referral.register()
         loops.append(referral.run_deadline_sweeps)
+        loops.extend(referral.link.loops())  # cross-border relay and ingress (peers only)
     elif name == "shelter":
         shelter.register(host)
     elif name == "custody":

@@ -23,6 +23,11 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from contracts.events import (
     CaseErased,
+    CaseReceivedFromAbroad,
+    ReferralAccepted,
+    ReferralCompleted,
+    ReferralCrossBorderRequested,
+    ReferralDeclined,
     ReferralRequested,
     ReferralRevoked,
     VictimIdentified,
@@ -42,6 +47,13 @@ CASE_KEYS_BUCKET = "nrm-case-keys"
 REFERRAL_DEADLINES_BUCKET = "nrm-referral-deadlines"
 BLIND_INDEX_BUCKET = "nrm-blind-index"
 ACK_WAIT_SECONDS = 30.0
+# Cross-border (docs/CROSSBORDER.md): packages waiting to be sent, per destination, and
+# packages received from partner hubs, deduplicated by package id for a week.
+XB_OUTBOX_STREAM = "NRM_XB_OUT"
+XB_INBOX_STREAM = "NRM_XB_IN"
+XB_OUTBOX_PREFIX = "nrm.xb.outbox"
+XB_INBOX_PREFIX = "nrm.xb.inbox"
+XB_DEDUP_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,18 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         "places shelter referrals and drops revoked ones from waiting lists",
     ),
     ConsumerSpec("audit-all", "audit", (f"{EVENT_PREFIX}.>",), "records every event"),
+    ConsumerSpec(
+        "xb-outbox",
+        "referral",
+        (
+            event_type_filter(ReferralCrossBorderRequested),
+            event_type_filter(CaseReceivedFromAbroad),
+            event_type_filter(ReferralAccepted),
+            event_type_filter(ReferralDeclined),
+            event_type_filter(ReferralCompleted),
+        ),
+        "queues cross-border packages: referrals to partner hubs and answers to them",
+    ),
     ConsumerSpec(
         "custody-on-erasure",
         "custody",
@@ -129,6 +153,24 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             subjects=[f"{DLQ_PREFIX}.>", max_deliveries_advisory()],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=XB_OUTBOX_STREAM,
+            description="Cross-border packages to send, per destination, in order",
+            subjects=[f"{XB_OUTBOX_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=XB_DEDUP_SECONDS,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=XB_INBOX_STREAM,
+            description="Cross-border packages received from partner hubs, once each",
+            subjects=[f"{XB_INBOX_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=XB_DEDUP_SECONDS,
             num_replicas=replicas,
         ),
     ]

@@ -1,0 +1,398 @@
+"""Cross-border referral between three country hubs (kg, kz, uz), each its own nats-server
+with its own JetStream domain, keys and registry, linked by leaf connections with one account
+per country pair. Canary personal data crosses only inside a consented referral, only the
+minimal dataset, sealed; refused transfers leave nothing; a cut link delays, never loses."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from contracts.commands import (
+    AcceptReferral,
+    CompleteReferral,
+    Consent,
+    CriteriaAnswers,
+    DeliveredItem,
+    PersonalData,
+    RegisterShelter,
+    RequestCrossBorderReferral,
+    ScreeningInterview,
+    WithdrawConsent,
+)
+from contracts.crossborder import ReferralPackage, package_info
+from contracts.envelope import Envelope
+from contracts.public_key_sealing import open_sealed_to, read_private_key
+from contracts.subjects import AUDIT_STREAM
+from contracts.vocabulary import (
+    Act,
+    DataPurpose,
+    DeliveryUnit,
+    FormOfExploitation,
+    Means,
+    Purpose,
+    Region,
+    Service,
+    Sex,
+    ShelterCategory,
+)
+from services.client import HubClient
+from services.runtime.linked_hubs import LinkedHubs
+from services.runtime.topology import XB_OUTBOX_STREAM
+from tests.integration.hub_reads import events, stream_messages, wait_until
+
+pytestmark = pytest.mark.integration
+
+NAME = "Dilshod Canaryovich"
+DOCUMENT = "CANARY-DOC-5521"
+PHONE = "+998 90 555 0000 canary"
+NARRATIVE = "canary-xb-narrative: kept on a farm near Osh"
+ADDRESS = "canary-address Fergana street 9"
+CANARIES = (NAME, "Canaryovich", DOCUMENT, PHONE, NARRATIVE, ADDRESS)
+NOT_MINIMAL = (PHONE, NARRATIVE, ADDRESS)
+
+
+@dataclass
+class Tap:
+    """Everything published in one hub's HUB account (a subscriber on `>`)."""
+
+    messages: list[Msg] = field(default_factory=list)
+
+    async def on_message(self, msg: Msg) -> None:
+        self.messages.append(msg)
+
+    def subjects(self) -> list[str]:
+        return [m.subject for m in self.messages]
+
+    def blob(self) -> bytes:
+        return b"\n".join(
+            m.subject.encode() + m.data + json.dumps(m.headers or {}).encode()
+            for m in self.messages
+        )
+
+
+@dataclass
+class World:
+    hubs: LinkedHubs
+    clients: dict[str, HubClient]
+    taps: dict[str, Tap]
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    overrides = {"max_deliver": 3, "retry_backoff_seconds": (0.05, 0.1)}
+    async with LinkedHubs(tmp_path, settings_overrides=overrides) as hubs, hubs.services():
+        connections: list[Client] = []
+        clients, taps = {}, {}
+        for country in hubs.countries:
+            nc = await nats.connect(hubs[country].url, name=f"test-{country}")
+            connections.append(nc)
+            taps[country] = Tap()
+            await nc.subscribe(">", cb=taps[country].on_message)
+            clients[country] = HubClient(nc)
+        try:
+            yield World(hubs, clients, taps)
+        finally:
+            for nc in connections:
+                await nc.drain()
+
+
+def interview(
+    agency_id: str,
+    region: Region,
+    citizenship: str,
+    countries: frozenset[str],
+    sex: Sex = Sex.MALE,
+    needs: frozenset[Service] = frozenset({Service.REPATRIATION}),
+    **consent: object,
+) -> ScreeningInterview:
+    return ScreeningInterview(
+        command_id=uuid.uuid4(),
+        agency_id=agency_id,
+        interviewed_on=dt.date(2026, 11, 20),
+        region=region,
+        sex=sex,
+        citizenship=citizenship,
+        country_of_exploitation="KG",
+        criteria=CriteriaAnswers(
+            acts=frozenset({Act.RECRUITMENT}),
+            means=frozenset({Means.DECEPTION}),
+            purposes=frozenset({Purpose.FORCED_LABOUR}),
+        ),
+        forms_of_exploitation=frozenset({FormOfExploitation.FORCED_LABOUR}),
+        needs=needs,
+        consent=Consent.model_validate(
+            {
+                "purposes": {DataPurpose.ASSISTANCE, DataPurpose.REPATRIATION},
+                "recipient_countries": countries,
+                **consent,
+            }
+        ),
+        personal_data=PersonalData(
+            full_name=NAME,
+            date_of_birth=dt.date(1994, 3, 2),
+            document_number=DOCUMENT,
+            phone=PHONE,
+            address=ADDRESS,
+            narrative=NARRATIVE,
+        ),
+    )
+
+
+async def identify(client: HubClient, screening: ScreeningInterview) -> str:
+    reply = await client.send(screening)
+    assert reply["status"] == "accepted", reply
+    case_id: str = reply["aggregate_id"]
+    return case_id
+
+
+def refer(
+    agency_id: str, case_id: str, destination: str, purpose: str, service: str
+) -> RequestCrossBorderReferral:
+    return RequestCrossBorderReferral.model_validate(
+        {
+            "command_id": uuid.uuid4(),
+            "agency_id": agency_id,
+            "case_id": case_id,
+            "destination": destination,
+            "purpose": purpose,
+            "service": service,
+        }
+    )
+
+
+async def of_type(client: HubClient, event_type: str) -> list[Envelope]:
+    return [e for e in await events(client.connection.jetstream()) if e.type == event_type]
+
+
+async def referral_events(client: HubClient, referral_id: str) -> list[str]:
+    return [
+        e.type
+        for e in await events(client.connection.jetstream())
+        if e.data.get("referral_id") == referral_id
+    ]
+
+
+async def test_an_uzbek_national_goes_home_and_a_kyrgyz_woman_comes_back(world: World) -> None:
+    kg, kz, uz = (world.clients[c] for c in ("kg", "kz", "uz"))
+    # Story 1: identified by the police in Osh, referred home to Uzbekistan.
+    case_id = await identify(kg, interview("kg-mia-osh", Region.OSH_CITY, "UZ", frozenset({"UZ"})))
+    reply = await kg.send(refer("kg-mia-osh", case_id, "UZ", "repatriation", "repatriation"))
+    assert reply["status"] == "accepted", reply
+    referral_id = reply["aggregate_id"]
+
+    received = await wait_until(lambda: of_type(uz, "case.received_from_abroad"), timeout=30)
+    local = received[0].data
+    assert (local["origin"], local["origin_referral_id"]) == ("KG", referral_id)
+    assert set(local["personal_data"]) == {"date_of_birth", "document_number", "full_name"}
+    requested = await wait_until(lambda: of_type(uz, "referral.requested"), timeout=30)
+    provider = requested[0].data["provider_id"]
+    assert provider == "uz-migration-agency"
+    await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_received"), timeout=30)
+    local_referral = requested[0].data["referral_id"]
+    accept = AcceptReferral(command_id=uuid.uuid4(), agency_id=provider, referral_id=local_referral)
+    assert (await uz.send(accept))["status"] == "accepted"
+    complete = CompleteReferral(
+        command_id=uuid.uuid4(),
+        agency_id=provider,
+        referral_id=local_referral,
+        delivered=(
+            DeliveredItem(service=Service.REPATRIATION, quantity=1, unit=DeliveryUnit.ITEM),
+        ),
+    )
+    assert (await uz.send(complete))["status"] == "accepted"
+    await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_completed"), timeout=30)
+    assert await referral_events(kg, referral_id) == [
+        "referral.cross_border_requested",
+        "referral.cross_border_received",
+        "referral.cross_border_accepted",
+        "referral.cross_border_completed",
+    ]
+
+    # Story 2: a Kyrgyz woman identified by the police in Almaty, referred back to a shelter
+    # in Bishkek: data crosses kz -> kg.
+    shelter = RegisterShelter(
+        command_id=uuid.uuid4(),
+        agency_id="kg-ngo-bishkek-crisis-centre",
+        capacity={ShelterCategory.WOMEN: 3},
+    )
+    assert (await kg.send(shelter))["status"] == "accepted"
+    woman = interview(
+        "kz-police-almaty",
+        Region.KZ_ALMATY_CITY,
+        "KG",
+        frozenset({"KG"}),
+        sex=Sex.FEMALE,
+        needs=frozenset({Service.SHELTER}),
+    )
+    kz_case = await identify(kz, woman)
+    reply = await kz.send(refer("kz-police-almaty", kz_case, "KG", "assistance", "shelter"))
+    assert reply["status"] == "accepted", reply
+    kz_referral = reply["aggregate_id"]
+    await wait_until(lambda: _has(kz, kz_referral, "referral.cross_border_accepted"), timeout=30)
+    admitted = await of_type(kg, "shelter.admitted")
+    assert [a.data["shelter_id"] for a in admitted] == ["kg-ngo-bishkek-crisis-centre"]
+    assert await referral_events(kz, kz_referral) == [
+        "referral.cross_border_requested",
+        "referral.cross_border_received",
+        "referral.cross_border_accepted",
+    ]
+
+    # Only the minimal dataset went, sealed to Uzbekistan's key: opened here with it.
+    uz_key = read_private_key(world.hubs["uz"].settings.intake_private_key_file)
+    packages = [m for m in world.taps["uz"].messages if m.subject == "nrm.xb.kg.uz.pkg"]
+    assert packages
+    package = ReferralPackage.model_validate_json(packages[0].data)
+    info = package_info(str(package.package_id), "KG", "UZ")
+    opened = json.loads(open_sealed_to(uz_key, info, package.personal_data))
+    assert opened == {"date_of_birth": "1994-03-02", "document_number": DOCUMENT, "full_name": NAME}
+
+    # Nothing in clear anywhere; of another country, only its packages and acknowledgements
+    # for this one (a subscriber on `>` sees nothing else: no events, audit, keys).
+    for country, tap in world.taps.items():
+        assert not [c for c in CANARIES if c.encode() in tap.blob()], country
+        foreign = {s for s in tap.subjects() if not _local(s, country)}
+        assert foreign, country
+        assert all(re.fullmatch(rf"nrm\.xb\.[a-z]{{2}}\.{country}\.(pkg|ack)", s) for s in foreign)
+    assert {s for s in world.taps["uz"].subjects() if not _local(s, "uz")} == {
+        "nrm.xb.kg.uz.pkg",
+        "nrm.xb.kg.uz.ack",
+    }
+    assert case_id.encode() not in world.taps["uz"].blob()
+    assert kz_case.encode() not in world.taps["kg"].blob()
+    assert not [c for c in NOT_MINIMAL if c.encode() in world.taps["uz"].blob()]
+
+
+def _local(subject: str, country: str) -> bool:
+    """Published in this hub itself: anything but another country's link subjects."""
+    parts = subject.split(".")
+    return parts[:2] != ["nrm", "xb"] or parts[2] in ("outbox", "inbox", country)
+
+
+async def _has(client: HubClient, referral_id: str, event_type: str) -> bool:
+    return event_type in await referral_events(client, referral_id)
+
+
+async def test_refused_transfers_are_recorded_and_nothing_leaves(world: World) -> None:
+    kg = world.clients["kg"]
+    past = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    no_country = await identify(kg, interview("kg-mia-osh", Region.OSH_CITY, "UZ", frozenset()))
+    expired = await identify(
+        kg, interview("kg-mia-osh", Region.OSH_CITY, "UZ", frozenset({"UZ"}), expires_at=past)
+    )
+    withdrawn = await identify(
+        kg, interview("kg-mia-osh", Region.OSH_CITY, "UZ", frozenset({"UZ", "KZ"}))
+    )
+    withdraw = WithdrawConsent(command_id=uuid.uuid4(), agency_id="kg-mia-osh", case_id=withdrawn)
+    assert (await kg.send(withdraw))["status"] == "accepted"
+    tried = [
+        (
+            refer("kg-mia-osh", no_country, "UZ", "repatriation", "repatriation"),
+            "country_not_covered",
+        ),
+        (refer("kg-mia-osh", expired, "UZ", "repatriation", "repatriation"), "consent_expired"),
+        (refer("kg-mia-osh", withdrawn, "UZ", "repatriation", "repatriation"), "consent_withdrawn"),
+        (refer("kg-mia-osh", withdrawn, "TJ", "repatriation", "repatriation"), "not_allow_listed"),
+        (
+            refer("kg-mia-osh", no_country, "UZ", "statistics", "repatriation"),
+            "purpose_not_allowed",
+        ),
+        (refer("kg-health-osh", withdrawn, "UZ", "repatriation", "repatriation"), "not_authorised"),
+    ]
+    refused_ids = []
+    for command, reason in tried:
+        reply = await kg.send(command)
+        assert (reply["status"], reply["reason"]) == ("refused", reason), reply
+        refused_ids.append(reply["referral_id"])
+        again = await kg.send(command)  # a retry is answered the same, recorded once
+        assert (again["status"], again["event_ids"]) == ("refused", reply["event_ids"])
+    unknown = refer("nobody-here", withdrawn, "UZ", "repatriation", "repatriation")
+    assert (await kg.send(unknown))["status"] == "rejected"
+
+    refusals = await of_type(kg, "referral.cross_border_refused")
+    assert sorted(e.data["referral_id"] for e in refusals) == sorted(refused_ids)
+    js = kg.connection.jetstream()
+
+    async def audited() -> list[str]:
+        entries = await stream_messages(js, AUDIT_STREAM)
+        return [m.subject for m in entries if m.subject.endswith("cross_border_refused")]
+
+    await wait_until(lambda: _at_least(audited, len(tried)), timeout=20)
+    assert (await js.stream_info(XB_OUTBOX_STREAM)).state.messages == 0
+    await asyncio.sleep(1.0)  # what would have crossed has had time to arrive
+    for country in ("kz", "uz"):
+        assert not [s for s in world.taps[country].subjects() if s.startswith("nrm.xb.kg.")]
+        assert not [c for c in CANARIES if c.encode() in world.taps[country].blob()]
+
+
+async def _at_least(probe: object, count: int) -> bool:
+    assert callable(probe)
+    return len(await probe()) >= count
+
+
+async def test_a_cut_link_delays_and_then_delivers_each_referral_once_in_order(
+    world: World,
+) -> None:
+    kg, kz = world.clients["kg"], world.clients["kz"]
+    cases = [
+        await identify(
+            kg,
+            interview(
+                "kg-consulate-almaty",
+                Region.ABROAD,
+                "KG",
+                frozenset({"KZ"}),
+                sex=Sex.FEMALE,
+                needs=frozenset({Service.PSYCHOLOGICAL}),
+            ),
+        )
+        for _ in range(5)
+    ]
+    world.hubs["kz"].server.stop()  # the link, and the whole Kazakh hub, are down
+    sent = []
+    for case_id in cases:
+        reply = await kg.send(
+            refer("kg-consulate-almaty", case_id, "KZ", "assistance", "psychological")
+        )
+        assert reply["status"] == "accepted", reply
+        sent.append(reply["aggregate_id"])
+    js = kg.connection.jetstream()
+
+    async def queued() -> bool:
+        return (await js.stream_info(XB_OUTBOX_STREAM)).state.messages == len(sent)
+
+    await wait_until(queued, timeout=20)
+    await asyncio.sleep(2.0)  # the relay is retrying against a dead link meanwhile
+    assert not await of_type(kg, "referral.cross_border_received")
+
+    await world.hubs["kz"].server.start()  # same port, same store: the link comes back
+
+    async def all_received() -> list[Envelope] | None:
+        found = await of_type(kz, "case.received_from_abroad")
+        return found if len(found) >= len(sent) else None
+
+    received = await wait_until(all_received, timeout=60)
+    assert [e.data["origin_referral_id"] for e in received] == sent
+    answered = await wait_until(
+        lambda: _count(kg, "referral.cross_border_received", len(sent)), timeout=60
+    )
+    assert sorted(e.data["referral_id"] for e in answered) == sorted(sent)
+    await asyncio.sleep(2.0)  # no late duplicate arrives
+    assert len(await of_type(kz, "case.received_from_abroad")) == len(sent)
+    assert len(await of_type(kz, "referral.requested")) == len(sent)
+
+
+async def _count(client: HubClient, event_type: str, count: int) -> list[Envelope] | None:
+    found = await of_type(client, event_type)
+    return found if len(found) >= count else None
