@@ -243,6 +243,7 @@ class CrossBorderLink:
                 try:
                     msgs = await sub.fetch(1, timeout=1.0)
                 except (NatsTimeoutError, TimeoutError):
+                    _unless_cancelled()
                     continue
                 except NatsError as exc:
                     log.warning("xb.relay.fetch_failed", peer=peer, error=type(exc).__name__)
@@ -322,7 +323,12 @@ class CrossBorderLink:
             ack = PackageAck(package_id=package.package_id)
             await nc.publish(ack_subject(self.here, origin), ack.model_dump_json().encode())
 
-        await nc.subscribe(f"nrm.xb.*.{self.here}.pkg", queue="xb-receivers", cb=on_package)
+        sub = await nc.subscribe(f"nrm.xb.*.{self.here}.pkg", queue="xb-receivers", cb=on_package)
+        try:
+            await asyncio.Event().wait()  # until the service stops
+        finally:
+            # Left subscribed, the broker's drain on stop would wait for it.
+            await sub.unsubscribe()
 
     # --- ingress: apply each stored package once, in order ----------------------------------
 
@@ -343,23 +349,30 @@ class CrossBorderLink:
             ),
         )
         sub = await js.pull_subscribe_bind(durable=durable, stream=XB_INBOX_STREAM)
-        while True:
-            try:
-                msgs = await sub.fetch(1, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):
-                continue
-            except NatsError as exc:
-                log.warning("xb.ingress.fetch_failed", error=type(exc).__name__)
-                await asyncio.sleep(1.0)
-                continue
-            for msg in msgs:
+        try:
+            while True:
                 try:
-                    await self.apply(parse_package(msg.data))
-                except Exception as exc:  # retried: a package is never dropped
-                    log.warning("xb.ingress.retry", error=type(exc).__name__)
-                    await msg.nak(delay=1.0)
+                    msgs = await sub.fetch(1, timeout=1.0)
+                except (NatsTimeoutError, TimeoutError):
+                    _unless_cancelled()
                     continue
-                await msg.ack_sync()
+                except NatsError as exc:
+                    log.warning("xb.ingress.fetch_failed", error=type(exc).__name__)
+                    await asyncio.sleep(1.0)
+                    continue
+                for msg in msgs:
+                    await self._apply_once(msg)
+        finally:
+            await sub.unsubscribe()
+
+    async def _apply_once(self, msg: Msg) -> None:
+        try:
+            await self.apply(parse_package(msg.data))
+        except Exception as exc:  # retried: a package is never dropped
+            log.warning("xb.ingress.retry", error=type(exc).__name__)
+            await msg.nak(delay=1.0)
+            return
+        await msg.ack_sync()
 
     async def apply(self, package: ReferralPackage | AnswerPackage) -> None:
         writer = self.runtime.writer(SERVICE)
@@ -423,6 +436,13 @@ class CrossBorderLink:
         peers = [p.country for p in self.runtime.registry.peers]
         relays = [functools.partial(self.relay, peer) for peer in peers]
         return [self.receive, *relays, self.ingress] if peers else []
+
+
+def _unless_cancelled() -> None:
+    """nats-py's fetch may turn a cancellation into a timeout: do not swallow a stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _once(events: list[Event]) -> Callable[[History], list[Event]]:

@@ -396,3 +396,14 @@ async def test_a_cut_link_delays_and_then_delivers_each_referral_once_in_order(
 async def _count(client: HubClient, event_type: str, count: int) -> list[Envelope] | None:
     found = await of_type(client, event_type)
     return found if len(found) >= count else None
+
+
+async def test_the_cross_border_demo_succeeds_and_prints_no_personal_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.crossborder_demo import run_crossborder_demo
+
+    assert await run_crossborder_demo(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "cross-border demo ok" in out
+    assert not [s for s in ("Demo Person", "DEMO-0001", "+000 000 0000", "fictional") if s in out]
