@@ -19,7 +19,7 @@ from services.identifier import service as identifier
 from services.referral.service import ReferralService
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.messaging import Runtime, ServiceHost
-from services.runtime.settings import Settings, nats_servers
+from services.runtime.settings import Settings, SettingsError, nats_servers
 from services.runtime.topology import bootstrap as bootstrap_topology
 from services.runtime.writer import Clock, utc_now
 from services.shelter import service as shelter
@@ -83,11 +83,12 @@ def build_service(
     """A service host with its handlers registered, and its background loops (not started)."""
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
-    runtime = Runtime(
-        settings=settings,
-        registry=load_registry(settings.agency_registry, settings.country),
-        clock=clock,
-    )
+    registry = load_registry(settings.agency_registry, settings.country)
+    if registry.country != settings.country:  # a hub must not run on another country's list
+        raise SettingsError(
+            f"NRM_AGENCY_REGISTRY is the {registry.country!r} registry, not {settings.country!r}"
+        )
+    runtime = Runtime(settings=settings, registry=registry, clock=clock)
     host = ServiceHost(name, runtime, nats_url)
     loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if name == "identifier":

@@ -18,6 +18,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from contracts.commands import (
     AcceptReferral,
@@ -33,7 +34,12 @@ from contracts.commands import (
 )
 from contracts.crossborder import ReferralPackage, package_info
 from contracts.envelope import Envelope
-from contracts.public_key_sealing import open_sealed_to, read_private_key
+from contracts.public_key_sealing import (
+    generate_private_key,
+    open_sealed_to,
+    read_private_key,
+    seal_to,
+)
 from contracts.subjects import AUDIT_STREAM
 from contracts.vocabulary import (
     Act,
@@ -184,7 +190,9 @@ async def referral_events(client: HubClient, referral_id: str) -> list[str]:
     ]
 
 
-async def test_an_uzbek_national_goes_home_and_a_kyrgyz_woman_comes_back(world: World) -> None:
+async def test_an_uzbek_national_goes_home_and_a_kyrgyz_woman_comes_back(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     kg, kz, uz = (world.clients[c] for c in ("kg", "kz", "uz"))
     # Story 1: identified by the police in Osh, referred home to Uzbekistan.
     case_id = await identify(kg, interview("kg-mia-osh", Region.OSH_CITY, "UZ", frozenset({"UZ"})))
@@ -272,6 +280,14 @@ async def test_an_uzbek_national_goes_home_and_a_kyrgyz_woman_comes_back(world: 
     assert case_id.encode() not in world.taps["uz"].blob()
     assert kz_case.encode() not in world.taps["kg"].blob()
     assert not [c for c in NOT_MINIMAL if c.encode() in world.taps["uz"].blob()]
+    # Nor in any hub's JetStream files or server log, nor in the services' logs.
+    for country in world.hubs.countries:
+        for path in (world.hubs[country].settings.data_dir / "nats").rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert not [c for c in CANARIES if c.encode() in data], path
+    logs = capsys.readouterr()
+    assert not [c for c in CANARIES if c in logs.out + logs.err]
 
 
 def _local(subject: str, country: str) -> bool:
@@ -407,3 +423,73 @@ async def test_the_cross_border_demo_succeeds_and_prints_no_personal_data(
     out = capsys.readouterr().out
     assert "cross-border demo ok" in out
     assert not [s for s in ("Demo Person", "DEMO-0001", "+000 000 0000", "fictional") if s in out]
+
+
+async def test_forged_misrouted_or_unopenable_packages_are_not_applied(world: World) -> None:
+    kg = world.clients["kg"]
+    nc, js = kg.connection, kg.connection.jetstream()
+    acks = Tap()
+    await nc.subscribe("nrm.xb.kg.*.ack", cb=acks.on_message)
+    good = {
+        "v": 1,
+        "kind": "answer",
+        "package_id": str(uuid.uuid4()),
+        "origin": "KZ",
+        "destination": "KG",
+        "referral_id": str(uuid.uuid4()),
+        "sent_at": "2026-11-23T10:00:00Z",
+        "status": "received",
+    }
+    # Not a peer of kg: ignored, not stored, not acknowledged.
+    await nc.publish("nrm.xb.tj.kg.pkg", json.dumps({**good, "origin": "TJ"}).encode())
+    # Says it is from Uzbekistan on Kazakhstan's subject: misrouted.
+    await nc.publish("nrm.xb.kz.kg.pkg", json.dumps({**good, "origin": "UZ"}).encode())
+    # Not a package at all.
+    await nc.publish("nrm.xb.kz.kg.pkg", b'{"kind": "referral"}')
+    # Well formed, but sealed to another key: stored, then not applied.
+    stranger = generate_private_key().public_key()
+    package_id = str(uuid.uuid4())
+    common = {k: v for k, v in good.items() if k not in ("kind", "status")}
+    forged = ReferralPackage.model_validate(
+        {
+            **common,
+            "package_id": package_id,
+            "purpose": "assistance",
+            "service": "shelter",
+            "authority_id": "kg-coordinating-body",
+            "profile": {
+                "sex": "female",
+                "age_band": "25-34",
+                "is_child": False,
+                "citizenship": "KG",
+                "forms_of_exploitation": [],
+                "vulnerabilities": [],
+            },
+            "fields": ["full_name"],
+            "personal_data": seal_to(
+                stranger, package_info(package_id, "KZ", "KG"), b'{"full_name": "x"}'
+            ).model_dump(),
+            "consent_purposes": ["assistance"],
+            "consent_expires_at": None,
+        }
+    )
+    await nc.publish(
+        "nrm.xb.kz.kg.pkg", forged.model_dump_json().encode(), headers={"Nats-Msg-Id": package_id}
+    )
+    await wait_until(lambda: _stored(js, 1), timeout=20)
+    await wait_until(lambda: _ack_count(acks, 3), timeout=20)
+    await asyncio.sleep(1.0)  # ingress has had time to (not) apply it
+    # The non-peer's package is not even acknowledged; the other three are.
+    assert acks.subjects() == ["nrm.xb.kg.kz.ack"] * 3
+    assert (await js.stream_info("NRM_XB_IN")).state.messages == 1
+    assert not await of_type(kg, "case.received_from_abroad")
+    info = await js.consumer_info("NRM_XB_IN", "xb-ingress")
+    assert info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def _stored(js: JetStreamContext, count: int) -> bool:
+    return (await js.stream_info("NRM_XB_IN")).state.messages >= count
+
+
+async def _ack_count(acks: Tap, count: int) -> bool:
+    return len(acks.messages) >= count

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -43,6 +44,7 @@ from contracts.vocabulary import (
 from services.agencies.registry import AgencyRegistry, Peer, load_registry
 from services.identifier.domain import consent_recorded, fold_case
 from services.referral import crossborder as xb
+from services.runtime.settings import Settings
 
 CASE = uuid.uuid4()
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -327,3 +329,27 @@ def test_registries_of_the_three_countries_name_each_other() -> None:
         assert {p.country for p in reg.peers} == peers
         for peer in reg.peers:
             assert load_registry(country=peer.country).get(peer.authority_id) is not None
+
+
+def test_a_hub_refuses_to_run_on_another_countrys_registry(tmp_path: Path) -> None:
+    from services.bootstrap import build_service
+    from services.runtime.settings import SettingsError
+
+    kz = Settings(country="kz", data_dir=tmp_path)
+    host, _ = build_service("shelter", "nats://127.0.0.1:1", kz)
+    assert host.runtime.registry.country == "kz"
+    wrong = tmp_path / "kg.json"
+    wrong.write_text(load_registry().model_dump_json())
+    mixed = Settings(country="uz", data_dir=tmp_path, agency_registry=wrong)
+    with pytest.raises(SettingsError, match="'kg' registry, not 'uz'"):
+        build_service("shelter", "nats://127.0.0.1:1", mixed)
+
+
+def test_a_peer_key_must_be_an_x25519_key() -> None:
+    with pytest.raises(ValidationError, match="public_key"):
+        Peer(
+            country="uz",
+            authority_id="uz-coordinating-body",
+            public_key="bm90IGEga2V5",
+            purposes={},
+        )
