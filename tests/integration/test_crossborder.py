@@ -47,13 +47,14 @@ from contracts.vocabulary import (
     DeliveryUnit,
     FormOfExploitation,
     Means,
+    PersonalField,
     Purpose,
     Region,
     Service,
     Sex,
     ShelterCategory,
 )
-from services.client import HubClient
+from services.client import AgencyClient, HubClient
 from services.runtime.linked_hubs import LinkedHubs
 from services.runtime.topology import XB_OUTBOX_STREAM
 from tests.integration.hub_reads import events, stream_messages, wait_until
@@ -209,6 +210,19 @@ async def test_an_uzbek_national_goes_home_and_a_kyrgyz_woman_comes_back(
     assert provider == "uz-migration-agency"
     await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_received"), timeout=30)
     local_referral = requested[0].data["referral_id"]
+    # Uzbekistan's provider opens what it was given with its own key, from uz's custody.
+    agency_key = generate_private_key()
+    registered = await uz.register_agency_key(
+        "uz-coordinating-body", provider, agency_key.public_key()
+    )
+    assert registered["status"] == "accepted", registered
+    agency = AgencyClient(uz.connection, provider, agency_key)
+    opened = await agency.open_fields(uuid.UUID(local["case_id"]), DataPurpose.ASSISTANCE)
+    assert opened == {
+        PersonalField.FULL_NAME: NAME,
+        PersonalField.DATE_OF_BIRTH: "1994-03-02",
+        PersonalField.DOCUMENT_NUMBER: DOCUMENT,
+    }
     accept = AcceptReferral(command_id=uuid.uuid4(), agency_id=provider, referral_id=local_referral)
     assert (await uz.send(accept))["status"] == "accepted"
     complete = CompleteReferral(
