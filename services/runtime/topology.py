@@ -64,6 +64,7 @@ class ConsumerSpec:
     service: str
     filter_subjects: tuple[str, ...]
     description: str
+    max_ack_pending: int = 1000  # 1: strictly one at a time, in stream order, retries included
 
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
@@ -103,6 +104,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
             event_type_filter(ReferralCompleted),
         ),
         "queues cross-border packages: referrals to partner hubs and answers to them",
+        max_ack_pending=1,
     ),
     ConsumerSpec(
         "custody-on-erasure",
@@ -185,7 +187,7 @@ def consumer_config(spec: ConsumerSpec, settings: Settings) -> ConsumerConfig:
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ACK_WAIT_SECONDS,
         max_deliver=settings.max_deliver,
-        max_ack_pending=1000,
+        max_ack_pending=spec.max_ack_pending,
         filter_subjects=list(spec.filter_subjects),
     )
 

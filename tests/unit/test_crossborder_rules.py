@@ -4,6 +4,7 @@ package contracts."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from pathlib import Path
 
@@ -353,3 +354,22 @@ def test_a_peer_key_must_be_an_x25519_key() -> None:
             public_key="bm90IGEga2V5",
             purposes={},
         )
+
+
+def test_the_deployed_nats_configs_are_the_generated_ones(tmp_path: Path) -> None:
+    from services.runtime.crossborder_nats import write_deployment
+
+    deployed = Path(__file__).parents[2] / "deploy" / "nats" / "crossborder"
+    for path in write_deployment(tmp_path):
+        assert (deployed / path.name).read_text() == path.read_text(), path.name
+
+
+def test_each_pair_account_lets_through_only_the_pairs_subjects() -> None:
+    from services.runtime.crossborder_nats import crossborder_config
+
+    text = crossborder_config("kg", ["kz", "uz"], {"kz": "a", "uz": "b"}, "h", "127.0.0.1:1")
+    shared = re.findall(r"\{ stream: [^\n]*?\"([^\"]+)\"", text)
+    assert len(shared) == 8  # per pair: HUB export + import, pair account import + export
+    assert set(shared) == {"nrm.xb.kg.kz.>", "nrm.xb.kz.kg.>", "nrm.xb.kg.uz.>", "nrm.xb.uz.kg.>"}
+    assert "nrm.evt" not in text and "$JS" not in text and "$KV" not in text
+    assert text.count("jetstream: enabled") == 1  # only HUB; the pair accounts have none
