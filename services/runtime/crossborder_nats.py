@@ -85,6 +85,9 @@ def crossborder_config(
         lines.append("leafnodes {")
         if leaf_listen is not None:
             lines.append(f'  listen: "{leaf_listen}"')
+            # Partners dial only the address they were given: no internal addresses are
+            # advertised across the border (and a cut link stays cut).
+            lines.append("  no_advertise: true")
         if remotes:
             lines += ["  remotes: [", remotes, "  ]"]
         lines.append("}")

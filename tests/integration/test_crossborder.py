@@ -6,6 +6,7 @@ minimal dataset, sealed; refused transfers leave nothing; a cut link delays, nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -55,9 +56,11 @@ from contracts.vocabulary import (
     ShelterCategory,
 )
 from services.client import AgencyClient, HubClient
+from services.runtime.embedded import free_port
 from services.runtime.linked_hubs import LinkedHubs
 from services.runtime.topology import XB_OUTBOX_STREAM
 from tests.integration.hub_reads import events, stream_messages, wait_until
+from tests.integration.link_proxy import LinkProxy
 
 pytestmark = pytest.mark.integration
 
@@ -96,10 +99,13 @@ class World:
     taps: dict[str, Tap]
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def linked_world(
+    tmp_path: Path, dial_ports: dict[str, int] | None = None
+) -> AsyncIterator[World]:
     overrides = {"max_deliver": 3, "retry_backoff_seconds": (0.05, 0.1)}
-    async with LinkedHubs(tmp_path, settings_overrides=overrides) as hubs, hubs.services():
+    hubs = LinkedHubs(tmp_path, settings_overrides=overrides, dial_ports=dial_ports or {})
+    async with hubs, hubs.services():
         connections: list[Client] = []
         clients, taps = {}, {}
         for country in hubs.countries:
@@ -113,6 +119,12 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         finally:
             for nc in connections:
                 await nc.drain()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with linked_world(tmp_path) as linked:
+        yield linked
 
 
 def interview(
@@ -507,3 +519,70 @@ async def _stored(js: JetStreamContext, count: int) -> bool:
 
 async def _ack_count(acks: Tap, count: int) -> bool:
     return len(acks.messages) >= count
+
+
+async def test_a_cut_link_between_running_hubs_delivers_both_ways_once_in_order(
+    tmp_path: Path,
+) -> None:
+    proxy_port = free_port()
+    async with linked_world(tmp_path, {"kz": proxy_port}) as world:
+        proxy = LinkProxy(proxy_port, world.hubs.leaf_port)
+        await proxy.restore()
+        kg, kz = world.clients["kg"], world.clients["kz"]
+        # The link works: one referral each way goes through first.
+        first = await _consulate_case(kg)
+        reply = await kg.send(
+            refer("kg-consulate-almaty", first, "KZ", "assistance", "psychological")
+        )
+        await wait_until(lambda: _count(kz, "case.received_from_abroad", 1), timeout=30)
+
+        await proxy.cut()  # both hubs and all their services keep running
+        to_kz = []
+        for _ in range(4):
+            case_id = await _consulate_case(kg)
+            reply = await kg.send(
+                refer("kg-consulate-almaty", case_id, "KZ", "assistance", "psychological")
+            )
+            to_kz.append(reply["aggregate_id"])
+        to_kg = []
+        for _ in range(3):
+            woman = interview(
+                "kz-police-almaty", Region.KZ_ALMATY_CITY, "KG", frozenset({"KG"}), sex=Sex.FEMALE
+            )
+            case_id = await identify(kz, woman)
+            reply = await kz.send(refer("kz-police-almaty", case_id, "KG", "assistance", "shelter"))
+            to_kg.append(reply["aggregate_id"])
+        await asyncio.sleep(3.0)  # relays retrying against a cut link
+        assert len(await of_type(kz, "case.received_from_abroad")) == 1
+        assert not await of_type(kg, "case.received_from_abroad")
+
+        await proxy.restore()
+        received_kz = await wait_until(
+            lambda: _count(kz, "case.received_from_abroad", 5), timeout=60
+        )
+        received_kg = await wait_until(
+            lambda: _count(kg, "case.received_from_abroad", 3), timeout=60
+        )
+        assert [e.data["origin_referral_id"] for e in received_kz][1:] == to_kz
+        assert [e.data["origin_referral_id"] for e in received_kg] == to_kg
+        await wait_until(lambda: _count(kg, "referral.cross_border_received", 5), timeout=60)
+        await wait_until(lambda: _count(kz, "referral.cross_border_received", 3), timeout=60)
+        await asyncio.sleep(2.0)  # nothing arrives twice
+        assert len(await of_type(kz, "case.received_from_abroad")) == 5
+        assert len(await of_type(kg, "case.received_from_abroad")) == 3
+        assert len(await of_type(kg, "referral.cross_border_received")) == 5
+        await proxy.cut()
+
+
+async def _consulate_case(kg: HubClient) -> str:
+    return await identify(
+        kg,
+        interview(
+            "kg-consulate-almaty",
+            Region.ABROAD,
+            "KG",
+            frozenset({"KZ"}),
+            sex=Sex.FEMALE,
+            needs=frozenset({Service.PSYCHOLOGICAL}),
+        ),
+    )
