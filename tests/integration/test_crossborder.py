@@ -283,6 +283,15 @@ async def test_an_uzbek_national_goes_home_and_a_kyrgyz_woman_comes_back(
         "referral.cross_border_accepted",
     ]
 
+    # Each hub's own audit log holds its side of the transfer.
+    for client, audited in (
+        (kg, "nrm.audit.referral.cross_border_requested"),
+        (kg, "nrm.audit.referral.cross_border_completed"),
+        (uz, "nrm.audit.case.received_from_abroad"),
+    ):
+        js = client.connection.jetstream()
+        await wait_until(lambda js=js, audited=audited: _audited(js, audited), timeout=20)
+
     # Only the minimal dataset went, sealed to Uzbekistan's key: opened here with it.
     uz_key = read_private_key(world.hubs["uz"].settings.intake_private_key_file)
     packages = [m for m in world.taps["uz"].messages if m.subject == "nrm.xb.kg.uz.pkg"]
@@ -320,6 +329,10 @@ def _local(subject: str, country: str) -> bool:
     """Published in this hub itself: anything but another country's link subjects."""
     parts = subject.split(".")
     return parts[:2] != ["nrm", "xb"] or parts[2] in ("outbox", "inbox", country)
+
+
+async def _audited(js: JetStreamContext, subject: str) -> bool:
+    return subject in [m.subject for m in await stream_messages(js, AUDIT_STREAM)]
 
 
 async def _has(client: HubClient, referral_id: str, event_type: str) -> bool:
