@@ -241,6 +241,21 @@ def decide_answer(referral: CrossBorderReferral | None, answer: AnswerPackage) -
 # --- the destination -----------------------------------------------------------------------
 
 
+def reception_problem(package: ReferralPackage, registry: AgencyRegistry) -> str | None:
+    """Why this hub will not apply a referral package, by its own allow-list: the origin
+    must be a peer, the purpose allowed from it, and the fields within the minimal dataset
+    this hub agreed for that purpose (a partner sending more is not rewarded with a case)."""
+    peer = registry.peer(package.origin)
+    if peer is None:
+        return "origin_not_a_peer"
+    allowed = peer.purposes.get(package.purpose)
+    if allowed is None:
+        return "purpose_not_allowed"
+    if not set(package.fields) <= allowed:
+        return "fields_beyond_minimal_dataset"
+    return None
+
+
 def receiving_authority(registry: AgencyRegistry, package: ReferralPackage) -> Agency:
     """The authority the package names, or the coordinating body if it names no agency here."""
     authority = registry.get(package.authority_id) or registry.get(registry.coordinating_body)

@@ -388,6 +388,10 @@ class CrossBorderLink:
                 ),
             )
             return
+        problem = crossborder.reception_problem(package, self.runtime.registry)
+        if problem is not None:
+            log.warning("xb.package_not_applied", origin=package.origin, problem=problem)
+            return
         case_id = derived_id("case", "xb", package.origin, cause)
         sealed = await self._reseal(package, str(case_id))
         if sealed is None:

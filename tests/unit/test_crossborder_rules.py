@@ -373,3 +373,18 @@ def test_each_pair_account_lets_through_only_the_pairs_subjects() -> None:
     assert set(shared) == {"nrm.xb.kg.kz.>", "nrm.xb.kz.kg.>", "nrm.xb.kg.uz.>", "nrm.xb.uz.kg.>"}
     assert "nrm.evt" not in text and "$JS" not in text and "$KV" not in text
     assert text.count("jetstream: enabled") == 1  # only HUB; the pair accounts have none
+
+
+def test_the_destination_applies_only_what_its_own_allow_list_agreed() -> None:
+    cmd = command()
+    transfer = decide([identified(), consent()], cmd)
+    assert isinstance(transfer, xb.Transfer)
+    pkg = package(transfer, cmd)
+    uz = load_registry(country="uz")
+    assert xb.reception_problem(pkg, uz) is None
+    more = pkg.model_copy(update={"fields": (*pkg.fields, F.NARRATIVE)})
+    assert xb.reception_problem(more, uz) == "fields_beyond_minimal_dataset"
+    other = pkg.model_copy(update={"purpose": DataPurpose.STATISTICS})
+    assert xb.reception_problem(other, uz) == "purpose_not_allowed"
+    stranger = pkg.model_copy(update={"origin": "TJ"})
+    assert xb.reception_problem(stranger, uz) == "origin_not_a_peer"
