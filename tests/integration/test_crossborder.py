@@ -10,6 +10,8 @@ import contextlib
 import datetime as dt
 import json
 import re
+import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -61,6 +63,7 @@ from services.runtime.linked_hubs import LinkedHubs
 from services.runtime.topology import XB_OUTBOX_STREAM
 from tests.integration.hub_reads import events, stream_messages, wait_until
 from tests.integration.link_proxy import LinkProxy
+from tests.integration.test_cli import NRM, _env
 
 pytestmark = pytest.mark.integration
 
@@ -599,3 +602,38 @@ async def _consulate_case(kg: HubClient) -> str:
             needs=frozenset({Service.PSYCHOLOGICAL}),
         ),
     )
+
+
+async def test_up_runs_the_hub_of_the_country_it_is_given(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*NRM, "up", "--country", "kz", "--data", str(tmp_path / "var")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(tmp_path),
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        url = line.strip().removeprefix("NRM hub ready ")
+        nc = await nats.connect(url)
+        client = HubClient(nc)
+
+        def register(agency_id: str) -> RegisterShelter:
+            return RegisterShelter(
+                command_id=uuid.uuid4(),
+                agency_id=agency_id,
+                capacity={ShelterCategory.WOMEN: 2},
+            )
+
+        assert (await client.send(register("kz-ngo-almaty-shelter")))["status"] == "accepted"
+        kyrgyz = await client.send(register("kg-ngo-osh-crisis-centre"))
+        assert kyrgyz["errors"][0]["code"] == "unknown_agency"  # not in Kazakhstan's registry
+        envelope = await of_type(client, "shelter.registered")
+        assert envelope[0].source == "urn:nrm-hub:kz:shelter"
+        await nc.drain()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
