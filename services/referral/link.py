@@ -25,7 +25,6 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from contracts.commands import RequestCrossBorderReferral
@@ -65,8 +64,10 @@ from services.runtime.topology import (
     CASE_KEYS_BUCKET,
     XB_INBOX_PREFIX,
     XB_INBOX_STREAM,
+    XB_INGRESS_DURABLE,
     XB_OUTBOX_PREFIX,
     XB_OUTBOX_STREAM,
+    xb_relay_durable,
 )
 from services.runtime.writer import Outcome, derived_id
 
@@ -74,7 +75,6 @@ SERVICE = "referral"
 log = get_logger("nrm.crossborder")
 ACK_TIMEOUT_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 5.0
-ACK_WAIT_SECONDS = 30.0
 
 
 class CrossBorderLink:
@@ -211,20 +211,7 @@ class CrossBorderLink:
         js = self.runtime.jetstream
         nc = self.runtime.nc
         assert nc is not None
-        durable = f"xb-relay-{peer}"
-        await js.add_consumer(
-            XB_OUTBOX_STREAM,
-            ConsumerConfig(
-                durable_name=durable,
-                name=durable,
-                description=f"sends packages to {peer}, one at a time, in order",
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=ACK_WAIT_SECONDS,
-                max_ack_pending=1,
-                filter_subject=f"{XB_OUTBOX_PREFIX}.{peer}.>",
-            ),
-        )
+        durable = xb_relay_durable(peer)  # created by the bootstrap, like every durable
         acked: dict[str, asyncio.Event] = {}
 
         async def on_ack(msg: Msg) -> None:
@@ -334,20 +321,7 @@ class CrossBorderLink:
 
     async def ingress(self) -> None:
         js = self.runtime.jetstream
-        durable = "xb-ingress"
-        await js.add_consumer(
-            XB_INBOX_STREAM,
-            ConsumerConfig(
-                durable_name=durable,
-                name=durable,
-                description="applies received cross-border packages, once each, in order",
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=ACK_WAIT_SECONDS,
-                max_ack_pending=1,
-                filter_subject=f"{XB_INBOX_PREFIX}.>",
-            ),
-        )
+        durable = XB_INGRESS_DURABLE
         sub = await js.pull_subscribe_bind(durable=durable, stream=XB_INBOX_STREAM)
         try:
             while True:

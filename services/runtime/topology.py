@@ -41,6 +41,7 @@ from contracts.subjects import (
     EVENTS_STREAM,
     event_type_filter,
 )
+from services.agencies.registry import load_registry
 from services.runtime.settings import Settings
 
 CASE_KEYS_BUCKET = "nrm-case-keys"
@@ -192,6 +193,43 @@ def consumer_config(spec: ConsumerSpec, settings: Settings) -> ConsumerConfig:
     )
 
 
+XB_ACK_WAIT_SECONDS = 30.0
+XB_INGRESS_DURABLE = "xb-ingress"
+
+
+def xb_relay_durable(peer: str) -> str:
+    return f"xb-relay-{peer}"
+
+
+def xb_consumer_configs(peers: list[str]) -> list[tuple[str, ConsumerConfig]]:
+    """Cross-border consumers (docs/CROSSBORDER.md), one package in flight each: a relay per
+    peer on the outbox, and ingress on the inbox. Created here, like every durable, so that a
+    service never needs the right to create one."""
+    specs = [
+        (XB_OUTBOX_STREAM, xb_relay_durable(p), f"{XB_OUTBOX_PREFIX}.{p}.>", f"sends to {p}")
+        for p in peers
+    ]
+    specs.append(
+        (XB_INBOX_STREAM, XB_INGRESS_DURABLE, f"{XB_INBOX_PREFIX}.>", "applies received packages")
+    )
+    return [
+        (
+            stream,
+            ConsumerConfig(
+                durable_name=durable,
+                name=durable,
+                description=description,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=XB_ACK_WAIT_SECONDS,
+                max_ack_pending=1,
+                filter_subject=subject,
+            ),
+        )
+        for stream, durable, subject, description in specs
+    ]
+
+
 async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1) -> None:
     """Create or update every stream, consumer and bucket. Safe to run again."""
     for config in stream_configs(replicas):
@@ -201,6 +239,9 @@ async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1)
             await js.update_stream(config)
     for spec in CONSUMERS:
         await js.add_consumer(EVENTS_STREAM, consumer_config(spec, settings))
+    registry = load_registry(settings.agency_registry, settings.country)
+    for stream, xb_config in xb_consumer_configs([p.country for p in registry.peers]):
+        await js.add_consumer(stream, xb_config)
     for bucket, description in (
         (CASE_KEYS_BUCKET, "Per-case data keys, wrapped under the key-encryption key"),
         (REFERRAL_DEADLINES_BUCKET, "Open referrals and when they must be answered"),
