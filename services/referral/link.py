@@ -233,14 +233,16 @@ class CrossBorderLink:
                     _unless_cancelled()
                     continue
                 except NatsError as exc:
+                    _unless_cancelled()
                     log.warning("xb.relay.fetch_failed", peer=peer, error=type(exc).__name__)
                     await asyncio.sleep(1.0)
                     continue
                 for msg in msgs:
                     await self._send_until_acknowledged(peer, msg, acked)
         finally:
-            await ack_sub.unsubscribe()
-            await sub.unsubscribe()
+            with contextlib.suppress(NatsError):  # the connection may be closing already
+                await ack_sub.unsubscribe()
+                await sub.unsubscribe()
 
     async def _send_until_acknowledged(
         self, peer: str, msg: Msg, acked: dict[str, asyncio.Event]
@@ -259,6 +261,7 @@ class CrossBorderLink:
                     await asyncio.wait_for(done.wait(), ACK_TIMEOUT_SECONDS)
                     break
                 except (TimeoutError, NatsError) as exc:
+                    _unless_cancelled()
                     log.info(
                         "xb.relay.waiting", peer=peer, error=type(exc).__name__, retry_in=delay
                     )
@@ -271,6 +274,7 @@ class CrossBorderLink:
                     await msg.ack_sync(timeout=2.0)
                     break
                 except (TimeoutError, NatsError):
+                    _unless_cancelled()
                     await asyncio.sleep(0.5)  # resent after a redelivery, and dropped there
         finally:
             acked.pop(package_id, None)
@@ -315,7 +319,8 @@ class CrossBorderLink:
             await asyncio.Event().wait()  # until the service stops
         finally:
             # Left subscribed, the broker's drain on stop would wait for it.
-            await sub.unsubscribe()
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
 
     # --- ingress: apply each stored package once, in order ----------------------------------
 
@@ -331,18 +336,21 @@ class CrossBorderLink:
                     _unless_cancelled()
                     continue
                 except NatsError as exc:
+                    _unless_cancelled()
                     log.warning("xb.ingress.fetch_failed", error=type(exc).__name__)
                     await asyncio.sleep(1.0)
                     continue
                 for msg in msgs:
                     await self._apply_once(msg)
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
 
     async def _apply_once(self, msg: Msg) -> None:
         try:
             await self.apply(parse_package(msg.data))
         except Exception as exc:  # retried: a package is never dropped
+            _unless_cancelled()
             log.warning("xb.ingress.retry", error=type(exc).__name__)
             await msg.nak(delay=1.0)
             return
@@ -417,7 +425,8 @@ class CrossBorderLink:
 
 
 def _unless_cancelled() -> None:
-    """nats-py's fetch may turn a cancellation into a timeout: do not swallow a stop."""
+    """nats-py may report a cancellation as a timeout or a closed connection: a loop that
+    retries on those must not swallow the service's stop."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
