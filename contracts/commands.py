@@ -271,6 +271,22 @@ class RequestAccess(Command):
     )
 
 
+class RequestCrossBorderReferral(Command):
+    """Refer a case to a partner country's hub (repatriation, return assistance, services
+    there, case information for an investigation). Sent by the identifying agency or the
+    coordinating body. Needs a consent in force naming the destination country and the
+    purpose, and the destination on this hub's allow-list; only the minimal dataset for the
+    purpose leaves, sealed to the destination. A refusal is recorded and answered
+    `cross_border.refused`; nothing leaves."""
+
+    NAME: ClassVar[str] = "referral.cross_border"
+
+    case_id: UUID
+    destination: CountryCode = Field(description="ISO 3166-1 alpha-2 of the partner country")
+    purpose: DataPurpose
+    service: Service = Field(description="What the person needs there, e.g. repatriation")
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     SubmitScreening,
     AcceptReferral,
@@ -284,4 +300,5 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     EraseCase,
     RegisterAgencyKey,
     RequestAccess,
+    RequestCrossBorderReferral,
 )

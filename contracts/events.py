@@ -19,6 +19,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import Consent, DeliveredItem
+from contracts.crossborder import ReferralPackage
 from contracts.sealed import SealedValue
 from contracts.vocabulary import (
     AccessRefusal,
@@ -40,6 +41,7 @@ from contracts.vocabulary import (
     Service,
     Sex,
     ShelterCategory,
+    TransferRefusal,
     Vulnerability,
 )
 
@@ -161,6 +163,20 @@ class LikelyDuplicateFound(CaseEvent):
     earlier_case_ids: tuple[UUID, ...] = Field(min_length=1)
 
 
+class CaseReceivedFromAbroad(ScreeningRecord):
+    """A cross-border referral arrived from a partner country's hub: the local case. The
+    profile is as the origin sent it; `agency_id` is this hub's receiving authority; the
+    personal data (the minimal dataset only) is re-sealed under this case's key."""
+
+    NAME: ClassVar[str] = "case.received_from_abroad"
+
+    origin: CountryCode
+    origin_referral_id: UUID
+    package_id: UUID
+    purpose: DataPurpose
+    service: Service
+
+
 # --- Referral (referral) -------------------------------------------------------------------
 
 
@@ -235,6 +251,60 @@ class ReferralEscalated(ReferralEvent):
     provider_id: AgencyId
     overdue_since: dt.datetime
     escalated_to: AgencyId
+
+
+class CrossBorderReferralEvent(ReferralEvent):
+    """A referral to a partner country's hub (the origin's side of a cross-border referral)."""
+
+    destination: CountryCode
+
+
+class ReferralCrossBorderRequested(CrossBorderReferralEvent):
+    """Consent and allow-list checked: the package below is queued for the destination. Its
+    personal data is sealed to the destination's key; this hub cannot open it."""
+
+    NAME: ClassVar[str] = "referral.cross_border_requested"
+
+    purpose: DataPurpose
+    service: Service
+    referrer_id: AgencyId
+    authority_id: AgencyId = Field(description="The destination authority")
+    fields_sent: tuple[PersonalField, ...]
+    package_id: UUID
+    package: ReferralPackage
+
+
+class ReferralCrossBorderRefused(CrossBorderReferralEvent):
+    """A cross-border referral was refused before anything left the hub."""
+
+    NAME: ClassVar[str] = "referral.cross_border_refused"
+
+    purpose: DataPurpose
+    service: Service
+    requested_by: AgencyId
+    reason: TransferRefusal
+
+
+class CrossBorderAnswer(CrossBorderReferralEvent):
+    package_id: UUID = Field(description="The answer package this was recorded from")
+
+
+class ReferralCrossBorderReceived(CrossBorderAnswer):
+    NAME: ClassVar[str] = "referral.cross_border_received"
+
+
+class ReferralCrossBorderAccepted(CrossBorderAnswer):
+    NAME: ClassVar[str] = "referral.cross_border_accepted"
+
+
+class ReferralCrossBorderDeclined(CrossBorderAnswer):
+    NAME: ClassVar[str] = "referral.cross_border_declined"
+
+    reason: DeclineReason
+
+
+class ReferralCrossBorderCompleted(CrossBorderAnswer):
+    NAME: ClassVar[str] = "referral.cross_border_completed"
 
 
 # --- Shelter (shelter) ---------------------------------------------------------------------
@@ -351,6 +421,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ConsentWithdrawn,
     CaseErased,
     LikelyDuplicateFound,
+    CaseReceivedFromAbroad,
     ReferralRequested,
     ReferralAccepted,
     ReferralWaitlisted,
@@ -358,6 +429,12 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ReferralCompleted,
     ReferralRevoked,
     ReferralEscalated,
+    ReferralCrossBorderRequested,
+    ReferralCrossBorderRefused,
+    ReferralCrossBorderReceived,
+    ReferralCrossBorderAccepted,
+    ReferralCrossBorderDeclined,
+    ReferralCrossBorderCompleted,
     ShelterRegistered,
     ShelterAdmitted,
     ShelterWaitlisted,

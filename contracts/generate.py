@@ -12,7 +12,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from contracts.commands import ALL_COMMANDS, RequestAccess, ScreeningInterview
+from contracts.commands import (
+    ALL_COMMANDS,
+    RequestAccess,
+    RequestCrossBorderReferral,
+    ScreeningInterview,
+)
 from contracts.envelope import CONTENT_TYPE, Envelope, schema_uri
 from contracts.events import ALL_EVENTS
 from contracts.operations import (
@@ -23,7 +28,13 @@ from contracts.operations import (
     RedriveRequest,
 )
 from contracts.public_key_sealing import SealedToKey
-from contracts.replies import AccessDenied, AccessReleased, CommandAccepted, CommandRejected
+from contracts.replies import (
+    AccessDenied,
+    AccessReleased,
+    CommandAccepted,
+    CommandRejected,
+    TransferRefused,
+)
 from contracts.sealed import SealedValue
 from contracts.subjects import EVENT_PREFIX, command_subject
 
@@ -58,6 +69,9 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         AccessReleased, schema_uri(AccessReleased.TYPE, 1)
     )
     files["reply.access-denied.json"] = _schema(AccessDenied, schema_uri(AccessDenied.TYPE, 1))
+    files["reply.cross-border-refused.json"] = _schema(
+        TransferRefused, schema_uri(TransferRefused.TYPE, 1)
+    )
     files["sealed-to-key.v1.json"] = _schema(SealedToKey, schema_uri("sealed-to-key", 1))
     files["sealed-value.v2.json"] = _schema(SealedValue, schema_uri("sealed-value", 2))
     for model in (AuditEntry, CommandRejectionNoted, DeadLetterRecorded, DeadLetterResolved):
@@ -97,6 +111,7 @@ def asyncapi() -> dict[str, Any]:
         CommandRejected,
         AccessReleased,
         AccessDenied,
+        TransferRefused,
     )
     models: list[type[BaseModel]] = [*ALL_COMMANDS, *ALL_EVENTS, *replies]
     refs, defs = models_json_schema(
@@ -138,6 +153,8 @@ def asyncapi() -> dict[str, Any]:
         answers: list[type[BaseModel]] = (
             [AccessReleased, AccessDenied] if command is RequestAccess else [CommandAccepted]
         )
+        if command is RequestCrossBorderReferral:
+            answers.append(TransferRefused)
         answers.append(CommandRejected)
         return [{"$ref": f"#/channels/reply/messages/{_type(r)}"} for r in answers]
 

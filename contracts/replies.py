@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.public_key_sealing import SealedToKey
 from contracts.sealed import SealedValue
-from contracts.vocabulary import AccessRefusal
+from contracts.vocabulary import AccessRefusal, TransferRefusal
 
 
 class ErrorCode(StrEnum):
@@ -110,3 +110,18 @@ class AccessDenied(BaseModel):
     case_id: UUID
     reason: AccessRefusal
     event_ids: tuple[UUID, ...] = Field(description="The recorded access.refused event")
+
+
+class TransferRefused(BaseModel):
+    """The answer to a refused `referral.cross_border`: the request was valid, the rules
+    refused it, the refusal is recorded (`referral.cross_border_refused`) and nothing left."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = "cross_border.refused"
+
+    status: Literal["refused"] = "refused"
+    command_id: UUID
+    referral_id: UUID
+    reason: TransferRefusal
+    event_ids: tuple[UUID, ...] = Field(description="The recorded refusal event")

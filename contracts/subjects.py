@@ -30,6 +30,7 @@ from contracts.commands import (
     RegisterAgencyKey,
     RegisterShelter,
     RequestAccess,
+    RequestCrossBorderReferral,
     RevokeReferral,
     SubmitScreening,
     WithdrawConsent,
@@ -62,6 +63,7 @@ COMMAND_OWNERS: dict[type[Command], str] = {
     EraseCase: "identifier",
     RegisterAgencyKey: "custody",
     RequestAccess: "custody",
+    RequestCrossBorderReferral: "referral",
 }
 
 INTAKE_KEY_SUBJECT = "nrm.ctl.intake.key"

@@ -13,8 +13,9 @@ from pydantic import StringConstraints
 
 
 class Region(StrEnum):
-    """Where a person was identified: the seven oblasts, the two cities of republican
-    significance, or abroad (consulates, overseas missions)."""
+    """Where a person was identified or an agency works: the seven oblasts, the two cities of
+    republican significance, or abroad (consulates, overseas missions); and, for the partner
+    countries' hubs (cross-border referral), the regions their registries use."""
 
     BISHKEK_CITY = "bishkek_city"
     OSH_CITY = "osh_city"
@@ -26,6 +27,16 @@ class Region(StrEnum):
     OSH_REGION = "osh_region"
     TALAS = "talas"
     ABROAD = "abroad"
+    # Kazakhstan (kz hub)
+    KZ_ASTANA_CITY = "kz_astana_city"
+    KZ_ALMATY_CITY = "kz_almaty_city"
+    KZ_SHYMKENT_CITY = "kz_shymkent_city"
+    KZ_TURKISTAN = "kz_turkistan"
+    # Uzbekistan (uz hub)
+    UZ_TASHKENT_CITY = "uz_tashkent_city"
+    UZ_ANDIJAN = "uz_andijan"
+    UZ_FERGANA = "uz_fergana"
+    UZ_SAMARKAND = "uz_samarkand"
 
 
 class Sex(StrEnum):
@@ -203,6 +214,22 @@ class AccessRefusal(StrEnum):
     PURPOSE_NOT_COVERED = "purpose_not_covered"
     RECIPIENT_NOT_COVERED = "recipient_not_covered"
     FIELDS_NOT_COVERED = "fields_not_covered"
+
+
+class TransferRefusal(StrEnum):
+    """Why a cross-border referral was not sent (recorded, audited; nothing left the hub)."""
+
+    UNKNOWN_CASE = "unknown_case"
+    NOT_IDENTIFIED = "not_identified"
+    CASE_ERASED = "case_erased"
+    NOT_AUTHORISED = "not_authorised"
+    NOT_ALLOW_LISTED = "not_allow_listed"
+    PURPOSE_NOT_ALLOWED = "purpose_not_allowed"
+    NO_CONSENT = "no_consent"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    CONSENT_EXPIRED = "consent_expired"
+    PURPOSE_NOT_COVERED = "purpose_not_covered"
+    COUNTRY_NOT_COVERED = "country_not_covered"
 
 
 class DeclineReason(StrEnum):

@@ -22,7 +22,7 @@ from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.health import poll_consumer_lag, register_ping
 from services.runtime.messaging import Runtime, ServiceHost
-from services.runtime.settings import Settings, nats_servers
+from services.runtime.settings import Settings, SettingsError, nats_servers
 from services.runtime.topology import bootstrap as bootstrap_topology
 from services.runtime.writer import Clock, utc_now
 from services.shelter import service as shelter
@@ -86,9 +86,12 @@ def build_service(
     """A service host with its handlers registered, and its background loops (not started)."""
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
-    runtime = Runtime(
-        settings=settings, registry=load_registry(settings.agency_registry), clock=clock
-    )
+    registry = load_registry(settings.agency_registry, settings.country)
+    if registry.country != settings.country:  # a hub must not run on another country's list
+        raise SettingsError(
+            f"NRM_AGENCY_REGISTRY is the {registry.country!r} registry, not {settings.country!r}"
+        )
+    runtime = Runtime(settings=settings, registry=registry, clock=clock)
     host = ServiceHost(name, runtime, nats_url)
     loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if name == "identifier":
@@ -97,6 +100,7 @@ def build_service(
         referral = ReferralService(host)
         referral.register()
         loops.append(referral.run_deadline_sweeps)
+        loops.extend(referral.link.loops())  # cross-border relay and ingress (peers only)
     elif name == "shelter":
         shelter.register(host)
     elif name == "custody":

@@ -4,6 +4,7 @@
     nrm run NAME  run one service against a running NATS (what a container runs)
     nrm bootstrap create streams, consumers and buckets on a running NATS
     nrm demo      run the seed scenario end to end and check every outcome
+    nrm demo --cross-border        three country hubs linked: referrals across borders
     nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
     nrm status    services running, consumer lag, dead letters, last audit entry
     nrm stats [report|htcds]       statistics for the coordinating body and publication
@@ -283,10 +284,20 @@ def _parser() -> argparse.ArgumentParser:
     up = with_url(sub.add_parser("up", help="run the whole hub (embedded NATS by default)"))
     up.add_argument("--data", type=Path, help="state directory (default ./var)")
     up.add_argument("--port", type=int, help="embedded NATS port (default: a free one)")
+    up.add_argument(
+        "--country",
+        choices=("kg", "kz", "uz"),
+        help="which country's hub (registry, source); default $NRM_COUNTRY or kg",
+    )
     run = with_url(sub.add_parser("run", help="run one service"))
     run.add_argument("service", choices=SERVICES)
     with_url(sub.add_parser("bootstrap", help="create streams, consumers and buckets"))
-    with_url(sub.add_parser("demo", help="run the seed scenario and check the outcomes"))
+    demo = with_url(sub.add_parser("demo", help="run the seed scenario and check the outcomes"))
+    demo.add_argument(
+        "--cross-border",
+        action="store_true",
+        help="three country hubs (kg, kz, uz) linked: referrals across borders",
+    )
     dlq = sub.add_parser("dlq", help="dead letters: events a consumer could not apply")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     dlq_list = with_url(dlq_sub.add_parser("list", help="list unresolved dead letters"))
@@ -337,7 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("WARNING" if args.command == "demo" else "INFO")
     try:
         settings = Settings.from_env(
-            nats_url=getattr(args, "nats_url", None), data_dir=getattr(args, "data", None)
+            nats_url=getattr(args, "nats_url", None),
+            data_dir=getattr(args, "data", None),
+            country=getattr(args, "country", None),
         )
         if args.command == "up":
             return asyncio.run(cmd_up(settings, args.port))
@@ -366,6 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_stats(args, resolve_nats_url(settings), options))
         if args.command == "audit":
             return asyncio.run(audit_cli.run(args, settings, lambda: resolve_nats_url(settings)))
+        if args.command == "demo" and args.cross_border:
+            from services.crossborder_demo import run_crossborder_demo
+
+            return asyncio.run(run_crossborder_demo())
         if args.command == "demo":
             from services.demo import run_demo
 

@@ -13,7 +13,13 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from contracts.commands import AcceptReferral, CompleteReferral, DeclineReferral, RevokeReferral
+from contracts.commands import (
+    AcceptReferral,
+    CompleteReferral,
+    DeclineReferral,
+    RequestCrossBorderReferral,
+    RevokeReferral,
+)
 from contracts.events import (
     Event,
     PlacementEvent,
@@ -24,10 +30,11 @@ from contracts.events import (
 from contracts.vocabulary import Service
 from services.referral import domain
 from services.referral.feed import AgencyFeed
+from services.referral.link import CrossBorderLink
 from services.runtime.eventstore import History
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
-from services.runtime.topology import REFERRAL_DEADLINES_BUCKET, consumer
+from services.runtime.topology import CASE_KEYS_BUCKET, REFERRAL_DEADLINES_BUCKET, consumer
 from services.runtime.writer import Decide, Outcome, derived_id
 
 SERVICE = "referral"
@@ -48,6 +55,7 @@ class ReferralService:
         self.host = host
         self.runtime = host.runtime
         self._deadlines: KeyValue | None = None
+        self.link = CrossBorderLink(host.runtime)
 
     def register(self) -> None:
         clock = self.runtime.clock
@@ -62,6 +70,9 @@ class ReferralService:
         self.host.consume(consumer("referral-deadlines"), self.on_referral_event)
         self.host.needs_bucket(REFERRAL_DEADLINES_BUCKET)
         AgencyFeed(self.host).register()
+        self.host.command(RequestCrossBorderReferral, self.link.request)
+        self.host.consume(consumer("xb-outbox"), self.link.on_event)
+        self.host.needs_bucket(CASE_KEYS_BUCKET)
 
     def _answer(
         self, decide: Callable[[domain.Referral | None, Any], Sequence[Event]]

@@ -99,6 +99,8 @@ class EmbeddedNats:
         server_name: str = "nrm-embedded",
         cluster: ClusterRoutes | None = None,
         log_file: Path | None = None,
+        jetstream_domain: str | None = None,
+        extra_config: str = "",
     ) -> None:
         _require_loopback(host)
         self.data_dir = data_dir
@@ -108,6 +110,9 @@ class EmbeddedNats:
         self.server_name = server_name
         self.cluster = cluster
         self.log_file = log_file if log_file is not None else data_dir / "nats-server.log"
+        # Cross-border: a JetStream domain per country, accounts and leaf links (verbatim).
+        self.jetstream_domain = jetstream_domain
+        self.extra_config = extra_config
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -129,7 +134,9 @@ class EmbeddedNats:
             f'  store_dir: "{(self.data_dir / "jetstream").resolve()}"',
             # Acked means on disk: the Jepsen NATS 2.12.1 analysis lost acked writes otherwise.
             "  sync_interval: always" if self.sync_always else "",
+            f"  domain: {self.jetstream_domain}" if self.jetstream_domain else "",
             "}",
+            self.extra_config,
         ]
         if self.cluster is not None:
             routes = ", ".join(

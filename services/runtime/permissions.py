@@ -61,6 +61,8 @@ from services.runtime.topology import (
     BLIND_INDEX_BUCKET,
     CASE_KEYS_BUCKET,
     REFERRAL_DEADLINES_BUCKET,
+    XB_INBOX_STREAM,
+    XB_OUTBOX_STREAM,
     every_durable,
 )
 
@@ -125,12 +127,28 @@ SERVICE_NEEDS: dict[str, ServiceNeeds] = {
         answers=(INTAKE_KEY_SUBJECT,),
     ),
     "referral": ServiceNeeds(
-        writes=("referral",),
-        loads=("referral",),
-        buckets=(REFERRAL_DEADLINES_BUCKET,),
-        # Cross-border referrals (repatriation) go to and come from peer hubs.
-        publishes=(f"{FEED_PREFIX}.>", f"{CROSSBORDER_PREFIX}.out.>"),
-        hears=(f"{CROSSBORDER_PREFIX}.in.>",),
+        # Cross-border referrals (docs/CROSSBORDER.md): egress opens the minimal fields of a
+        # case and re-seals them for the peer, ingress records the case received from abroad,
+        # so the referral service holds case-key and case-event rights it would otherwise not
+        # need. Moving those two steps into the identifier would narrow this again.
+        writes=("referral", "case"),
+        loads=("referral", "case"),
+        buckets=(REFERRAL_DEADLINES_BUCKET, CASE_KEYS_BUCKET),
+        publishes=(
+            f"{FEED_PREFIX}.>",
+            f"{CROSSBORDER_PREFIX}.>",
+            *(
+                f"{JS}.{api}.{stream}.{durable}"
+                for stream in (XB_OUTBOX_STREAM, XB_INBOX_STREAM)
+                for api in ("CONSUMER.INFO", "CONSUMER.MSG.NEXT")
+                for durable in ("*",)
+            ),
+            f"$JS.ACK.{XB_OUTBOX_STREAM}.>",
+            f"$JS.ACK.{XB_INBOX_STREAM}.>",
+            f"{JS}.STREAM.INFO.{XB_OUTBOX_STREAM}",
+            f"{JS}.STREAM.INFO.{XB_INBOX_STREAM}",
+        ),
+        hears=(f"{CROSSBORDER_PREFIX}.>",),
     ),
     "shelter": ServiceNeeds(writes=("shelter",), loads=("shelter", "referral")),
     "audit": ServiceNeeds(

@@ -23,6 +23,11 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from contracts.events import (
     CaseErased,
+    CaseReceivedFromAbroad,
+    ReferralAccepted,
+    ReferralCompleted,
+    ReferralCrossBorderRequested,
+    ReferralDeclined,
     ReferralRequested,
     ReferralRevoked,
     VictimIdentified,
@@ -42,12 +47,20 @@ from contracts.subjects import (
     REJECTIONS_STREAM,
     event_type_filter,
 )
+from services.agencies.registry import load_registry
 from services.runtime.settings import Settings
 
 CASE_KEYS_BUCKET = "nrm-case-keys"
 REFERRAL_DEADLINES_BUCKET = "nrm-referral-deadlines"
 BLIND_INDEX_BUCKET = "nrm-blind-index"
 ACK_WAIT_SECONDS = 30.0
+# Cross-border (docs/CROSSBORDER.md): packages waiting to be sent, per destination, and
+# packages received from partner hubs, deduplicated by package id for a week.
+XB_OUTBOX_STREAM = "NRM_XB_OUT"
+XB_INBOX_STREAM = "NRM_XB_IN"
+XB_OUTBOX_PREFIX = "nrm.xb.outbox"
+XB_INBOX_PREFIX = "nrm.xb.inbox"
+XB_DEDUP_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class ConsumerSpec:
     service: str
     filter_subjects: tuple[str, ...]
     description: str
+    max_ack_pending: int = 1000  # 1: strictly one at a time, in stream order, retries included
 
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
@@ -84,6 +98,19 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         "shelter",
         (event_type_filter(ReferralRequested), event_type_filter(ReferralRevoked)),
         "places shelter referrals and drops revoked ones from waiting lists",
+    ),
+    ConsumerSpec(
+        "xb-outbox",
+        "referral",
+        (
+            event_type_filter(ReferralCrossBorderRequested),
+            event_type_filter(CaseReceivedFromAbroad),
+            event_type_filter(ReferralAccepted),
+            event_type_filter(ReferralDeclined),
+            event_type_filter(ReferralCompleted),
+        ),
+        "queues cross-border packages: referrals to partner hubs and answers to them",
+        max_ack_pending=1,
     ),
     ConsumerSpec(
         "custody-on-erasure",
@@ -214,6 +241,24 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             storage=StorageType.FILE,
             num_replicas=replicas,
         ),
+        StreamConfig(
+            name=XB_OUTBOX_STREAM,
+            description="Cross-border packages to send, per destination, in order",
+            subjects=[f"{XB_OUTBOX_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=XB_DEDUP_SECONDS,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=XB_INBOX_STREAM,
+            description="Cross-border packages received from partner hubs, once each",
+            subjects=[f"{XB_INBOX_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=XB_DEDUP_SECONDS,
+            num_replicas=replicas,
+        ),
     ]
 
 
@@ -226,9 +271,46 @@ def consumer_config(spec: ConsumerSpec, settings: Settings) -> ConsumerConfig:
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ACK_WAIT_SECONDS,
         max_deliver=settings.max_deliver,
-        max_ack_pending=1000,
+        max_ack_pending=spec.max_ack_pending,
         filter_subjects=list(spec.filter_subjects),
     )
+
+
+XB_ACK_WAIT_SECONDS = 30.0
+XB_INGRESS_DURABLE = "xb-ingress"
+
+
+def xb_relay_durable(peer: str) -> str:
+    return f"xb-relay-{peer}"
+
+
+def xb_consumer_configs(peers: list[str]) -> list[tuple[str, ConsumerConfig]]:
+    """Cross-border consumers (docs/CROSSBORDER.md), one package in flight each: a relay per
+    peer on the outbox, and ingress on the inbox. Created here, like every durable, so that a
+    service never needs the right to create one."""
+    specs = [
+        (XB_OUTBOX_STREAM, xb_relay_durable(p), f"{XB_OUTBOX_PREFIX}.{p}.>", f"sends to {p}")
+        for p in peers
+    ]
+    specs.append(
+        (XB_INBOX_STREAM, XB_INGRESS_DURABLE, f"{XB_INBOX_PREFIX}.>", "applies received packages")
+    )
+    return [
+        (
+            stream,
+            ConsumerConfig(
+                durable_name=durable,
+                name=durable,
+                description=description,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=XB_ACK_WAIT_SECONDS,
+                max_ack_pending=1,
+                filter_subject=subject,
+            ),
+        )
+        for stream, durable, subject, description in specs
+    ]
 
 
 async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1) -> None:
@@ -242,6 +324,9 @@ async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1)
         await js.add_consumer(EVENTS_STREAM, consumer_config(spec, settings))
     for audit_spec in AUDIT_CONSUMERS:
         await js.add_consumer(audit_spec.stream, audit_consumer_config(audit_spec))
+    registry = load_registry(settings.agency_registry, settings.country)
+    for stream, xb_config in xb_consumer_configs([p.country for p in registry.peers]):
+        await js.add_consumer(stream, xb_config)
     for bucket, description in (
         (CASE_KEYS_BUCKET, "Per-case data keys, wrapped under the key-encryption key"),
         (REFERRAL_DEADLINES_BUCKET, "Open referrals and when they must be answered"),

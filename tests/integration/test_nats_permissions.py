@@ -174,12 +174,17 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.referral-on-identification",
             "$KV.nrm-referral-deadlines.k1",
             "nrm.dlq.referral-deadlines",
+            # Cross-border: egress re-seals a case's minimal fields, ingress records the case
+            # received from abroad (docs/CROSSBORDER.md), and the link's own subjects.
+            evt("case", "case.received_from_abroad"),
+            "$KV.nrm-case-keys.k1",
+            "nrm.xb.outbox.kz.x",
         ),
         (
-            evt("case", "victim.identified"),
             evt("shelter", "shelter.admitted"),
+            evt("access", "access.granted"),
             "nrm.audit.x",
-            "$KV.nrm-case-keys.k1",
+            "$KV.nrm-blind-index.k1",
             "nrm.dlq.audit-all",
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.shelter-on-referral",
         ),
