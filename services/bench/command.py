@@ -22,7 +22,9 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--paced-cases", type=int, help="cases offered at --rate")
     bench.add_argument("--rate", type=float, help="offered load for the latency figure (cases/s)")
     bench.add_argument(
-        "--large", action="store_true", help="growth series to 100k cases (hours, see docs)"
+        "--large",
+        action="store_true",
+        help="growth to 10k cases, audit bundles to 1M leaves (long; see docs/PERFORMANCE.md)",
     )
     bench.add_argument(
         "--quick", action="store_true", help="tiny sizes: checks the bench itself, not speed"

@@ -276,4 +276,5 @@ def _stop_profiler(profiler: object | None, path: Path | None) -> None:
 
     assert isinstance(profiler, Profiler)
     profiler.stop()
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
