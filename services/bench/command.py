@@ -33,6 +33,11 @@ def add_parser(sub: Any) -> None:
         "--sync", choices=("default", "always", "both"), default="both", help="sync_interval"
     )
     bench.add_argument("--profile", type=Path, help="pyinstrument text profile of the hub run")
+    bench.add_argument(
+        "--processes",
+        action="store_true",
+        help="run each service as its own process, as deployed (default: in the bench process)",
+    )
 
 
 QUICK = Options(
@@ -55,6 +60,7 @@ def options_from(args: argparse.Namespace) -> Options:
         "paced_cases": args.paced_cases,
         "rate": args.rate,
         "profile": args.profile,
+        "processes": args.processes or None,
     }
     options = replace(options, **{k: v for k, v in overrides.items() if v is not None})
     if options.cases not in options.growth:

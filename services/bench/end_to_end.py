@@ -10,11 +10,16 @@ events, and one audit leaf with the right hash for every event; anything else is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +34,7 @@ from contracts.subjects import AUDIT_STREAM, EVENT_PREFIX, EVENTS_STREAM, comman
 from services.agencies.registry import load_registry
 from services.audit.streams import read_stream
 from services.bench.workload import Workload, build
-from services.bootstrap import bootstrap, running_services
+from services.bootstrap import SERVICES, bootstrap, running_services
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
@@ -67,6 +72,49 @@ def bench_settings(url: str, data_dir: Path) -> Settings:
     return Settings(nats_url=url, data_dir=data_dir, checkpoint_interval_seconds=1.0)
 
 
+@contextlib.asynccontextmanager
+async def service_processes(url: str, data_dir: Path) -> AsyncIterator[None]:
+    """Each service as its own `nrm run` process, as deployed (logs at INFO to a file), so
+    the hub can use every core; stopped by PID."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
+    env.update(
+        NRM_NATS_URL=url,
+        NRM_DATA_DIR=str(data_dir),
+        NRM_CHECKPOINT_INTERVAL_SECONDS="1.0",
+        PYTHONPATH=str(Path(__file__).parents[2]),
+    )
+    started: list[subprocess.Popen[str]] = []
+    log = (data_dir / "services.log").open("w")
+    try:
+        for name in SERVICES:
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.cli", "run", name],
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    env=env,
+                )
+            )
+        for process in started:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 60)
+            if "consuming" not in line:
+                raise BenchFailure("a service process did not start (see services.log)")
+        yield
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
 class AdmissionClock:
     """When each case's `shelter.admitted` reached a JetStream consumer (i.e. was stored)."""
 
@@ -92,6 +140,7 @@ async def run_hub(
     profile_to: Path | None = None,
     before: ServerStep | None = None,
     after: HubStep | None = None,
+    processes: bool = False,
 ) -> HubRun:
     """One timed run on a fresh server; `rate` paces commands (cases/s), None saturates.
     `before` runs on the server before the hub is bootstrapped (the raw ceilings), `after`
@@ -106,7 +155,10 @@ async def run_hub(
             if before is not None:
                 await before(nc)
             await bootstrap(url, settings)
-            async with running_services(url, settings):
+            services = (
+                service_processes(url, workdir) if processes else running_services(url, settings)
+            )
+            async with services:
                 run = await _drive(nc, workload, rate, profile_to)
                 if after is not None:
                     await after(nc, settings)

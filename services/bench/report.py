@@ -44,7 +44,7 @@ def table(figures: dict[str, Any]) -> str:
     lines = [
         f"nrm bench: {chosen['cases']} cases at saturation, {chosen['paced_cases']} offered at "
         f"{chosen['offered_rate_cases_per_s']:g} cases/s, growth N={chosen['growth_n']}, "
-        f"sync_interval={chosen['sync_interval']} "
+        f"sync_interval={chosen['sync_interval']}, services {chosen['services']} "
         f"({figures['machine']['cpus']} CPUs, Python {figures['machine']['python']})",
         "",
     ]

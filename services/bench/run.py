@@ -57,6 +57,7 @@ class Options:
     relay_rate: float = 500.0
     relay_seconds: float = 4.0
     profile: Path | None = None
+    processes: bool = False  # each service its own process (as deployed) instead of in-process
 
     @classmethod
     def large(cls, **overrides: Any) -> Options:
@@ -118,6 +119,7 @@ async def run(options: Options, say: Say) -> Results:
         "growth_n": list(options.growth),
         "synthetic_leaves": list(options.synthetic_leaves),
         "sync_interval": list(options.sync),
+        "services": "one process each" if options.processes else "in the bench process",
     }
     started = time.perf_counter()
     try:
@@ -194,6 +196,7 @@ async def _sync_setting(
         sync_always=sync_always,
         before=before,
         after=after,
+        processes=options.processes,
     )
     say(f"[{name}] hub: {options.paced_cases} cases offered at {options.rate:g} cases/s")
     paced = await run_hub(
@@ -201,6 +204,7 @@ async def _sync_setting(
         workload_for(options.paced_cases, seed=10),
         sync_always=sync_always,
         rate=options.rate,
+        processes=options.processes,
     )
     return _one_setting(ceilings[0], hub, [paced], collected), collected.template_leaf
 
@@ -258,7 +262,12 @@ async def _growth(
             series.append({"n": n, **figures["runs"]["default"]["hub_saturation"]})
             continue
         say(f"[growth] hub: {n} cases at saturation")
-        run_n = await run_hub(tmp / f"growth-{n}", workload_for(n, seed=11), sync_always=False)
+        run_n = await run_hub(
+            tmp / f"growth-{n}",
+            workload_for(n, seed=11),
+            sync_always=False,
+            processes=options.processes,
+        )
         series.append({"n": n, **_hub_figures(run_n)})
     return series
 
