@@ -44,12 +44,12 @@ TARGET_REPLAY_RATIO = 0.4
 
 @dataclass(frozen=True)
 class Options:
-    # Sized so that `make bench` fits in 10 minutes on a 2-core machine (docs/PERFORMANCE.md):
-    # the hub's per-event cost grows with N today, so 5,000 cases would not.
-    cases: int = 500  # saturation run per sync setting
-    paced_cases: int = 200  # per paced run
+    # Sized so that `make bench` (with its profile run) fits in 10 minutes on a 2-core
+    # machine: at ~200 events/s, 5,000 cases x 2 settings + the profile would not.
+    cases: int = 2000  # saturation run per sync setting
+    paced_cases: int = 400  # per paced run (2 s of offered load)
     rate: float = 200.0  # offered cases/s for the latency figure
-    growth: tuple[int, ...] = (125, 250, 500)
+    growth: tuple[int, ...] = (500, 1000, 2000)
     synthetic_leaves: tuple[int, ...] = (10_000, 100_000)
     sync: tuple[str, ...] = ("default", "always")
     raw_publishes: int = 3000
