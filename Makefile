@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The statistics report test renders the page in a real headless browser (Debian package).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint unit soak up contracts clean
+.PHONY: demo test lint unit soak up contracts clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ unit: $(STAMP)
 # The fault tests with ten times the load.
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration/test_crashes.py tests/integration/test_cluster.py --soak
+
+# The hub beside raw NATS ceilings in one run; figures in var/bench.json (docs/PERFORMANCE.md).
+bench: $(STAMP)
+	$(BIN)/python -c 'import pyinstrument' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/nrm bench --out var/bench.json --profile var/bench-profile.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check contracts services tests

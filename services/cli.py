@@ -13,6 +13,7 @@
     nrm case erase CASE_ID         crypto-shred a case (identifying agency or coordinating body)
     nrm keys rotate-kek            new key-encryption key; re-wrap every case key under it
     nrm audit export|verify|prove|verify-proof|replay|access|key   the tamper-evident audit log
+    nrm bench [--out FILE]         hub speed beside raw NATS ceilings (docs/PERFORMANCE.md)
 
 Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
 the local hub started by `nrm up`, whose URL it writes to DATA_DIR/hub.url).
@@ -337,6 +338,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_stats_parser(sub)
     audit_cli.add_parser(sub, with_url)
+    from services.bench.command import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     contracts = sub.add_parser("contracts", help="generated contract documents")
     contracts.add_argument("action", choices=("generate", "check"))
     return parser
@@ -344,8 +348,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # The demo prints its own timeline; service logs would only interleave with it.
-    configure_logging("WARNING" if args.command == "demo" else "INFO")
+    # The demo and the bench print their own output; service logs would only interleave.
+    configure_logging("WARNING" if args.command in ("demo", "bench") else "INFO")
     try:
         settings = Settings.from_env(
             nats_url=getattr(args, "nats_url", None),
@@ -383,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.crossborder_demo import run_crossborder_demo
 
             return asyncio.run(run_crossborder_demo())
+        if args.command == "bench":
+            from services.bench.command import main as bench_main
+
+            return asyncio.run(bench_main(args))
         if args.command == "demo":
             from services.demo import run_demo
 

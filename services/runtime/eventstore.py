@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -28,6 +29,11 @@ _CONFLICT_CODES = frozenset({10071, 10164})
 # Reloading finds the cause in the history and answers from it.
 _BATCH_DUPLICATE = 10201
 _FETCH_BATCH = 256
+# Aggregates whose loaded history is kept, most recently used first. The stream is
+# append-only (no purge, no delete: see topology), so a kept history is still true and only
+# what came after its last sequence needs reading: a load costs the new events, not the
+# aggregate's whole life (a shelter's history grows with every placement).
+HISTORY_CACHE_SIZE = 4096
 
 
 class ConcurrencyConflict(Exception):
@@ -62,14 +68,26 @@ class EventStore:
         self._nc = nc
         self._js = js
         self._stream = stream
+        self._histories: OrderedDict[tuple[str, str], History] = OrderedDict()
 
     async def load(self, aggregate: str, aggregate_id: str) -> History:
-        events = await self.read(aggregate_filter(aggregate, aggregate_id))
-        last = events[-1].stream_sequence if events else 0
-        return History(events, last)
+        """The aggregate's whole history: the kept part, plus every event stored after it."""
+        key = (aggregate, aggregate_id)
+        kept = self._histories.get(key)
+        start = kept.last_sequence + 1 if kept is not None else 1
+        newer = await self.read(aggregate_filter(aggregate, aggregate_id), start=start)
+        events = (kept.events if kept is not None else ()) + newer
+        history = History(events, events[-1].stream_sequence if events else 0)
+        if events:
+            self._histories[key] = history
+            self._histories.move_to_end(key)
+            if len(self._histories) > HISTORY_CACHE_SIZE:
+                self._histories.popitem(last=False)
+        return history
 
-    async def read(self, *filters: str) -> tuple[StoredEvent, ...]:
-        """Every stored event on any of `filters`, in stream order (one short-lived consumer)."""
+    async def read(self, *filters: str, start: int = 1) -> tuple[StoredEvent, ...]:
+        """Every stored event on any of `filters` from stream sequence `start` on, in stream
+        order (one short-lived consumer)."""
         info = await self._js.add_consumer(
             self._stream,
             ConsumerConfig(
@@ -77,7 +95,8 @@ class EventStore:
                 # One filter goes in the create subject, which NATS permissions can check.
                 filter_subject=filters[0] if len(filters) == 1 else None,
                 filter_subjects=list(filters) if len(filters) > 1 else None,
-                deliver_policy=DeliverPolicy.ALL,
+                deliver_policy=DeliverPolicy.ALL if start <= 1 else DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start if start > 1 else None,
                 ack_policy=AckPolicy.NONE,
                 inactive_threshold=30.0,
                 mem_storage=True,

@@ -1,0 +1,103 @@
+"""The benchmark's printed table and JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Every figure the table prints, per sync setting (the smoke test checks each is present).
+RAW_KEYS = (
+    "awaited_publish_msg_per_s",
+    "pipelined_publish_msg_per_s",
+    "ordered_replay_msg_per_s",
+    "relay_events_per_s",
+    "relay_p50_ms",
+    "relay_p99_ms",
+)
+HUB_KEYS = ("cases_per_s", "events_per_s", "us_per_event", "p50_ms", "p95_ms", "p99_ms")
+REPLAY_KEYS = (
+    "projections_events_per_s",
+    "statistics_events_per_s",
+    "raw_ordered_same_stream_msg_per_s",
+)
+RATIO_KEYS = (
+    "hub_events_vs_raw_relay",
+    "projection_replay_vs_raw_ordered",
+    "statistics_replay_vs_raw_ordered",
+    "hub_p99_vs_relay_p99",
+)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 10 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(figures: dict[str, Any]) -> str:
+    if not figures.get("ok"):
+        return f"BENCHMARK FAILED (no speed reported): {figures.get('failure')}\n"
+    chosen = figures["chosen"]
+    lines = [
+        f"nrm bench: {chosen['cases']} cases at saturation, {chosen['paced_cases']} offered at "
+        f"{chosen['offered_rate_cases_per_s']:g} cases/s, growth N={chosen['growth_n']}, "
+        f"sync_interval={chosen['sync_interval']}, services {chosen['services']} "
+        f"({figures['machine']['cpus']} CPUs, Python {figures['machine']['python']})",
+        "",
+    ]
+    runs = figures["runs"]
+    names = list(runs)
+    row = "{:<52}" + "{:>16}" * len(names)
+    lines.append(row.format("figure", *[f"sync {n}" for n in names]))
+
+    def add(label: str, values: list[Any]) -> None:
+        lines.append(row.format(label, *[_fmt(v) for v in values]))
+
+    lines.append("-- raw nats-py ceilings (same server, same run)")
+    for key in RAW_KEYS:
+        add(f"raw.{key}", [runs[n]["raw"][key] for n in names])
+    lines.append("-- hub end to end at saturation (until the last audit leaf)")
+    for key in HUB_KEYS:
+        add(f"hub_saturation.{key}", [runs[n]["hub_saturation"][key] for n in names])
+    lines.append("-- hub at the offered rate (command -> shelter.admitted)")
+    for key in ("offered_cases_per_s", *HUB_KEYS):
+        add(f"hub_paced.{key}", [runs[n]["hub_paced"][0][key] for n in names])
+    lines.append("-- audit and replay")
+    for key in ("leaves", "leaves_per_s", "peak_kib"):
+        add(f"audit_verify.{key}", [runs[n]["audit_verify"][key] for n in names])
+    for key in REPLAY_KEYS:
+        add(f"replay.{key}", [runs[n]["replay"][key] for n in names])
+    lines.append("-- ratios (hub / raw ceiling, same run)")
+    for key in RATIO_KEYS:
+        add(f"ratios.{key}", [runs[n]["ratios"][key] for n in names])
+    audit = figures["audit"]
+    lines += ["", f"audit.checkpoint_sign_us: {_fmt(audit['checkpoint_sign_us'])}"]
+    for item in audit["synthetic"]:
+        lines.append(
+            f"audit.synthetic leaves={item['leaves']:,}: {_fmt(item['leaves_per_s'])} leaves/s, "
+            f"peak {_fmt(item['peak_kib'])} KiB"
+        )
+    if "growth" in figures:
+        lines += ["", "growth (sync default, saturation): n, events, events/s, us/event, p99 ms"]
+        for g in figures["growth"]:
+            lines.append(
+                f"growth n={g['n']:,}: {g['events']:,} events, {_fmt(g['events_per_s'])} ev/s, "
+                f"{_fmt(g['us_per_event'])} us/event, p99 {_fmt(g['p99_ms'])} ms"
+            )
+    lines += ["", "targets:"]
+    for name, targets in figures["targets"].items():
+        for key, t in targets.items():
+            mark = "met" if t["met"] else "MISSED"
+            lines.append(
+                f"  [{name}] {key}: {_fmt(t['value'])} (target {_fmt(t['target'])}) {mark}"
+            )
+    lines.append(f"\nall checks passed; total {figures['total_seconds']} s")
+    return "\n".join(lines) + "\n"
+
+
+def write(figures: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,119 @@
+"""The event store keeps loaded histories and reads only what came after them: loads must
+stay exactly what a full read gives, and optimistic concurrency and idempotency must hold
+between store instances that each keep their own histories (service instances)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from nats.aio.client import Client
+
+from contracts.envelope import Envelope, wrap_event
+from contracts.events import ShelterRegistered
+from contracts.vocabulary import Region, ShelterCategory
+from services.bootstrap import bootstrap
+from services.runtime import eventstore
+from services.runtime.eventstore import ConcurrencyConflict, EventStore, History
+from services.runtime.settings import Settings
+from services.runtime.writer import AggregateWriter, utc_now
+
+pytestmark = pytest.mark.integration
+SHELTERS = (
+    "kg-ngo-osh-crisis-centre",
+    "kg-ngo-bishkek-crisis-centre",
+    "kg-ngo-bishkek-mens-shelter",
+)
+
+
+def _registered(shelter: str, beds: int) -> Envelope:
+    event = ShelterRegistered(
+        shelter_id=shelter, region=Region.OSH_CITY, capacity={ShelterCategory.WOMEN: beds}
+    )
+    return wrap_event(
+        event,
+        event_id=uuid.uuid4(),
+        source="urn:test",
+        time=utc_now(),
+        correlation_id=None,
+        causation_id=str(uuid.uuid4()),
+    )
+
+
+def _same(left: History, right: History) -> bool:
+    ids = [(e.envelope.id, e.stream_sequence) for e in left.events]
+    return ids == [(e.envelope.id, e.stream_sequence) for e in right.events] and (
+        left.last_sequence == right.last_sequence
+    )
+
+
+@pytest.fixture
+async def stores(settings: Settings, nc: Client) -> tuple[EventStore, EventStore]:
+    assert settings.nats_url is not None
+    await bootstrap(settings.nats_url, settings)
+    js = nc.jetstream()
+    return EventStore(nc, js), EventStore(nc, js)
+
+
+async def test_a_kept_history_sees_what_another_instance_appended_and_conflicts_when_stale(
+    stores: tuple[EventStore, EventStore], nc: Client
+) -> None:
+    mine, theirs = stores
+    shelter = SHELTERS[0]
+    await mine.append("shelter", shelter, 0, [_registered(shelter, 1)])
+    stale = await mine.load("shelter", shelter)  # kept
+    other = await theirs.load("shelter", shelter)
+    await theirs.append("shelter", shelter, other.last_sequence, [_registered(shelter, 2)])
+    with pytest.raises(ConcurrencyConflict):
+        await mine.append("shelter", shelter, stale.last_sequence, [_registered(shelter, 3)])
+    fresh = await mine.load("shelter", shelter)
+    assert len(fresh.events) == 2 and fresh.last_sequence > stale.last_sequence
+    await mine.append("shelter", shelter, fresh.last_sequence, [_registered(shelter, 3)])
+    assert _same(
+        await mine.load("shelter", shelter),
+        await EventStore(nc, nc.jetstream()).load("shelter", shelter),
+    )
+
+
+async def test_interleaved_loads_equal_full_reads_even_after_eviction(
+    stores: tuple[EventStore, EventStore], nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, theirs = stores
+    monkeypatch.setattr(eventstore, "HISTORY_CACHE_SIZE", 2)  # three aggregates: evictions
+    for round_ in range(4):
+        for shelter in SHELTERS:
+            history = await theirs.load("shelter", shelter)
+            await theirs.append(
+                "shelter", shelter, history.last_sequence, [_registered(shelter, round_ + 1)]
+            )
+            kept = await mine.load("shelter", shelter)
+            full = await EventStore(nc, nc.jetstream()).load("shelter", shelter)  # keeps nothing
+            assert _same(kept, full) and len(kept.events) == round_ + 1
+
+
+async def test_a_cause_is_applied_once_across_instances_that_keep_histories(
+    stores: tuple[EventStore, EventStore],
+) -> None:
+    mine, theirs = stores
+    shelter = SHELTERS[1]
+    cause = str(uuid.uuid4())
+
+    def decide(_history: History) -> list[ShelterRegistered]:
+        return [
+            ShelterRegistered(
+                shelter_id=shelter, region=Region.BISHKEK_CITY, capacity={ShelterCategory.MEN: 1}
+            )
+        ]
+
+    first = await AggregateWriter(mine, "urn:a").execute(
+        "shelter", shelter, cause=cause, correlation=None, decide=decide
+    )
+    again = await AggregateWriter(theirs, "urn:b").execute(
+        "shelter", shelter, cause=cause, correlation=None, decide=decide
+    )
+    once_more = await AggregateWriter(mine, "urn:a").execute(
+        "shelter", shelter, cause=cause, correlation=None, decide=decide
+    )
+    assert not first.duplicate and again.duplicate and once_more.duplicate
+    assert first.event_ids == again.event_ids == once_more.event_ids
+    assert len((await mine.load("shelter", shelter)).events) == 1
