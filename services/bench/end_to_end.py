@@ -318,7 +318,8 @@ def _start_profiler(path: Path | None) -> object | None:
 
     profiler = Profiler(async_mode="disabled")
     profiler.start()
-    return profiler
+    started: object = profiler  # typed the same with or without the optional extra installed
+    return started
 
 
 def _stop_profiler(profiler: object | None, path: Path | None) -> None:
