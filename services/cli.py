@@ -337,8 +337,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # The demo prints its own timeline; service logs would only interleave with it.
-    configure_logging("WARNING" if args.command == "demo" else "INFO")
+    # The demo and the bench print their own output; service logs would only interleave.
+    configure_logging("WARNING" if args.command in ("demo", "bench") else "INFO")
     try:
         settings = Settings.from_env(
             nats_url=getattr(args, "nats_url", None), data_dir=getattr(args, "data", None)
@@ -363,10 +363,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_case_erase(settings, args.case_id, args.agency, args.reason))
         if args.command == "keys":
             return asyncio.run(cmd_rotate_kek(settings, args.keep_old))
-        if args.command == "bench":
-            from services.bench.command import main as bench_main
-
-            return asyncio.run(bench_main(args))
         if args.command == "stats":
             from services.statistics.command import run as run_stats
 
@@ -374,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_stats(args, resolve_nats_url(settings), options))
         if args.command == "audit":
             return asyncio.run(audit_cli.run(args, settings, lambda: resolve_nats_url(settings)))
+        if args.command == "bench":
+            from services.bench.command import main as bench_main
+
+            return asyncio.run(bench_main(args))
         if args.command == "demo":
             from services.demo import run_demo
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from services.bench import report
 from services.bench.run import Options, run
-from services.runtime.logging import configure_logging
 
 
 def add_parser(sub: Any) -> None:
@@ -75,7 +74,6 @@ def say(line: str) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    configure_logging("WARNING")  # the services run in this process: their logs would interleave
     options = options_from(args)
     say(
         f"chosen: {options.cases} cases at saturation and {options.paced_cases} at "
