@@ -231,7 +231,11 @@ class AuditLogWriter:
             # One loop per consumer: taking turns, an idle one (rejections, mostly) held the
             # events back for its whole fetch timeout each round (~90 events/s at most;
             # docs/PERFORMANCE.md). `record` takes the lock, so leaves stay one at a time.
-            await asyncio.gather(*(self._consume(stream, sub) for stream, sub in subs))
+            # A task group: a loop that ends takes the other with it, and a stop cancels and
+            # awaits both, so no loop outlives the service.
+            async with asyncio.TaskGroup() as loops:
+                for stream, sub in subs:
+                    loops.create_task(self._consume(stream, sub))
         finally:
             # Left subscribed, the connection's drain on stop would wait for them.
             for _, sub in subs:
