@@ -79,8 +79,24 @@ class CommandRejectionNoted(BaseModel):
 
     command: str
     command_id: UUID | None
-    agency_id: AgencyId | None = Field(description="The sending agency the body claims, if valid")
+    agency_id: AgencyId | None = Field(
+        description="The sending agency: the one its connection is authenticated as, else "
+        "(open hub) the registry agency the body names; None when unknown"
+    )
     errors: tuple[RejectedField, ...] = Field(min_length=1)
+    authenticated: bool = Field(
+        default=False, description="True when the server vouched for `agency_id` (secured hub)"
+    )
+    claimed_agency_id: AgencyId | None = Field(
+        default=None,
+        description="An impersonation attempt: the registry agency the body named instead",
+    )
+    held_back: int = Field(
+        default=0,
+        ge=0,
+        description="Notices from the same unidentified sender not stored before this one "
+        "(over its rate budget)",
+    )
 
 
 class DeadLetterRecorded(BaseModel):

@@ -2,7 +2,11 @@
 
 Subjects carry only opaque ids and type names, never personal data.
 
-    nrm.cmd.<command>                                 command requests (request/reply)
+    nrm.cmd.<command>.<agency id>                     command requests (request/reply) from
+                                                      that agency: NATS permissions let each
+                                                      agency's user publish only its own
+    nrm.cmd.<command>                                 the same on an open (--insecure) hub,
+                                                      the sender taken from the body
     nrm.evt.<aggregate>.<aggregate id>.<event type>   events (stream NRM_EVENTS)
     nrm.audit.<stream>.<sequence>                     audit leaves (stream NRM_AUDIT)
     nrm.rejected.<command>                            rejected commands (stream NRM_REJECTIONS)
@@ -70,8 +74,20 @@ INTAKE_KEY_SUBJECT = "nrm.ctl.intake.key"
 
 
 def command_subject(command: type[Command]) -> str:
-    """e.g. nrm.cmd.screening.submit"""
+    """e.g. nrm.cmd.screening.submit (no sender in it: open hubs only)"""
     return f"{COMMAND_PREFIX}.{command.NAME}"
+
+
+def agency_command_subject(command: type[Command], agency_id: str) -> str:
+    """e.g. nrm.cmd.screening.submit.kg-mia-osh: the last token names the sender, and on a
+    secured hub only that agency's NATS user may publish here, so the server vouches for it."""
+    return f"{command_subject(command)}.{agency_id}"
+
+
+def sender_of(command: type[Command], subject: str) -> str | None:
+    """The agency token of a command subject; None for the open (untagged) subject."""
+    base = command_subject(command)
+    return subject[len(base) + 1 :] if subject.startswith(base + ".") else None
 
 
 def event_subject(event: Event) -> str:

@@ -22,6 +22,8 @@ from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.health import poll_consumer_lag, register_ping
 from services.runtime.messaging import Runtime, ServiceHost
+from services.runtime.nkey_users import nkey_accounts
+from services.runtime.permissions import hub_auth
 from services.runtime.settings import Settings, SettingsError, nats_servers
 from services.runtime.topology import bootstrap as bootstrap_topology
 from services.runtime.writer import Clock, utc_now
@@ -51,11 +53,16 @@ async def bootstrap(nats_url: str, settings: Settings, within: float = 60.0) -> 
 @contextlib.asynccontextmanager
 async def local_hub(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
     """A NATS URL with the topology bootstrapped: the configured one, or an embedded
-    nats-server with its state under DATA_DIR/nats, stopped on exit."""
+    nats-server with its state under DATA_DIR/nats, stopped on exit. The embedded one admits
+    only the hub's nkey users when `settings.nats_credentials` is set (`nrm up`'s default)."""
     embedded: EmbeddedNats | None = None
     url = settings.nats_url
     if url is None:
-        embedded = EmbeddedNats(settings.data_dir / "nats", port=port)
+        users = ""
+        if settings.nats_credentials is not None:  # secured: nkey users, per-user permissions
+            registry = load_registry(settings.agency_registry, settings.country)
+            users = nkey_accounts(hub_auth(registry), settings.nats_credentials)
+        embedded = EmbeddedNats(settings.data_dir / "nats", port=port, extra_config=users)
         url = await embedded.start()
     try:
         await bootstrap(url, settings)

@@ -96,7 +96,39 @@ async def _wait_for_stop() -> None:
     await stop.wait()
 
 
-async def cmd_up(settings: Settings, port: int | None) -> int:
+INSECURE_WARNING = """\
+nrm: WARNING: --insecure: this hub admits anyone who can reach its port, and believes the
+nrm: agency_id written in each command: any client can act as any agency, the coordinating
+nrm: body included, and read personal data. For experiments on your own machine only."""
+
+
+def hub_settings(settings: Settings, insecure: bool) -> Settings:
+    """`nrm up`'s settings: an embedded hub admits only the nkey users it creates in
+    DATA_DIR/credentials, unless --insecure. A NATS given by URL is secured (or not) by
+    whoever runs it; its credentials come from the environment."""
+    if settings.nats_url is not None:
+        return settings
+    credentials = None if insecure else local_credentials(settings)
+    return settings.model_copy(update={"nats_credentials": credentials})
+
+
+def local_credentials(settings: Settings) -> Path:
+    return settings.nats_credentials or settings.data_dir / "credentials"
+
+
+def with_local_credentials(settings: Settings) -> Settings:
+    """An operator command on the local hub signs in with the seeds `nrm up` left there."""
+    if settings.nats_url is None and settings.nats_credentials is None:
+        directory = local_credentials(settings)
+        if directory.is_dir():
+            return settings.model_copy(update={"nats_credentials": directory})
+    return settings
+
+
+async def cmd_up(settings: Settings, port: int | None, insecure: bool = False) -> int:
+    settings = hub_settings(settings, insecure)
+    if insecure:
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)
     create_hub_keys(settings)
     async with (
         local_hub(settings, port) as url,
@@ -213,9 +245,10 @@ async def cmd_agency_keygen(agency_id: str, out: Path) -> int:
 
 
 async def _send(settings: Settings, command: Command) -> int:
-    """Send one command to the running hub; print the reply; exit 0 if accepted."""
+    """Send one command to the running hub as its agency (with that agency's credentials
+    on a secured hub); print the reply; exit 0 if accepted."""
     nc = await nats.connect(
-        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
+        nats_servers(resolve_nats_url(settings)), **connect_options(settings, command.agency_id)
     )
     try:
         reply = await HubClient(nc).send(command)
@@ -285,6 +318,11 @@ def _parser() -> argparse.ArgumentParser:
     up = with_url(sub.add_parser("up", help="run the whole hub (embedded NATS by default)"))
     up.add_argument("--data", type=Path, help="state directory (default ./var)")
     up.add_argument("--port", type=int, help="embedded NATS port (default: a free one)")
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="open mode: no credentials, the body's agency_id is believed (experiments only)",
+    )
     up.add_argument(
         "--country",
         choices=("kg", "kz", "uz"),
@@ -357,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             country=getattr(args, "country", None),
         )
         if args.command == "up":
-            return asyncio.run(cmd_up(settings, args.port))
+            return asyncio.run(cmd_up(settings, args.port, args.insecure))
+        settings = with_local_credentials(settings)
         if args.command == "run":
             return asyncio.run(cmd_run(settings, args.service))
         if args.command == "bootstrap":

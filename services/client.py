@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -34,7 +35,12 @@ from contracts.public_key_sealing import (
 )
 from contracts.replies import AccessReleased
 from contracts.sealed import b64decode, open_with_field_key
-from contracts.subjects import FEEDS_STREAM, INTAKE_KEY_SUBJECT, command_subject, feed_filter
+from contracts.subjects import (
+    FEEDS_STREAM,
+    INTAKE_KEY_SUBJECT,
+    agency_command_subject,
+    feed_filter,
+)
 from contracts.vocabulary import DataPurpose, PersonalField
 
 
@@ -46,26 +52,54 @@ class AccessRefusedError(Exception):
         self.reason = reason
 
 
+ConnectAs = Callable[[str], Awaitable[Client]]
+
+
 class HubClient:
-    def __init__(self, nc: Client, timeout: float = 5.0) -> None:
+    """Sends each command on its agency's own subject (`nrm.cmd.<command>.<agency id>`): on a
+    secured hub the connection must be that agency's. `connect_as` (optional) opens one
+    connection per agency, for a client that acts for several (the demo, tests); without it
+    every command goes over `nc`."""
+
+    def __init__(
+        self, nc: Client, timeout: float = 5.0, *, connect_as: ConnectAs | None = None
+    ) -> None:
         self._nc = nc
         self._timeout = timeout
         self._intake_key: X25519PublicKey | None = None
+        self._connect_as = connect_as
+        self._agencies: dict[str, Client] = {}
 
     @property
     def connection(self) -> Client:
         return self._nc
 
-    async def send_raw(self, subject: str, body: bytes) -> dict[str, Any]:
+    async def connection_for(self, agency_id: str) -> Client:
+        """The connection commands of `agency_id` go over."""
+        if self._connect_as is None:
+            return self._nc
+        if agency_id not in self._agencies:
+            self._agencies[agency_id] = await self._connect_as(agency_id)
+        return self._agencies[agency_id]
+
+    async def close(self) -> None:
+        """Close the per-agency connections this client opened (never `nc`)."""
+        agencies, self._agencies = self._agencies, {}
+        for nc in agencies.values():
+            await nc.close()
+
+    async def send_raw(
+        self, subject: str, body: bytes, nc: Client | None = None
+    ) -> dict[str, Any]:
         """The reply envelope (a CloudEvent) as a dict."""
-        reply = await self._nc.request(subject, body, timeout=self._timeout)
+        reply = await (nc or self._nc).request(subject, body, timeout=self._timeout)
         envelope: dict[str, Any] = json.loads(reply.data)
         return envelope
 
-    async def intake_key(self) -> X25519PublicKey:
-        """The hub's intake public key (asked once)."""
+    async def intake_key(self, nc: Client | None = None) -> X25519PublicKey:
+        """The hub's intake public key (asked once; identifying agencies may ask)."""
         if self._intake_key is None:
-            reply = await self._nc.request(INTAKE_KEY_SUBJECT, b"", timeout=self._timeout)
+            reply = await (nc or self._nc).request(INTAKE_KEY_SUBJECT, b"", timeout=self._timeout)
             self._intake_key = public_key_from_b64(json.loads(reply.data)["public_key"])
         return self._intake_key
 
@@ -74,7 +108,8 @@ class HubClient:
         info = intake_info(str(interview.command_id), interview.agency_id)
         clear = interview.personal_data.model_dump_json(exclude_none=True).encode()
         facts = interview.model_dump(exclude={"personal_data"})
-        personal_data = seal_to(await self.intake_key(), info, clear)
+        nc = await self.connection_for(interview.agency_id)
+        personal_data = seal_to(await self.intake_key(nc), info, clear)
         return SubmitScreening.model_validate({**facts, "personal_data": personal_data})
 
     async def send(self, command: Command) -> dict[str, Any]:
@@ -83,7 +118,9 @@ class HubClient:
         if isinstance(command, ScreeningInterview):
             command = await self.sealed(command)
         envelope = await self.send_raw(
-            command_subject(type(command)), command.model_dump_json().encode()
+            agency_command_subject(type(command), command.agency_id),
+            command.model_dump_json().encode(),
+            await self.connection_for(command.agency_id),
         )
         data: dict[str, Any] = envelope["data"]
         return data

@@ -49,6 +49,7 @@ from services.audit.domain import LeafError, parse_leaf
 from services.audit.replay import Key, Projections, differences, project
 from services.audit.service import VERIFIER_KEY_HEADER, origin_for
 from services.audit.streams import read_stream
+from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.eventstore import EventStore
 from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
@@ -109,7 +110,8 @@ async def run(args: argparse.Namespace, settings: Settings, nats_url: Any) -> in
             return EXIT_OK
         if command == "access" and args.bundle is not None:
             return await _print_access(args, _bundle_leaves(args.bundle))
-        nc = await nats.connect(nats_servers(nats_url()), name=f"nrm-audit-{command}")
+        options = {**connect_options(settings, ADMIN_ROLE), "name": f"nrm-audit-{command}"}
+        nc = await nats.connect(nats_servers(nats_url()), **options)
         try:
             if command == "export":
                 return await export(nc, args.out, settings, args.with_events)

@@ -154,6 +154,9 @@ def entry_for_rejection(
         detail={
             "command": notice.command,
             "errors": [f"{e.field or '<body>'}:{e.code.value}" for e in notice.errors],
+            **({"authenticated": "yes"} if notice.authenticated else {}),
+            **({"impersonated": notice.claimed_agency_id} if notice.claimed_agency_id else {}),
+            **({"held_back": str(notice.held_back)} if notice.held_back else {}),
         },
         source=source.model_copy(update={"id": envelope.id}),
     )

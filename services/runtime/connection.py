@@ -1,15 +1,18 @@
 """How every process of the hub connects to NATS: one function, so services, bootstrap and
 the CLI all reach a secured cluster (deploy/nats/) the same way.
 
-Unsecured (the default, `nrm up`'s embedded loopback server): nothing is added. Secured:
-TLS with the CA in NRM_NATS_TLS_CA and, when NRM_NATS_TLS_CERT/KEY are set, the client
-certificate whose e-mail SAN names this process's NATS user; replies then arrive under the
-role's own inbox prefix, the only `_INBOX` subjects its user may subscribe to.
+Open (`nrm up --insecure`, and the tests' bare embedded servers): nothing is added. Secured
+with nkeys (`nrm up`'s default): the role's seed `NRM_NATS_CREDENTIALS/<role>.nk` signs the
+server's challenge. Secured with TLS (deploy/nats/): the CA in NRM_NATS_TLS_CA and, when
+NRM_NATS_TLS_CERT/KEY are set, the client certificate whose e-mail SAN names this process's
+NATS user. Either way replies then arrive under the role's own inbox prefix, the only
+`_INBOX` subjects its user may subscribe to.
 """
 
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 from faststream.nats.security import NatsSecurity
@@ -40,9 +43,16 @@ def connect_options(settings: Settings, role: str) -> dict[str, Any]:
     context = tls_context(settings)
     if context is not None:
         options["tls"] = context
-    if settings.nats_tls_cert is not None:
+    if settings.nats_credentials is not None:
+        options["nkeys_seed"] = str(credential_file(settings.nats_credentials, role))
+    if settings.authenticated:
         options["inbox_prefix"] = inbox_prefix(role)
     return options
+
+
+def credential_file(directory: Path, role: str) -> Path:
+    """The nkey seed a role connects with (`nrm up` writes one per user it knows)."""
+    return directory / f"{role}.nk"
 
 
 def broker_options(settings: Settings, role: str) -> dict[str, Any]:
@@ -57,5 +67,5 @@ def broker_options(settings: Settings, role: str) -> dict[str, Any]:
 def subscriber_inbox_prefix(settings: Settings, role: str) -> bytes:
     """FastStream's JetStream subscribers take their deliver-inbox prefix per subscriber
     (default `_INBOX.`), not from the connection: give them the role's."""
-    prefix = inbox_prefix(role) if settings.nats_tls_cert is not None else "_INBOX"
+    prefix = inbox_prefix(role) if settings.authenticated else "_INBOX"
     return f"{prefix}.".encode()

@@ -47,6 +47,11 @@ EVENTS = Counter(
     "Events a consumer took, by outcome (handled, retried, dead_lettered)",
     ["service", "consumer", "outcome"],
 )
+REJECTIONS_HELD_BACK = Counter(
+    "nrm_rejections_held_back_total",
+    "Rejection notices of unidentified senders not stored (over their rate budget)",
+    ["service"],
+)
 DEAD_LETTERS = Counter("nrm_dead_letters_total", "Dead letters written", ["service", "consumer"])
 HANDLER_SECONDS = Histogram(
     "nrm_handler_seconds",

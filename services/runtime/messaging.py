@@ -54,14 +54,22 @@ from contracts.subjects import (
     dlq_subject,
     redrive_subject,
     rejection_subject,
+    sender_of,
 )
 from contracts.vocabulary import AgencyId
 from services.agencies.registry import AgencyRegistry
 from services.runtime.connection import broker_options, subscriber_inbox_prefix
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
-from services.runtime.health import COMMANDS, DEAD_LETTERS, EVENTS, HANDLER_SECONDS
+from services.runtime.health import (
+    COMMANDS,
+    DEAD_LETTERS,
+    EVENTS,
+    HANDLER_SECONDS,
+    REJECTIONS_HELD_BACK,
+)
 from services.runtime.logging import get_logger
+from services.runtime.rejection_budget import RejectionBudget
 from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import ConsumerSpec
 from services.runtime.writer import AggregateWriter, Clock, Outcome, utc_now
@@ -153,6 +161,29 @@ def validation_errors(exc: ValidationError) -> tuple[FieldError, ...]:
     return tuple(errors)
 
 
+def check_sender(command: Command, sender: str | None, *, authenticated: bool) -> None:
+    """Who sent a command is the agency in its subject, which on a secured hub only that
+    agency's NATS user may publish to; the body's `agency_id` must say the same. On a
+    secured hub the open subject (no sender in it) is refused outright."""
+    if sender is None and authenticated:
+        raise CommandRejection(
+            FieldError(
+                field="",
+                code=ErrorCode.NOT_AUTHORISED,
+                reason="this hub takes commands only on the sending agency's own subject "
+                "(nrm.cmd.<command>.<agency id>)",
+            )
+        )
+    if sender is not None and command.agency_id != sender:
+        raise CommandRejection(
+            FieldError(
+                field="agency_id",
+                code=ErrorCode.NOT_AUTHORISED,
+                reason="not the agency this connection is authenticated as",
+            )
+        )
+
+
 def _command_id_of(body: bytes) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(json.loads(body)["command_id"]))
@@ -175,6 +206,7 @@ class ServiceHost:
         )
         self._consumers: list[ConsumerSpec] = []
         self._buckets: list[str] = []
+        self._budget = RejectionBudget()
         self.consuming = False
 
     @property
@@ -256,6 +288,7 @@ class ServiceHost:
 
     def command(self, command_type: type[Command], handle: CommandHandler) -> None:
         subject = command_subject(command_type)
+        authenticated = self.runtime.settings.authenticated
 
         async def on_command(msg: NatsMessage) -> NatsResponse:
             started = time.perf_counter()
@@ -270,8 +303,10 @@ class ServiceHost:
 
         async def answer(msg: NatsMessage) -> tuple[NatsResponse, str]:
             body = msg.body
+            sender = sender_of(command_type, msg.raw_message.subject)
             try:
                 command = parse_command(command_type, body)
+                check_sender(command, sender, authenticated=authenticated)
                 result = await handle(command)
             except CommandRejection as rejection:
                 log.info(
@@ -279,7 +314,8 @@ class ServiceHost:
                     command=command_type.NAME,
                     codes=[e.code.value for e in rejection.errors],
                 )
-                await self._note_rejection(command_type, body, rejection)
+                notice = rejection_notice(command_type, body, rejection)
+                await self._note_rejection(notice, sender, msg.raw_message.reply)
                 rejected = CommandRejected(command_id=_command_id_of(body), errors=rejection.errors)
                 return self.reply(rejected, None), "rejected"
             except Exception as exc:  # the hub failed, not the sender: say so, keep serving
@@ -312,12 +348,13 @@ class ServiceHost:
             )
             return self.reply(accepted, aggregate_id), "accepted"
 
-        self.broker.subscriber(
-            subject,
-            queue=f"{self.service}-commands",
-            title=f"{subject}:{self.service}",
-            description=command_type.__doc__,
-        )(on_command)
+        for listened in (subject, f"{subject}.*"):  # open form; the sender's own subject
+            self.broker.subscriber(
+                listened,
+                queue=f"{self.service}-commands",
+                title=f"{listened}:{self.service}",
+                description=command_type.__doc__,
+            )(on_command)
 
     def answer(self, subject: str, produce: Callable[[], dict[str, Any]]) -> None:
         """Serve a plain request (no command, nothing written), e.g. the intake public key."""
@@ -328,24 +365,44 @@ class ServiceHost:
         self.broker.subscriber(subject, queue=f"{self.service}-answers", title=subject)(on_request)
 
     async def _note_rejection(
-        self, command_type: type[Command], body: bytes, rejection: CommandRejection
+        self, notice: CommandRejectionNoted, sender: str | None, reply: str
     ) -> None:
-        """A durable notice for the audit log (NRM_REJECTIONS): never the submitted values."""
+        """A durable notice for the audit log (NRM_REJECTIONS): never the submitted values.
+        The actor is the agency the connection is authenticated as when the hub knows it;
+        a notice whose sender the hub cannot name is stored within a rate budget."""
+        registry = self.runtime.registry
+        if sender is not None and registry.get(sender) is not None:
+            named = notice.agency_id
+            claimed = named if named not in (None, sender) and registry.get(named) else None
+            notice = notice.model_copy(
+                update={
+                    "agency_id": sender,
+                    "claimed_agency_id": claimed,
+                    "authenticated": self.runtime.settings.authenticated,
+                }
+            )
+        elif notice.agency_id is not None and registry.get(notice.agency_id) is None:
+            notice = notice.model_copy(update={"agency_id": None})
+        if not notice.authenticated:
+            held_back = self._budget.spend(reply.rpartition(".")[0], time.monotonic())
+            if held_back is None:
+                REJECTIONS_HELD_BACK.labels(self.service).inc()
+                return
+            notice = notice.model_copy(update={"held_back": held_back})
+        command = notice.command
         envelope = Envelope(
             id=str(uuid.uuid4()),
             source=self.source,
             type=CommandRejectionNoted.TYPE,
             time=self.runtime.clock(),
-            data=rejection_notice(command_type, body, rejection).model_dump(mode="json"),
+            data=notice.model_dump(mode="json"),
         )
         try:
             await self.runtime.jetstream.publish(
-                rejection_subject(command_type.NAME), envelope.to_bytes(), stream=REJECTIONS_STREAM
+                rejection_subject(command), envelope.to_bytes(), stream=REJECTIONS_STREAM
             )
         except (NatsError, TimeoutError) as exc:
-            log.error(
-                "command.rejection_not_noted", command=command_type.NAME, error=type(exc).__name__
-            )
+            log.error("command.rejection_not_noted", command=command, error=type(exc).__name__)
 
     def consume(self, spec: ConsumerSpec, handle: EventHandler) -> None:
         settings = self.runtime.settings

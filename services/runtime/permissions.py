@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,9 +102,10 @@ class Permissions:
 
 @dataclass(frozen=True)
 class User:
-    role: str
+    role: str  # the NATS user: its client certificate's e-mail SAN
     account: str
     permissions: Permissions
+    name: str  # the role itself (a service, `admin`, `auditor` or an agency id)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ def service_user(service: str, country: str) -> User:
         f"{inbox_prefix(service)}.>",
         PING_SUBJECT,
         *dict.fromkeys(commands),
+        *dict.fromkeys(f"{c}.*" for c in commands),  # the sender's agency id as last token
         *needs.answers,
         *needs.hears,
     ]
@@ -259,6 +261,7 @@ def service_user(service: str, country: str) -> User:
             deny_publish=tuple(dict.fromkeys(deny)),
             allow_responses=True,  # replies to commands and re-drive requests
         ),
+        service,
     )
 
 
@@ -281,7 +284,8 @@ def agency_user(agency_id: str, registry: AgencyRegistry) -> User:
         # its own could as well register one in another agency's name.
         commands += ["referral.revoke", "case.erase", "consent.record", "consent.withdraw"]
         commands += ["agency.register_key"]
-    publish = [f"{COMMAND_PREFIX}.{name}" for name in dict.fromkeys(commands)]
+    # Only on subjects that end in its own id: the server, not the body, says who sent it.
+    publish = [f"{COMMAND_PREFIX}.{name}.{agency.id}" for name in dict.fromkeys(commands)]
     if agency.may_identify:
         publish.append(INTAKE_KEY_SUBJECT)
     # One durable feed consumer per agency, named after it and filtered on its own feed:
@@ -297,6 +301,7 @@ def agency_user(agency_id: str, registry: AgencyRegistry) -> User:
         user_name(agency.id, registry.country),
         HUB,
         Permissions(publish=tuple(publish), subscribe=(f"{inbox_prefix(agency.id)}.>",)),
+        agency.id,
     )
 
 
@@ -310,6 +315,7 @@ def admin_user(country: str) -> User:
             subscribe=(f"{inbox_prefix('admin')}.>",),
             deny_publish=_protected_denies(),
         ),
+        "admin",
     )
 
 
@@ -323,6 +329,7 @@ def auditor_user(country: str) -> User:
             subscribe=(f"{AUDIT_PREFIX}.>", f"{inbox_prefix('auditor')}.>"),
             deny_publish=(">",),  # an empty allow-list alone could read as "no limit"
         ),
+        "auditor",
     )
 
 
@@ -349,10 +356,18 @@ def _list(items: Iterable[str], indent: str) -> str:
     return f"[{inner}\n{indent}]" if inner else "[]"
 
 
-def _render_user(user: User) -> list[str]:
+Identify = Callable[[User], str]
+
+
+def by_certificate(user: User) -> str:
+    """The config line naming a user mapped from its client certificate (verify_and_map)."""
+    return f'user: "{user.role}"'
+
+
+def _render_user(user: User, identify: Identify) -> list[str]:
     p = user.permissions
     pad = " " * 10
-    lines = [f'      {{ user: "{user.role}"', "        permissions: {"]
+    lines = [f"      {{ {identify(user)}", "        permissions: {"]
     lines.append(f"{pad}publish: {{ allow: {_list(p.publish, pad)}")
     if p.deny_publish:
         lines.append(f"{pad}  deny: {_list(p.deny_publish, pad)}")
@@ -377,7 +392,7 @@ def _import(account: str, subject: str) -> str:
     return f'      {{ stream: {{ account: {account}, subject: "{subject}" }} }}'
 
 
-def render_accounts(auth: HubAuth) -> str:
+def render_accounts(auth: HubAuth, identify: Identify = by_certificate) -> str:
     lines = [HEADER, "accounts {"]
     for account in (HUB, AUDIT, CROSSBORDER):
         lines.append(f"  {account} {{")
@@ -411,7 +426,7 @@ def render_accounts(auth: HubAuth) -> str:
         if members:
             lines.append("    users: [")
             for user in members:
-                lines += _render_user(user)
+                lines += _render_user(user, identify)
             lines.append("    ]")
         lines.append("  }")
     lines.append("}")

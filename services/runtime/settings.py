@@ -73,6 +73,12 @@ class Settings(BaseModel):
         validate_default=True,
         description="NRM_NATS_TLS_KEY: the client certificate's private key (PEM)",
     )
+    # A hub with NATS nkey users (`nrm up`'s default): one seed file per role, `<role>.nk`.
+    nats_credentials: Path | None = Field(
+        default=None,
+        description="NRM_NATS_CREDENTIALS: directory of nkey seeds, one `<role>.nk` per NATS "
+        "user; None = DATA_DIR/credentials when using the local hub `nrm up` started",
+    )
     health_port: int = Field(
         default=0, ge=0, le=65535, description="NRM_HEALTH_PORT: /livez /readyz /metrics; 0 = off"
     )
@@ -116,6 +122,12 @@ class Settings(BaseModel):
         ):
             raise ValueError("each server must start with nats:// or tls://")
         return value
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether this process proves who it is to NATS (client certificate or nkey): on
+        such a hub every agency is authenticated, and the open command subjects are refused."""
+        return self.nats_tls_cert is not None or self.nats_credentials is not None
 
     @property
     def key_encryption_key_file(self) -> Path:
