@@ -118,7 +118,11 @@ def local_credentials(settings: Settings) -> Path:
 
 def with_local_credentials(settings: Settings) -> Settings:
     """An operator command on the local hub signs in with the seeds `nrm up` left there."""
-    if settings.nats_url is None and settings.nats_credentials is None:
+    url_file = _hub_url_file(settings)
+    local = settings.nats_url is None or (
+        url_file.exists() and url_file.read_text().strip() == settings.nats_url
+    )
+    if local and settings.nats_credentials is None:
         directory = local_credentials(settings)
         if directory.is_dir():
             return settings.model_copy(update={"nats_credentials": directory})

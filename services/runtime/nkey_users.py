@@ -18,7 +18,7 @@ from pathlib import Path
 import nkeys
 
 from services.runtime.connection import credential_file
-from services.runtime.permissions import HubAuth, User, render_accounts
+from services.runtime.permissions import ANONYMOUS_USER, HubAuth, User, render_accounts
 
 
 def ensure_seeds(directory: Path, roles: Iterable[str]) -> dict[str, str]:
@@ -46,4 +46,9 @@ def nkey_accounts(auth: HubAuth, directory: Path) -> str:
     def by_nkey(user: User) -> str:
         return f'nkey: "{public[user.name]}"'
 
-    return render_accounts(auth, by_nkey)
+    # A client without credentials is admitted as a user with no rights at all, rather than
+    # refused: some clients (nats-py with max_reconnect_attempts=0) retry a refused
+    # handshake forever, while a powerless session fails each request at once.
+    nobody = secrets.token_urlsafe(24)
+    accounts = render_accounts(auth, by_nkey, anonymous=nobody)
+    return f"{accounts}no_auth_user: {ANONYMOUS_USER}\n"

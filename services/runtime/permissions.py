@@ -67,7 +67,8 @@ from services.runtime.topology import (
 )
 
 JS = "$JS.API"
-HUB, AUDIT, CROSSBORDER = "HUB", "AUDIT", "CROSSBORDER"
+HUB, AUDIT, CROSSBORDER, ANONYMOUS = "HUB", "AUDIT", "CROSSBORDER", "ANONYMOUS"
+ANONYMOUS_USER = "anonymous"
 SERVICES = ("identifier", "referral", "shelter", "audit", "custody")
 PROTECTED_STREAMS = (
     EVENTS_STREAM,
@@ -311,7 +312,8 @@ def admin_user(country: str) -> User:
         user_name("admin", country),
         HUB,
         Permissions(
-            publish=(f"{JS}.>", "nrm.ctl.dlq.redrive.>", PING_SUBJECT),
+            # `nrm audit export` asks the audit service to sign a checkpoint first.
+            publish=(f"{JS}.>", "nrm.ctl.dlq.redrive.>", PING_SUBJECT, CHECKPOINT_REQUEST),
             subscribe=(f"{inbox_prefix('admin')}.>",),
             deny_publish=_protected_denies(),
         ),
@@ -392,7 +394,11 @@ def _import(account: str, subject: str) -> str:
     return f'      {{ stream: {{ account: {account}, subject: "{subject}" }} }}'
 
 
-def render_accounts(auth: HubAuth, identify: Identify = by_certificate) -> str:
+def render_accounts(
+    auth: HubAuth, identify: Identify = by_certificate, anonymous: str | None = None
+) -> str:
+    """The `accounts` block; `anonymous` (a password nobody is given) adds the powerless
+    account that `no_auth_user` maps clients without credentials to."""
     lines = [HEADER, "accounts {"]
     for account in (HUB, AUDIT, CROSSBORDER):
         lines.append(f"  {account} {{")
@@ -429,6 +435,15 @@ def render_accounts(auth: HubAuth, identify: Identify = by_certificate) -> str:
                 lines += _render_user(user, identify)
             lines.append("    ]")
         lines.append("  }")
+    if anonymous is not None:
+        # Where a client without credentials lands (`no_auth_user`): an account of its own
+        # that imports nothing, and a user that may neither publish nor subscribe.
+        lines += [
+            f"  {ANONYMOUS} {{",
+            f'    users: [ {{ user: "{ANONYMOUS_USER}", password: "{anonymous}"',
+            '      permissions: { publish: { deny: [">"] }, subscribe: { deny: [">"] } } } ]',
+            "  }",
+        ]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
