@@ -1,5 +1,6 @@
 """Shelter rules as pure functions: beds per category, admission on a shelter referral, a
-first-come waiting list when full, and discharge admitting the next person waiting.
+first-come waiting list when full, and every bed that becomes free (a discharge, a
+re-registration with more beds) going to the next person waiting in its category.
 
 There is no fixed length of stay (Counter-Trafficking Law art. 21.4): only a discharge ends
 one. A child is placed only in a shelter that takes children.
@@ -8,7 +9,7 @@ one. A child is placed only in a shelter that takes children.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from contracts.commands import DischargeFromShelter, RegisterShelter
@@ -25,7 +26,7 @@ from contracts.events import (
     ShelterWaitlisted,
     ShelterWaitlistLeft,
 )
-from contracts.replies import ErrorCode, reject
+from contracts.replies import CommandRejection, ErrorCode, FieldError, reject
 from contracts.vocabulary import DeclineReason, Region, Service, ShelterCategory
 from services.agencies.registry import Agency
 
@@ -64,27 +65,68 @@ class Shelter:
 def fold(shelter_id: str, events: Sequence[Event]) -> Shelter:
     shelter = Shelter(shelter_id)
     for event in events:
-        match event:
-            case ShelterRegistered():
-                shelter.region = event.region
-                shelter.capacity = dict(event.capacity)
-            case ShelterAdmitted():
-                shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
-                shelter.residents[event.referral_id] = _stay(event)
-            case ShelterWaitlisted():
-                shelter.waiting.append(_stay(event))
-            case ShelterDischarged():
-                shelter.residents.pop(event.referral_id, None)
-            case ShelterWaitlistLeft():
-                shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
+        _apply(shelter, event)
     return shelter
+
+
+def _apply(shelter: Shelter, event: Event) -> None:
+    match event:
+        case ShelterRegistered():
+            shelter.region = event.region
+            shelter.capacity = dict(event.capacity)
+        case ShelterAdmitted():
+            shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
+            shelter.residents[event.referral_id] = _stay(event)
+        case ShelterWaitlisted():
+            shelter.waiting.append(_stay(event))
+        case ShelterDischarged():
+            shelter.residents.pop(event.referral_id, None)
+        case ShelterWaitlistLeft():
+            shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
+
+
+def _after(shelter: Shelter, events: Sequence[ShelterEvent]) -> Shelter:
+    """The state once `events` are applied; `shelter` itself is left as it was."""
+    projected = replace(
+        shelter,
+        capacity=dict(shelter.capacity),
+        residents=dict(shelter.residents),
+        waiting=list(shelter.waiting),
+    )
+    for event in events:
+        _apply(projected, event)
+    return projected
+
+
+def serve_waiting_list(shelter: Shelter) -> list[ShelterEvent]:
+    """Admit people waiting, first come first served per category, while their category has
+    a free bed. Every decision that frees or adds beds ends with this, in the same atomic
+    append, so that no one waits while a bed of their category is free."""
+    admitted: list[ShelterEvent] = []
+    free = {c: shelter.capacity.get(c, 0) - shelter.occupied(c) for c in ShelterCategory}
+    for stay in shelter.waiting:
+        if free[stay.category] > 0:
+            free[stay.category] -= 1
+            admitted.append(
+                ShelterAdmitted(
+                    shelter_id=shelter.shelter_id,
+                    referral_id=stay.referral_id,
+                    case_id=stay.case_id,
+                    category=stay.category,
+                    from_waiting_list=True,
+                )
+            )
+    return admitted
 
 
 def _stay(event: PlacementEvent) -> Stay:
     return Stay(event.referral_id, event.case_id, event.category)
 
 
-def decide_register(agency: Agency | None, command: RegisterShelter) -> list[ShelterEvent]:
+def decide_register(
+    agency: Agency | None, shelter: Shelter, command: RegisterShelter
+) -> list[ShelterEvent]:
+    """Register a shelter or change its beds; added beds go to the waiting list first."""
     if agency is None:
         raise reject(
             "agency_id", ErrorCode.UNKNOWN_AGENCY, f"agency {command.agency_id!r} is not registered"
@@ -98,9 +140,23 @@ def decide_register(agency: Agency | None, command: RegisterShelter) -> list[She
             ErrorCode.INVALID_FIELD,
             f"the registry does not list {', '.join(extra)} for {agency.id}",
         )
-    return [
-        ShelterRegistered(shelter_id=agency.id, region=agency.region, capacity=command.capacity)
+    # A registration never ends a stay (only a discharge does, art. 21.4), so it may not
+    # leave residents without a bed. The reason quotes no number, neither submitted nor stored.
+    crowded = [
+        FieldError(
+            field=f"capacity.{category}",
+            code=ErrorCode.INVALID_STATE,
+            reason="fewer beds than current residents",
+        )
+        for category in ShelterCategory
+        if command.capacity.get(category, 0) < shelter.occupied(category)
     ]
+    if crowded:
+        raise CommandRejection(*crowded)
+    registered = ShelterRegistered(
+        shelter_id=agency.id, region=agency.region, capacity=command.capacity
+    )
+    return [registered, *serve_waiting_list(_after(shelter, [registered]))]
 
 
 def decide_placement(shelter: Shelter, referral: ReferralRequested) -> list[ShelterEvent]:
@@ -118,10 +174,14 @@ def decide_placement(shelter: Shelter, referral: ReferralRequested) -> list[Shel
         return [ShelterPlacementRefused(**ids, reason=DeclineReason.SHELTER_NOT_REGISTERED)]
     if category not in shelter.capacity:
         return [ShelterPlacementRefused(**ids, reason=DeclineReason.CATEGORY_NOT_ACCEPTED)]
-    if shelter.has_bed(category):
-        return [ShelterAdmitted(**ids, from_waiting_list=False)]
-    position = 1 + sum(1 for s in shelter.waiting if s.category is category)
-    return [ShelterWaitlisted(**ids, position=position)]
+    # Those already waiting come first: a free bed found here (a history written before
+    # added beds were served) goes to them, and the newcomer only gets one left over.
+    events = serve_waiting_list(shelter)
+    now = _after(shelter, events)
+    if now.has_bed(category):
+        return [*events, ShelterAdmitted(**ids, from_waiting_list=False)]
+    position = 1 + sum(1 for s in now.waiting if s.category is category)
+    return [*events, ShelterWaitlisted(**ids, position=position)]
 
 
 def decide_discharge(shelter: Shelter, command: DischargeFromShelter) -> list[ShelterEvent]:
@@ -136,28 +196,14 @@ def decide_discharge(shelter: Shelter, command: DischargeFromShelter) -> list[Sh
             ErrorCode.UNKNOWN_ID,
             f"no resident admitted on referral {command.referral_id}",
         )
-    events: list[ShelterEvent] = [
-        ShelterDischarged(
-            shelter_id=shelter.shelter_id,
-            referral_id=stay.referral_id,
-            case_id=stay.case_id,
-            category=stay.category,
-            reason=command.reason,
-        )
-    ]
-    beds_after = shelter.capacity.get(stay.category, 0) - (shelter.occupied(stay.category) - 1)
-    next_in_line = next((s for s in shelter.waiting if s.category is stay.category), None)
-    if next_in_line is not None and beds_after > 0:
-        events.append(
-            ShelterAdmitted(
-                shelter_id=shelter.shelter_id,
-                referral_id=next_in_line.referral_id,
-                case_id=next_in_line.case_id,
-                category=next_in_line.category,
-                from_waiting_list=True,
-            )
-        )
-    return events
+    discharged = ShelterDischarged(
+        shelter_id=shelter.shelter_id,
+        referral_id=stay.referral_id,
+        case_id=stay.case_id,
+        category=stay.category,
+        reason=command.reason,
+    )
+    return [discharged, *serve_waiting_list(_after(shelter, [discharged]))]
 
 
 def decide_revocation(shelter: Shelter, revoked: ReferralRevoked) -> list[ShelterEvent]:

@@ -24,7 +24,9 @@ def register(host: ServiceHost) -> None:
             command.agency_id,
             cause=str(command.command_id),
             correlation=str(command.command_id),
-            decide=lambda _history: domain.decide_register(agency, command),
+            decide=lambda history: domain.decide_register(
+                agency, domain.fold(command.agency_id, [e.event for e in history.events]), command
+            ),
         )
         return command.agency_id, outcome
 

@@ -114,3 +114,53 @@ async def test_competing_shelter_instances_never_exceed_the_beds(settings: Setti
         states = await wait_until(referrals_settled, timeout=30)
         assert list(states.values()).count("referral.accepted") == beds
         await nc.close()
+
+
+async def test_added_beds_go_to_the_waiting_list_and_beds_below_residents_are_refused(
+    settings: Settings,
+) -> None:
+    async with local_hub(settings) as url, running_services(url, settings):
+        nc = await nats.connect(url)
+        client, js = HubClient(nc), nc.jetstream()
+
+        def beds(men: int) -> RegisterShelter:
+            return RegisterShelter(
+                command_id=uuid.uuid4(), agency_id=MEN, capacity={ShelterCategory.MEN: men}
+            )
+
+        async def shelter_events(count: int) -> list[object]:
+            found = [e for e in await events(js) if e.type.startswith("shelter.")]
+            return found if len(found) >= count else []
+
+        await client.send(beds(1))
+        first = await client.send(_man())
+        await wait_until(lambda: shelter_events(2))  # registered, admitted
+        second = await client.send(_man())
+        await wait_until(lambda: shelter_events(3))  # ... waitlisted
+
+        # One more bed: the person waiting gets it, in the registration's own atomic append.
+        reply = await client.send(beds(2))
+        assert reply["status"] == "accepted" and len(reply["event_ids"]) == 2
+        admitted = [e for e in await events(js) if e.type == "shelter.admitted"]
+        assert [e.data["case_id"] for e in admitted] == [
+            first["aggregate_id"],
+            second["aggregate_id"],
+        ]
+        assert admitted[1].data["from_waiting_list"]
+
+        async def referrals_accepted() -> bool:
+            found = [e for e in await events(js) if e.type == "referral.accepted"]
+            return len(found) == 2
+
+        await wait_until(referrals_accepted)
+
+        # Two residents: one bed is refused, by field and reason, and nothing is written.
+        written = len(await events(js))
+        refused = await client.send(beds(1))
+        assert refused["status"] == "rejected"
+        [error] = refused["errors"]
+        assert error["field"] == "capacity.men" and error["code"] == "invalid_state"
+        assert not any(ch.isdigit() for ch in error["reason"])
+        await asyncio.sleep(0.3)  # anything the refusal had set off would be in by now
+        assert len(await events(js)) == written
+        await nc.close()

@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts.commands import (
     AcceptReferral,
@@ -46,6 +48,7 @@ from services.shelter import domain as shelter
 REGISTRY = load_registry()
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 MEN = "kg-ngo-bishkek-mens-shelter"
+CRISIS = "kg-ngo-bishkek-crisis-centre"  # takes women and children
 
 
 def _request(category: ShelterCategory, provider: str = MEN) -> ReferralRequested:
@@ -128,7 +131,7 @@ def test_register_rejects_categories_the_registry_does_not_list() -> None:
         command_id=uuid.uuid4(), agency_id=MEN, capacity={ShelterCategory.CHILDREN: 2}
     )
     with pytest.raises(CommandRejection) as caught:
-        shelter.decide_register(agency, command)
+        shelter.decide_register(agency, shelter.fold(MEN, []), command)
     assert caught.value.errors[0].field == "capacity"
 
 
@@ -249,3 +252,155 @@ def test_a_revoked_referral_leaves_the_waiting_list_and_is_not_admitted() -> Non
     _, admitted = shelter.decide_discharge(shelter.fold(MEN, history), discharge)
     assert isinstance(admitted, ShelterAdmitted)
     assert admitted.referral_id == next_in_line.referral_id
+
+
+def _register(beds: dict[ShelterCategory, int], shelter_id: str = MEN) -> RegisterShelter:
+    return RegisterShelter(command_id=uuid.uuid4(), agency_id=shelter_id, capacity=beds)
+
+
+def _discharge(referral_id: uuid.UUID, shelter_id: str = MEN) -> DischargeFromShelter:
+    return DischargeFromShelter(
+        command_id=uuid.uuid4(),
+        agency_id=shelter_id,
+        referral_id=referral_id,
+        reason=DischargeReason.REHABILITATION_COMPLETED,
+    )
+
+
+def _placed(history: list[Event], request: ReferralRequested, shelter_id: str = MEN) -> list[Event]:
+    state = shelter.fold(shelter_id, history)
+    return _apply(history, list(shelter.decide_placement(state, request)))
+
+
+def test_beds_added_by_re_registration_go_to_those_waiting_first_in_order() -> None:
+    history = _registered({ShelterCategory.MEN: 1})
+    resident, first, second, third = (_request(ShelterCategory.MEN) for _ in range(4))
+    for request in (resident, first, second, third):
+        _placed(history, request)
+    agency = REGISTRY.get(MEN)
+    more = shelter.decide_register(
+        agency, shelter.fold(MEN, history), _register({ShelterCategory.MEN: 2})
+    )
+    registered, admitted = _apply(history, list(more))
+    assert isinstance(registered, ShelterRegistered)
+    assert isinstance(admitted, ShelterAdmitted) and admitted.from_waiting_list
+    assert admitted.referral_id == first.referral_id
+    # The next newcomer queues behind the people already waiting, not in front of them.
+    newcomer = _request(ShelterCategory.MEN)
+    [waitlisted] = _placed(history, newcomer)
+    assert isinstance(waitlisted, ShelterWaitlisted) and waitlisted.position == 3
+    even_more = shelter.decide_register(
+        agency, shelter.fold(MEN, history), _register({ShelterCategory.MEN: 4})
+    )
+    assert [e.referral_id for e in even_more if isinstance(e, ShelterAdmitted)] == [
+        second.referral_id,
+        third.referral_id,
+    ]
+
+
+def test_a_newcomer_never_takes_a_bed_someone_is_waiting_for() -> None:
+    # A history written before added beds were served: a free bed and someone waiting.
+    history = _registered({ShelterCategory.MEN: 1})
+    resident, waiting = _request(ShelterCategory.MEN), _request(ShelterCategory.MEN)
+    _placed(history, resident)
+    _placed(history, waiting)
+    history.extend(_registered({ShelterCategory.MEN: 2}))
+    newcomer = _request(ShelterCategory.MEN)
+    admitted, waitlisted = _placed(history, newcomer)
+    assert isinstance(admitted, ShelterAdmitted) and admitted.referral_id == waiting.referral_id
+    assert isinstance(waitlisted, ShelterWaitlisted)
+    assert waitlisted.referral_id == newcomer.referral_id and waitlisted.position == 1
+
+
+@pytest.mark.parametrize(
+    "beds",
+    [
+        {ShelterCategory.WOMEN: 1, ShelterCategory.CHILDREN: 3},
+        {ShelterCategory.CHILDREN: 3},  # dropping the category altogether
+    ],
+)
+def test_re_registering_with_fewer_beds_than_residents_is_rejected(
+    beds: dict[ShelterCategory, int],
+) -> None:
+    history = _registered({ShelterCategory.WOMEN: 2, ShelterCategory.CHILDREN: 1}, CRISIS)
+    for _ in range(2):
+        _placed(history, _request(ShelterCategory.WOMEN, CRISIS), CRISIS)
+    state = shelter.fold(CRISIS, history)
+    with pytest.raises(CommandRejection) as caught:
+        shelter.decide_register(REGISTRY.get(CRISIS), state, _register(beds, CRISIS))
+    [error] = caught.value.errors
+    assert error.field == "capacity.women" and error.code is ErrorCode.INVALID_STATE
+    assert error.reason == "fewer beds than current residents"  # no submitted or stored figure
+    as_many = {ShelterCategory.WOMEN: 2, ShelterCategory.CHILDREN: 0}
+    [registered] = shelter.decide_register(REGISTRY.get(CRISIS), state, _register(as_many, CRISIS))
+    assert isinstance(registered, ShelterRegistered)
+
+
+_CATEGORIES = (ShelterCategory.WOMEN, ShelterCategory.CHILDREN)
+_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("register"),
+            st.dictionaries(st.sampled_from(_CATEGORIES), st.integers(0, 3), min_size=1),
+        ),
+        st.tuples(st.just("refer"), st.sampled_from(_CATEGORIES)),
+        st.tuples(st.just("discharge"), st.integers(0, 10)),
+        st.tuples(st.just("revoke"), st.integers(0, 10)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=st.dictionaries(st.sampled_from(_CATEGORIES), st.integers(0, 3), min_size=1),
+    steps=_steps,
+)
+def test_no_one_waits_while_a_bed_of_their_category_is_free(
+    first: dict[ShelterCategory, int], steps: list[tuple[str, object]]
+) -> None:
+    agency = REGISTRY.get(CRISIS)
+    history: list[Event] = []
+    decisions = [("register", first), *steps]
+    for kind, arg in decisions:
+        state = shelter.fold(CRISIS, history)
+        residents, waiting = list(state.residents), [s.referral_id for s in state.waiting]
+        new: list[Event] = []
+        try:
+            if kind == "register":
+                assert isinstance(arg, dict)
+                new = list(shelter.decide_register(agency, state, _register(arg, CRISIS)))
+            elif kind == "refer":
+                assert isinstance(arg, ShelterCategory)
+                new = list(shelter.decide_placement(state, _request(arg, CRISIS)))
+            elif kind == "discharge" and residents:
+                assert isinstance(arg, int)
+                referral_id = residents[arg % len(residents)]
+                new = list(shelter.decide_discharge(state, _discharge(referral_id, CRISIS)))
+            elif kind == "revoke" and waiting:
+                assert isinstance(arg, int)
+                stay = state.waiting[arg % len(waiting)]
+                revoked = ReferralRevoked(
+                    referral_id=stay.referral_id,
+                    case_id=stay.case_id,
+                    revoked_by="kg-mia-bishkek",
+                    reason=RevokeReason.PERSON_WITHDREW,
+                )
+                new = list(shelter.decide_revocation(state, revoked))
+        except CommandRejection as rejection:
+            # Only a registration below the residents may be refused; it writes nothing.
+            assert kind == "register" and all(
+                e.code is ErrorCode.INVALID_STATE for e in rejection.errors
+            )
+        for event in new:
+            if isinstance(event, ShelterAdmitted) and event.from_waiting_list:
+                before = shelter.fold(CRISIS, history)
+                head = next(s for s in before.waiting if s.category is event.category)
+                assert head.referral_id == event.referral_id  # first come, first served
+            history.append(event)
+        after = shelter.fold(CRISIS, history)
+        for category in _CATEGORIES:
+            assert after.occupied(category) <= after.capacity.get(category, 0)
+            assert not (
+                after.has_bed(category) and any(s.category is category for s in after.waiting)
+            )
