@@ -39,6 +39,7 @@ from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.settings import Settings
+from services.runtime.topology import every_durable
 
 IN_FLIGHT = 64  # commands outstanding at saturation (agencies' systems sending at once)
 STALL_SECONDS = 30.0
@@ -58,6 +59,10 @@ class HubRun:
     offered_rate: float | None  # cases/s, None at saturation
     latencies_ms: list[float] = field(default_factory=list)  # command -> shelter.admitted
     commands_seconds: float = 0.0  # first command sent -> last reply
+    # Per durable, what it had not yet handled when the last audit leaf was stored: a
+    # consumer that cannot keep up shows here even when the run's own clock does not wait
+    # for it (nothing the bench counts comes after xb-outbox, say).
+    lag_at_end: dict[str, int] = field(default_factory=dict)
 
     @property
     def cases_per_second(self) -> float:
@@ -222,6 +227,7 @@ async def _drive(
         raise BenchFailure(f"{len(refused)} screenings were not accepted")
     await _until_audited(js, expected_events)
     finished = time.perf_counter()
+    lag_at_end = await consumer_lag(js)
     _stop_profiler(profiler, profile_to)
     await admitted_sub.unsubscribe()
     await check(js, workload)
@@ -237,7 +243,17 @@ async def _drive(
         offered_rate=rate,
         latencies_ms=latencies,
         commands_seconds=commands_done - started,
+        lag_at_end=lag_at_end,
     )
+
+
+async def consumer_lag(js: JetStreamContext) -> dict[str, int]:
+    """Messages each durable has yet to take or to acknowledge."""
+    lag = {}
+    for durable in every_durable():
+        info = await js.consumer_info(durable.stream, durable.durable)
+        lag[durable.durable] = info.num_pending + info.num_ack_pending
+    return lag
 
 
 async def _until_audited(js: JetStreamContext, expected: int) -> None:

@@ -37,6 +37,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _worst(lag: dict[str, int]) -> str:
+    """The most behind of the durables when the run ended, e.g. `0` or `258 xb-outbox`."""
+    durable = max(lag, key=lambda d: lag[d])
+    return f"{lag[durable]:,} {durable}" if lag[durable] else "0"
+
+
 def table(figures: dict[str, Any]) -> str:
     if not figures.get("ok"):
         return f"BENCHMARK FAILED (no speed reported): {figures.get('failure')}\n"
@@ -62,6 +68,10 @@ def table(figures: dict[str, Any]) -> str:
     lines.append("-- hub end to end at saturation (until the last audit leaf)")
     for key in HUB_KEYS:
         add(f"hub_saturation.{key}", [runs[n]["hub_saturation"][key] for n in names])
+    add(
+        "hub_saturation.max_consumer_lag_at_end",
+        [_worst(runs[n]["hub_saturation"]["lag_at_end"]) for n in names],
+    )
     lines.append("-- hub at the offered rate (command -> shelter.admitted)")
     for key in ("offered_cases_per_s", *HUB_KEYS):
         add(f"hub_paced.{key}", [runs[n]["hub_paced"][0][key] for n in names])

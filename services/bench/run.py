@@ -100,6 +100,7 @@ def _hub_figures(run: HubRun) -> dict[str, Any]:
         "events_per_s": round(run.events_per_second, 1),
         "us_per_event": round(run.seconds / run.events * 1e6, 1),
         "admitted": len(run.latencies_ms),
+        "lag_at_end": run.lag_at_end,
         **_ms(run.latencies_ms),
     }
 

@@ -52,7 +52,7 @@ from contracts.public_key_sealing import (
 )
 from contracts.replies import ErrorCode, TransferRefused, reject
 from contracts.sealed import SealedValue, open_sealed, seal
-from contracts.subjects import aggregate_filter
+from contracts.subjects import EVENT_PREFIX, aggregate_filter
 from contracts.vocabulary import PersonalField, TransferRefusal
 from services.identifier.domain import fold_case
 from services.referral import crossborder
@@ -187,9 +187,14 @@ class CrossBorderLink:
             )
         else:
             case_id = str(getattr(event, "case_id"))  # noqa: B009  (every answered event has one)
-            case_events = await self.store.read(aggregate_filter("case", case_id))
+            # Only the case's received_from_abroad event, not its whole history: for a local
+            # case (nearly every one) the read finds nothing and parses nothing.
+            found = await self.store.read(
+                f"{EVENT_PREFIX}.{CaseReceivedFromAbroad.AGGREGATE}.{case_id}."
+                f"{CaseReceivedFromAbroad.NAME}"
+            )
             received = next(
-                (e.event for e in case_events if isinstance(e.event, CaseReceivedFromAbroad)), None
+                (e.event for e in found if isinstance(e.event, CaseReceivedFromAbroad)), None
             )
             if received is None:
                 return  # a local referral: nothing to tell anyone abroad

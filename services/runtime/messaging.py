@@ -445,7 +445,7 @@ class ServiceHost:
             spec.filter_subjects[0],
             stream=JStream(EVENTS_STREAM, declare=False),
             durable=spec.durable,
-            pull_sub=PullSub(batch_size=64, timeout=1.0),
+            pull_sub=PullSub(batch_size=spec.fetch_batch, timeout=1.0),
             inbox_prefix=subscriber_inbox_prefix(settings, self.service),
             ack_policy=AckPolicy.MANUAL,
             title=f"{spec.durable}",

@@ -43,6 +43,7 @@ from contracts.public_key_sealing import (
     read_private_key,
     seal_to,
 )
+from contracts.subjects import EVENTS_STREAM
 from contracts.vocabulary import (
     Act,
     DataPurpose,
@@ -59,8 +60,9 @@ from contracts.vocabulary import (
 from services.client import AgencyClient, HubClient
 from services.runtime.embedded import free_port
 from services.runtime.linked_hubs import LinkedHubs
+from services.runtime.settings import Settings
 from services.runtime.topology import XB_OUTBOX_STREAM
-from tests.integration.hub_reads import audit_leaves, events, wait_until
+from tests.integration.hub_reads import audit_leaves, events, screening, wait_until
 from tests.integration.link_proxy import LinkProxy
 from tests.integration.test_cli import NRM, _env
 
@@ -639,3 +641,37 @@ async def test_up_runs_the_hub_of_the_country_it_is_given(tmp_path: Path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_the_outbox_keeps_up_with_domestic_referral_answers(
+    hub: Settings, client: HubClient, nc: Client
+) -> None:
+    """Every local referral.accepted passes through xb-outbox (it must look whether the case
+    came from abroad). Thirty of them leave it with nothing pending well within the wait;
+    at the old one event per fetch timeout (1 s) they would take half a minute."""
+    js = nc.jetstream()
+    count = 30
+    cases = [client.send(screening(needs=frozenset({Service.LEGAL_AID}))) for _ in range(count)]
+    await asyncio.gather(*cases)
+
+    async def requested() -> list[Envelope]:
+        found = [e for e in await events(js) if e.type == "referral.requested"]
+        return found if len(found) == count else []
+
+    accepts = [
+        AcceptReferral(
+            command_id=uuid.uuid4(),
+            agency_id=r.data["provider_id"],
+            referral_id=uuid.UUID(r.data["referral_id"]),
+        )
+        for r in await wait_until(requested)
+    ]
+    replies = await asyncio.gather(*(client.send(a) for a in accepts))
+    assert all(r["status"] == "accepted" for r in replies), replies
+
+    async def drained() -> bool:
+        info = await js.consumer_info(EVENTS_STREAM, "xb-outbox")
+        return info.num_pending + info.num_ack_pending == 0
+
+    await wait_until(drained, timeout=10.0)
+    assert (await js.stream_info(XB_OUTBOX_STREAM)).state.messages == 0  # nothing to send
