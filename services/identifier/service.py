@@ -3,12 +3,14 @@ field under the case key, keeps the blind index, records consent and erasure of 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 from contracts.commands import EraseCase, RecordConsent, SubmitScreening, WithdrawConsent
-from contracts.events import Event
+from contracts.events import Event, LikelyDuplicateFound
 from contracts.public_key_sealing import key_id, public_key_b64, read_private_key
 from contracts.replies import CommandAccepted
 from contracts.sealed import seal
@@ -18,6 +20,7 @@ from services.identifier import domain
 from services.identifier.blind_index import BlindIndex, blind_index
 from services.identifier.intake import open_interview
 from services.runtime.case_keys import CaseKeys, KeyCustodyError, read_key_ring, read_secret
+from services.runtime.command_ledger import fingerprint
 from services.runtime.eventstore import History
 from services.runtime.messaging import ServiceHost
 from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET
@@ -51,12 +54,37 @@ def register(host: ServiceHost) -> None:
             indexes.append(BlindIndex(await runtime.jetstream.key_value(BLIND_INDEX_BUCKET)))
         return indexes[0]
 
+    def screening_meaning(command: SubmitScreening) -> str:
+        """The ledger's fingerprint of a screening: a retry re-seals the personal data (new
+        ciphertext), so its clear content counts instead, keyed like the blind index so the
+        ledger holds nothing a dictionary could open without the hub's key."""
+        clear = open_interview(command, intake_key).personal_data.model_dump_json(
+            exclude_none=True
+        )
+        keyed = hmac.new(index_secret, b"nrm-command/1|" + clear.encode(), hashlib.sha256)
+        return f"{fingerprint(command, exclude=frozenset({'personal_data'}))}.{keyed.hexdigest()}"
+
     async def submit_screening(command: SubmitScreening) -> CommandAccepted:
         agency = domain.check_may_identify(
             runtime.registry.get(command.agency_id), command.agency_id
         )
         interview = open_interview(command, intake_key)
         case_id = str(derived_id("case", str(command.command_id)))
+        assert runtime.store is not None, "not connected"
+        recorded = (await runtime.store.load("case", case_id)).caused_by(str(command.command_id))
+        if recorded:  # a retry: answered from the record, the blind index is not asked again
+            return CommandAccepted(
+                command_id=command.command_id,
+                aggregate_id=case_id,
+                event_ids=tuple(UUID(e.envelope.id) for e in recorded),
+                duplicate=True,
+                likely_duplicate_of=tuple(
+                    earlier
+                    for e in recorded
+                    if isinstance(e.event, LikelyDuplicateFound)
+                    for earlier in e.event.earlier_case_ids
+                ),
+            )
         version, key = await (await case_keys()).key_for(case_id)
         sealed = {
             name: seal(key, case_id, name.value, version, value)
@@ -104,7 +132,7 @@ def register(host: ServiceHost) -> None:
 
         return handle
 
-    host.command(SubmitScreening, submit_screening)
+    host.command(SubmitScreening, submit_screening, screening_meaning)
     host.command(
         RecordConsent,
         on_case(

@@ -58,6 +58,7 @@ from contracts.subjects import (
 )
 from contracts.vocabulary import AgencyId
 from services.agencies.registry import AgencyRegistry
+from services.runtime.command_ledger import CommandLedger, fingerprint
 from services.runtime.connection import broker_options, subscriber_inbox_prefix
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
@@ -71,7 +72,7 @@ from services.runtime.health import (
 from services.runtime.logging import get_logger
 from services.runtime.rejection_budget import RejectionBudget
 from services.runtime.settings import Settings, nats_servers
-from services.runtime.topology import ConsumerSpec
+from services.runtime.topology import COMMAND_IDS_BUCKET, ConsumerSpec
 from services.runtime.writer import AggregateWriter, Clock, Outcome, utc_now
 
 log = get_logger("nrm.messaging")
@@ -207,6 +208,7 @@ class ServiceHost:
         self._consumers: list[ConsumerSpec] = []
         self._buckets: list[str] = []
         self._budget = RejectionBudget()
+        self._command_ledger: CommandLedger | None = None
         self.consuming = False
 
     @property
@@ -238,6 +240,12 @@ class ServiceHost:
         # Ready means the server has our subscriptions: a PONG answers everything before it.
         await self.broker.connection.flush()
         self.consuming = True
+
+    async def _ledger(self) -> CommandLedger:
+        if self._command_ledger is None:
+            bucket = await self.runtime.jetstream.key_value(COMMAND_IDS_BUCKET)
+            self._command_ledger = CommandLedger(bucket)
+        return self._command_ledger
 
     def needs_bucket(self, bucket: str) -> None:
         self._buckets.append(bucket)
@@ -286,9 +294,19 @@ class ServiceHost:
         )
         return NatsResponse(envelope.to_bytes(), headers={"content-type": CONTENT_TYPE})
 
-    def command(self, command_type: type[Command], handle: CommandHandler) -> None:
+    def command(
+        self,
+        command_type: type[Command],
+        handle: CommandHandler,
+        meaning: Callable[[Any], str] = fingerprint,
+    ) -> None:
+        """Serve one command. `meaning` fingerprints a command for the command-id ledger
+        (services/runtime/command_ledger.py): the default hashes the whole body, which is
+        wrong only where a retry legitimately re-encrypts part of it."""
         subject = command_subject(command_type)
         authenticated = self.runtime.settings.authenticated
+        if COMMAND_IDS_BUCKET not in self._buckets:
+            self.needs_bucket(COMMAND_IDS_BUCKET)
 
         async def on_command(msg: NatsMessage) -> NatsResponse:
             started = time.perf_counter()
@@ -307,6 +325,7 @@ class ServiceHost:
             try:
                 command = parse_command(command_type, body)
                 check_sender(command, sender, authenticated=authenticated)
+                await (await self._ledger()).claim(command.command_id, meaning(command))
                 result = await handle(command)
             except CommandRejection as rejection:
                 log.info(

@@ -60,6 +60,7 @@ from services.agencies.registry import AgencyRegistry, load_registry
 from services.runtime.topology import (
     BLIND_INDEX_BUCKET,
     CASE_KEYS_BUCKET,
+    COMMAND_IDS_BUCKET,
     REFERRAL_DEADLINES_BUCKET,
     XB_INBOX_STREAM,
     XB_OUTBOX_STREAM,
@@ -209,6 +210,7 @@ def service_user(service: str, country: str) -> User:
     publish = [f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.INFO.{EVENTS_STREAM}"]
     if commands:  # a rejected command leaves a notice (names and codes) for the audit log
         publish.append(f"{REJECTIONS_PREFIX}.>")
+        publish += _bucket_grants(COMMAND_IDS_BUCKET)  # one meaning per command id
     subscribe = [
         f"{inbox_prefix(service)}.>",
         PING_SUBJECT,

@@ -53,6 +53,7 @@ from services.runtime.settings import Settings
 CASE_KEYS_BUCKET = "nrm-case-keys"
 REFERRAL_DEADLINES_BUCKET = "nrm-referral-deadlines"
 BLIND_INDEX_BUCKET = "nrm-blind-index"
+COMMAND_IDS_BUCKET = "nrm-command-ids"
 ACK_WAIT_SECONDS = 30.0
 # Cross-border (docs/CROSSBORDER.md): packages waiting to be sent, per destination, and
 # packages received from partner hubs, deduplicated by package id for a week.
@@ -339,6 +340,7 @@ async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1)
         (CASE_KEYS_BUCKET, "Per-case data keys, wrapped under the key-encryption key"),
         (REFERRAL_DEADLINES_BUCKET, "Open referrals and when they must be answered"),
         (BLIND_INDEX_BUCKET, "Duplicate detection: keyed blind index of name + date of birth"),
+        (COMMAND_IDS_BUCKET, "The fingerprint of each command id's first body"),
     ):
         try:
             await js.key_value(bucket)
