@@ -155,6 +155,13 @@ def _field_names(*models: type[BaseModel]) -> frozenset[str]:
 CONTRACT_NAMES = _field_names(*ALL_COMMANDS, ScreeningInterview, *ALL_EVENTS, Envelope)
 
 
+def undecoded(msg: NatsMessage) -> bytes:
+    """FastStream's own decoder runs json.loads on every body before the handler, and lets
+    RecursionError and ValueError (a 4,300-digit integer) escape: no reply at all. Commands
+    are read by `parse_command` only, so the decoder leaves the bytes as they are."""
+    return msg.body
+
+
 def parse_command(command_type: type[C], body: bytes) -> C:
     """The typed command in a request body, or a rejection that names each bad field.
     Rejections never quote the submitted values: they may be personal data."""
@@ -367,6 +374,7 @@ class ServiceHost:
             queue=f"{self.service}-commands",
             title=f"{subject}:{self.service}",
             description=command_type.__doc__,
+            decoder=undecoded,
         )(on_command)
 
     def answer(self, subject: str, produce: Callable[[], dict[str, Any]]) -> None:
