@@ -79,7 +79,9 @@ class CommandRejectionNoted(BaseModel):
 
     command: str
     command_id: UUID | None
-    agency_id: AgencyId | None = Field(description="The sending agency the body claims, if valid")
+    agency_id: AgencyId | None = Field(
+        description="The sending agency the body claims, if the registry lists it"
+    )
     errors: tuple[RejectedField, ...] = Field(min_length=1)
 
 
