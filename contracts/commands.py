@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, ClassVar
-from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
 from contracts.public_key_sealing import SealedToKey
 from contracts.vocabulary import (
     Act,
     AgencyId,
     AgencyKind,
+    CanonicalUuid,
     CountryCode,
     DataPurpose,
     DeclineReason,
@@ -53,7 +53,9 @@ class Command(BaseModel):
     NAME: ClassVar[str]
     VERSION: ClassVar[int] = 1
 
-    command_id: UUID = Field(description="Idempotency key chosen by the sender, reused on retry")
+    command_id: CanonicalUuid = Field(
+        description="Idempotency key chosen by the sender, reused on retry"
+    )
     agency_id: AgencyId = Field(description="The sending agency, as listed in the registry")
 
 
@@ -115,7 +117,7 @@ class ScreeningFacts(Command):
     interviewed_on: dt.date
     region: Region
     sex: Sex
-    age: int | None = Field(
+    age: StrictInt | None = Field(
         default=None, ge=0, le=120, description="Age in years; or give personal_data.date_of_birth"
     )
     citizenship: CountryCode = Field(description="ISO 3166-1 alpha-2; XX when stateless/unknown")
@@ -169,13 +171,13 @@ class SubmitScreening(ScreeningFacts):
 class AcceptReferral(Command):
     NAME: ClassVar[str] = "referral.accept"
 
-    referral_id: UUID
+    referral_id: CanonicalUuid
 
 
 class DeclineReferral(Command):
     NAME: ClassVar[str] = "referral.decline"
 
-    referral_id: UUID
+    referral_id: CanonicalUuid
     reason: DeclineReason
 
 
@@ -183,21 +185,21 @@ class DeliveredItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     service: Service
-    quantity: int = Field(ge=1, le=10_000)
+    quantity: StrictInt = Field(ge=1, le=10_000)
     unit: DeliveryUnit
 
 
 class CompleteReferral(Command):
     NAME: ClassVar[str] = "referral.complete"
 
-    referral_id: UUID
+    referral_id: CanonicalUuid
     delivered: tuple[DeliveredItem, ...] = Field(min_length=1, max_length=50)
 
 
 class RevokeReferral(Command):
     NAME: ClassVar[str] = "referral.revoke"
 
-    referral_id: UUID
+    referral_id: CanonicalUuid
     reason: RevokeReason
 
 
@@ -206,7 +208,7 @@ class RegisterShelter(Command):
 
     NAME: ClassVar[str] = "shelter.register"
 
-    capacity: dict[ShelterCategory, Annotated[int, Field(ge=0, le=10_000)]] = Field(
+    capacity: dict[ShelterCategory, Annotated[StrictInt, Field(ge=0, le=10_000)]] = Field(
         min_length=1, description="Beds per category the shelter takes"
     )
 
@@ -214,7 +216,7 @@ class RegisterShelter(Command):
 class DischargeFromShelter(Command):
     NAME: ClassVar[str] = "shelter.discharge"
 
-    referral_id: UUID = Field(description="The referral the person was admitted on")
+    referral_id: CanonicalUuid = Field(description="The referral the person was admitted on")
     reason: DischargeReason
 
 
@@ -223,7 +225,7 @@ class RecordConsent(Command):
 
     NAME: ClassVar[str] = "consent.record"
 
-    case_id: UUID
+    case_id: CanonicalUuid
     given_on: dt.date
     consent: Consent
 
@@ -233,7 +235,7 @@ class WithdrawConsent(Command):
 
     NAME: ClassVar[str] = "consent.withdraw"
 
-    case_id: UUID
+    case_id: CanonicalUuid
 
 
 class EraseCase(Command):
@@ -241,7 +243,7 @@ class EraseCase(Command):
 
     NAME: ClassVar[str] = "case.erase"
 
-    case_id: UUID
+    case_id: CanonicalUuid
     reason: ErasureReason
 
 
@@ -264,7 +266,7 @@ class RequestAccess(Command):
 
     NAME: ClassVar[str] = "access.request"
 
-    case_id: UUID
+    case_id: CanonicalUuid
     purpose: DataPurpose
     fields: frozenset[PersonalField] = Field(
         default=frozenset(), description="Empty: every field the agency is entitled to"
@@ -281,7 +283,7 @@ class RequestCrossBorderReferral(Command):
 
     NAME: ClassVar[str] = "referral.cross_border"
 
-    case_id: UUID
+    case_id: CanonicalUuid
     destination: CountryCode = Field(description="ISO 3166-1 alpha-2 of the partner country")
     purpose: DataPurpose
     service: Service = Field(description="What the person needs there, e.g. repatriation")

@@ -6,10 +6,12 @@ Adding a member is a compatible change; renaming or removing one needs a new sch
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
+from uuid import UUID
 
-from pydantic import StringConstraints
+from pydantic import BeforeValidator, StringConstraints, WithJsonSchema
 
 
 class Region(StrEnum):
@@ -265,6 +267,28 @@ class DeliveryUnit(StrEnum):
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 # Agency ids come from the registry: lowercase, digits and hyphens, no dots (they go in subjects).
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+
+
+# A UUID in a command: 36-character lowercase hyphenated text only (not braced, not "urn:uuid:",
+# not unhyphenated, not upper case) and not nil, so one id has one spelling everywhere.
+# Events and replies keep plain UUID fields: they hold what the hub wrote, always canonical.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def _canonical_uuid(value: Any) -> Any:
+    if isinstance(value, UUID):  # built in Python (the agency client, the hub): not from JSON
+        value = str(value)
+    if not isinstance(value, str) or not CANONICAL_UUID.fullmatch(value) or value == NIL_UUID:
+        raise ValueError("must be a UUID as 36 lowercase hex digits and hyphens, not nil")
+    return value
+
+
+CanonicalUuid = Annotated[
+    UUID,
+    BeforeValidator(_canonical_uuid),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": f"^{CANONICAL_UUID.pattern}$"}),
+]
 
 
 def age_band(age: int) -> AgeBand:

@@ -56,7 +56,7 @@ def register(host: ServiceHost) -> None:
             raise reject(
                 "for_agency",
                 ErrorCode.UNKNOWN_AGENCY,
-                f"agency {command.for_agency!r} is not registered",
+                "the agency is not in the registry",
             )
         try:
             public_key = public_key_from_b64(command.public_key)

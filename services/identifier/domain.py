@@ -96,9 +96,7 @@ def unmet_criteria(answers: CriteriaAnswers, is_child: bool) -> tuple[UnmetCrite
 def check_may_identify(agency: Agency | None, agency_id: str) -> Agency:
     """The registry entry of an agency allowed to identify, or a typed rejection."""
     if agency is None:
-        raise reject(
-            "agency_id", ErrorCode.UNKNOWN_AGENCY, f"agency {agency_id!r} is not registered"
-        )
+        raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
     if agency.kind is AgencyKind.PROSECUTION:
         raise reject(
             "agency_id", ErrorCode.NOT_AUTHORISED, "prosecution bodies may not identify victims"
@@ -111,7 +109,7 @@ def check_may_identify(agency: Agency | None, agency_id: str) -> Agency:
         raise reject(
             "agency_id",
             ErrorCode.NOT_AUTHORISED,
-            f"{agency_id} is not registered as agreed to identify victims",
+            "the agency is not registered as agreed to identify victims",
         )
     return agency
 
@@ -221,11 +219,9 @@ def _case_for(case: Case | None, case_id: UUID, agency: Agency | None, agency_id
     """The case, if it exists, is not erased, and `agency` may act on it: the identifying
     agency or the coordinating body."""
     if case is None:
-        raise reject("case_id", ErrorCode.UNKNOWN_ID, f"unknown case {case_id}")
+        raise reject("case_id", ErrorCode.UNKNOWN_ID, "no such case")
     if agency is None:
-        raise reject(
-            "agency_id", ErrorCode.UNKNOWN_AGENCY, f"agency {agency_id!r} is not registered"
-        )
+        raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
     if agency.id != case.record.agency_id and agency.kind is not AgencyKind.COORDINATING_BODY:
         raise reject(
             "agency_id",

@@ -3,7 +3,6 @@ is validated only once opened. Every problem is a rejection naming the field, ne
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 from contracts.commands import ScreeningInterview, SubmitScreening
 from contracts.public_key_sealing import PublicKeySealingError, intake_info, open_sealed_to
 from contracts.replies import CommandRejection, ErrorCode, reject
+from services.runtime.command_body import BodyError, read_json
 from services.runtime.messaging import validation_errors
 
 
@@ -19,16 +19,17 @@ def open_interview(command: SubmitScreening, intake_key: X25519PrivateKey) -> Sc
     info = intake_info(str(command.command_id), command.agency_id)
     try:
         clear = open_sealed_to(intake_key, info, command.personal_data)
-        personal_data: Any = json.loads(clear)
+        # The same limits as a command body: the sealed content is just as untrusted.
+        personal_data: Any = read_json(clear)
     except PublicKeySealingError:
         raise reject(
             "personal_data",
             ErrorCode.INVALID_FIELD,
             "does not open with the hub's intake key for this command_id and agency_id",
         ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except BodyError as exc:
         raise reject(
-            "personal_data", ErrorCode.INVALID_FIELD, "sealed content is not JSON"
+            "personal_data", ErrorCode.INVALID_FIELD, f"sealed content: {exc.reason}"
         ) from None
     facts = command.model_dump(exclude={"personal_data"})
     try:

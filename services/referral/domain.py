@@ -180,7 +180,7 @@ def _with(state: Referral, status: Status, accepted_at: dt.datetime | None = Non
 
 def _existing(referral: Referral | None, referral_id: UUID) -> Referral:
     if referral is None:
-        raise reject("referral_id", ErrorCode.UNKNOWN_ID, f"unknown referral {referral_id}")
+        raise reject("referral_id", ErrorCode.UNKNOWN_ID, "no such referral")
     return referral
 
 

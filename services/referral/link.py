@@ -102,9 +102,7 @@ class CrossBorderLink:
         registry = self.runtime.registry
         requester = registry.get(command.agency_id)
         if requester is None:
-            raise reject(
-                "agency_id", ErrorCode.UNKNOWN_AGENCY, f"agency {command.agency_id!r} is not listed"
-            )
+            raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
         if command.destination.lower() == self.here:
             raise reject("destination", ErrorCode.INVALID_FIELD, "is this hub's own country")
         case_id = str(command.case_id)

@@ -18,7 +18,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from enum import Enum
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, get_args, get_origin
 
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, PullSub
@@ -26,12 +27,13 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from structlog.contextvars import bound_contextvars
 
-from contracts.commands import Command
+from contracts.commands import ALL_COMMANDS, Command, ScreeningInterview
 from contracts.envelope import CONTENT_TYPE, Envelope, source_uri, unwrap_event
-from contracts.events import Event
+from contracts.events import ALL_EVENTS, Event
 from contracts.operations import (
     CommandRejectionNoted,
     DeadLetterRecorded,
@@ -56,8 +58,9 @@ from contracts.subjects import (
     rejection_subject,
     sender_of,
 )
-from contracts.vocabulary import AgencyId
+from contracts.vocabulary import CANONICAL_UUID, NIL_UUID
 from services.agencies.registry import AgencyRegistry
+from services.runtime.command_body import BodyError, read_json_object
 from services.runtime.command_ledger import CommandLedger, fingerprint
 from services.runtime.connection import broker_options, subscriber_inbox_prefix
 from services.runtime.dead_letters import dead_letter
@@ -78,7 +81,6 @@ from services.runtime.writer import AggregateWriter, Clock, Outcome, utc_now
 log = get_logger("nrm.messaging")
 MAX_WAIT_SECONDS = 5.0
 C = TypeVar("C", bound=Command)
-_AGENCY_ID: TypeAdapter[str] = TypeAdapter(AgencyId)
 
 
 @dataclass
@@ -134,19 +136,50 @@ class Delivery:
 EventHandler = Callable[[Delivery], Awaitable[None]]
 
 
+OTHER = "(other)"
+
+
+def _field_names(*models: type[BaseModel]) -> frozenset[str]:
+    """Every field name of these models and of the models inside them, and the members of
+    enums used as map keys (`capacity.women`): the only names a reported location may show."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    todo: list[Any] = list(models)
+    while todo:
+        tp = todo.pop()
+        if id(tp) in seen:
+            continue
+        seen.add(id(tp))
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            names.update(tp.model_fields)
+            todo.extend(f.annotation for f in tp.model_fields.values())
+            continue
+        args = get_args(tp)
+        if get_origin(tp) is dict and isinstance(args[0], type) and issubclass(args[0], Enum):
+            names.update(str(member.value) for member in args[0])
+        todo.extend(args)
+    return frozenset(names)
+
+
+CONTRACT_NAMES = _field_names(*ALL_COMMANDS, ScreeningInterview, *ALL_EVENTS, Envelope)
+
+
+def undecoded(msg: NatsMessage) -> bytes:
+    """FastStream's own decoder runs json.loads on every body before the handler, and lets
+    RecursionError and ValueError (a 4,300-digit integer) escape: no reply at all. Commands
+    are read by `parse_command` only, so the decoder leaves the bytes as they are."""
+    return msg.body
+
+
 def parse_command(command_type: type[C], body: bytes) -> C:
     """The typed command in a request body, or a rejection that names each bad field.
     Rejections never quote the submitted values: they may be personal data."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = read_json_object(body)
+    except BodyError as exc:
         raise CommandRejection(
-            FieldError(field="", code=ErrorCode.INVALID_JSON, reason="body is not valid JSON")
+            FieldError(field="", code=ErrorCode.INVALID_JSON, reason=exc.reason)
         ) from None
-    if not isinstance(data, dict):
-        raise CommandRejection(
-            FieldError(field="", code=ErrorCode.INVALID_JSON, reason="body must be a JSON object")
-        )
     try:
         return command_type.model_validate(data)
     except ValidationError as exc:
@@ -154,11 +187,19 @@ def parse_command(command_type: type[C], body: bytes) -> C:
 
 
 def validation_errors(exc: ValidationError) -> tuple[FieldError, ...]:
+    """One error per problem, by location and a reason that never holds the input: a key the
+    sender chose (not a contract field name) becomes "(other)", as do unknown map keys."""
     errors = []
     for err in exc.errors(include_input=False, include_url=False):
-        field = ".".join(str(part) for part in err["loc"])
-        reason = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        errors.append(FieldError(field=field, code=ErrorCode.INVALID_FIELD, reason=reason))
+        parts: list[str] = []
+        for part in err["loc"]:
+            if part == "[key]":  # pydantic's tag for a bad map key: the key is already "(other)"
+                continue
+            name = str(part) if isinstance(part, int) or part in CONTRACT_NAMES else OTHER
+            parts.append(name)
+        errors.append(
+            FieldError(field=".".join(parts), code=ErrorCode.INVALID_FIELD, reason=_reason(err))
+        )
     return tuple(errors)
 
 
@@ -185,11 +226,27 @@ def check_sender(command: Command, sender: str | None, *, authenticated: bool) -
         )
 
 
+def _reason(err: ErrorDetails) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    detail = err.get("ctx", {}).get("error")
+    if isinstance(detail, str):
+        # A parser's detail (uuid, date) may quote the input: "found `x` at 0".
+        return err["msg"].split(",")[0]
+    # Otherwise pydantic's message holds the constraint or the allowed values, not the input;
+    # a value_error's is our own validators' fixed text.
+    return err["msg"]
+
+
 def _command_id_of(body: bytes) -> uuid.UUID | None:
+    """The body's command_id if it is a canonical UUID, for correlation; never raises."""
     try:
-        return uuid.UUID(str(json.loads(body)["command_id"]))
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        value = read_json_object(body).get("command_id")
+    except BodyError:
         return None
+    if isinstance(value, str) and CANONICAL_UUID.fullmatch(value) and value != NIL_UUID:
+        return uuid.UUID(value)
+    return None
 
 
 class ServiceHost:
@@ -333,7 +390,7 @@ class ServiceHost:
                     command=command_type.NAME,
                     codes=[e.code.value for e in rejection.errors],
                 )
-                notice = rejection_notice(command_type, body, rejection)
+                notice = rejection_notice(command_type, body, rejection, self.runtime.registry)
                 await self._note_rejection(notice, sender, msg.raw_message.reply)
                 rejected = CommandRejected(command_id=_command_id_of(body), errors=rejection.errors)
                 return self.reply(rejected, None), "rejected"
@@ -373,6 +430,7 @@ class ServiceHost:
                 queue=f"{self.service}-commands",
                 title=f"{listened}:{self.service}",
                 description=command_type.__doc__,
+                decoder=undecoded,
             )(on_command)
 
     def answer(self, subject: str, produce: Callable[[], dict[str, Any]]) -> None:
@@ -400,8 +458,6 @@ class ServiceHost:
                     "authenticated": self.runtime.settings.authenticated,
                 }
             )
-        elif notice.agency_id is not None and registry.get(notice.agency_id) is None:
-            notice = notice.model_copy(update={"agency_id": None})
         if not notice.authenticated:
             held_back = self._budget.spend(reply.rpartition(".")[0], time.monotonic())
             if held_back is None:
@@ -575,20 +631,24 @@ def _rejected(field: str, code: ErrorCode, reason: str) -> CommandRejected:
 
 
 def rejection_notice(
-    command_type: type[Command], body: bytes, rejection: CommandRejection
+    command_type: type[Command],
+    body: bytes,
+    rejection: CommandRejection,
+    registry: AgencyRegistry,
 ) -> CommandRejectionNoted:
     """Only what is safe to keep forever: the command's own field names (a key the sender
-    invented may be personal data, so it becomes "(other)"), codes, and a valid agency id."""
+    invented may be personal data, so it becomes "(other)"), codes, and the agency id only if
+    the registry lists it (any other text the sender chose is kept nowhere)."""
     agency: str | None = None
     try:
-        agency = _AGENCY_ID.validate_python(json.loads(body).get("agency_id"))
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
-        agency = None
+        value = read_json_object(body).get("agency_id")
+    except BodyError:
+        value = None
+    if isinstance(value, str) and registry.get(value) is not None:
+        agency = value
     known = set(command_type.model_fields) | {""}
     errors = tuple(
-        RejectedField(
-            field=top if (top := e.field.split(".")[0]) in known else "(other)", code=e.code
-        )
+        RejectedField(field=top if (top := e.field.split(".")[0]) in known else OTHER, code=e.code)
         for e in rejection.errors
     )
     return CommandRejectionNoted(

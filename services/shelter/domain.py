@@ -128,17 +128,15 @@ def decide_register(
 ) -> list[ShelterEvent]:
     """Register a shelter or change its beds; added beds go to the waiting list first."""
     if agency is None:
-        raise reject(
-            "agency_id", ErrorCode.UNKNOWN_AGENCY, f"agency {command.agency_id!r} is not registered"
-        )
+        raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
     if Service.SHELTER not in agency.services:
-        raise reject("agency_id", ErrorCode.NOT_AUTHORISED, f"{agency.id} does not run a shelter")
+        raise reject("agency_id", ErrorCode.NOT_AUTHORISED, "the agency does not run a shelter")
     extra = sorted(set(command.capacity) - agency.shelter_categories)
     if extra:
         raise reject(
             "capacity",
             ErrorCode.INVALID_FIELD,
-            f"the registry does not list {', '.join(extra)} for {agency.id}",
+            "the registry does not list every one of these categories for the shelter",
         )
     # A registration never ends a stay (only a discharge does, art. 21.4), so it may not
     # leave residents without a bed. The reason quotes no number, neither submitted nor stored.
@@ -186,15 +184,13 @@ def decide_placement(shelter: Shelter, referral: ReferralRequested) -> list[Shel
 
 def decide_discharge(shelter: Shelter, command: DischargeFromShelter) -> list[ShelterEvent]:
     if not shelter.registered:
-        raise reject(
-            "agency_id", ErrorCode.UNKNOWN_ID, f"no shelter registered for {command.agency_id}"
-        )
+        raise reject("agency_id", ErrorCode.UNKNOWN_ID, "no shelter registered for the agency")
     stay = shelter.residents.get(command.referral_id)
     if stay is None:
         raise reject(
             "referral_id",
             ErrorCode.UNKNOWN_ID,
-            f"no resident admitted on referral {command.referral_id}",
+            "no resident admitted on this referral",
         )
     discharged = ShelterDischarged(
         shelter_id=shelter.shelter_id,

@@ -35,6 +35,18 @@ def _with(**changes: object) -> Mutation:
     return lambda payload, _seal: json.dumps({**payload, **changes}).encode()
 
 
+def _with_json(**changes: bytes) -> Mutation:
+    """Fields set to raw JSON text (json.dumps refuses an integer of 5,000 digits)."""
+
+    def mutate(payload: Payload, _seal: Callable[[object], object]) -> bytes:
+        body = json.dumps({**payload, **{k: f"<{k}>" for k in changes}}).encode()
+        for field, raw in changes.items():
+            body = body.replace(f'"<{field}>"'.encode(), raw)
+        return body
+
+    return mutate
+
+
 def _raw(body: bytes) -> Mutation:
     return lambda _payload, _seal: body
 
@@ -50,11 +62,26 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("bad JSON", _raw(b'{"command_id": '), "", "invalid_json"),
     ("not an object", _raw(b"[1, 2, 3]"), "", "invalid_json"),
     ("not UTF-8", _raw(b"\xff\xfe\x00"), "", "invalid_json"),
+    ("too deep", _raw(b"[" * 2000 + b"]" * 2000), "", "invalid_json"),
+    ("huge integer", _with_json(age=b"1" + b"0" * 5000), "", "invalid_json"),
+    ("age as text", _with(age="34"), "age", "invalid_field"),
+    (
+        "upper-case command_id",
+        _with(command_id=str(uuid.uuid4()).upper()),
+        "command_id",
+        "invalid_field",
+    ),
+    (
+        "sealed personal data too deep",
+        _sealed_personal_data(b'{"full_name": ' + b"[" * 2000 + b"]" * 2000 + b"}"),
+        "personal_data",
+        "invalid_field",
+    ),
     ("missing field", _without("region"), "region", "invalid_field"),
     ("wrong type", _with(age="thirty"), "age", "invalid_field"),
     ("out of range", _with(age=300), "age", "invalid_field"),
     ("unknown enum", _with(sex="unknown"), "sex", "invalid_field"),
-    ("unknown field", _with(surname="x"), "surname", "invalid_field"),
+    ("unknown field", _with(surname="x"), "(other)", "invalid_field"),
     ("bad country", _with(citizenship="Kyrgyzstan"), "citizenship", "invalid_field"),
     ("unknown agency", _with(agency_id="kg-no-such-agency"), "agency_id", "unknown_agency"),
     ("prosecution", _with(agency_id="kg-prosecutor-general"), "agency_id", "not_authorised"),
@@ -80,7 +107,7 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     (
         "sealed personal data with an unknown field",
         _sealed_personal_data({"full_name": "x", "surname": CANARIES[0]}),
-        "personal_data.surname",
+        "personal_data.(other)",
         "invalid_field",
     ),
     (

@@ -12,9 +12,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
-from contracts.subjects import EVENTS_STREAM
+from contracts.public_key_sealing import intake_info, seal_to
+from contracts.subjects import EVENTS_STREAM, REJECTIONS_STREAM
 from services.client import HubClient
 from services.runtime.settings import Settings
+from tests.hostile_corpus import MARKER, Body, domain_rejected, parse_rejected
+from tests.hostile_corpus import examples as corpus_examples
+from tests.integration.hub_reads import screening, stream_messages
 
 pytestmark = pytest.mark.integration
 ACCEPTED: set[str] = set()
@@ -75,3 +79,92 @@ async def test_every_command_subject_survives_hostile_bodies(
     for seq in range(before + 1, last + 1):
         written = json.loads((await js.get_msg(EVENTS_STREAM, seq)).data or b"")
         assert written["correlationid"] in ACCEPTED
+
+
+REPLY_TIMEOUT = 5.0  # the agency client's request timeout
+
+
+async def _answer_without_an_echo(nc: Client, subject: str, case: Body) -> dict[str, Any]:
+    """The reply to one corpus body: typed, in time, and repeating nothing that was sent."""
+    reply = await nc.request(subject, case.body, timeout=REPLY_TIMEOUT)
+    assert MARKER not in reply.data.decode().lower(), (subject, case.label)
+    envelope: dict[str, Any] = json.loads(reply.data)
+    return envelope
+
+
+async def _rejected_without_an_echo(nc: Client, subject: str, case: Body) -> list[dict[str, Any]]:
+    envelope = await _answer_without_an_echo(nc, subject, case)
+    assert envelope["type"] == "command.rejected", (subject, case.label)
+    errors: list[dict[str, Any]] = envelope["data"]["errors"]
+    assert errors and all(e["code"] != "unavailable" and e["reason"] for e in errors), errors
+    return errors
+
+
+async def test_the_hostile_corpus_gets_a_typed_rejection_on_every_subject(
+    hub: Settings, nc: Client
+) -> None:
+    js = nc.jetstream()
+    before = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+    sent = 0
+    for subject in sorted(corpus_examples()):
+        for case in parse_rejected(subject):
+            errors = await _rejected_without_an_echo(nc, subject, case)
+            assert all(e["code"] in ("invalid_json", "invalid_field") for e in errors), errors
+            sent += 1
+    assert (await js.stream_info(EVENTS_STREAM)).state.last_seq == before, "a rejection wrote"
+    # The notices kept for the audit log hold no submitted value either.
+    notices = await stream_messages(js, REJECTIONS_STREAM)
+    assert len(notices) == sent
+    assert not any(MARKER in (m.data or b"").decode().lower() for m in notices)
+
+
+async def test_unknown_agency_ids_are_answered_without_an_echo(hub: Settings, nc: Client) -> None:
+    """Well-formed agency ids that no registry lists: rejected (or, for access.request, a
+    recorded denial), by a reason that does not quote them, and no notice keeps them."""
+    js = nc.jetstream()
+    for subject in sorted(corpus_examples()):
+        for case in domain_rejected(subject):
+            envelope = await _answer_without_an_echo(nc, subject, case)
+            if subject == "nrm.cmd.access.request":
+                assert envelope["type"] == "access.denied", case.label
+                continue
+            # Whichever check comes first (the agency, the case, the key) rejects it.
+            assert envelope["type"] == "command.rejected", case.label
+            codes = {e["code"] for e in envelope["data"]["errors"]}
+            assert codes and not codes & {"invalid_json", "unavailable"}, codes
+    notices = await stream_messages(js, REJECTIONS_STREAM)
+    assert notices
+    assert not any(MARKER in (m.data or b"").decode().lower() for m in notices)
+
+
+SEALED_CONTENTS: list[tuple[str, bytes]] = [
+    ("deep", b"[" * 2000 + b"]" * 2000),
+    ("deep objects", b'{"a": ' * 2000 + b"1" + b"}" * 2000),
+    ("huge integer", b'{"full_name": "x", "age": 1' + b"7" * 5000 + b"}"),
+    ("NaN", b'{"full_name": NaN}'),
+    ("duplicate key", b'{"full_name": "x", "full_name": "' + MARKER.encode() + b'"}'),
+    ("lone surrogate", b'{"full_name": "\\ud800' + MARKER.encode() + b'"}'),
+    ("byte-order mark", b'\xef\xbb\xbf{"full_name": "x"}'),
+    ("UTF-16", '{"full_name": "x"}'.encode("utf-16")),
+    ("unknown key", b'{"full_name": "x", "' + MARKER.encode() + b'_surname": 1}'),
+    ("not an object", b'["' + MARKER.encode() + b'"]'),
+    ("empty", b""),
+]
+
+
+@pytest.mark.parametrize(("label", "content"), SEALED_CONTENTS, ids=[c[0] for c in SEALED_CONTENTS])
+async def test_hostile_sealed_personal_data_is_rejected_as_personal_data(
+    hub: Settings, client: HubClient, nc: Client, label: str, content: bytes
+) -> None:
+    """The same limits inside the sealed personal data, once opened: `personal_data` is named,
+    never `unavailable` (which would tell the agency to resend forever)."""
+    command = await client.sealed(screening())
+    info = intake_info(str(command.command_id), command.agency_id)
+    sealed = seal_to(await client.intake_key(), info, content)
+    body = json.loads(command.model_dump_json())
+    body["personal_data"] = sealed.model_dump()
+    errors = await _rejected_without_an_echo(
+        nc, "nrm.cmd.screening.submit", Body(label, json.dumps(body).encode())
+    )
+    assert all(e["code"] == "invalid_field" for e in errors), errors
+    assert all(e["field"].startswith("personal_data") for e in errors), errors

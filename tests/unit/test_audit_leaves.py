@@ -133,7 +133,7 @@ def test_a_rejection_notice_keeps_no_submitted_value() -> None:
     ).encode()
     with pytest.raises(CommandRejection) as caught:
         parse_command(AcceptReferral, body)
-    notice = rejection_notice(AcceptReferral, body, caught.value)
+    notice = rejection_notice(AcceptReferral, body, caught.value, REGISTRY)
     assert CANARY not in notice.model_dump_json()
     assert notice.agency_id == "kg-ngo-osh-crisis-centre"
     assert {(e.field, e.code) for e in notice.errors} == {
@@ -143,8 +143,11 @@ def test_a_rejection_notice_keeps_no_submitted_value() -> None:
     # A value in agency_id that is not an agency id (it may be a name) is not kept.
     body = json.dumps({"agency_id": CANARY}).encode()
     rejection = CommandRejection(FieldError(field="", code=ErrorCode.INVALID_JSON, reason="x"))
-    assert rejection_notice(SubmitScreening, body, rejection).agency_id is None
-    assert rejection_notice(SubmitScreening, b"\xff", rejection).command_id is None
+    assert rejection_notice(SubmitScreening, body, rejection, REGISTRY).agency_id is None
+    assert rejection_notice(SubmitScreening, b"\xff", rejection, REGISTRY).command_id is None
+    # Nor is a well-formed agency id the registry does not list: the sender chose that text.
+    body = json.dumps({"agency_id": "kg-no-such-agency-anna-petrova"}).encode()
+    assert rejection_notice(SubmitScreening, body, rejection, REGISTRY).agency_id is None
 
 
 def test_a_rejection_leaf_names_the_command_codes_and_role() -> None:

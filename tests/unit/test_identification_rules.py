@@ -63,11 +63,12 @@ def test_ngo_without_agreement_may_not_identify_but_with_one_may() -> None:
     assert check_may_identify(centre, centre.id) is centre
 
 
-def test_unknown_agency_is_named() -> None:
+def test_unknown_agency_is_rejected_without_quoting_it() -> None:
     with pytest.raises(CommandRejection) as caught:
         check_may_identify(None, "kg-nobody")
     assert caught.value.errors[0].code is ErrorCode.UNKNOWN_AGENCY
-    assert "kg-nobody" in caught.value.errors[0].reason
+    assert caught.value.errors[0].field == "agency_id"
+    assert "kg-nobody" not in caught.value.errors[0].reason  # the sender chose that text
 
 
 def _screening(

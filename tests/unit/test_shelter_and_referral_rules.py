@@ -216,7 +216,8 @@ def test_answers_follow_the_state_machine() -> None:
     assert caught.value.errors[0].code is ErrorCode.INVALID_STATE
     with pytest.raises(CommandRejection) as unknown:
         referral.decide_accept(None, accept, NOW)
-    assert str(request.referral_id) in unknown.value.errors[0].reason
+    assert unknown.value.errors[0].code is ErrorCode.UNKNOWN_ID
+    assert str(request.referral_id) not in unknown.value.errors[0].reason
 
 
 def test_escalation_only_once_and_only_when_overdue() -> None:
