@@ -10,7 +10,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from services.bootstrap import bootstrap, running_services
+from services.bootstrap import bootstrap, local_hub, running_services
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
@@ -83,3 +83,23 @@ async def hub(settings: Settings) -> AsyncIterator[Settings]:
 @pytest.fixture
 def client(nc: Client) -> HubClient:
     return HubClient(nc)
+
+
+@pytest.fixture
+async def secured_hub(tmp_path: Path) -> AsyncIterator[Settings]:
+    """`nrm up`'s default, in this process: an embedded server that admits only the hub's
+    nkey users (seeds in `DATA_DIR/credentials`), and all services signed in as themselves."""
+    data = tmp_path / "secured"
+    local = Settings(
+        data_dir=data,
+        nats_credentials=data / "credentials",
+        max_deliver=3,
+        retry_backoff_seconds=(0.05, 0.1),
+        deadline_sweep_seconds=0.2,
+        checkpoint_interval_seconds=0.5,
+    )
+    create_hub_keys(local)
+    async with local_hub(local) as url:
+        settings = local.model_copy(update={"nats_url": url})
+        async with running_services(url, settings):
+            yield settings

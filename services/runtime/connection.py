@@ -15,7 +15,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from faststream.nats.security import NatsSecurity
+from faststream.nats.security import NatsNKey, NatsSecurity
 
 from services.runtime.permissions import inbox_prefix
 from services.runtime.settings import Settings
@@ -59,7 +59,10 @@ def broker_options(settings: Settings, role: str) -> dict[str, Any]:
     """`connect_options` as FastStream's NatsBroker takes them (TLS as `security=`)."""
     options = connect_options(settings, role)
     context = options.pop("tls", None)
-    if context is not None:
+    seed = options.pop("nkeys_seed", None)
+    if seed is not None:
+        options["security"] = NatsNKey.from_file(seed, ssl_context=context)
+    elif context is not None:
         options["security"] = NatsSecurity(ssl_context=context)
     return options
 
