@@ -78,6 +78,10 @@ def register(host: ServiceHost) -> None:
         return command.for_agency, outcome
 
     async def request_access(command: RequestAccess) -> AccessReleased | AccessDenied:
+        if runtime.registry.get(command.agency_id) is None:
+            # Rejected, not recorded as access.refused: the record cannot be purged, and an
+            # id nobody registered is text the sender chose (its notice is rate-limited).
+            raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "not an agency of the registry")
         case_id = str(command.case_id)
         referral_filters = [
             aggregate_filter("referral", str(derived_id("referral", case_id, s.value)))
