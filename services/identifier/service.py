@@ -57,7 +57,10 @@ def register(host: ServiceHost) -> None:
     def screening_meaning(command: SubmitScreening) -> str:
         """The ledger's fingerprint of a screening: a retry re-seals the personal data (new
         ciphertext), so its clear content counts instead, keyed like the blind index so the
-        ledger holds nothing a dictionary could open without the hub's key."""
+        ledger holds nothing a dictionary could open without the hub's key. Who may identify
+        is checked first, as in `submit_screening`, so that refusal is not hidden behind the
+        sealing's."""
+        domain.check_may_identify(runtime.registry.get(command.agency_id), command.agency_id)
         clear = open_interview(command, intake_key).personal_data.model_dump_json(
             exclude_none=True
         )

@@ -166,8 +166,9 @@ CONTRACT_NAMES = _field_names(*ALL_COMMANDS, ScreeningInterview, *ALL_EVENTS, En
 
 def undecoded(msg: NatsMessage) -> bytes:
     """FastStream's own decoder runs json.loads on every body before the handler, and lets
-    RecursionError and ValueError (a 4,300-digit integer) escape: no reply at all. Commands
-    are read by `parse_command` only, so the decoder leaves the bytes as they are."""
+    RecursionError and ValueError (a 4,300-digit integer) escape: no reply at all. The hub's
+    subscribers read the bytes themselves (commands by `parse_command`), so the broker's
+    decoder leaves them as they are."""
     return msg.body
 
 
@@ -260,6 +261,7 @@ class ServiceHost:
             nats_servers(nats_url),
             logger=None,
             max_reconnect_attempts=-1,
+            decoder=undecoded,  # every subscriber reads the bytes itself (see `undecoded`)
             **broker_options(runtime.settings, service),
         )
         self._consumers: list[ConsumerSpec] = []
@@ -430,7 +432,6 @@ class ServiceHost:
                 queue=f"{self.service}-commands",
                 title=f"{listened}:{self.service}",
                 description=command_type.__doc__,
-                decoder=undecoded,
             )(on_command)
 
     def answer(self, subject: str, produce: Callable[[], dict[str, Any]]) -> None:
