@@ -282,11 +282,8 @@ async def test_every_command_in_another_agencys_name_is_refused_for_who_sent_it(
     tmp_path: Path,
 ) -> None:
     pairs = senders()
-    # Written by hand: who may send what. referral.cross_border: see the report in the
-    # commit log (no agency's user may publish it on a secured hub).
-    assert set(pairs) >= set(COMMAND_OWNERS) - {
-        c for c in COMMAND_OWNERS if c.NAME == "referral.cross_border"
-    }
+    # Every command has at least one agency that may send it.
+    assert set(pairs) == set(COMMAND_OWNERS)
     assert COORD in [a for c, agencies in pairs.items() if c.NAME == "case.erase" for a in agencies]
     assert POLICE in [
         a for c, agencies in pairs.items() if c.NAME == "consent.record" for a in agencies

@@ -272,6 +272,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.consent.record.{CRISIS}",
             f"nrm.cmd.case.erase.{CRISIS}",  # its own cases (the identifier checks which)
             f"nrm.cmd.access.request.{CRISIS}",
+            f"nrm.cmd.referral.cross_border.{CRISIS}",  # its own cases (referral checks)
             "nrm.ctl.intake.key",  # it identifies: it seals personal data to the hub
             feed_create(CRISIS, CRISIS),
             f"$JS.API.CONSUMER.MSG.NEXT.{FEEDS_STREAM}.{CRISIS}",
@@ -324,6 +325,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "nrm.cmd.referral.accept",
             "nrm.cmd.referral.decline",
             f"nrm.cmd.referral.decline.{CRISIS}",
+            f"nrm.cmd.referral.cross_border.{CLINIC}",  # it identifies no case of its own
             f"nrm.cmd.case.erase.{COORD}",
             feed_create(CRISIS, CRISIS),
         ),
@@ -336,6 +338,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.erase.{COORD}",
             f"nrm.cmd.consent.record.{COORD}",
             f"nrm.cmd.agency.register_key.{COORD}",
+            f"nrm.cmd.referral.cross_border.{COORD}",
             feed_create(COORD, COORD),
         ),
         (
