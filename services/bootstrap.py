@@ -81,6 +81,14 @@ class RunningService:
     async def stop(self) -> None:
         for task in self.background:
             task.cancel()
+        pending = set(self.background)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            for task in pending:
+                # A cancellation can be lost: on Python 3.11 asyncio.wait_for (under every
+                # nats-py request) returns the result when it completes as the cancel lands,
+                # and the loop carries on. Ask again rather than wait forever.
+                task.cancel()
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -88,12 +88,14 @@ def resolve_nats_url(settings: Settings) -> str:
     )
 
 
-async def _wait_for_stop() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM. Install it before announcing readiness: a signal
+    that arrives between the ready line and the handler would kill the process outright."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 INSECURE_WARNING = """\
@@ -139,10 +141,11 @@ async def cmd_up(settings: Settings, port: int | None, insecure: bool = False) -
         running_services(url, settings) as started,
         health_server(settings, [s.host for s in started]),
     ):
+        stop = _stop_on_signals()
         _hub_url_file(settings).write_text(url + "\n")
         print(READY_LINE.format(url=url), flush=True)
         try:
-            await _wait_for_stop()
+            await stop.wait()
         finally:
             _hub_url_file(settings).unlink(missing_ok=True)
     return 0
@@ -154,8 +157,9 @@ async def cmd_run(settings: Settings, service: str) -> int:
     try:
         async with health_server(settings, [running.host]) as port:
             health = f" (health on {settings.health_host}:{port})" if port else ""
+            stop = _stop_on_signals()
             print(f"NRM {service} consuming {url}{health}", flush=True)
-            await _wait_for_stop()
+            await stop.wait()
     finally:
         await running.stop()
     return 0

@@ -277,7 +277,7 @@ def agency_user(agency_id: str, registry: AgencyRegistry) -> User:
     commands = ["access.request"]
     if agency.may_identify:
         commands += ["screening.submit", "consent.record", "consent.withdraw", "case.erase"]
-        commands += ["referral.revoke"]
+        commands += ["referral.revoke", "referral.cross_border"]
     if agency.services:
         commands += ["referral.accept", "referral.decline", "referral.complete"]
     if Service.SHELTER in agency.services:
@@ -286,7 +286,7 @@ def agency_user(agency_id: str, registry: AgencyRegistry) -> User:
         # Only the coordinating body registers agency keys: an agency that could register
         # its own could as well register one in another agency's name.
         commands += ["referral.revoke", "case.erase", "consent.record", "consent.withdraw"]
-        commands += ["agency.register_key"]
+        commands += ["referral.cross_border", "agency.register_key"]
     # Only on subjects that end in its own id: the server, not the body, says who sent it.
     publish = [f"{COMMAND_PREFIX}.{name}.{agency.id}" for name in dict.fromkeys(commands)]
     if agency.may_identify:

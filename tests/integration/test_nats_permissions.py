@@ -164,8 +164,14 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.STREAM.CREATE.{EVENTS_STREAM}",
             "nrm.cmd.shelter.register",
         ),
-        ("nrm.cmd.screening.submit", "_INBOX.identifier.x"),
-        ("nrm.cmd.shelter.register", "nrm.evt.>", "nrm.feed.>", "nrm.ctl.dlq.redrive.audit-all"),
+        ("nrm.cmd.screening.submit", "nrm.cmd.screening.submit.*", "_INBOX.identifier.x"),
+        (
+            "nrm.cmd.shelter.register",
+            "nrm.cmd.shelter.register.*",
+            "nrm.evt.>",
+            "nrm.feed.>",
+            "nrm.ctl.dlq.redrive.audit-all",
+        ),
     ),
     "referral": (
         (
@@ -188,8 +194,12 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "nrm.dlq.audit-all",
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.shelter-on-referral",
         ),
-        ("nrm.cmd.referral.accept", "nrm.ctl.dlq.redrive.referral-feed"),
-        ("nrm.cmd.screening.submit", "nrm.evt.>"),
+        (
+            "nrm.cmd.referral.accept",
+            "nrm.cmd.referral.accept.*",
+            "nrm.ctl.dlq.redrive.referral-feed",
+        ),
+        ("nrm.cmd.screening.submit", "nrm.cmd.screening.submit.*", "nrm.evt.>"),
     ),
     "shelter": (
         (
@@ -202,8 +212,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.load-x.nrm.evt.case.{CASE}.>",
             "$KV.nrm-case-keys.k1",
         ),
-        ("nrm.cmd.shelter.register", "nrm.cmd.shelter.discharge"),
-        ("nrm.cmd.referral.accept",),
+        ("nrm.cmd.shelter.register", "nrm.cmd.shelter.discharge.*"),
+        ("nrm.cmd.referral.accept", "nrm.cmd.referral.accept.*"),
     ),
     "audit": (
         ("nrm.audit.victim.identified", f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.audit-all"),
@@ -222,8 +232,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "$KV.nrm-case-keys.k1",
         ),
         (evt("case", "victim.identified"), evt("referral", "referral.requested"), "nrm.audit.x"),
-        ("nrm.cmd.access.request", "nrm.cmd.agency.register_key"),
-        ("nrm.cmd.screening.submit",),
+        ("nrm.cmd.access.request", "nrm.cmd.agency.register_key.*"),
+        ("nrm.cmd.screening.submit", "nrm.cmd.screening.submit.*"),
     ),
     "admin": (
         (
@@ -235,6 +245,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             evt("case", "victim.identified"),
             "nrm.audit.x",
             "nrm.cmd.screening.submit",
+            f"nrm.cmd.screening.submit.{CRISIS}",
             f"$JS.API.STREAM.MSG.DELETE.{EVENTS_STREAM}",
             f"$JS.API.STREAM.UPDATE.{AUDIT_STREAM}",  # shrinking limits would discard entries
             f"$JS.API.STREAM.UPDATE.{EVENTS_STREAM}",
@@ -244,18 +255,25 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
     "auditor": (
         (),
-        ("nrm.cmd.screening.submit", f"$JS.API.STREAM.INFO.{AUDIT_STREAM}", "nrm.audit.x"),
+        (
+            "nrm.cmd.screening.submit",
+            f"nrm.cmd.screening.submit.{CRISIS}",
+            f"$JS.API.STREAM.INFO.{AUDIT_STREAM}",
+            "nrm.audit.x",
+        ),
         ("nrm.audit.>", "_INBOX.auditor.x"),
         ("nrm.evt.>", "nrm.cmd.>"),
     ),
     CRISIS: (
         (
-            "nrm.cmd.screening.submit",
-            "nrm.cmd.referral.accept",
-            "nrm.cmd.shelter.register",
-            "nrm.cmd.consent.record",
-            "nrm.cmd.case.erase",  # its own cases (the identifier checks which)
-            "nrm.cmd.access.request",
+            f"nrm.cmd.screening.submit.{CRISIS}",
+            f"nrm.cmd.referral.accept.{CRISIS}",
+            f"nrm.cmd.shelter.register.{CRISIS}",
+            f"nrm.cmd.consent.record.{CRISIS}",
+            f"nrm.cmd.case.erase.{CRISIS}",  # its own cases (the identifier checks which)
+            f"nrm.cmd.access.request.{CRISIS}",
+            f"nrm.cmd.referral.cross_border.{CRISIS}",  # its own cases (referral checks)
+            "nrm.ctl.intake.key",  # it identifies: it seals personal data to the hub
             feed_create(CRISIS, CRISIS),
             f"$JS.API.CONSUMER.MSG.NEXT.{FEEDS_STREAM}.{CRISIS}",
         ),
@@ -276,23 +294,39 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.x.nrm.evt.case.{CASE}.>",
             "$KV.nrm-case-keys.k1",
             "nrm.ctl.dlq.redrive.audit-all",
-            "nrm.cmd.agency.register_key",  # only the coordinating body registers keys
+            f"nrm.cmd.agency.register_key.{CRISIS}",  # only the coordinating body does
+            # The open subjects (no sender in them) and other agencies' own subjects:
+            "nrm.cmd.screening.submit",
+            "nrm.cmd.case.erase",
+            "nrm.cmd.consent.record",
+            "nrm.cmd.referral.accept",
+            f"nrm.cmd.case.erase.{COORD}",
+            f"nrm.cmd.consent.record.{COORD}",
+            f"nrm.cmd.referral.accept.{CLINIC}",
+            f"nrm.cmd.screening.submit.{CLINIC}",
+            f"nrm.cmd.case.erase.{CRISIS}.x",  # its id, not as the last token
         ),
         (f"_INBOX.{CRISIS}.x",),
         ("nrm.cmd.>", "nrm.evt.>", f"nrm.feed.{CRISIS}.>", "nrm.audit.>", f"_INBOX.{CLINIC}.>"),
     ),
     CLINIC: (
         (
-            "nrm.cmd.referral.accept",
-            "nrm.cmd.referral.decline",
-            "nrm.cmd.access.request",
+            f"nrm.cmd.referral.accept.{CLINIC}",
+            f"nrm.cmd.referral.decline.{CLINIC}",
+            f"nrm.cmd.access.request.{CLINIC}",
             feed_create(CLINIC, CLINIC),
         ),
         (
-            "nrm.cmd.screening.submit",
-            "nrm.cmd.shelter.register",
-            "nrm.cmd.case.erase",
-            "nrm.cmd.agency.register_key",
+            f"nrm.cmd.screening.submit.{CLINIC}",  # it does not identify
+            f"nrm.cmd.shelter.register.{CLINIC}",
+            f"nrm.cmd.case.erase.{CLINIC}",
+            f"nrm.cmd.agency.register_key.{CLINIC}",
+            "nrm.ctl.intake.key",
+            "nrm.cmd.referral.accept",
+            "nrm.cmd.referral.decline",
+            f"nrm.cmd.referral.decline.{CRISIS}",
+            f"nrm.cmd.referral.cross_border.{CLINIC}",  # it identifies no case of its own
+            f"nrm.cmd.case.erase.{COORD}",
             feed_create(CRISIS, CRISIS),
         ),
         (f"_INBOX.{CLINIC}.x",),
@@ -300,12 +334,22 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
     COORD: (
         (
-            "nrm.cmd.referral.revoke",
-            "nrm.cmd.case.erase",
-            "nrm.cmd.agency.register_key",
+            f"nrm.cmd.referral.revoke.{COORD}",
+            f"nrm.cmd.case.erase.{COORD}",
+            f"nrm.cmd.consent.record.{COORD}",
+            f"nrm.cmd.agency.register_key.{COORD}",
+            f"nrm.cmd.referral.cross_border.{COORD}",
             feed_create(COORD, COORD),
         ),
-        ("nrm.cmd.referral.accept", "nrm.cmd.screening.submit", evt("case", "case.erased")),
+        (
+            f"nrm.cmd.referral.accept.{COORD}",
+            f"nrm.cmd.screening.submit.{COORD}",
+            "nrm.cmd.case.erase",
+            "nrm.cmd.agency.register_key",
+            f"nrm.cmd.case.erase.{CRISIS}",
+            f"nrm.cmd.agency.register_key.{CRISIS}",
+            evt("case", "case.erased"),
+        ),
         (f"_INBOX.{COORD}.x",),
         ("nrm.evt.>",),
     ),
@@ -386,7 +430,7 @@ async def test_one_agency_cannot_snoop_anothers_replies(cluster: SecuredCluster)
         async def answer(msg: nats.aio.msg.Msg) -> None:
             await msg.respond(b"reply-for-crisis-centre-only")
 
-        await identifier.nc.subscribe("nrm.cmd.screening.submit", cb=answer)
+        await identifier.nc.subscribe(f"nrm.cmd.screening.submit.{CRISIS}", cb=answer)
         await identifier.nc.flush()
         for snoop in ("_INBOX.>", f"_INBOX.{CRISIS}.>", "_INBOX.*.*", ">"):
 
@@ -397,7 +441,7 @@ async def test_one_agency_cannot_snoop_anothers_replies(cluster: SecuredCluster)
             await clinic.nc.subscribe(snoop, cb=record)
             await clinic._settled()
             assert clinic._violated("subscription", snoop), snoop
-        reply = await crisis.nc.request("nrm.cmd.screening.submit", b"{}", timeout=5)
+        reply = await crisis.nc.request(f"nrm.cmd.screening.submit.{CRISIS}", b"{}", timeout=5)
         assert reply.data == b"reply-for-crisis-centre-only"
         assert reply.subject.startswith(f"_INBOX.{CRISIS}.")
         await clinic.nc.flush()
@@ -409,7 +453,7 @@ async def test_an_agency_without_its_inbox_prefix_gets_no_replies(
 ) -> None:
     async with connected(cluster, CRISIS, inbox_prefix="_INBOX") as crisis:
         with pytest.raises((NatsTimeoutError, NoRespondersError)):
-            await crisis.nc.request("nrm.cmd.screening.submit", b"{}", timeout=1)
+            await crisis.nc.request(f"nrm.cmd.screening.submit.{CRISIS}", b"{}", timeout=1)
         assert any("subscription" in e.lower() for e in crisis.errors), crisis.errors
 
 
@@ -627,6 +671,7 @@ async def test_a_peer_hub_sees_only_the_cross_border_subjects(
             ):
                 incoming = await referral.nc.subscribe("nrm.xb.in.>")
                 commands = await identifier.nc.subscribe("nrm.cmd.screening.submit")
+                tagged = await identifier.nc.subscribe("nrm.cmd.screening.submit.*")
                 await identifier.nc.publish(evt("case", "victim.identified"), b"{}")
                 await audit.nc.publish("nrm.audit.victim.identified", b"{}")
                 await identifier.nc.flush()
@@ -642,6 +687,7 @@ async def test_a_peer_hub_sees_only_the_cross_border_subjects(
 
                 async def came_back() -> bool:
                     await peer_nc.publish("nrm.cmd.screening.submit", b"{}")
+                    await peer_nc.publish(f"nrm.cmd.screening.submit.{CRISIS}", b"{}")
                     await peer_nc.publish("nrm.evt.case.x.victim.identified", b"{}")
                     await peer_nc.publish("nrm.xb.in.probe", b"{}")
                     try:
@@ -650,8 +696,9 @@ async def test_a_peer_hub_sees_only_the_cross_border_subjects(
                         return False
 
                 await wait_until(came_back, timeout=15)
-                with pytest.raises(NatsTimeoutError):
-                    await commands.next_msg(timeout=0.5)
+                for sub in (commands, tagged):
+                    with pytest.raises(NatsTimeoutError):
+                        await sub.next_msg(timeout=0.5)
         finally:
             await peer_nc.close()
     finally:

@@ -84,8 +84,23 @@ def test_only_identifying_agencies_may_submit_screenings() -> None:
     registry = load_registry()
     auth = hub_auth(registry)
     for agency in registry.agencies:
-        allowed = "nrm.cmd.screening.submit" in auth.user(agency.id).permissions.publish
+        publish = auth.user(agency.id).permissions.publish
+        allowed = f"nrm.cmd.screening.submit.{agency.id}" in publish
         assert allowed == agency.may_identify, agency.id
+        assert "nrm.cmd.screening.submit" not in publish, agency.id  # the open subject
+
+
+def test_an_agency_may_publish_commands_only_on_its_own_subjects() -> None:
+    registry = load_registry()
+    auth = hub_auth(registry)
+    for agency in registry.agencies:
+        commands = [
+            s for s in auth.user(agency.id).permissions.publish if s.startswith("nrm.cmd.")
+        ]
+        assert commands, agency.id
+        for subject in commands:
+            assert subject.endswith(f".{agency.id}"), (agency.id, subject)
+            assert "*" not in subject and ">" not in subject, (agency.id, subject)
 
 
 def test_health_routes() -> None:
