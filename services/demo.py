@@ -436,8 +436,11 @@ async def run_scenario(nats_url: str, settings: Settings) -> int:
         servers, **{**connect_options(settings, ADMIN_ROLE), "name": "nrm-demo"}
     )
 
+    async def refused(_: Exception) -> None:
+        """A permission the server refuses is part of the scenario: the check reports it."""
+
     async def connect_as(agency: str) -> Client:
-        return await nats.connect(servers, **connect_options(settings, agency))
+        return await nats.connect(servers, error_cb=refused, **connect_options(settings, agency))
 
     timeline = Timeline()
     await nc.jetstream().subscribe(
