@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/nrm bench --out var/bench.json --profile var/bench-profile.txt
 
 lint: $(STAMP)
-	$(BIN)/ruff check contracts services tests
+	$(BIN)/ruff check contracts services nrm_tools tests
 	$(BIN)/mypy
 
 # Regenerate contracts/schema/ from the models (a test fails when they drift).

@@ -384,7 +384,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_stats_parser(sub)
     audit_cli.add_parser(sub, with_url)
-    from services.bench.command import add_parser as add_bench_parser
+    from nrm_tools.bench.command import add_parser as add_bench_parser
 
     add_bench_parser(sub)
     contracts = sub.add_parser("contracts", help="generated contract documents")
@@ -431,15 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return asyncio.run(audit_cli.run(args, settings, lambda: resolve_nats_url(settings)))
         if args.command == "demo" and args.cross_border:
-            from services.crossborder_demo import run_crossborder_demo
+            from nrm_tools.crossborder_demo import run_crossborder_demo
 
             return asyncio.run(run_crossborder_demo())
         if args.command == "bench":
-            from services.bench.command import main as bench_main
+            from nrm_tools.bench.command import main as bench_main
 
             return asyncio.run(bench_main(args))
         if args.command == "demo":
-            from services.demo import run_demo
+            from nrm_tools.demo import run_demo
 
             return asyncio.run(run_demo(settings))
         from contracts.generate import main as contracts_main

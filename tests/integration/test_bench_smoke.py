@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.bench import report
-from services.bench.end_to_end import BenchFailure, run_hub, workload_for
+from nrm_tools.bench import report
+from nrm_tools.bench.end_to_end import BenchFailure, run_hub, workload_for
 from tests.integration.hub_reads import CANARIES
 
 pytestmark = pytest.mark.integration

@@ -57,9 +57,9 @@ from contracts.vocabulary import (
     Sex,
     ShelterCategory,
 )
+from nrm_tools.linked_hubs import LinkedHubs
 from services.client import AgencyClient, HubClient
 from services.runtime.embedded import free_port
-from services.runtime.linked_hubs import LinkedHubs
 from services.runtime.settings import Settings
 from services.runtime.topology import XB_OUTBOX_STREAM
 from tests.integration.hub_reads import audit_leaves, events, screening, wait_until
@@ -463,7 +463,7 @@ async def _count(client: HubClient, event_type: str, count: int) -> list[Envelop
 async def test_the_cross_border_demo_succeeds_and_prints_no_personal_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from services.crossborder_demo import run_crossborder_demo
+    from nrm_tools.crossborder_demo import run_crossborder_demo
 
     assert await run_crossborder_demo(tmp_path) == 0
     out = capsys.readouterr().out

@@ -31,9 +31,9 @@ from nats.js.api import DeliverPolicy
 
 from contracts.envelope import Envelope
 from contracts.subjects import AUDIT_STREAM, EVENT_PREFIX, EVENTS_STREAM, command_subject
+from nrm_tools.bench.workload import Workload, build
 from services.agencies.registry import load_registry
 from services.audit.streams import read_stream
-from services.bench.workload import Workload, build
 from services.bootstrap import SERVICES, bootstrap, running_services
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys

@@ -52,8 +52,8 @@ from contracts.vocabulary import (
     Sex,
     ShelterCategory,
 )
+from nrm_tools.linked_hubs import LinkedHubs
 from services.client import HubClient
-from services.runtime.linked_hubs import LinkedHubs
 
 WAIT_SECONDS = 30.0
 SHOWN = (

@@ -8,8 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from services.bench import report
-from services.bench.run import Options, run
+from nrm_tools.bench import report
+from nrm_tools.bench.run import Options, run
 
 
 def add_parser(sub: Any) -> None:

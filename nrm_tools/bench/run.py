@@ -19,9 +19,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from services.audit.bundle import LEAVES_FILE
-from services.bench import raw
-from services.bench.audit_replay import (
+from nrm_tools.bench import raw
+from nrm_tools.bench.audit_replay import (
     Replays,
     Verification,
     VerificationFailed,
@@ -31,7 +30,8 @@ from services.bench.audit_replay import (
     synthetic_bundle,
     verify,
 )
-from services.bench.end_to_end import BenchFailure, HubRun, percentile, run_hub, workload_for
+from nrm_tools.bench.end_to_end import BenchFailure, HubRun, percentile, run_hub, workload_for
+from services.audit.bundle import LEAVES_FILE
 from services.runtime.settings import Settings
 
 SYNC_SETTINGS = {"default": False, "always": True}

@@ -20,6 +20,7 @@ from contracts.envelope import Envelope, unwrap_event
 from contracts.events import Event
 from contracts.operations import AuditEntry
 from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
+from nrm_tools.bench.raw import ordered_replay
 from services.audit import cli as audit_cli
 from services.audit.bundle import LEAVES_FILE, BundleWriter, verify_bundle
 from services.audit.checkpoint import Signer
@@ -27,7 +28,6 @@ from services.audit.domain import leaf_bytes, parse_leaf
 from services.audit.log import LogState
 from services.audit.replay import Key, project
 from services.audit.streams import read_stream
-from services.bench.raw import ordered_replay
 from services.runtime.settings import Settings
 from services.statistics.reader import replay as stats_replay
 
