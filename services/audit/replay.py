@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import services.referral.domain as referral_domain
+import services.shelter.domain as shelter_domain
 from contracts.events import (
     CaseErased,
     ConsentWithdrawn,
@@ -14,8 +16,6 @@ from contracts.events import (
     VictimIdentified,
     VictimNotIdentified,
 )
-from services.referral import domain as referral_domain
-from services.shelter import domain as shelter_domain
 
 Key = tuple[str, str]  # (aggregate, aggregate id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import services.custody.domain as domain
 from contracts.commands import RegisterAgencyKey, RequestAccess
 from contracts.events import AccessEvent, AccessGranted, AccessRefused, AgencyKeyRegistered, Event
 from contracts.public_key_sealing import (
@@ -18,7 +19,6 @@ from contracts.replies import AccessDenied, AccessReleased, ErrorCode, reject
 from contracts.sealed import b64encode, field_key
 from contracts.subjects import aggregate_filter
 from contracts.vocabulary import AccessRefusal, AgencyKind, PersonalField, Service
-from services.custody import domain
 from services.identifier.blind_index import BlindIndex
 from services.runtime.case_keys import CaseKeys, read_key_ring
 from services.runtime.eventstore import EventStore, History

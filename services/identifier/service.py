@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
+import services.identifier.domain as domain
 from contracts.commands import EraseCase, RecordConsent, SubmitScreening, WithdrawConsent
 from contracts.events import Event, LikelyDuplicateFound
 from contracts.public_key_sealing import key_id, public_key_b64, read_private_key
@@ -16,7 +17,6 @@ from contracts.replies import CommandAccepted
 from contracts.sealed import seal
 from contracts.subjects import INTAKE_KEY_SUBJECT
 from services.agencies.registry import Agency
-from services.identifier import domain
 from services.identifier.blind_index import BlindIndex, blind_index
 from services.identifier.intake import open_interview
 from services.runtime.case_keys import CaseKeys, KeyCustodyError, read_key_ring, read_secret

@@ -27,6 +27,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
+import services.referral.crossborder as crossborder
 from contracts.commands import RequestCrossBorderReferral
 from contracts.crossborder import (
     AnswerPackage,
@@ -55,7 +56,6 @@ from contracts.sealed import SealedValue, open_sealed, seal
 from contracts.subjects import EVENT_PREFIX, aggregate_filter
 from contracts.vocabulary import PersonalField, TransferRefusal
 from services.identifier.domain import fold_case
-from services.referral import crossborder
 from services.runtime.case_keys import CaseKeys
 from services.runtime.eventstore import EventStore, History
 from services.runtime.logging import get_logger

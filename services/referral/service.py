@@ -13,6 +13,7 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
+import services.referral.domain as domain
 from contracts.commands import (
     AcceptReferral,
     CompleteReferral,
@@ -28,7 +29,6 @@ from contracts.events import (
     VictimIdentified,
 )
 from contracts.vocabulary import Service
-from services.referral import domain
 from services.referral.feed import AgencyFeed
 from services.referral.link import CrossBorderLink
 from services.runtime.eventstore import History

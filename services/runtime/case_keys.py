@@ -26,7 +26,6 @@ from nats.js.kv import KeyValue
 
 from contracts.public_key_sealing import generate_private_key, write_private_key
 from contracts.sealed import KEY_BYTES, NONCE_BYTES
-from services.audit.checkpoint import create_signing_key
 from services.runtime.settings import Settings
 
 CURRENT_KEY_VERSION = 1
@@ -69,7 +68,8 @@ def create_hub_keys(settings: Settings) -> None:
         write_private_key(generate_private_key(), settings.intake_private_key_file)
     if not settings.blind_index_secret_file.exists():
         _write_secret(settings.blind_index_secret_file, os.urandom(KEY_BYTES))
-    create_signing_key(settings.audit_signing_key)  # the audit log's checkpoint key
+    if not settings.audit_signing_key.exists():  # the audit log's checkpoint key: an Ed25519
+        _write_secret(settings.audit_signing_key, os.urandom(32))  # seed (audit.checkpoint)
 
 
 def read_key_ring(path: Path) -> KeyRing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import services.shelter.domain as domain
 from contracts.commands import DischargeFromShelter, RegisterShelter
 from contracts.events import ReferralRequested, ReferralRevoked, ShelterEvent
 from contracts.vocabulary import Service
@@ -9,7 +10,6 @@ from services.runtime.eventstore import History
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.topology import consumer
 from services.runtime.writer import Outcome
-from services.shelter import domain
 
 SERVICE = "shelter"
 
