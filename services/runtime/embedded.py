@@ -38,6 +38,14 @@ def nats_server_binary() -> Path:
     )
 
 
+def _dies_with_parent() -> list[str]:
+    """The prefix that makes a child get SIGTERM when this process dies, where it exists.
+    (`preexec_fn` could call prctl itself, but it is unsafe once threads exist, and asyncio's
+    resolver has threads.)"""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM"] if setpriv else []
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
 
@@ -156,7 +164,10 @@ class EmbeddedNats:
         """Start the server and return its URL once it says it is ready and accepts TCP.
 
         Its own session (`start_new_session`), so a Ctrl-C aimed at the caller's process
-        group does not kill it before the services have drained.
+        group does not kill it before the services have drained; but it gets SIGTERM when its
+        parent dies (Linux's parent-death signal, set by util-linux `setpriv` before it execs
+        the server), so even `kill -9` of `nrm up` leaves no server behind. Without `setpriv`
+        (not Linux) the server outlives a killed parent, as before.
         """
         if self._process is not None and self._process.poll() is None:
             raise RuntimeError(f"nats-server already running as PID {self._process.pid}")
@@ -168,7 +179,7 @@ class EmbeddedNats:
         with self.log_file.open("ab") as log:
             log_start = self.log_file.stat().st_size  # the log is appended to across restarts
             self._process = subprocess.Popen(
-                [str(binary), "-c", str(conf)],
+                [*_dies_with_parent(), str(binary), "-c", str(conf)],
                 stdout=log,
                 stderr=log,
                 start_new_session=True,

@@ -52,6 +52,29 @@ def test_up_prints_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
 
 
+def test_kill_9_of_up_leaves_no_nats_server_behind(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*NRM, "up", "--data", str(tmp_path / "var")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(tmp_path),
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("NRM hub ready")
+        assert "nats-server" in _processes_using(tmp_path)
+        proc.kill()  # SIGKILL: nothing of nrm up runs after this
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while "nats-server" in _processes_using(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "nats-server" not in _processes_using(tmp_path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _processes_using(path: Path) -> str:
     """Command lines of live processes that mention `path` (the embedded server would)."""
     found = []
