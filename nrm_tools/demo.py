@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
@@ -60,8 +59,8 @@ from contracts.vocabulary import (
 from services.bootstrap import local_hub, running_services
 from services.client import AccessRefusedError, AgencyClient, HubClient
 from services.runtime.case_keys import create_hub_keys
-from services.runtime.connection import ADMIN_ROLE, connect_options
-from services.runtime.settings import Settings, nats_servers
+from services.runtime.connection import connect_operator
+from services.runtime.settings import Settings
 
 WAIT_SECONDS = 10.0
 Match = Callable[[Envelope], bool]
@@ -431,16 +430,11 @@ async def play(scenario: Scenario) -> None:
 async def run_scenario(nats_url: str, settings: Settings) -> int:
     """Each agency of the scenario speaks over its own connection (its own credentials on a
     secured hub); the timeline reads the event stream as the operators' `admin` user."""
-    servers = nats_servers(nats_url)
-    nc = await nats.connect(
-        servers, **{**connect_options(settings, ADMIN_ROLE), "name": "nrm-demo"}
-    )
-
-    async def refused(_: Exception) -> None:
-        """A permission the server refuses is part of the scenario: the check reports it."""
+    nc = await connect_operator(settings, nats_url)
 
     async def connect_as(agency: str) -> Client:
-        return await nats.connect(servers, error_cb=refused, **connect_options(settings, agency))
+        # Quiet: a permission the server refuses is part of the scenario, the check says so.
+        return await connect_operator(settings, nats_url, agency)
 
     timeline = Timeline()
     await nc.jetstream().subscribe(

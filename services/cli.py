@@ -29,9 +29,9 @@ import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
+from importlib import metadata
 from pathlib import Path
 
-import nats
 from nats.errors import NoRespondersError
 
 from contracts.commands import Command, EraseCase, RegisterAgencyKey
@@ -62,11 +62,15 @@ from services.runtime.case_keys import (
     retire_old_keys,
     rotate_key_ring,
 )
-from services.runtime.connection import ADMIN_ROLE, connect_options
+from services.runtime.connection import (
+    EXIT_UNREACHABLE,
+    HubUnreachable,
+    connect_operator,
+)
 from services.runtime.dead_letters import dead_letter, dead_letters
 from services.runtime.health import health_server
 from services.runtime.logging import configure_logging
-from services.runtime.settings import Settings, SettingsError, nats_servers
+from services.runtime.settings import Settings, SettingsError
 from services.runtime.status import hub_status
 from services.runtime.topology import CASE_KEYS_BUCKET
 
@@ -173,9 +177,7 @@ async def cmd_bootstrap(settings: Settings) -> int:
 
 
 async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int:
-    nc = await nats.connect(
-        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
-    )
+    nc = await connect_operator(settings, resolve_nats_url(settings))
     try:
         letters = [d for d in await dead_letters(nc.jetstream()) if show_all or not d.resolved]
     finally:
@@ -197,9 +199,7 @@ async def cmd_dlq_list(settings: Settings, show_all: bool, as_json: bool) -> int
 
 
 async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
-    nc = await nats.connect(
-        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
-    )
+    nc = await connect_operator(settings, resolve_nats_url(settings))
     try:
         letter = await dead_letter(nc.jetstream(), letter_id)
         if letter is None:
@@ -226,9 +226,7 @@ async def cmd_dlq_retry(settings: Settings, letter_id: int) -> int:
 
 
 async def cmd_status(settings: Settings, as_json: bool) -> int:
-    nc = await nats.connect(
-        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
-    )
+    nc = await connect_operator(settings, resolve_nats_url(settings))
     try:
         status = await hub_status(nc)
     finally:
@@ -255,9 +253,7 @@ async def cmd_agency_keygen(agency_id: str, out: Path) -> int:
 async def _send(settings: Settings, command: Command) -> int:
     """Send one command to the running hub as its agency (with that agency's credentials
     on a secured hub); print the reply; exit 0 if accepted."""
-    nc = await nats.connect(
-        nats_servers(resolve_nats_url(settings)), **connect_options(settings, command.agency_id)
-    )
+    nc = await connect_operator(settings, resolve_nats_url(settings), command.agency_id)
     try:
         reply = await HubClient(nc).send(command)
     finally:
@@ -301,9 +297,7 @@ async def cmd_case_erase(
 async def cmd_rotate_kek(settings: Settings, keep_old: bool) -> int:
     ring_file = settings.key_encryption_key_file
     ring = rotate_key_ring(ring_file)
-    nc = await nats.connect(
-        nats_servers(resolve_nats_url(settings)), **connect_options(settings, ADMIN_ROLE)
-    )
+    nc = await connect_operator(settings, resolve_nats_url(settings))
     try:
         bucket = await nc.jetstream().key_value(CASE_KEYS_BUCKET)
         moved = await CaseKeys(bucket, ring_file).rewrap_all()
@@ -315,8 +309,17 @@ async def cmd_rotate_kek(settings: Settings, keep_old: bool) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), as pip knows it."""
+    try:
+        return metadata.version("nrm-hub")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nrm", description="NRM Hub")
+    parser.add_argument("--version", action="version", version=f"nrm {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -426,8 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "stats":
             from services.statistics.command import run as run_stats
 
-            options = connect_options(settings, ADMIN_ROLE)
-            return asyncio.run(run_stats(args, resolve_nats_url(settings), options))
+            return asyncio.run(run_stats(args, resolve_nats_url(settings), settings))
         if args.command == "audit":
             return asyncio.run(audit_cli.run(args, settings, lambda: resolve_nats_url(settings)))
         if args.command == "demo" and args.cross_border:
@@ -448,6 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, KeyCustodyError) as exc:
         print(f"nrm: {exc}", file=sys.stderr)
         return 2
+    except HubUnreachable as exc:
+        print(f"nrm: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
 

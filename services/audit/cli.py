@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
@@ -49,9 +48,9 @@ from services.audit.domain import LeafError, parse_leaf
 from services.audit.replay import Key, Projections, differences, project
 from services.audit.service import VERIFIER_KEY_HEADER, origin_for
 from services.audit.streams import read_stream
-from services.runtime.connection import ADMIN_ROLE, connect_options
+from services.runtime.connection import connect_operator
 from services.runtime.eventstore import EventStore
-from services.runtime.settings import Settings, nats_servers
+from services.runtime.settings import Settings
 from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
 
 PROGRESS_EVERY = 10_000
@@ -110,8 +109,7 @@ async def run(args: argparse.Namespace, settings: Settings, nats_url: Any) -> in
             return EXIT_OK
         if command == "access" and args.bundle is not None:
             return await _print_access(args, _bundle_leaves(args.bundle))
-        options = {**connect_options(settings, ADMIN_ROLE), "name": f"nrm-audit-{command}"}
-        nc = await nats.connect(nats_servers(nats_url()), **options)
+        nc = await connect_operator(settings, nats_url())
         try:
             if command == "export":
                 return await export(nc, args.out, settings, args.with_events)

@@ -15,10 +15,13 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import nats
 from faststream.nats.security import NatsNKey, NatsSecurity
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
 from services.runtime.permissions import inbox_prefix
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, nats_servers
 
 # The role operator tools (bootstrap, status, dlq) connect as; services use their own name.
 ADMIN_ROLE = "admin"
@@ -72,3 +75,33 @@ def subscriber_inbox_prefix(settings: Settings, role: str) -> bytes:
     (default `_INBOX.`), not from the connection: give them the role's."""
     prefix = inbox_prefix(role) if settings.authenticated else "_INBOX"
     return f"{prefix}.".encode()
+
+
+# `nrm` exits with this when the hub's NATS cannot be reached (README, "Running it").
+EXIT_UNREACHABLE = 3
+
+
+class HubUnreachable(Exception):
+    """NATS did not answer an operator command; the message names the URL, no traceback."""
+
+
+async def _quiet(exc: Exception) -> None:
+    """Connection errors are reported once, by the caller, not as a traceback per attempt."""
+
+
+async def connect_operator(settings: Settings, url: str, role: str = ADMIN_ROLE) -> Client:
+    """The one way an operator command (status, dlq, stats, audit, case, agency, demo)
+    connects: a person is waiting, so a NATS that does not answer is reported within a few
+    seconds (each server tried twice, 2 s per try), not retried for minutes."""
+    try:
+        return await nats.connect(
+            nats_servers(url),
+            connect_timeout=2,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.5,
+            error_cb=_quiet,
+            **connect_options(settings, role),
+        )
+    except (OSError, NatsError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise HubUnreachable(f"cannot reach NATS at {url} ({reason})") from None

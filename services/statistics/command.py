@@ -13,14 +13,12 @@ import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import nats
-from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import EVENTS_STREAM
-from services.runtime.settings import nats_servers
+from services.runtime.connection import connect_operator
+from services.runtime.settings import Settings
 from services.statistics.publish import (
     DEFAULT_THRESHOLD,
     STANDARD,
@@ -114,14 +112,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _common(htcds, inherit=True)
 
 
-async def _quiet(exc: Exception) -> None:
-    """Connection errors are reported once, below, not as a traceback per attempt."""
-
-
-async def run(
-    args: argparse.Namespace, nats_url: str, connect: dict[str, Any] | None = None
-) -> int:
-    """`connect`: the connection options of a secured hub (services.runtime.connection)."""
+async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> int:
+    """Counts from the hub at `nats_url`, connecting as the operators' `admin` user."""
     try:
         queries = _queries(args)
         if args.start and args.end and args.start > args.end:
@@ -129,18 +121,7 @@ async def run(
     except QueryError as exc:
         print(f"nrm stats: {exc}", file=sys.stderr)
         return 2
-    try:
-        nc = await nats.connect(
-            nats_servers(nats_url),
-            **{**(connect or {}), "name": "nrm-stats"},
-            connect_timeout=5,
-            max_reconnect_attempts=2,  # a report is run by hand: say so soon, not in 2 min
-            reconnect_time_wait=1,
-            error_cb=_quiet,
-        )
-    except (OSError, NatsError) as exc:
-        print(f"nrm stats: cannot reach NATS at {nats_url}: {exc}", file=sys.stderr)
-        return 1
+    nc = await connect_operator(settings, nats_url)  # HubUnreachable: one line, by `nrm`
     try:
         read = await replay(nc)
     except NotFoundError:

@@ -14,6 +14,7 @@ import pytest
 
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
+from services.runtime.connection import EXIT_UNREACHABLE
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import screening
@@ -73,6 +74,52 @@ def test_kill_9_of_up_leaves_no_nats_server_behind(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+OPERATOR_COMMANDS = (
+    ["status"],
+    ["dlq", "list"],
+    ["dlq", "retry", "1"],
+    ["stats"],
+    ["audit", "export", "--out", "bundle"],
+    ["demo"],
+    [
+        "case",
+        "erase",
+        "3f0c5b0e-7a4c-4d1e-9b7a-2a4f2c1d9e11",
+        "--agency",
+        "kg-coordinating-body",
+        "--reason",
+        "erasure_request",
+    ],
+)
+
+
+@pytest.mark.parametrize("command", OPERATOR_COMMANDS, ids=" ".join)
+def test_operator_commands_say_in_one_line_that_nats_is_unreachable(
+    tmp_path: Path, command: list[str]
+) -> None:
+    dead = "nats://127.0.0.1:1"  # nothing listens on port 1
+    started = time.monotonic()
+    done = subprocess.run(
+        [*NRM, *command, "--nats-url", dead],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+    )
+    took = time.monotonic() - started  # a figure for the failure message, not a benchmark
+    assert done.returncode == EXIT_UNREACHABLE, done.stderr
+    assert f"cannot reach NATS at {dead}" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert took < 10, f"took {took:.1f} s"
+
+
+def test_version() -> None:
+    done = subprocess.run([*NRM, "--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.startswith("nrm ")
 
 
 def _processes_using(path: Path) -> str:

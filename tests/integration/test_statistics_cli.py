@@ -259,9 +259,9 @@ def test_a_hub_without_events_or_without_nats_is_said_in_one_line(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
     env["PYTHONPATH"] = str(Path(__file__).parents[2])
-    for url, expected in (
-        (nats_url, "no NRM_EVENTS stream"),
-        ("nats://127.0.0.1:1", "cannot reach"),
+    for url, expected, code in (
+        (nats_url, "no NRM_EVENTS stream", 1),
+        ("nats://127.0.0.1:1", "cannot reach", 3),  # EXIT_UNREACHABLE, as for every command
     ):
         done = subprocess.run(
             [*NRM, "stats", "--nats-url", url],
@@ -271,5 +271,5 @@ def test_a_hub_without_events_or_without_nats_is_said_in_one_line(
             env=env,
             cwd=tmp_path,
         )
-        assert done.returncode == 1
+        assert done.returncode == code
         assert expected in done.stderr and "Traceback" not in done.stderr
