@@ -85,8 +85,7 @@ def register(host: ServiceHost) -> None:
             raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "not an agency of the registry")
         case_id = str(command.case_id)
         referral_filters = [
-            aggregate_filter("referral", str(referral_id_for(case_id, s)))
-            for s in Service
+            aggregate_filter("referral", str(referral_id_for(case_id, s))) for s in Service
         ]
         case_events = await store().read(aggregate_filter("case", case_id), *referral_filters)
         key_events = await store().read(aggregate_filter("agency", command.agency_id))
