@@ -31,8 +31,8 @@ from contracts.vocabulary import (
     ShelterCategory,
 )
 from services.agencies.registry import AgencyRegistry
+from services.case.referrals import choose_provider, placement_category
 from services.identifier.domain import ADULT_AGE
-from services.referral.domain import choose_provider, placement_category
 
 # Agencies that may identify (checked against the registry by a unit test).
 IDENTIFYING = ("kg-ngo-osh-crisis-centre", "kg-mia-bishkek", "kg-mia-osh", "kg-border-batken")

@@ -1,13 +1,12 @@
 """Replay, pure: rebuild the projections (cases, referrals, shelter occupancy, open referrals)
-by folding events with the services' own domain folds, and list where two builds differ."""
+by folding events with the folds the services decide on (the case core's), and list where
+two builds differ."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import services.referral.domain as referral_domain
-import services.shelter.domain as shelter_domain
 from contracts.events import (
     CaseErased,
     ConsentWithdrawn,
@@ -16,6 +15,8 @@ from contracts.events import (
     VictimIdentified,
     VictimNotIdentified,
 )
+from services.case.referrals import fold_referral
+from services.case.shelter_beds import fold_shelter
 
 Key = tuple[str, str]  # (aggregate, aggregate id)
 
@@ -44,14 +45,14 @@ def case_status(events: Sequence[Event]) -> str:
 
 
 def referral_status(events: Sequence[Event]) -> str | None:
-    state = referral_domain.fold(events)
+    state = fold_referral(events)
     if state is None:
         return None
     return state.status.value + ("+escalated" if state.escalated else "")
 
 
 def shelter_occupancy(shelter_id: str, events: Sequence[Event]) -> str:
-    shelter = shelter_domain.fold(shelter_id, events)
+    shelter = fold_shelter(shelter_id, events)
     beds = ", ".join(
         f"{category.value} {shelter.occupied(category)}/{capacity}"
         for category, capacity in sorted(shelter.capacity.items())

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from contracts.commands import RequestAccess
@@ -32,17 +32,20 @@ from contracts.events import (
     AccessGranted,
     AccessRefused,
     AgencyKeyRegistered,
-    CaseErased,
-    ConsentRecorded,
-    ConsentWithdrawn,
     Event,
     ReferralEvent,
-    ScreeningRecord,
 )
 from contracts.vocabulary import AccessRefusal, AgencyKind, DataPurpose, PersonalField
 from services.agencies.registry import Agency
-from services.referral.domain import ACTIVE, Referral
-from services.referral.domain import fold as fold_referral
+from services.case.case import Case, fold_case, is_identifying_agency
+from services.case.consent import (
+    ConsentGap,
+    consent_in_force,
+    covers_purpose,
+    names_agency,
+    not_withheld,
+)
+from services.case.referrals import ACTIVE, Referral, fold_referral
 
 LAW_ENFORCEMENT = frozenset(
     {AgencyKind.PROSECUTION, AgencyKind.INTERNAL_AFFAIRS, AgencyKind.NATIONAL_SECURITY}
@@ -51,36 +54,20 @@ LAW_ENFORCEMENT = frozenset(
 
 @dataclass(frozen=True)
 class CaseAccess:
-    """What the events say about who may read a case."""
+    """What the events say about who may read a case: the case and its referrals."""
 
-    record: ScreeningRecord | None = None
-    consent: ConsentRecorded | None = None
-    consent_withdrawn: bool = False
-    erased: bool = False
+    case: Case | None = None
     referrals: tuple[Referral, ...] = field(default=())
-
-    @property
-    def present_fields(self) -> frozenset[PersonalField]:
-        return frozenset(self.record.personal_data) if self.record else frozenset()
 
 
 def fold_case_access(events: Sequence[Event]) -> CaseAccess:
     """The case's events and its referrals' events (any order between aggregates)."""
-    access = CaseAccess()
     by_referral: dict[UUID, list[Event]] = {}
     for event in events:
-        if isinstance(event, ScreeningRecord):
-            access = replace(access, record=event)
-        elif isinstance(event, ConsentRecorded):
-            access = replace(access, consent=event, consent_withdrawn=False)
-        elif isinstance(event, ConsentWithdrawn):
-            access = replace(access, consent_withdrawn=True)
-        elif isinstance(event, CaseErased):
-            access = replace(access, erased=True)
-        elif isinstance(event, ReferralEvent):
+        if isinstance(event, ReferralEvent):
             by_referral.setdefault(event.referral_id, []).append(event)
     referrals = tuple(r for r in map(fold_referral, by_referral.values()) if r is not None)
-    return replace(access, referrals=referrals)
+    return CaseAccess(fold_case(events), referrals)
 
 
 def current_key(events: Sequence[Event]) -> AgencyKeyRegistered | None:
@@ -101,40 +88,37 @@ class Refused(Exception):
 
 
 def entitlement(
-    case: CaseAccess,
+    access: CaseAccess,
     agency: Agency | None,
     key: AgencyKeyRegistered | None,
     purpose: DataPurpose,
     now: dt.datetime,
 ) -> Entitlement:
     """What `agency` may be given for `purpose`, or `Refused` with the first reason."""
-    if case.record is None:
+    if access.case is None:
         raise Refused(AccessRefusal.UNKNOWN_CASE)
+    case = access.case
     if case.erased:
         raise Refused(AccessRefusal.CASE_ERASED)
     if agency is None:
         raise Refused(AccessRefusal.NOT_A_RECIPIENT)
     if key is None:
         raise Refused(AccessRefusal.NO_REGISTERED_KEY)
-    consent = case.consent
-    if consent is None:
-        raise Refused(AccessRefusal.NO_CONSENT)
-    if case.consent_withdrawn:
-        raise Refused(AccessRefusal.CONSENT_WITHDRAWN)
-    if consent.expires_at is not None and consent.expires_at <= now:
-        raise Refused(AccessRefusal.CONSENT_EXPIRED)
-    if purpose not in consent.purposes:
+    consent = consent_in_force(case, now)
+    if isinstance(consent, ConsentGap):
+        raise Refused(AccessRefusal(consent.value))
+    if not covers_purpose(consent, purpose):
         raise Refused(AccessRefusal.PURPOSE_NOT_COVERED)
     if agency.kind in LAW_ENFORCEMENT and purpose is not DataPurpose.INVESTIGATION:
         raise Refused(AccessRefusal.PURPOSE_NOT_COVERED)
-    allowed = case.present_fields - set(consent.withheld_fields)
+    allowed = frozenset(not_withheld(case.present_fields, consent.withheld_fields))
     if purpose is not DataPurpose.ASSISTANCE:
-        if agency.id in consent.recipients or agency.kind in consent.recipient_kinds:
+        if names_agency(consent, agency):
             return Entitlement("consent", allowed)
         raise Refused(AccessRefusal.RECIPIENT_NOT_COVERED)
-    if agency.id == case.record.agency_id and agency.kind not in LAW_ENFORCEMENT:
+    if is_identifying_agency(case, agency) and agency.kind not in LAW_ENFORCEMENT:
         return Entitlement("identifying_agency", allowed)
-    mine = [r for r in case.referrals if r.request.provider_id == agency.id]
+    mine = [r for r in access.referrals if r.request.provider_id == agency.id]
     active = [r for r in mine if r.status in ACTIVE]
     if active:
         referral = active[0]
@@ -144,7 +128,7 @@ def entitlement(
 
 
 def decide_access(
-    case: CaseAccess,
+    access: CaseAccess,
     agency: Agency | None,
     key: AgencyKeyRegistered | None,
     request: RequestAccess,
@@ -153,7 +137,7 @@ def decide_access(
     asked = frozenset(request.fields)
     kind = agency.kind if agency else None
     try:
-        granted = entitlement(case, agency, key, request.purpose, now)
+        granted = entitlement(access, agency, key, request.purpose, now)
         fields = asked or granted.fields
         if not fields or not fields <= granted.fields:
             raise Refused(AccessRefusal.FIELDS_NOT_COVERED)

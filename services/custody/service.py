@@ -19,12 +19,13 @@ from contracts.replies import AccessDenied, AccessReleased, ErrorCode, reject
 from contracts.sealed import b64encode, field_key
 from contracts.subjects import aggregate_filter
 from contracts.vocabulary import AccessRefusal, AgencyKind, PersonalField, Service
+from services.case.ids import referral_id_for
 from services.identifier.blind_index import BlindIndex
 from services.runtime.case_keys import CaseKeys, read_key_ring
 from services.runtime.eventstore import EventStore, History
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET, consumer
-from services.runtime.writer import Outcome, derived_id
+from services.runtime.writer import Outcome
 
 SERVICE = "custody"
 
@@ -84,15 +85,14 @@ def register(host: ServiceHost) -> None:
             raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "not an agency of the registry")
         case_id = str(command.case_id)
         referral_filters = [
-            aggregate_filter("referral", str(derived_id("referral", case_id, s.value)))
-            for s in Service
+            aggregate_filter("referral", str(referral_id_for(case_id, s))) for s in Service
         ]
         case_events = await store().read(aggregate_filter("case", case_id), *referral_filters)
         key_events = await store().read(aggregate_filter("agency", command.agency_id))
-        case = domain.fold_case_access([e.event for e in case_events])
+        access = domain.fold_case_access([e.event for e in case_events])
         agency_key = domain.current_key([e.event for e in key_events])
         agency = runtime.registry.get(command.agency_id)
-        decision = domain.decide_access(case, agency, agency_key, command, runtime.clock())
+        decision = domain.decide_access(access, agency, agency_key, command, runtime.clock())
 
         def decide(_history: History) -> list[Event]:
             return [decision]
@@ -123,7 +123,7 @@ def register(host: ServiceHost) -> None:
                 reason=refused.reason if refused else AccessRefusal.CASE_ERASED,
                 event_ids=outcome.event_ids,
             )
-        assert isinstance(recorded, AccessGranted) and case.record is not None  # granted
+        assert isinstance(recorded, AccessGranted) and access.case is not None  # granted
         version, key = case_key
         payload = {
             "key_version": version,
@@ -143,7 +143,7 @@ def register(host: ServiceHost) -> None:
             fields=tuple(PersonalField(f).value for f in recorded.fields),
             key_version=version,
             sealed_field_keys=sealed,
-            sealed_fields={f.value: case.record.personal_data[f] for f in recorded.fields},
+            sealed_fields={f.value: access.case.record.personal_data[f] for f in recorded.fields},
         )
 
     async def on_erasure(delivery: Delivery) -> None:

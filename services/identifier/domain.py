@@ -35,6 +35,7 @@ from contracts.replies import ErrorCode, reject
 from contracts.sealed import SealedValue
 from contracts.vocabulary import AgencyKind, PersonalField, age_band
 from services.agencies.registry import Agency
+from services.case.case import Case, may_act_on
 
 ADULT_AGE = 18
 
@@ -189,32 +190,6 @@ def decide_intake(
     return events
 
 
-@dataclass(frozen=True)
-class Case:
-    """What the identifier needs to know of a case to rule on consent and erasure."""
-
-    record: ScreeningRecord
-    consent: ConsentRecorded | None
-    consent_withdrawn: bool
-    erased: bool
-
-
-def fold_case(events: Sequence[Event]) -> Case | None:
-    case: Case | None = None
-    for event in events:
-        if isinstance(event, ScreeningRecord):
-            case = Case(event, None, False, False)
-        elif case is None:
-            continue
-        elif isinstance(event, ConsentRecorded):
-            case = Case(case.record, event, False, case.erased)
-        elif isinstance(event, ConsentWithdrawn):
-            case = Case(case.record, case.consent, True, case.erased)
-        elif isinstance(event, CaseErased):
-            case = Case(case.record, case.consent, case.consent_withdrawn, True)
-    return case
-
-
 def _case_for(case: Case | None, case_id: UUID, agency: Agency | None, agency_id: str) -> Case:
     """The case, if it exists, is not erased, and `agency` may act on it: the identifying
     agency or the coordinating body."""
@@ -222,7 +197,7 @@ def _case_for(case: Case | None, case_id: UUID, agency: Agency | None, agency_id
         raise reject("case_id", ErrorCode.UNKNOWN_ID, "no such case")
     if agency is None:
         raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
-    if agency.id != case.record.agency_id and agency.kind is not AgencyKind.COORDINATING_BODY:
+    if not may_act_on(case, agency):
         raise reject(
             "agency_id",
             ErrorCode.NOT_AUTHORISED,

@@ -17,6 +17,8 @@ from contracts.replies import CommandAccepted
 from contracts.sealed import seal
 from contracts.subjects import INTAKE_KEY_SUBJECT
 from services.agencies.registry import Agency
+from services.case.case import Case, fold_case
+from services.case.ids import case_id_for_screening, consent_id_for_command
 from services.identifier.blind_index import BlindIndex, blind_index
 from services.identifier.intake import open_interview
 from services.runtime.case_keys import CaseKeys, KeyCustodyError, read_key_ring, read_secret
@@ -24,10 +26,10 @@ from services.runtime.command_ledger import fingerprint
 from services.runtime.eventstore import History
 from services.runtime.messaging import ServiceHost
 from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET
-from services.runtime.writer import Outcome, derived_id
+from services.runtime.writer import Outcome
 
 SERVICE = "identifier"
-CaseRule = Callable[[domain.Case | None, Any, Agency | None], list[Event]]
+CaseRule = Callable[[Case | None, Any, Agency | None], list[Event]]
 CaseCommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome]]]
 
 
@@ -72,7 +74,7 @@ def register(host: ServiceHost) -> None:
             runtime.registry.get(command.agency_id), command.agency_id
         )
         interview = open_interview(command, intake_key)
-        case_id = str(derived_id("case", str(command.command_id)))
+        case_id = str(case_id_for_screening(command.command_id))
         assert runtime.store is not None, "not connected"
         recorded = (await runtime.store.load("case", case_id)).caused_by(str(command.command_id))
         if recorded:  # a retry: answered from the record, the blind index is not asked again
@@ -98,7 +100,7 @@ def register(host: ServiceHost) -> None:
         if dob is not None:
             digest = blind_index(index_secret, interview.personal_data.full_name, dob)
             earlier = await (await index()).add(digest, case_id)
-        consent_id = derived_id("consent", str(command.command_id))
+        consent_id = consent_id_for_command(command.command_id)
 
         def decide(_history: History) -> list[Event]:
             return domain.decide_intake(interview, agency, case_id, consent_id, sealed, earlier)
@@ -128,7 +130,7 @@ def register(host: ServiceHost) -> None:
                 cause=str(command.command_id),
                 correlation=str(command.command_id),
                 decide=lambda history: rule(
-                    domain.fold_case([e.event for e in history.events]), command, agency
+                    fold_case([e.event for e in history.events]), command, agency
                 ),
             )
             return case_id, outcome
@@ -140,7 +142,7 @@ def register(host: ServiceHost) -> None:
         RecordConsent,
         on_case(
             lambda case, cmd, agency: domain.decide_record_consent(
-                case, cmd, agency, derived_id("consent", str(cmd.command_id))
+                case, cmd, agency, consent_id_for_command(cmd.command_id)
             )
         ),
     )

@@ -49,17 +49,17 @@ from contracts.events import (
 )
 from contracts.public_key_sealing import SealedToKey
 from contracts.sealed import SealedValue
-from contracts.vocabulary import (
-    AgencyKind,
-    DataPurpose,
-    LegalBasis,
-    PersonalField,
-    Service,
-    TransferRefusal,
-)
+from contracts.vocabulary import DataPurpose, LegalBasis, PersonalField, TransferRefusal
 from services.agencies.registry import Agency, AgencyRegistry, Peer
-from services.identifier.domain import Case
-from services.referral.domain import choose_provider, placement_category
+from services.case.case import Case, may_act_on
+from services.case.consent import (
+    ConsentGap,
+    consent_in_force,
+    covers_purpose,
+    names_country,
+    not_withheld,
+)
+from services.case.referrals import referral_request
 
 
 @dataclass(frozen=True)
@@ -86,26 +86,22 @@ def decide_transfer(
     record = case.record
     if not isinstance(record, VictimIdentified):
         return TransferRefusal.NOT_IDENTIFIED
-    if requester.id != record.agency_id and requester.kind is not AgencyKind.COORDINATING_BODY:
+    if not may_act_on(case, requester):
         return TransferRefusal.NOT_AUTHORISED
     peer = registry.peer(command.destination)
     if peer is None or peer.public_key is None:
         return TransferRefusal.NOT_ALLOW_LISTED
     if command.purpose not in peer.purposes:
         return TransferRefusal.PURPOSE_NOT_ALLOWED
-    consent = case.consent
-    if consent is None:
-        return TransferRefusal.NO_CONSENT
-    if case.consent_withdrawn:
-        return TransferRefusal.CONSENT_WITHDRAWN
-    if consent.expires_at is not None and consent.expires_at <= now:
-        return TransferRefusal.CONSENT_EXPIRED
-    if command.purpose not in consent.purposes:
+    consent = consent_in_force(case, now)
+    if isinstance(consent, ConsentGap):
+        return TransferRefusal(consent.value)
+    if not covers_purpose(consent, command.purpose):
         return TransferRefusal.PURPOSE_NOT_COVERED
-    if peer.code not in consent.recipient_countries:
+    if not names_country(consent, peer.code):
         return TransferRefusal.COUNTRY_NOT_COVERED
-    allowed = peer.purposes[command.purpose] & set(record.personal_data)
-    fields = tuple(sorted(allowed - set(consent.withheld_fields)))
+    allowed = peer.purposes[command.purpose] & case.present_fields
+    fields = tuple(sorted(not_withheld(allowed, consent.withheld_fields)))
     return Transfer(peer, record, consent, fields)
 
 
@@ -311,27 +307,20 @@ def plan_reception(
         given_on=package.sent_at.date(),
         expires_at=package.consent_expires_at,
     )
-    category = (
-        placement_category(profile.is_child, profile.sex)
-        if package.service is Service.SHELTER
-        else None
-    )
-    provider = choose_provider(registry, package.service, authority.region, category) or authority
-    requested = ReferralRequested(
+    requested = referral_request(
+        registry,
         referral_id=referral_id,
         case_id=case_id,
         service=package.service,
-        provider_id=provider.id,
         referrer_id=authority.id,
         region=authority.region,
-        sex=profile.sex,
-        age_band=profile.age_band,
-        is_child=profile.is_child,
-        placement_category=category,
+        person=profile,
         shared_fields=package.fields,
-        requested_at=now,
-        respond_by=now + response_window,
+        now=now,
+        response_window=response_window,
+        fallback=authority,
     )
+    assert requested is not None  # the authority takes it when no provider can
     return [received, consent], requested
 
 

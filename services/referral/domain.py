@@ -1,13 +1,12 @@
-"""Referral rules as pure functions: whom to refer to, what may be shared, and the referral
-state machine (requested -> waitlisted -> accepted -> completed; declined; revoked)."""
+"""Referral rules as pure functions: which services to refer to, what may be shared, and the
+referral state machine (requested -> waitlisted -> accepted -> completed; declined; revoked).
+How a request is built and a referral's state are in the case core
+(`services/case/referrals.py`): custody and the audit replay read them too."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from uuid import UUID
 
 from contracts.commands import (
@@ -34,15 +33,11 @@ from contracts.events import (
     VictimIdentified,
 )
 from contracts.replies import ErrorCode, reject
-from contracts.vocabulary import (
-    DeliveryUnit,
-    PersonalField,
-    Region,
-    Service,
-    Sex,
-    ShelterCategory,
-)
-from services.agencies.registry import Agency, AgencyRegistry
+from contracts.vocabulary import DeliveryUnit, PersonalField, Service
+from services.agencies.registry import AgencyRegistry
+from services.case.consent import not_withheld
+from services.case.ids import referral_id_for
+from services.case.referrals import ACTIVE, OPEN, Referral, Status, referral_request
 
 F = PersonalField
 # The least each kind of provider needs to act (data minimisation, confidentiality SOP).
@@ -59,43 +54,9 @@ MINIMAL_FIELDS: dict[Service, tuple[PersonalField, ...]] = {
 }
 
 
-class Status(StrEnum):
-    REQUESTED = "requested"
-    WAITLISTED = "waitlisted"
-    ACCEPTED = "accepted"
-    DECLINED = "declined"
-    COMPLETED = "completed"
-    REVOKED = "revoked"
-
-
-OPEN = frozenset({Status.REQUESTED, Status.WAITLISTED})
-ACTIVE = OPEN | {Status.ACCEPTED}
-
-
-def placement_category(is_child: bool, sex: Sex) -> ShelterCategory:
-    if is_child:
-        return ShelterCategory.CHILDREN
-    return ShelterCategory.WOMEN if sex is Sex.FEMALE else ShelterCategory.MEN
-
-
-def choose_provider(
-    registry: AgencyRegistry, service: Service, region: Region, category: ShelterCategory | None
-) -> Agency | None:
-    """Nearest provider of the service: same region first, then the capital, then any.
-    For shelters only those taking the person's category (a child only where children are)."""
-    candidates = [
-        a
-        for a in registry.providers_of(service)
-        if category is None or category in a.shelter_categories
-    ]
-    candidates.sort(key=lambda a: (a.region != region, a.region != Region.BISHKEK_CITY, a.id))
-    return candidates[0] if candidates else None
-
-
 def plan_referrals(
     case: VictimIdentified,
     registry: AgencyRegistry,
-    referral_id_for: dict[Service, UUID],
     now: dt.datetime,
     response_window: dt.timedelta,
 ) -> list[tuple[UUID, ReferralRequested]]:
@@ -106,76 +67,22 @@ def plan_referrals(
         services.add(Service.GUARDIANSHIP)
     planned = []
     for service in sorted(services):
-        category = (
-            placement_category(case.is_child, case.sex) if service is Service.SHELTER else None
+        referral_id = referral_id_for(case.case_id, service)
+        requested = referral_request(
+            registry,
+            referral_id=referral_id,
+            case_id=case.case_id,
+            service=service,
+            referrer_id=case.agency_id,
+            region=case.region,
+            person=case,
+            shared_fields=not_withheld(MINIMAL_FIELDS[service], case.consent.withheld_fields),
+            now=now,
+            response_window=response_window,
         )
-        provider = choose_provider(registry, service, case.region, category)
-        if provider is None:
-            continue
-        shared = tuple(f for f in MINIMAL_FIELDS[service] if f not in case.consent.withheld_fields)
-        referral_id = referral_id_for[service]
-        planned.append(
-            (
-                referral_id,
-                ReferralRequested(
-                    referral_id=referral_id,
-                    case_id=case.case_id,
-                    service=service,
-                    provider_id=provider.id,
-                    referrer_id=case.agency_id,
-                    region=case.region,
-                    sex=case.sex,
-                    age_band=case.age_band,
-                    is_child=case.is_child,
-                    placement_category=category,
-                    shared_fields=shared,
-                    requested_at=now,
-                    respond_by=now + response_window,
-                ),
-            )
-        )
+        if requested is not None:
+            planned.append((referral_id, requested))
     return planned
-
-
-@dataclass(frozen=True)
-class Referral:
-    request: ReferralRequested
-    status: Status
-    escalated: bool
-    accepted_at: dt.datetime | None
-
-    @property
-    def ids(self) -> dict[str, object]:
-        return {"referral_id": self.request.referral_id, "case_id": self.request.case_id}
-
-
-def fold(events: Sequence[Event]) -> Referral | None:
-    """Current state of one referral from its events."""
-    state: Referral | None = None
-    for event in events:
-        if isinstance(event, ReferralRequested):
-            state = Referral(event, Status.REQUESTED, escalated=False, accepted_at=None)
-            continue
-        if state is None:
-            continue
-        match event:
-            case ReferralAccepted():
-                state = _with(state, Status.ACCEPTED, accepted_at=event.accepted_at)
-            case ReferralWaitlisted():
-                state = _with(state, Status.WAITLISTED)
-            case ReferralDeclined():
-                state = _with(state, Status.DECLINED)
-            case ReferralCompleted():
-                state = _with(state, Status.COMPLETED)
-            case ReferralRevoked():
-                state = _with(state, Status.REVOKED)
-            case ReferralEscalated():
-                state = Referral(state.request, state.status, True, state.accepted_at)
-    return state
-
-
-def _with(state: Referral, status: Status, accepted_at: dt.datetime | None = None) -> Referral:
-    return Referral(state.request, status, state.escalated, accepted_at or state.accepted_at)
 
 
 def _existing(referral: Referral | None, referral_id: UUID) -> Referral:

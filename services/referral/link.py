@@ -55,7 +55,8 @@ from contracts.replies import ErrorCode, TransferRefused, reject
 from contracts.sealed import SealedValue, open_sealed, seal
 from contracts.subjects import EVENT_PREFIX, aggregate_filter
 from contracts.vocabulary import PersonalField, TransferRefusal
-from services.identifier.domain import fold_case
+from services.case.case import fold_case
+from services.case.ids import derived_id, referral_id_for
 from services.runtime.case_keys import CaseKeys
 from services.runtime.eventstore import EventStore, History
 from services.runtime.logging import get_logger
@@ -69,7 +70,7 @@ from services.runtime.topology import (
     XB_OUTBOX_STREAM,
     xb_relay_durable,
 )
-from services.runtime.writer import Outcome, derived_id
+from services.runtime.writer import Outcome
 
 SERVICE = "referral"
 log = get_logger("nrm.crossborder")
@@ -382,7 +383,7 @@ class CrossBorderLink:
         if sealed is None:
             return
         settings = self.runtime.settings
-        referral_id = derived_id("referral", str(case_id), package.service.value)
+        referral_id = referral_id_for(case_id, package.service)
         case_events, requested = crossborder.plan_reception(
             package,
             self.runtime.registry,

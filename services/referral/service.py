@@ -28,21 +28,21 @@ from contracts.events import (
     ReferralRequested,
     VictimIdentified,
 )
-from contracts.vocabulary import Service
+from services.case.referrals import Referral, fold_referral
 from services.referral.feed import AgencyFeed
 from services.referral.link import CrossBorderLink
 from services.runtime.eventstore import History
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.topology import CASE_KEYS_BUCKET, REFERRAL_DEADLINES_BUCKET, consumer
-from services.runtime.writer import Decide, Outcome, derived_id
+from services.runtime.writer import Decide, Outcome
 
 SERVICE = "referral"
 log = get_logger("nrm.referral")
 
 
-def _referral(history: History) -> domain.Referral | None:
-    return domain.fold([e.event for e in history.events])
+def _referral(history: History) -> Referral | None:
+    return fold_referral([e.event for e in history.events])
 
 
 def _unless_exists(requested: ReferralRequested) -> Decide:
@@ -75,7 +75,7 @@ class ReferralService:
         self.host.needs_bucket(CASE_KEYS_BUCKET)
 
     def _answer(
-        self, decide: Callable[[domain.Referral | None, Any], Sequence[Event]]
+        self, decide: Callable[[Referral | None, Any], Sequence[Event]]
     ) -> Callable[[Any], Awaitable[tuple[str, Outcome]]]:
         """A provider's or referrer's answer to one referral, decided by `decide`."""
 
@@ -97,12 +97,9 @@ class ReferralService:
         if not isinstance(event, VictimIdentified):
             return
         settings = self.runtime.settings
-        case_id = str(event.case_id)
-        ids = {s: derived_id("referral", case_id, s.value) for s in Service}
         plan = domain.plan_referrals(
             event,
             self.runtime.registry,
-            ids,
             self.runtime.clock(),
             dt.timedelta(seconds=settings.referral_response_seconds),
         )

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from contracts.envelope import wrap_event
 from contracts.events import Event
+from services.case.ids import derived_event_id
 from services.runtime.eventstore import ConcurrencyConflict, EventStore, History
 
-EVENT_ID_NAMESPACE = uuid.UUID("6f0b8a52-43c4-4f43-9d7e-1a1c0d8e3b21")
 MAX_CONFLICT_RETRIES = 20
 
 Decide = Callable[[History], Sequence[Event]]
@@ -26,15 +26,6 @@ Clock = Callable[[], dt.datetime]
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def derived_event_id(cause: str, aggregate: str, aggregate_id: str, index: int) -> uuid.UUID:
-    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{cause}/{aggregate}/{aggregate_id}/{index}")
-
-
-def derived_id(*parts: str) -> uuid.UUID:
-    """A stable aggregate id from what makes it unique (e.g. case id + service)."""
-    return uuid.uuid5(EVENT_ID_NAMESPACE, "/".join(parts))
 
 
 @dataclass(frozen=True)

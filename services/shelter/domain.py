@@ -3,19 +3,17 @@ first-come waiting list when full, and every bed that becomes free (a discharge,
 re-registration with more beds) going to the next person waiting in its category.
 
 There is no fixed length of stay (Counter-Trafficking Law art. 21.4): only a discharge ends
-one. A child is placed only in a shelter that takes children.
+one. A child is placed only in a shelter that takes children. The state these rules decide
+on (`Shelter`, `fold_shelter`) is in the case core, `services/case/shelter_beds.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from uuid import UUID
+from dataclasses import replace
 
 from contracts.commands import DischargeFromShelter, RegisterShelter
 from contracts.events import (
-    Event,
-    PlacementEvent,
     ReferralRequested,
     ReferralRevoked,
     ShelterAdmitted,
@@ -27,62 +25,9 @@ from contracts.events import (
     ShelterWaitlistLeft,
 )
 from contracts.replies import CommandRejection, ErrorCode, FieldError, reject
-from contracts.vocabulary import DeclineReason, Region, Service, ShelterCategory
+from contracts.vocabulary import DeclineReason, Service, ShelterCategory
 from services.agencies.registry import Agency
-
-
-@dataclass(frozen=True)
-class Stay:
-    referral_id: UUID
-    case_id: UUID
-    category: ShelterCategory
-
-
-@dataclass
-class Shelter:
-    shelter_id: str
-    region: Region | None = None
-    capacity: dict[ShelterCategory, int] = field(default_factory=dict)
-    residents: dict[UUID, Stay] = field(default_factory=dict)
-    waiting: list[Stay] = field(default_factory=list)
-
-    @property
-    def registered(self) -> bool:
-        return self.region is not None
-
-    def occupied(self, category: ShelterCategory) -> int:
-        return sum(1 for s in self.residents.values() if s.category is category)
-
-    def has_bed(self, category: ShelterCategory) -> bool:
-        return self.occupied(category) < self.capacity.get(category, 0)
-
-    def knows(self, referral_id: UUID) -> bool:
-        return referral_id in self.residents or any(
-            s.referral_id == referral_id for s in self.waiting
-        )
-
-
-def fold(shelter_id: str, events: Sequence[Event]) -> Shelter:
-    shelter = Shelter(shelter_id)
-    for event in events:
-        _apply(shelter, event)
-    return shelter
-
-
-def _apply(shelter: Shelter, event: Event) -> None:
-    match event:
-        case ShelterRegistered():
-            shelter.region = event.region
-            shelter.capacity = dict(event.capacity)
-        case ShelterAdmitted():
-            shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
-            shelter.residents[event.referral_id] = _stay(event)
-        case ShelterWaitlisted():
-            shelter.waiting.append(_stay(event))
-        case ShelterDischarged():
-            shelter.residents.pop(event.referral_id, None)
-        case ShelterWaitlistLeft():
-            shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
+from services.case.shelter_beds import Shelter, apply
 
 
 def _after(shelter: Shelter, events: Sequence[ShelterEvent]) -> Shelter:
@@ -94,7 +39,7 @@ def _after(shelter: Shelter, events: Sequence[ShelterEvent]) -> Shelter:
         waiting=list(shelter.waiting),
     )
     for event in events:
-        _apply(projected, event)
+        apply(projected, event)
     return projected
 
 
@@ -117,10 +62,6 @@ def serve_waiting_list(shelter: Shelter) -> list[ShelterEvent]:
                 )
             )
     return admitted
-
-
-def _stay(event: PlacementEvent) -> Stay:
-    return Stay(event.referral_id, event.case_id, event.category)
 
 
 def decide_register(

@@ -6,6 +6,7 @@ import services.shelter.domain as domain
 from contracts.commands import DischargeFromShelter, RegisterShelter
 from contracts.events import ReferralRequested, ReferralRevoked, ShelterEvent
 from contracts.vocabulary import Service
+from services.case.shelter_beds import fold_shelter
 from services.runtime.eventstore import History
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.topology import consumer
@@ -25,7 +26,7 @@ def register(host: ServiceHost) -> None:
             cause=str(command.command_id),
             correlation=str(command.command_id),
             decide=lambda history: domain.decide_register(
-                agency, domain.fold(command.agency_id, [e.event for e in history.events]), command
+                agency, fold_shelter(command.agency_id, [e.event for e in history.events]), command
             ),
         )
         return command.agency_id, outcome
@@ -37,7 +38,7 @@ def register(host: ServiceHost) -> None:
             cause=str(command.command_id),
             correlation=str(command.command_id),
             decide=lambda history: domain.decide_discharge(
-                domain.fold(command.agency_id, [e.event for e in history.events]), command
+                fold_shelter(command.agency_id, [e.event for e in history.events]), command
             ),
         )
         return command.agency_id, outcome
@@ -49,7 +50,7 @@ def register(host: ServiceHost) -> None:
             placement = event
 
             def decide(history: History) -> list[ShelterEvent]:
-                shelter = domain.fold(shelter_id, [e.event for e in history.events])
+                shelter = fold_shelter(shelter_id, [e.event for e in history.events])
                 return domain.decide_placement(shelter, placement)
 
         elif isinstance(event, ReferralRevoked):
@@ -60,7 +61,7 @@ def register(host: ServiceHost) -> None:
             revoked = event
 
             def decide(history: History) -> list[ShelterEvent]:
-                shelter = domain.fold(shelter_id, [e.event for e in history.events])
+                shelter = fold_shelter(shelter_id, [e.event for e in history.events])
                 return domain.decide_revocation(shelter, revoked)
 
         else:

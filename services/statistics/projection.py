@@ -45,6 +45,7 @@ from contracts.events import (
     VictimNotIdentified,
 )
 from contracts.vocabulary import DataPurpose
+from services.case.consent import unexpired
 
 
 @dataclass
@@ -74,8 +75,7 @@ class ConsentFacts:
     expires_at: dt.datetime | None
 
     def allows_statistics(self, at: dt.datetime) -> bool:
-        in_force = self.expires_at is None or self.expires_at > at
-        return in_force and DataPurpose.STATISTICS.value in self.purposes
+        return unexpired(self.expires_at, at) and DataPurpose.STATISTICS.value in self.purposes
 
 
 @dataclass

@@ -263,11 +263,6 @@ def test_police_with_consent_for_investigation_naming_them() -> None:
         assert isinstance(granted, AccessGranted) and granted.basis == "consent"
 
 
-def test_a_later_consent_replaces_the_earlier_and_lifts_a_withdrawal() -> None:
-    events = [*BASE, ConsentWithdrawn(case_id=CASE, withdrawn_by=IDENTIFIER), consent()]
-    assert isinstance(decide(events, SHELTER), AccessGranted)
-
-
 def test_blind_index_ignores_case_accents_punctuation_and_word_order() -> None:
     assert normalised_name("Zarina  CANARYKYZY") == normalised_name("canarykyzy, zarina")
     assert normalised_name("Aigül Asanova") == normalised_name("aigul asanova")

@@ -44,7 +44,8 @@ from contracts.vocabulary import (
 )
 from services.agencies.registry import AgencyRegistry, Peer, load_registry
 from services.bootstrap import SERVICES, build_service
-from services.identifier.domain import consent_recorded, fold_case
+from services.case.case import fold_case
+from services.identifier.domain import consent_recorded
 from services.referral import crossborder as xb
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.settings import Settings

@@ -42,6 +42,8 @@ from contracts.vocabulary import (
     ShelterCategory,
 )
 from services.agencies.registry import load_registry
+from services.case.referrals import Status, fold_referral
+from services.case.shelter_beds import fold_shelter
 from services.referral import domain as referral
 from services.shelter import domain as shelter
 
@@ -81,9 +83,9 @@ def _apply(history: list[Event], new: list[Event]) -> list[Event]:
 def test_full_shelter_waitlists_then_discharge_admits_the_next_in_line() -> None:
     history = _registered({ShelterCategory.MEN: 1})
     first, second, third = (_request(ShelterCategory.MEN) for _ in range(3))
-    [a] = _apply(history, shelter.decide_placement(shelter.fold(MEN, history), first))
-    [w1] = _apply(history, shelter.decide_placement(shelter.fold(MEN, history), second))
-    [w2] = _apply(history, shelter.decide_placement(shelter.fold(MEN, history), third))
+    [a] = _apply(history, shelter.decide_placement(fold_shelter(MEN, history), first))
+    [w1] = _apply(history, shelter.decide_placement(fold_shelter(MEN, history), second))
+    [w2] = _apply(history, shelter.decide_placement(fold_shelter(MEN, history), third))
     assert isinstance(a, ShelterAdmitted)
     assert isinstance(w1, ShelterWaitlisted) and w1.position == 1
     assert isinstance(w2, ShelterWaitlisted) and w2.position == 2
@@ -93,11 +95,11 @@ def test_full_shelter_waitlists_then_discharge_admits_the_next_in_line() -> None
         referral_id=first.referral_id,
         reason=DischargeReason.REHABILITATION_COMPLETED,
     )
-    out, admitted = _apply(history, shelter.decide_discharge(shelter.fold(MEN, history), discharge))
+    out, admitted = _apply(history, shelter.decide_discharge(fold_shelter(MEN, history), discharge))
     assert out.referral_id == first.referral_id
     assert isinstance(admitted, ShelterAdmitted)
     assert admitted.referral_id == second.referral_id and admitted.from_waiting_list
-    state = shelter.fold(MEN, history)
+    state = fold_shelter(MEN, history)
     assert state.occupied(ShelterCategory.MEN) == 1
     assert [s.referral_id for s in state.waiting] == [third.referral_id]
 
@@ -105,8 +107,8 @@ def test_full_shelter_waitlists_then_discharge_admits_the_next_in_line() -> None
 def test_redelivered_referral_is_not_placed_twice() -> None:
     history = _registered({ShelterCategory.MEN: 2})
     request = _request(ShelterCategory.MEN)
-    _apply(history, shelter.decide_placement(shelter.fold(MEN, history), request))
-    assert shelter.decide_placement(shelter.fold(MEN, history), request) == []
+    _apply(history, shelter.decide_placement(fold_shelter(MEN, history), request))
+    assert shelter.decide_placement(fold_shelter(MEN, history), request) == []
 
 
 @pytest.mark.parametrize(
@@ -120,7 +122,7 @@ def test_a_child_is_never_placed_where_children_are_not_accepted(
     history: list[Event], reason: DeclineReason
 ) -> None:
     [refused] = shelter.decide_placement(
-        shelter.fold(MEN, history), _request(ShelterCategory.CHILDREN)
+        fold_shelter(MEN, history), _request(ShelterCategory.CHILDREN)
     )
     assert isinstance(refused, ShelterPlacementRefused) and refused.reason is reason
 
@@ -131,7 +133,7 @@ def test_register_rejects_categories_the_registry_does_not_list() -> None:
         command_id=uuid.uuid4(), agency_id=MEN, capacity={ShelterCategory.CHILDREN: 2}
     )
     with pytest.raises(CommandRejection) as caught:
-        shelter.decide_register(agency, shelter.fold(MEN, []), command)
+        shelter.decide_register(agency, fold_shelter(MEN, []), command)
     assert caught.value.errors[0].field == "capacity"
 
 
@@ -160,8 +162,7 @@ def _identified(**overrides: object) -> VictimIdentified:
 
 
 def _plan(case: VictimIdentified) -> dict[Service, ReferralRequested]:
-    ids = {s: uuid.uuid4() for s in Service}
-    planned = referral.plan_referrals(case, REGISTRY, ids, NOW, dt.timedelta(hours=72))
+    planned = referral.plan_referrals(case, REGISTRY, NOW, dt.timedelta(hours=72))
     return {r.service: r for _, r in planned}
 
 
@@ -188,7 +189,7 @@ def test_consent_limits_services_and_shared_fields() -> None:
 
 def test_only_the_provider_answers_and_only_the_referrer_revokes() -> None:
     request = _request(ShelterCategory.MEN)
-    state = referral.fold([request])
+    state = fold_referral([request])
     stranger = AcceptReferral(
         command_id=uuid.uuid4(), agency_id="kg-io-bishkek", referral_id=request.referral_id
     )
@@ -208,9 +209,9 @@ def test_only_the_provider_answers_and_only_the_referrer_revokes() -> None:
 def test_answers_follow_the_state_machine() -> None:
     request = _request(ShelterCategory.MEN)
     accept = AcceptReferral(command_id=uuid.uuid4(), agency_id=MEN, referral_id=request.referral_id)
-    accepted = referral.decide_accept(referral.fold([request]), accept, NOW)
-    state = referral.fold([request, *accepted])
-    assert state is not None and state.status is referral.Status.ACCEPTED
+    accepted = referral.decide_accept(fold_referral([request]), accept, NOW)
+    state = fold_referral([request, *accepted])
+    assert state is not None and state.status is Status.ACCEPTED
     with pytest.raises(CommandRejection) as caught:
         referral.decide_accept(state, accept, NOW)
     assert caught.value.errors[0].code is ErrorCode.INVALID_STATE
@@ -222,11 +223,11 @@ def test_answers_follow_the_state_machine() -> None:
 
 def test_escalation_only_once_and_only_when_overdue() -> None:
     request = _request(ShelterCategory.MEN)
-    state = referral.fold([request])
+    state = fold_referral([request])
     assert referral.decide_escalation(state, NOW, "kg-coordinating-body") == []
     late = request.respond_by + dt.timedelta(seconds=1)
     [escalated] = referral.decide_escalation(state, late, "kg-coordinating-body")
-    after = referral.fold([request, escalated])
+    after = fold_referral([request, escalated])
     assert referral.decide_escalation(after, late, "kg-coordinating-body") == []
 
 
@@ -234,23 +235,23 @@ def test_a_revoked_referral_leaves_the_waiting_list_and_is_not_admitted() -> Non
     history = _registered({ShelterCategory.MEN: 1})
     resident, revoked, next_in_line = (_request(ShelterCategory.MEN) for _ in range(3))
     for request in (resident, revoked, next_in_line):
-        _apply(history, shelter.decide_placement(shelter.fold(MEN, history), request))
+        _apply(history, shelter.decide_placement(fold_shelter(MEN, history), request))
     revocation = ReferralRevoked(
         referral_id=revoked.referral_id,
         case_id=revoked.case_id,
         revoked_by="kg-mia-bishkek",
         reason=RevokeReason.PERSON_WITHDREW,
     )
-    [left] = _apply(history, shelter.decide_revocation(shelter.fold(MEN, history), revocation))
+    [left] = _apply(history, shelter.decide_revocation(fold_shelter(MEN, history), revocation))
     assert isinstance(left, ShelterWaitlistLeft)
-    assert shelter.decide_revocation(shelter.fold(MEN, history), revocation) == []
+    assert shelter.decide_revocation(fold_shelter(MEN, history), revocation) == []
     discharge = DischargeFromShelter(
         command_id=uuid.uuid4(),
         agency_id=MEN,
         referral_id=resident.referral_id,
         reason=DischargeReason.LEFT_VOLUNTARILY,
     )
-    _, admitted = shelter.decide_discharge(shelter.fold(MEN, history), discharge)
+    _, admitted = shelter.decide_discharge(fold_shelter(MEN, history), discharge)
     assert isinstance(admitted, ShelterAdmitted)
     assert admitted.referral_id == next_in_line.referral_id
 
@@ -269,7 +270,7 @@ def _discharge(referral_id: uuid.UUID, shelter_id: str = MEN) -> DischargeFromSh
 
 
 def _placed(history: list[Event], request: ReferralRequested, shelter_id: str = MEN) -> list[Event]:
-    state = shelter.fold(shelter_id, history)
+    state = fold_shelter(shelter_id, history)
     return _apply(history, list(shelter.decide_placement(state, request)))
 
 
@@ -280,7 +281,7 @@ def test_beds_added_by_re_registration_go_to_those_waiting_first_in_order() -> N
         _placed(history, request)
     agency = REGISTRY.get(MEN)
     more = shelter.decide_register(
-        agency, shelter.fold(MEN, history), _register({ShelterCategory.MEN: 2})
+        agency, fold_shelter(MEN, history), _register({ShelterCategory.MEN: 2})
     )
     registered, admitted = _apply(history, list(more))
     assert isinstance(registered, ShelterRegistered)
@@ -291,7 +292,7 @@ def test_beds_added_by_re_registration_go_to_those_waiting_first_in_order() -> N
     [waitlisted] = _placed(history, newcomer)
     assert isinstance(waitlisted, ShelterWaitlisted) and waitlisted.position == 3
     even_more = shelter.decide_register(
-        agency, shelter.fold(MEN, history), _register({ShelterCategory.MEN: 4})
+        agency, fold_shelter(MEN, history), _register({ShelterCategory.MEN: 4})
     )
     assert [e.referral_id for e in even_more if isinstance(e, ShelterAdmitted)] == [
         second.referral_id,
@@ -326,7 +327,7 @@ def test_re_registering_with_fewer_beds_than_residents_is_rejected(
     history = _registered({ShelterCategory.WOMEN: 2, ShelterCategory.CHILDREN: 1}, CRISIS)
     for _ in range(2):
         _placed(history, _request(ShelterCategory.WOMEN, CRISIS), CRISIS)
-    state = shelter.fold(CRISIS, history)
+    state = fold_shelter(CRISIS, history)
     with pytest.raises(CommandRejection) as caught:
         shelter.decide_register(REGISTRY.get(CRISIS), state, _register(beds, CRISIS))
     [error] = caught.value.errors
@@ -364,7 +365,7 @@ def test_no_one_waits_while_a_bed_of_their_category_is_free(
     history: list[Event] = []
     decisions = [("register", first), *steps]
     for kind, arg in decisions:
-        state = shelter.fold(CRISIS, history)
+        state = fold_shelter(CRISIS, history)
         residents, waiting = list(state.residents), [s.referral_id for s in state.waiting]
         new: list[Event] = []
         try:
@@ -395,11 +396,11 @@ def test_no_one_waits_while_a_bed_of_their_category_is_free(
             )
         for event in new:
             if isinstance(event, ShelterAdmitted) and event.from_waiting_list:
-                before = shelter.fold(CRISIS, history)
+                before = fold_shelter(CRISIS, history)
                 head = next(s for s in before.waiting if s.category is event.category)
                 assert head.referral_id == event.referral_id  # first come, first served
             history.append(event)
-        after = shelter.fold(CRISIS, history)
+        after = fold_shelter(CRISIS, history)
         for category in _CATEGORIES:
             assert after.occupied(category) <= after.capacity.get(category, 0)
             assert not (

@@ -1,0 +1,37 @@
+"""Every id the hub derives from a cause instead of drawing at random, so that a retried
+command or a redelivered event lands on the same aggregate and writes the same event ids."""
+
+from __future__ import annotations
+
+import uuid
+
+from contracts.vocabulary import Service
+
+# Changing this changes every derived id: stored histories would no longer be found again.
+ID_NAMESPACE = uuid.UUID("6f0b8a52-43c4-4f43-9d7e-1a1c0d8e3b21")
+
+
+def derived_id(*parts: str) -> uuid.UUID:
+    """A stable id from what makes it unique (e.g. case id + service)."""
+    return uuid.uuid5(ID_NAMESPACE, "/".join(parts))
+
+
+def derived_event_id(cause: str, aggregate: str, aggregate_id: str, index: int) -> uuid.UUID:
+    """The `index`-th event `cause` wrote on one aggregate."""
+    return uuid.uuid5(ID_NAMESPACE, f"{cause}/{aggregate}/{aggregate_id}/{index}")
+
+
+def case_id_for_screening(command_id: uuid.UUID | str) -> uuid.UUID:
+    """A screening opens one case: a retried screening finds it again."""
+    return derived_id("case", str(command_id))
+
+
+def consent_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
+    """The consent given in a screening or recorded by `consent.record`."""
+    return derived_id("consent", str(command_id))
+
+
+def referral_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
+    """A case has at most one referral per service, so custody can find a case's referrals
+    without an index."""
+    return derived_id("referral", str(case_id), service.value)
