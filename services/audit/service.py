@@ -42,6 +42,7 @@ from services.audit.domain import entry_for_event, entry_for_rejection, leaf_id,
 from services.audit.log import LogState
 from services.audit.merkle import CompactRange, leaf_hash
 from services.audit.streams import read_stream
+from services.runtime.case_keys import KeyCustodyError
 from services.runtime.logging import get_logger
 from services.runtime.messaging import ServiceHost
 from services.runtime.topology import AUDIT_CONSUMERS
@@ -82,8 +83,8 @@ class AuditLogWriter:
         try:
             self.signer = load_signer(settings.audit_signing_key, self.origin)
         except ValueError as exc:
-            # Leaves are still written (nothing is lost); only signing waits for the key.
-            log.error("audit.no_signing_key", error=str(exc))
+            # Never run degraded: an audit log nobody can verify is not an audit log.
+            raise KeyCustodyError(f"NRM_AUDIT_SIGNING_KEY_FILE: {exc}") from None
 
     # --- state ----------------------------------------------------------------------------
 

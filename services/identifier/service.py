@@ -41,8 +41,10 @@ def register(host: ServiceHost) -> None:
     try:
         intake_key = read_private_key(settings.intake_private_key_file)
     except ValueError as exc:
-        raise KeyCustodyError(f"intake key: {exc}") from None
-    index_secret = read_secret(settings.blind_index_secret_file, "blind-index key")
+        raise KeyCustodyError(f"NRM_INTAKE_KEY_FILE: intake key: {exc}") from None
+    index_secret = read_secret(
+        settings.blind_index_secret_file, "NRM_BLIND_INDEX_KEY_FILE: blind-index key"
+    )
     keys: list[CaseKeys] = []
     indexes: list[BlindIndex] = []
 
@@ -63,9 +65,7 @@ def register(host: ServiceHost) -> None:
         is checked first, as in `submit_screening`, so that refusal is not hidden behind the
         sealing's."""
         domain.check_may_identify(runtime.registry.get(command.agency_id), command.agency_id)
-        clear = open_interview(command, intake_key).personal_data.model_dump_json(
-            exclude_none=True
-        )
+        clear = open_interview(command, intake_key).personal_data.model_dump_json(exclude_none=True)
         keyed = hmac.new(index_secret, b"nrm-command/1|" + clear.encode(), hashlib.sha256)
         return f"{fingerprint(command, exclude=frozenset({'personal_data'}))}.{keyed.hexdigest()}"
 

@@ -80,11 +80,15 @@ def read_key_ring(path: Path) -> KeyRing:
         keys = {int(v): base64.b64decode(k) for v, k in record["keys"].items()}
         ring = KeyRing(int(record["current"]), keys)
     except FileNotFoundError:
-        raise KeyCustodyError(f"key-encryption key file {path} does not exist") from None
+        raise KeyCustodyError(
+            f"NRM_KEK_FILE: key-encryption key file {path} does not exist"
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise KeyCustodyError(f"key-encryption key file {path} is not a key ring") from None
+        raise KeyCustodyError(
+            f"NRM_KEK_FILE: key-encryption key file {path} is not a key ring"
+        ) from None
     if ring.current not in ring.keys or any(len(k) != KEY_BYTES for k in ring.keys.values()):
-        raise KeyCustodyError(f"key-encryption key file {path} is inconsistent")
+        raise KeyCustodyError(f"NRM_KEK_FILE: key-encryption key file {path} is inconsistent")
     return ring
 
 
