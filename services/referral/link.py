@@ -258,7 +258,7 @@ class CrossBorderLink:
                     log.info(
                         "xb.relay.waiting", peer=peer, error=type(exc).__name__, retry_in=delay
                     )
-                    await message.in_progress()  # still ours: not redelivered meanwhile
+                    await message.still_working()  # still ours: not redelivered meanwhile
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MAX_BACKOFF_SECONDS)
         finally:

@@ -657,7 +657,7 @@ class Taken:
         self.stream_sequence: int = msg.metadata.sequence.stream
         self.attempt: int = msg.metadata.num_delivered
 
-    async def in_progress(self) -> None:
+    async def still_working(self) -> None:
         """Still ours: a handler that waits long (the relay, for its peer) keeps the message
         from being redelivered meanwhile. Best effort; a lost one costs a redelivery."""
         with contextlib.suppress(NatsError, TimeoutError, OSError):
