@@ -280,6 +280,11 @@ class ServiceHost:
         nc = self.runtime.nc
         return self.consuming and nc is not None and nc.is_connected
 
+    @property
+    def pulls(self) -> tuple[Pull, ...]:
+        """The durables this host's consumer loops take, and how."""
+        return tuple(pull for pull, _ in self._pulls)
+
     async def start(self) -> None:
         """Connect, wait for the bootstrap's topology, then consume. NATS being down or not
         yet bootstrapped is waited out, not a crash: containers start in any order."""
