@@ -21,7 +21,7 @@ from services.referral.service import ReferralService
 from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.health import poll_consumer_lag, register_ping
-from services.runtime.messaging import Runtime, ServiceHost
+from services.runtime.messaging import Runtime, ServiceHost, stop_loops
 from services.runtime.nkey_users import nkey_accounts
 from services.runtime.permissions import hub_auth
 from services.runtime.settings import Settings, SettingsError, nats_servers
@@ -79,20 +79,10 @@ class RunningService:
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self) -> None:
-        for task in self.background:
-            task.cancel()
-        pending = set(self.background)
-        while pending:
-            _, pending = await asyncio.wait(pending, timeout=1.0)
-            for task in pending:
-                # A cancellation can be lost: on Python 3.11 asyncio.wait_for (under every
-                # nats-py request) returns the result when it completes as the cancel lands,
-                # and the loop carries on. Ask again rather than wait forever.
-                task.cancel()
-        for task in self.background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.host.stop()
+        try:
+            await stop_loops(self.background)
+        finally:
+            await self.host.stop()
 
 
 def build_service(

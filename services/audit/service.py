@@ -16,13 +16,12 @@ saw it, so every checkpoint extends the one before it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from faststream.nats import NatsMessage, NatsResponse
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from contracts.envelope import source_uri
@@ -44,8 +43,8 @@ from services.audit.merkle import CompactRange, leaf_hash
 from services.audit.streams import read_stream
 from services.runtime.case_keys import KeyCustodyError
 from services.runtime.logging import get_logger
-from services.runtime.messaging import ServiceHost
-from services.runtime.topology import AUDIT_CONSUMERS
+from services.runtime.messaging import Pull, ServiceHost, Taken, consume, stop_if_cancelled
+from services.runtime.topology import AUDIT_CONSUMERS, FETCH_BATCH
 
 SERVICE = "audit"
 COMPACT_RANGE_HEADER = "Nrm-Compact-Range"
@@ -202,70 +201,43 @@ class AuditLogWriter:
     async def run_consumers(self) -> None:
         """Audit every stored event and rejection notice, forever."""
         js = self.runtime.jetstream
-        subs = []
         delay = 0.2
         while True:
             try:
                 await self.load()
                 for spec in AUDIT_CONSUMERS:
                     await js.consumer_info(spec.stream, spec.durable)  # bootstrapped yet?
-                    subs.append(
-                        (
-                            spec.stream,
-                            await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream),
-                        )
-                    )
                 break
             except AuditIntegrityError as exc:  # loud, and nothing is written over it
-                _stop_if_cancelled()
-                subs.clear()
+                stop_if_cancelled()
                 log.error("audit.integrity", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
             except (NotFoundError, NatsError, TimeoutError) as exc:
-                _stop_if_cancelled()  # a stop during start-up, not an outage
-                subs.clear()
+                stop_if_cancelled()  # a stop during start-up, not an outage
                 log.warning("audit.waiting", error=type(exc).__name__, retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        try:
-            # One loop per consumer: taking turns, an idle one (rejections, mostly) held the
-            # events back for its whole fetch timeout each round (~90 events/s at most;
-            # docs/PERFORMANCE.md). `record` takes the lock, so leaves stay one at a time.
-            # A task group: a loop that ends takes the other with it, and a stop cancels and
-            # awaits both, so no loop outlives the service.
-            async with asyncio.TaskGroup() as loops:
-                for stream, sub in subs:
-                    loops.create_task(self._consume(stream, sub))
-        finally:
-            # Left subscribed, the connection's drain on stop would wait for them.
-            for _, sub in subs:
-                with contextlib.suppress(NatsError, TimeoutError, OSError):
-                    await sub.unsubscribe()
+        # One loop per consumer: taking turns, an idle one (rejections, mostly) held the
+        # events back for its whole fetch timeout each round (~90 events/s at most;
+        # docs/PERFORMANCE.md). `record` takes the lock, so leaves stay one at a time.
+        # A task group: a loop that ends takes the other with it, and a stop cancels and
+        # awaits both, so no loop outlives the service.
+        async with asyncio.TaskGroup() as loops:
+            for spec in AUDIT_CONSUMERS:
+                # Never dead-lettered (no max_deliver): a dropped message would be a gap.
+                pull = Pull(spec.stream, spec.durable, FETCH_BATCH)
+                take = functools.partial(self._take, spec.stream)
+                loops.create_task(consume(self.runtime, SERVICE, pull, take))
 
-    async def _consume(self, stream: str, sub: JetStreamContext.PullSubscription) -> None:
-        while True:
-            _stop_if_cancelled()
-            try:
-                batch = await sub.fetch(64, timeout=0.5)
-            except (TimeoutError, NatsError, OSError):
-                await asyncio.sleep(0.05)  # also lets a cancellation in
-                continue
-            for msg in batch:
-                try:
-                    await self.record(stream, msg.metadata.sequence.stream, msg.data)
-                    await msg.ack()
-                except Exception as exc:  # never drop a message: it comes back
-                    log.warning("audit.retry", stream=stream, error=type(exc).__name__)
-                    with contextlib.suppress(NatsError, TimeoutError, OSError):
-                        await msg.nak(delay=1.0)
-                    break
+    async def _take(self, stream: str, message: Taken) -> None:
+        await self.record(stream, message.stream_sequence, message.data)
 
     async def run_checkpoints(self) -> None:
         interval = self.runtime.settings.checkpoint_interval_seconds
         while True:
             await asyncio.sleep(interval)
-            _stop_if_cancelled()
+            stop_if_cancelled()
             try:
                 await self.sign_checkpoint()
             except Exception as exc:  # keep signing later; the leaves are safe meanwhile
@@ -281,14 +253,6 @@ class AuditLogWriter:
         self.host.broker.subscriber(
             CHECKPOINT_REQUEST, queue="audit-checkpoint", title="audit:checkpoint"
         )(on_request)
-
-
-def _stop_if_cancelled() -> None:
-    """nats-py turns a cancellation into ConnectionClosedError when the connection is closing,
-    which the loops would take for an outage: honour the pending cancel instead."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _size_of(note: bytes) -> int:

@@ -24,7 +24,6 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
 import services.referral.crossborder as crossborder
@@ -60,7 +59,7 @@ from services.case.ids import derived_id, referral_id_for
 from services.runtime.case_keys import CaseKeys
 from services.runtime.eventstore import EventStore, History
 from services.runtime.logging import get_logger
-from services.runtime.messaging import Delivery, Runtime
+from services.runtime.messaging import Delivery, Pull, Runtime, Taken, consume, stop_if_cancelled
 from services.runtime.topology import (
     CASE_KEYS_BUCKET,
     XB_INBOX_PREFIX,
@@ -212,7 +211,6 @@ class CrossBorderLink:
     # --- relay: one package at a time to one peer, until acknowledged ---------------------
 
     async def relay(self, peer: str) -> None:
-        js = self.runtime.jetstream
         nc = self.runtime.nc
         assert nc is not None
         durable = xb_relay_durable(peer)  # created by the bootstrap, like every durable
@@ -228,58 +226,42 @@ class CrossBorderLink:
                 waiting.set()
 
         ack_sub = await nc.subscribe(ack_subject(peer, self.here), cb=on_ack)
-        sub = await js.pull_subscribe_bind(durable=durable, stream=XB_OUTBOX_STREAM)
         try:
-            while True:
-                try:
-                    msgs = await sub.fetch(1, timeout=1.0)
-                except (NatsTimeoutError, TimeoutError):
-                    _unless_cancelled()
-                    continue
-                except NatsError as exc:
-                    _unless_cancelled()
-                    log.warning("xb.relay.fetch_failed", peer=peer, error=type(exc).__name__)
-                    await asyncio.sleep(1.0)
-                    continue
-                for msg in msgs:
-                    await self._send_until_acknowledged(peer, msg, acked)
+            # One package at a time (max_ack_pending 1, batch 1): the next only after the
+            # peer acknowledged this one and the outbox has the ack.
+            pull = Pull(XB_OUTBOX_STREAM, durable, 1)
+            send = functools.partial(self._send_until_acknowledged, peer, acked)
+            await consume(self.runtime, SERVICE, pull, send)
         finally:
             with contextlib.suppress(NatsError):  # the connection may be closing already
                 await ack_sub.unsubscribe()
-                await sub.unsubscribe()
 
     async def _send_until_acknowledged(
-        self, peer: str, msg: Msg, acked: dict[str, asyncio.Event]
+        self, peer: str, acked: dict[str, asyncio.Event], message: Taken
     ) -> None:
         nc = self.runtime.nc
         assert nc is not None
-        package_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+        package_id = message.headers.get("Nats-Msg-Id", "")
         done = acked.setdefault(package_id, asyncio.Event())
         delay = 0.2
         try:
             while True:
                 try:
                     await nc.publish(
-                        pkg_subject(self.here, peer), msg.data, headers={"Nats-Msg-Id": package_id}
+                        pkg_subject(self.here, peer),
+                        message.data,
+                        headers={"Nats-Msg-Id": package_id},
                     )
                     await asyncio.wait_for(done.wait(), ACK_TIMEOUT_SECONDS)
                     break
                 except (TimeoutError, NatsError) as exc:
-                    _unless_cancelled()
+                    stop_if_cancelled()
                     log.info(
                         "xb.relay.waiting", peer=peer, error=type(exc).__name__, retry_in=delay
                     )
-                    with contextlib.suppress(NatsError):
-                        await msg.in_progress()  # still ours: not redelivered meanwhile
+                    await message.still_working()  # still ours: not redelivered meanwhile
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MAX_BACKOFF_SECONDS)
-            while True:
-                try:
-                    await msg.ack_sync(timeout=2.0)
-                    break
-                except (TimeoutError, NatsError):
-                    _unless_cancelled()
-                    await asyncio.sleep(0.5)  # resent after a redelivery, and dropped there
         finally:
             acked.pop(package_id, None)
         log.info("xb.relay.sent", peer=peer, package_id=package_id)
@@ -329,36 +311,12 @@ class CrossBorderLink:
     # --- ingress: apply each stored package once, in order ----------------------------------
 
     async def ingress(self) -> None:
-        js = self.runtime.jetstream
-        durable = XB_INGRESS_DURABLE
-        sub = await js.pull_subscribe_bind(durable=durable, stream=XB_INBOX_STREAM)
-        try:
-            while True:
-                try:
-                    msgs = await sub.fetch(1, timeout=1.0)
-                except (NatsTimeoutError, TimeoutError):
-                    _unless_cancelled()
-                    continue
-                except NatsError as exc:
-                    _unless_cancelled()
-                    log.warning("xb.ingress.fetch_failed", error=type(exc).__name__)
-                    await asyncio.sleep(1.0)
-                    continue
-                for msg in msgs:
-                    await self._apply_once(msg)
-        finally:
-            with contextlib.suppress(NatsError):
-                await sub.unsubscribe()
+        # Retried, never dropped (no max_deliver); one at a time, in the order received.
+        pull = Pull(XB_INBOX_STREAM, XB_INGRESS_DURABLE, 1)
+        await consume(self.runtime, SERVICE, pull, self._apply_once)
 
-    async def _apply_once(self, msg: Msg) -> None:
-        try:
-            await self.apply(parse_package(msg.data))
-        except Exception as exc:  # retried: a package is never dropped
-            _unless_cancelled()
-            log.warning("xb.ingress.retry", error=type(exc).__name__)
-            await msg.nak(delay=1.0)
-            return
-        await msg.ack_sync()
+    async def _apply_once(self, message: Taken) -> None:
+        await self.apply(parse_package(message.data))
 
     async def apply(self, package: ReferralPackage | AnswerPackage) -> None:
         writer = self.runtime.writer(SERVICE)
@@ -426,14 +384,6 @@ class CrossBorderLink:
         peers = [p.country for p in self.runtime.registry.peers]
         relays = [functools.partial(self.relay, peer) for peer in peers]
         return [self.receive, *relays, self.ingress] if peers else []
-
-
-def _unless_cancelled() -> None:
-    """nats-py may report a cancellation as a timeout or a closed connection: a loop that
-    retries on those must not swallow the service's stop."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _once(events: list[Event]) -> Callable[[History], list[Event]]:

@@ -70,12 +70,6 @@ def broker_options(settings: Settings, role: str) -> dict[str, Any]:
     return options
 
 
-def subscriber_inbox_prefix(settings: Settings, role: str) -> bytes:
-    """FastStream's JetStream subscribers take their deliver-inbox prefix per subscriber
-    (default `_INBOX.`), not from the connection: give them the role's."""
-    prefix = inbox_prefix(role) if settings.authenticated else "_INBOX"
-    return f"{prefix}.".encode()
-
 
 # `nrm` exits with this when the hub's NATS cannot be reached (README, "Running it").
 EXIT_UNREACHABLE = 3

@@ -3,16 +3,18 @@
 Commands: the raw body is parsed here into the typed command, so every bad input becomes a
 `command.rejected` reply naming the field and the reason, and nothing is written.
 
-Events: FastStream's default JetStream ack policy would terminate a failing message (never
-retried), so consumers run with manual acks: ack after the handler succeeded, nak with a
-growing delay when it failed, and after the last allowed delivery write a dead letter (with
-the reason) to NRM_DLQ and terminate. Redeliveries are harmless: handlers go through
-`AggregateWriter`, which applies each cause at most once.
+Durable consumers, of every service, of the audit writer and of the cross-border link, run
+in one loop, `consume` (docs/ARCHITECTURE.md, "Consumers, retries and dead letters"): ack
+after the handler's effect, nak with the configured backoff when it failed, and after the
+last allowed delivery write a dead letter (with the reason) to NRM_DLQ and terminate.
+Redeliveries are harmless: handlers go through `AggregateWriter` (or the audit log's leaf
+subject), which applies each cause at most once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -21,9 +23,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, get_args, get_origin
 
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, PullSub
+from faststream.nats import NatsBroker, NatsMessage, NatsResponse
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -62,7 +64,7 @@ from contracts.vocabulary import CANONICAL_UUID, NIL_UUID
 from services.agencies.registry import AgencyRegistry
 from services.runtime.command_body import BodyError, read_json_object
 from services.runtime.command_ledger import CommandLedger, fingerprint
-from services.runtime.connection import broker_options, subscriber_inbox_prefix
+from services.runtime.connection import broker_options
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
 from services.runtime.health import (
@@ -265,6 +267,8 @@ class ServiceHost:
             **broker_options(runtime.settings, service),
         )
         self._consumers: list[ConsumerSpec] = []
+        self._pulls: list[tuple[Pull, Handler]] = []
+        self._loops: list[asyncio.Task[None]] = []
         self._buckets: list[str] = []
         self._budget = RejectionBudget()
         self._command_ledger: CommandLedger | None = None
@@ -275,6 +279,11 @@ class ServiceHost:
         """Readiness: connected to NATS and consuming."""
         nc = self.runtime.nc
         return self.consuming and nc is not None and nc.is_connected
+
+    @property
+    def pulls(self) -> tuple[Pull, ...]:
+        """The durables this host's consumer loops take, and how."""
+        return tuple(pull for pull, _ in self._pulls)
 
     async def start(self) -> None:
         """Connect, wait for the bootstrap's topology, then consume. NATS being down or not
@@ -298,6 +307,10 @@ class ServiceHost:
         await self.broker.start()
         # Ready means the server has our subscriptions: a PONG answers everything before it.
         await self.broker.connection.flush()
+        self._loops = [
+            asyncio.create_task(consume(self.runtime, self.service, pull, take))
+            for pull, take in self._pulls
+        ]
         self.consuming = True
 
     async def _ledger(self) -> CommandLedger:
@@ -335,7 +348,10 @@ class ServiceHost:
 
     async def stop(self) -> None:
         self.consuming = False
-        await self.broker.stop()
+        try:
+            await stop_loops(self._loops)
+        finally:
+            await self.broker.stop()
 
     def reply(
         self, reply: CommandAccepted | CommandRejected | Reply, subject: str | None
@@ -481,52 +497,28 @@ class ServiceHost:
             log.error("command.rejection_not_noted", command=command, error=type(exc).__name__)
 
     def consume(self, spec: ConsumerSpec, handle: EventHandler) -> None:
+        """Run `handle` on every event of the durable `spec` (in the one consumer loop, from
+        `start` to `stop`), and answer `nrm dlq retry` for it."""
         settings = self.runtime.settings
         self._consumers.append(spec)
+        pull = Pull(
+            EVENTS_STREAM,
+            spec.durable,
+            spec.fetch_batch,
+            settings.retry_backoff_seconds,
+            settings.max_deliver,
+        )
 
-        async def on_event(msg: NatsMessage) -> None:
-            started = time.perf_counter()
-            outcome = await take(msg)
-            EVENTS.labels(self.service, spec.durable, outcome).inc()
-            HANDLER_SECONDS.labels(self.service, "event", spec.durable).observe(
-                time.perf_counter() - started
-            )
-
-        async def take(msg: NatsMessage) -> str:
-            raw = msg.raw_message
-            attempt = raw.metadata.num_delivered
-            try:
-                envelope = Envelope.from_bytes(raw.data)
-                seq = raw.metadata.sequence.stream
-                with bound_contextvars(correlation_id=envelope.correlationid):
-                    await handle(Delivery(envelope, unwrap_event(envelope), raw.data, seq))
-            except Exception as exc:
-                reason = describe_failure(exc)
-                if attempt >= settings.max_deliver:
-                    await self._dead_letter(spec, msg, attempt, reason)
-                    await raw.term()
-                    return "dead_lettered"
-                delay = settings.retry_backoff_seconds[
-                    min(attempt - 1, len(settings.retry_backoff_seconds) - 1)
-                ]
-                log.warning(
-                    "event.retry", consumer=spec.durable, attempt=attempt, delay=delay, error=reason
+        async def take(message: Taken) -> None:
+            envelope = Envelope.from_bytes(message.data)
+            with bound_contextvars(correlation_id=envelope.correlationid):
+                await handle(
+                    Delivery(
+                        envelope, unwrap_event(envelope), message.data, message.stream_sequence
+                    )
                 )
-                await raw.nak(delay=delay)
-                return "retried"
-            await raw.ack()
-            return "handled"
 
-        self.broker.subscriber(
-            spec.filter_subjects[0],
-            stream=JStream(EVENTS_STREAM, declare=False),
-            durable=spec.durable,
-            pull_sub=PullSub(batch_size=spec.fetch_batch, timeout=1.0),
-            inbox_prefix=subscriber_inbox_prefix(settings, self.service),
-            ack_policy=AckPolicy.MANUAL,
-            title=f"{spec.durable}",
-            description=spec.description,
-        )(on_event)
+        self._pulls.append((pull, take))
         self._redrive(spec, handle)
 
     def _redrive(self, spec: ConsumerSpec, handle: EventHandler) -> None:
@@ -595,37 +587,6 @@ class ServiceHost:
             title=f"redrive:{spec.durable}",
         )(on_redrive)
 
-    async def _dead_letter(
-        self, spec: ConsumerSpec, msg: NatsMessage, attempts: int, reason: str
-    ) -> None:
-        raw = msg.raw_message
-        letter = DeadLetterRecorded(
-            consumer=spec.durable,
-            stream=EVENTS_STREAM,
-            stream_sequence=raw.metadata.sequence.stream,
-            subject=raw.subject,
-            attempts=attempts,
-            reason=reason,
-        )
-        envelope = Envelope(
-            id=str(uuid.uuid4()),
-            source=self.source,
-            type=DeadLetterRecorded.TYPE,
-            time=self.runtime.clock(),
-            data=letter.model_dump(mode="json"),
-        )
-        dedup = f"{spec.durable}:{raw.metadata.sequence.stream}"
-        DEAD_LETTERS.labels(self.service, spec.durable).inc()
-        await self.runtime.jetstream.publish(
-            dlq_subject(spec.durable), envelope.to_bytes(), headers={"Nats-Msg-Id": dedup}
-        )
-        log.error(
-            "event.dead_lettered",
-            consumer=spec.durable,
-            stream_sequence=raw.metadata.sequence.stream,
-            error=reason,
-        )
-
 
 def _rejected(field: str, code: ErrorCode, reason: str) -> CommandRejected:
     return CommandRejected(errors=(FieldError(field=field, code=code, reason=reason),))
@@ -667,3 +628,189 @@ def describe_failure(exc: Exception) -> str:
         fields = ", ".join(e.field or "<body>" for e in validation_errors(exc))
         return f"{type(exc).__name__}: invalid {fields}"
     return f"{type(exc).__name__}: {exc}"
+
+
+# --- the one consumer loop ------------------------------------------------------------------
+
+FETCH_TIMEOUT_SECONDS = 1.0  # an idle pull waits this long; a stop interrupts it at once
+
+
+@dataclass(frozen=True)
+class Pull:
+    """A durable pull consumer as `consume` runs it. The consumer itself (filter, ack wait,
+    max_ack_pending, max_deliver) is the bootstrap's (topology.py); this says how to take it."""
+
+    stream: str
+    durable: str
+    batch: int  # at most the consumer's max_ack_pending (see ConsumerSpec.fetch_batch)
+    backoff: tuple[float, ...] = (1.0,)  # nak delay by attempt; the last one repeats
+    max_deliver: int | None = None  # the consumer's own; None: retried forever, never a letter
+
+    def delay(self, attempt: int) -> float:
+        return self.backoff[min(attempt - 1, len(self.backoff) - 1)]
+
+
+class Taken:
+    """One message as the consumer loop hands it to a handler: the exact stored bytes, where
+    they are, and which delivery this is."""
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self.subject = msg.subject
+        self.data = msg.data
+        self.headers: dict[str, str] = dict(msg.headers or {})
+        self.stream_sequence: int = msg.metadata.sequence.stream
+        self.attempt: int = msg.metadata.num_delivered
+
+    async def still_working(self) -> None:
+        """Still ours: a handler that waits long (the relay, for its peer) keeps the message
+        from being redelivered meanwhile. Best effort; a lost one costs a redelivery."""
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            await self._msg.in_progress()
+
+
+Handler = Callable[[Taken], Awaitable[None]]
+
+
+async def consume(runtime: Runtime, service: str, pull: Pull, handle: Handler) -> None:
+    """The hub's one consumer loop, until cancelled: fetch up to `pull.batch` messages and
+    take them one at a time, in order. A message is acked only after `handle` returned (its
+    effect is stored); when `handle` raises it is nak'ed with `pull.delay(attempt)`, and on
+    the last delivery the consumer allows it gets a dead letter with the reason instead, and
+    is terminated. NATS being away is waited out; a stop is honoured however nats-py reports
+    it."""
+    js = runtime.jetstream
+    sub = await js.pull_subscribe_bind(durable=pull.durable, stream=pull.stream)
+    try:
+        while True:
+            try:
+                batch = await sub.fetch(pull.batch, timeout=FETCH_TIMEOUT_SECONDS)
+            except TimeoutError:  # nothing to take (or NATS away): ask again
+                stop_if_cancelled()
+                continue
+            except (NatsError, OSError) as exc:
+                stop_if_cancelled()
+                log.warning(
+                    "consumer.fetch_failed", consumer=pull.durable, error=type(exc).__name__
+                )
+                await asyncio.sleep(0.5)
+                continue
+            for msg in batch:
+                await _take(runtime, service, pull, handle, msg)
+    finally:
+        # Left subscribed, the connection's drain on stop would wait for it.
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            await sub.unsubscribe()
+
+
+async def _take(runtime: Runtime, service: str, pull: Pull, handle: Handler, msg: Msg) -> None:
+    started = time.perf_counter()
+    taken = Taken(msg)
+    try:
+        await handle(taken)
+    except Exception as exc:
+        stop_if_cancelled()  # a stop that nats-py reported as a closed connection
+        outcome = await _retry_or_dead_letter(runtime, service, pull, msg, taken, exc)
+    else:
+        await _ack(pull, msg)
+        outcome = "handled"
+    EVENTS.labels(service, pull.durable, outcome).inc()
+    HANDLER_SECONDS.labels(service, "event", pull.durable).observe(time.perf_counter() - started)
+
+
+async def _ack(pull: Pull, msg: Msg) -> None:
+    if pull.batch > 1:
+        # Others are in flight meanwhile: a lost ack only means a (harmless) redelivery.
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            await msg.ack()
+        return
+    # One at a time: until the server has the ack it hands out nothing else, so a lost one
+    # would stall the consumer for its whole ack wait. Confirm it.
+    while True:
+        try:
+            await msg.ack_sync(timeout=2.0)
+            return
+        except (NatsError, TimeoutError, OSError):
+            stop_if_cancelled()
+            await asyncio.sleep(0.5)
+
+
+async def _retry_or_dead_letter(
+    runtime: Runtime, service: str, pull: Pull, msg: Msg, taken: Taken, exc: Exception
+) -> str:
+    reason = describe_failure(exc)
+    if pull.max_deliver is not None and taken.attempt >= pull.max_deliver:
+        try:
+            await _dead_letter(runtime, service, pull, taken, reason)
+        except (NatsError, TimeoutError, OSError) as failed:
+            # Not terminated: the server's MAX_DELIVERIES advisory (in NRM_DLQ) records it.
+            log.error(
+                "event.dead_letter_failed", consumer=pull.durable, error=type(failed).__name__
+            )
+            return "dead_lettered"
+        with contextlib.suppress(NatsError, TimeoutError, OSError):
+            await msg.term()
+        return "dead_lettered"
+    delay = pull.delay(taken.attempt)
+    log.warning(
+        "event.retry", consumer=pull.durable, attempt=taken.attempt, delay=delay, error=reason
+    )
+    with contextlib.suppress(NatsError, TimeoutError, OSError):  # else back after ack wait
+        await msg.nak(delay=delay)
+    return "retried"
+
+
+async def _dead_letter(
+    runtime: Runtime, service: str, pull: Pull, taken: Taken, reason: str
+) -> None:
+    letter = DeadLetterRecorded(
+        consumer=pull.durable,
+        stream=pull.stream,
+        stream_sequence=taken.stream_sequence,
+        subject=taken.subject,
+        attempts=taken.attempt,
+        reason=reason,
+    )
+    envelope = Envelope(
+        id=str(uuid.uuid4()),
+        source=source_uri(runtime.settings.country, service),
+        type=DeadLetterRecorded.TYPE,
+        time=runtime.clock(),
+        data=letter.model_dump(mode="json"),
+    )
+    dedup = f"{pull.durable}:{taken.stream_sequence}"
+    await runtime.jetstream.publish(
+        dlq_subject(pull.durable), envelope.to_bytes(), headers={"Nats-Msg-Id": dedup}
+    )
+    DEAD_LETTERS.labels(service, pull.durable).inc()
+    log.error(
+        "event.dead_lettered",
+        consumer=pull.durable,
+        stream_sequence=taken.stream_sequence,
+        error=reason,
+    )
+
+
+def stop_if_cancelled() -> None:
+    """nats-py reports a cancellation as a timeout or a closed connection when the connection
+    is closing; a loop that retries on those must not swallow the service's stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def stop_loops(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel background loops and wait until every one has ended."""
+    for task in tasks:
+        task.cancel()
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        for task in pending:
+            # A cancellation can be lost: on Python 3.11 asyncio.wait_for (under every
+            # nats-py request) returns the result when it completes as the cancel lands,
+            # and the loop carries on. Ask again rather than wait forever.
+            task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

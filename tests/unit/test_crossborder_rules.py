@@ -49,7 +49,7 @@ from services.identifier.domain import consent_recorded
 from services.referral import crossborder as xb
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.settings import Settings
-from services.runtime.topology import consumer, consumer_config
+from services.runtime.topology import CONSUMERS, consumer, consumer_config
 
 CASE = uuid.uuid4()
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -397,16 +397,16 @@ def test_the_destination_applies_only_what_its_own_allow_list_agreed() -> None:
 def test_every_event_consumer_pulls_no_more_than_it_may_hold(tmp_path: Path) -> None:
     """A pull for more messages than max_ack_pending gets the ones the server may hand out
     and then waits out the fetch timeout for the rest: xb-outbox (max_ack_pending 1) once
-    drained one event per second. Checked on the subscribers the services really register."""
+    drained one event per second. Checked on the consumers the services really register."""
     settings = Settings(data_dir=tmp_path)
     create_hub_keys(settings)  # the services read their keys when built
     pulls: dict[str, int] = {}
     for name in SERVICES:
         host, _ = build_service(name, "nats://127.0.0.1:4222", settings)
-        for subscriber in host.broker.subscribers:
-            pull_sub = getattr(subscriber, "pull_sub", None)
-            if pull_sub is not None:
-                pulls[subscriber.config.durable_name] = pull_sub.batch_size
+        for pull in host.pulls:
+            assert pull.max_deliver == settings.max_deliver  # dead-lettered where it must be
+            pulls[pull.durable] = pull.batch
     assert pulls["xb-outbox"] == 1
+    assert len(pulls) == len(CONSUMERS)  # every service consumer, taken by the one loop
     for durable, batch in pulls.items():
         assert batch <= consumer_config(consumer(durable), settings).max_ack_pending, durable

@@ -14,7 +14,7 @@ from contracts.events import ReferralEscalated, ReferralRequested, ReferralRevok
 from contracts.vocabulary import AgeBand, Region, RevokeReason, Service, Sex
 from services.agencies.registry import load_registry
 from services.referral.feed import addressees
-from services.runtime.connection import connect_options, subscriber_inbox_prefix
+from services.runtime.connection import connect_options
 from services.runtime.health import answer
 from services.runtime.permissions import hub_auth, inbox_prefix, user_name
 from services.runtime.settings import Settings, SettingsError
@@ -116,7 +116,6 @@ def test_health_routes() -> None:
 def test_unsecured_connections_are_unchanged() -> None:
     settings = Settings()
     assert connect_options(settings, "identifier") == {"name": "nrm-identifier"}
-    assert subscriber_inbox_prefix(settings, "identifier") == b"_INBOX."
 
 
 def test_a_client_certificate_brings_tls_and_the_roles_inbox(tmp_path: Path) -> None:
@@ -131,7 +130,6 @@ def test_a_client_certificate_brings_tls_and_the_roles_inbox(tmp_path: Path) -> 
     options = connect_options(settings, "referral")
     assert options["inbox_prefix"] == "_INBOX.referral"
     assert options["tls"] is not None
-    assert subscriber_inbox_prefix(settings, "referral") == b"_INBOX.referral."
 
 
 @pytest.mark.parametrize(

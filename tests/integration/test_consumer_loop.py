@@ -1,0 +1,139 @@
+"""The one consumer loop (`services.runtime.messaging.consume`) on its own, against a real
+nats-server: ack after the effect, nak with backoff, a dead letter with the reason after the
+last allowed delivery, on any stream; and a stop honoured however nats-py reports it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from nats.aio.client import Client
+from nats.errors import ConnectionClosedError
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+from prometheus_client import REGISTRY
+
+from contracts.subjects import DLQ_STREAM
+from services.agencies.registry import load_registry
+from services.bootstrap import bootstrap
+from services.runtime.messaging import Pull, Runtime, Taken, consume
+from services.runtime.settings import Settings
+from tests.integration.hub_reads import wait_until
+
+pytestmark = pytest.mark.integration
+
+STREAM = "LOOP_TEST"
+
+
+async def _consumer(
+    nc: Client, settings: Settings, durable: str, max_deliver: int, max_ack_pending: int
+) -> Runtime:
+    assert settings.nats_url is not None
+    await bootstrap(settings.nats_url, settings)  # NRM_DLQ
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name=STREAM, subjects=["loop.>"]))
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_deliver=max_deliver,
+            max_ack_pending=max_ack_pending,
+        ),
+    )
+    runtime = Runtime(settings=settings, registry=load_registry())
+    runtime.connected(nc)
+    return runtime
+
+
+def _count(durable: str, outcome: str) -> float:
+    labels = {"service": "looptest", "consumer": durable, "outcome": outcome}
+    return REGISTRY.get_sample_value("nrm_events_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+async def test_acked_after_the_effect_retried_then_dead_lettered(
+    settings: Settings, nc: Client, batch: int
+) -> None:
+    durable = f"loop-{batch}"
+    runtime = await _consumer(nc, settings, durable, max_deliver=3, max_ack_pending=batch)
+    js = nc.jetstream()
+    for name in ("poison", "a", "b"):
+        await js.publish(f"loop.{name}", name.encode(), stream=STREAM)
+    attempts: list[int] = []
+    handled: list[bytes] = []
+
+    async def handle(message: Taken) -> None:
+        if message.data == b"poison":
+            attempts.append(message.attempt)
+            raise ValueError("cannot apply")
+        handled.append(message.data)
+
+    pull = Pull(STREAM, durable, batch, backoff=(0.05, 0.1), max_deliver=3)
+    loop = asyncio.create_task(consume(runtime, "looptest", pull, handle))
+    try:
+
+        async def dead_lettered() -> list[dict[str, object]]:
+            info = await js.stream_info(DLQ_STREAM)
+            letters = []
+            for seq in range(1, info.state.last_seq + 1):
+                body = json.loads((await js.get_msg(DLQ_STREAM, seq)).data or b"")
+                if body.get("type") == "dead_letter.recorded":
+                    letters.append(body["data"])
+            return letters
+
+        async def both_handled() -> bool:
+            return len(handled) == 2
+
+        [letter] = await wait_until(dead_lettered)
+        await wait_until(both_handled)
+    finally:
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+    assert handled == [b"a", b"b"]  # once each, in order, not held back by the poison one
+    assert attempts == [1, 2, 3]  # retried until the consumer's last delivery, then no more
+    assert letter["consumer"] == durable and letter["stream"] == STREAM
+    assert letter["subject"] == "loop.poison" and letter["attempts"] == 3
+    assert letter["stream_sequence"] == 1
+    assert letter["reason"] == "ValueError: cannot apply"
+    info = await js.consumer_info(STREAM, durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0  # everything settled
+    assert _count(durable, "handled") == 2
+    assert _count(durable, "retried") == 2
+    assert _count(durable, "dead_lettered") == 1
+
+
+async def test_a_stop_is_honoured_even_when_reported_as_a_closed_connection(
+    settings: Settings, nc: Client
+) -> None:
+    durable = "loop-stop"
+    runtime = await _consumer(nc, settings, durable, max_deliver=5, max_ack_pending=1)
+    js = nc.jetstream()
+    pull = Pull(STREAM, durable, 1)
+    started = asyncio.Event()
+
+    async def handle(message: Taken) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise ConnectionClosedError from None  # what nats-py does when it is closing
+
+    idle = asyncio.create_task(consume(runtime, "looptest", pull, handle))
+    await asyncio.sleep(0.3)  # waiting in its fetch
+    idle.cancel()
+    await asyncio.wait_for(asyncio.wait({idle}), 2.0)
+    assert idle.cancelled()
+
+    await asyncio.sleep(1.0)  # the cancelled pull's request expires on the server
+    await js.publish("loop.x", b"x", stream=STREAM)
+    busy = asyncio.create_task(consume(runtime, "looptest", pull, handle))
+    await asyncio.wait_for(started.wait(), 5.0)
+    busy.cancel()
+    await asyncio.wait_for(asyncio.wait({busy}), 2.0)
+    assert busy.cancelled()  # ended by the stop, not carried on as a failure
+    assert _count(durable, "retried") == 0  # and not nak'ed as one
+    info = await js.consumer_info(STREAM, durable)
+    assert info.num_ack_pending == 1  # neither acked nor nak'ed: back after its ack wait
