@@ -11,9 +11,6 @@ from pathlib import Path
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 LOOP = SERVICES / "runtime" / "messaging.py"
-# The benchmark's raw nats-py relay measures the ceiling without the hub's plumbing, on its
-# own BENCH_* streams: deliberately not the hub's loop.
-RAW_CEILING = SERVICES / "bench" / "raw.py"
 SETTLING = frozenset({"ack", "ack_sync", "nak", "term", "in_progress"})
 FASTSTREAM_CONSUMER = frozenset({"durable", "pull_sub", "ack_policy"})
 
@@ -32,7 +29,7 @@ def offences(source: str) -> list[str]:
 
 
 def test_only_the_one_loop_settles_messages() -> None:
-    modules = sorted(p for p in SERVICES.rglob("*.py") if p not in (LOOP, RAW_CEILING))
+    modules = sorted(p for p in SERVICES.rglob("*.py") if p != LOOP)
     assert len(modules) > 50  # the scan sees the services, not an empty folder
     found = {
         str(path.relative_to(SERVICES.parent)): hits
@@ -42,11 +39,10 @@ def test_only_the_one_loop_settles_messages() -> None:
     assert found == {}, "a second consumer loop? use services.runtime.messaging.consume"
 
 
-def test_the_scan_sees_the_loop_and_the_exemption() -> None:
+def test_the_scan_sees_the_loop() -> None:
     """Guards the test above against passing vacuously (a scan that matches nothing)."""
     in_loop = {hit.split()[1] for hit in offences(LOOP.read_text())}
     assert in_loop == {"ack", "ack_sync", "nak", "term", "in_progress"}
-    assert offences(RAW_CEILING.read_text())  # the one exemption really is a loop of its own
 
 
 def test_copies_of_a_loop_are_caught() -> None:
