@@ -65,6 +65,7 @@ from services.runtime.command_ledger import CommandLedger, fingerprint
 from services.runtime.connection import broker_options, subscriber_inbox_prefix
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
+from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.health import (
     COMMANDS,
     DEAD_LETTERS,
@@ -95,9 +96,11 @@ class Runtime:
     store: EventStore | None = None
 
     def connected(self, nc: Client) -> None:
+        """Connected: the JetStream event store, unless one was injected (tests)."""
         self.nc = nc
         self.js = nc.jetstream()
-        self.store = EventStore(nc, self.js)
+        if self.store is None:
+            self.store = JetStreamEventStore(nc, self.js)
 
     def writer(self, service: str) -> AggregateWriter:
         assert self.store is not None, "not connected"
@@ -107,6 +110,11 @@ class Runtime:
     def jetstream(self) -> JetStreamContext:
         assert self.js is not None, "not connected"
         return self.js
+
+    @property
+    def connection(self) -> Client:
+        assert self.nc is not None, "not connected"
+        return self.nc
 
 
 class Reply(Protocol):
