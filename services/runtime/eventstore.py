@@ -9,9 +9,10 @@ suite (tests/unit/test_event_store_contract.py) holds both to the same semantics
   version is the stream sequence of its last event (0: no events yet).
 - `append` is conditional on that version and atomic: all the given events are stored, in
   order, or none; a stale `expected` raises `ConcurrencyConflict` (reload, decide again).
-- The event id is the deduplication key: an event id already stored is not a second fact. A
-  single re-appended event answers with the sequence first stored; a batch holding a stored
-  id is refused as a conflict (reloading finds the cause in the history).
+- The event id is the deduplication key: an event id already stored is not a second fact.
+  The version is checked first (a stale one is a conflict, duplicate or not); then a single
+  re-appended event answers with the sequence first stored, and a batch holding a stored id
+  is refused as a conflict (reloading finds the cause in the history).
 """
 
 from __future__ import annotations

@@ -50,10 +50,13 @@ class InMemoryEventStore:
         if not envelopes:
             raise ValueError("nothing to append")
         async with self._lock:
+            # The version is checked first, as JetStream does; then the event ids.
+            if self._last.get((aggregate, aggregate_id), 0) != expected:
+                raise ConcurrencyConflict(aggregate, aggregate_id, expected)
             known = [self._ids[e.id] for e in envelopes if e.id in self._ids]
             if known and len(envelopes) == 1:
                 return known[0]  # a duplicate, not a second fact
-            if known or self._last.get((aggregate, aggregate_id), 0) != expected:
+            if known:
                 raise ConcurrencyConflict(aggregate, aggregate_id, expected)
             # Decode all first: a batch is stored whole or not at all.
             decoded = [(e, unwrap_event(e)) for e in envelopes]
