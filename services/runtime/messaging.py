@@ -277,6 +277,9 @@ class ServiceHost:
         self._budget = RejectionBudget()
         self._command_ledger: CommandLedger | None = None
         self.consuming = False
+        # The handlers as registered, by command type: a test calls them directly on a
+        # Runtime with an in-memory store (no broker, no server).
+        self.command_handlers: dict[type[Command], CommandHandler] = {}
 
     @property
     def ready(self) -> bool:
@@ -372,6 +375,7 @@ class ServiceHost:
         wrong only where a retry legitimately re-encrypts part of it."""
         subject = command_subject(command_type)
         authenticated = self.runtime.settings.authenticated
+        self.command_handlers[command_type] = handle
         if COMMAND_IDS_BUCKET not in self._buckets:
             self.needs_bucket(COMMAND_IDS_BUCKET)
 
