@@ -22,14 +22,15 @@ Failures of the read itself (timeout, no stream, permission, a server error) rai
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 from pydantic import ValidationError
@@ -41,7 +42,7 @@ from services.runtime.logging import get_logger
 
 log = get_logger("nrm.stored")
 BATCH = 256  # messages per direct-get request
-TIMEOUT_SECONDS = 5.0  # for each reply of a batch (the server streams them back to back)
+TIMEOUT_SECONDS = 5.0  # for a whole batch
 UNREADABLE = Counter(
     "nrm_unreadable_messages_total",
     "Stored messages skipped by a reader because they are not a readable event",
@@ -120,30 +121,40 @@ class StreamReader:
         """Every message on `subject` (wildcards allowed) from sequence `start`, in stream
         order, up to `stop` if given, else to the stream's end (messages stored while
         reading included)."""
+        loop = asyncio.get_running_loop()
+        replies: list[Msg] = []
+        done: asyncio.Future[None] = loop.create_future()
+
+        async def on_reply(msg: Msg) -> None:
+            # A callback, not next_msg(): one wake-up per batch instead of one per message.
+            replies.append(msg)
+            status = (msg.headers or {}).get("Status")
+            if status is not None and not done.done():
+                done.set_result(None)
+
         inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox)
+        sub = await self._nc.subscribe(inbox, cb=on_reply)
         try:
             while stop is None or start <= stop:
                 request = {"seq": max(start, 1), "batch": self._batch, "next_by_subj": subject}
                 await self._nc.publish(
                     f"$JS.API.DIRECT.GET.{self._stream}", json.dumps(request).encode(), reply=inbox
                 )
-                pending = 0
-                while True:
-                    try:
-                        reply = await sub.next_msg(timeout=self._timeout)
-                    except NatsTimeoutError:
-                        raise ReadFailed(f"{self._stream}: no answer to a direct get") from None
+                try:
+                    await asyncio.wait_for(asyncio.shield(done), self._timeout)
+                except TimeoutError:
+                    raise ReadFailed(f"{self._stream}: no answer to a direct get") from None
+                batch, replies[:] = list(replies), []
+                done = loop.create_future()
+                end = batch.pop().headers or {}
+                status = end.get("Status")
+                if status == "404":  # nothing (more) on this subject from `start`
+                    return
+                if status != "204":  # 204: the end of this batch
+                    reason = end.get("Description", "")
+                    raise ReadFailed(f"{self._stream}: direct get answered {status} {reason}")
+                for reply in batch:
                     headers = reply.headers or {}
-                    status = headers.get("Status")
-                    if status == "404":  # nothing (more) on this subject from `start`
-                        return
-                    if status == "204":  # end of this batch
-                        pending = int(headers.get("Nats-Num-Pending", "0"))
-                        break
-                    if status is not None:
-                        reason = headers.get("Description", "")
-                        raise ReadFailed(f"{self._stream}: direct get answered {status} {reason}")
                     message = StoredMessage(
                         self._stream,
                         int(headers["Nats-Sequence"]),
@@ -155,7 +166,7 @@ class StreamReader:
                         return
                     start = message.sequence + 1
                     yield message
-                if pending == 0:
+                if int(end.get("Nats-Num-Pending", "0")) == 0:
                     return
         except NatsError as exc:
             raise ReadFailed(f"{self._stream}: {type(exc).__name__}") from None
