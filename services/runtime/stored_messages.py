@@ -66,6 +66,11 @@ class ReadFailed(Exception):
     """The stream could not be read (as opposed to: it holds nothing there)."""
 
 
+class NoDirectGet(ReadFailed):
+    """Nobody answers direct gets on the stream: it does not exist, or it was created
+    without `allow_direct` (bootstrap turns it on)."""
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     stream: str
@@ -150,6 +155,8 @@ class StreamReader:
                 status = end.get("Status")
                 if status == "404":  # nothing (more) on this subject from `start`
                     return
+                if status == "503":
+                    raise NoDirectGet(f"{self._stream}: no stream answers direct gets")
                 if status != "204":  # 204: the end of this batch
                     reason = end.get("Description", "")
                     raise ReadFailed(f"{self._stream}: direct get answered {status} {reason}")

@@ -21,6 +21,7 @@ from nats.js.errors import NotFoundError
 
 from contracts.subjects import EVENTS_STREAM
 from services.runtime.settings import nats_servers
+from services.runtime.stored_messages import NoDirectGet
 from services.statistics.publish import (
     DEFAULT_THRESHOLD,
     STANDARD,
@@ -143,7 +144,7 @@ async def run(
         return 1
     try:
         read = await replay(nc)
-    except NotFoundError:
+    except (NotFoundError, NoDirectGet):
         print(
             f"nrm stats: no {EVENTS_STREAM} stream at {nats_url} (run `nrm bootstrap`)",
             file=sys.stderr,

@@ -23,7 +23,7 @@ from services.runtime.eventstore import ConcurrencyConflict, EventStore, History
 from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.in_memory import InMemoryEventStore, subject_matches
 from services.runtime.settings import Settings
-from services.runtime.stored_messages import UNREADABLE, ReadFailed, StreamReader
+from services.runtime.stored_messages import UNREADABLE, NoDirectGet, ReadFailed, StreamReader
 from services.runtime.topology import stream_configs
 from services.runtime.writer import utc_now
 
@@ -254,5 +254,6 @@ async def test_the_reader_pages_through_batches_and_skips_what_is_not_an_event(
 
 @pytest.mark.integration
 async def test_a_read_of_a_stream_that_does_not_exist_fails_loudly(nc: Client) -> None:
-    with pytest.raises(ReadFailed):
+    with pytest.raises(NoDirectGet):  # a ReadFailed: never an empty, complete-looking read
         [m async for m in StreamReader(nc, "NO_SUCH_STREAM", timeout=1.0).messages(">")]
+    assert issubclass(NoDirectGet, ReadFailed)
