@@ -14,7 +14,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, NoRespondersError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts.commands import (
     Command,
@@ -23,7 +22,6 @@ from contracts.commands import (
     ScreeningInterview,
     SubmitScreening,
 )
-from contracts.envelope import Envelope, unwrap_event
 from contracts.events import ReferralRequested
 from contracts.public_key_sealing import (
     intake_info,
@@ -35,13 +33,9 @@ from contracts.public_key_sealing import (
 )
 from contracts.replies import AccessReleased
 from contracts.sealed import b64decode, open_with_field_key
-from contracts.subjects import (
-    FEEDS_STREAM,
-    INTAKE_KEY_SUBJECT,
-    agency_command_subject,
-    feed_filter,
-)
+from contracts.subjects import INTAKE_KEY_SUBJECT, agency_command_subject
 from contracts.vocabulary import DataPurpose, PersonalField
+from services.runtime.stored_messages import decoded_event, read_feed
 
 
 class AccessRefusedError(Exception):
@@ -88,9 +82,7 @@ class HubClient:
         for nc in agencies.values():
             await nc.close()
 
-    async def send_raw(
-        self, subject: str, body: bytes, nc: Client | None = None
-    ) -> dict[str, Any]:
+    async def send_raw(self, subject: str, body: bytes, nc: Client | None = None) -> dict[str, Any]:
         """The reply envelope (a CloudEvent) as a dict."""
         reply = await (nc or self._nc).request(subject, body, timeout=self._timeout)
         envelope: dict[str, Any] = json.loads(reply.data)
@@ -171,29 +163,13 @@ class AgencyClient(HubClient):
 
     async def referrals(self) -> list[ReferralRequested]:
         """Every referral addressed to this agency so far, from its own feed (NRM_FEEDS, the
-        only part of the hub an agency may read: a consumer named after it, on its feed)."""
-        js = self._nc.jetstream()
-        config = ConsumerConfig(
-            name=self.agency_id,
-            filter_subject=feed_filter(self.agency_id),
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.NONE,
-            inactive_threshold=30.0,
-        )
-        info = await js.add_consumer(FEEDS_STREAM, config)
+        only part of the hub an agency may read: a consumer named after it, on its feed).
+        A feed message that is not an event is skipped (the reader's policy)."""
         found = []
-        try:
-            remaining = info.num_pending or 0
-            sub = await js.pull_subscribe_bind(self.agency_id, FEEDS_STREAM)
-            while remaining > 0:
-                for msg in await sub.fetch(min(remaining, 256), timeout=self._timeout):
-                    event = unwrap_event(Envelope.from_bytes(msg.data))
-                    if isinstance(event, ReferralRequested):
-                        found.append(event)
-                    remaining = msg.metadata.num_pending
-            await sub.unsubscribe()
-        finally:
-            await js.delete_consumer(FEEDS_STREAM, self.agency_id)
+        for message in await read_feed(self._nc, self.agency_id, self._timeout):
+            stored = decoded_event(message)
+            if stored is not None and isinstance(stored.event, ReferralRequested):
+                found.append(stored.event)
         return found
 
     async def open_fields(

@@ -124,7 +124,7 @@ async def replays(nc: Client) -> Replays:
     started = time.perf_counter()
     histories: dict[Key, list[Event]] = defaultdict(list)
     events = 0
-    async for message in read_stream(js, EVENTS_STREAM):
+    async for message in read_stream(nc, EVENTS_STREAM):
         event = unwrap_event(Envelope.from_bytes(message.data))
         histories[(event.AGGREGATE, event.aggregate_id())].append(event)
         events += 1

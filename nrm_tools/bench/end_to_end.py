@@ -230,7 +230,7 @@ async def _drive(
     lag_at_end = await consumer_lag(js)
     _stop_profiler(profiler, profile_to)
     await admitted_sub.unsubscribe()
-    await check(js, workload)
+    await check(nc, workload)
     latencies = clock.latencies_ms()
     if len(latencies) != workload.admitted:
         raise BenchFailure(
@@ -276,12 +276,12 @@ async def _until_audited(js: JetStreamContext, expected: int) -> None:
         await asyncio.sleep(0.005)
 
 
-async def check(js: JetStreamContext, workload: Workload) -> None:
+async def check(nc: Client, workload: Workload) -> None:
     """Every case ended as expected and every event has exactly one matching audit leaf."""
     types: Counter[str] = Counter()
     per_case: dict[str, Counter[str]] = defaultdict(Counter)
     hashes: dict[int, str] = {}
-    async for message in read_stream(js, EVENTS_STREAM):
+    async for message in read_stream(nc, EVENTS_STREAM):
         envelope = Envelope.from_bytes(message.data)
         types[envelope.type] += 1
         hashes[message.sequence] = hashlib.sha256(message.data).hexdigest()
@@ -294,7 +294,7 @@ async def check(js: JetStreamContext, workload: Workload) -> None:
         if not _case_as_expected(got, case.referrals, case.shelter is not None):
             raise BenchFailure(f"a case ended with {dict(got)}")
     audited: dict[int, str] = {}
-    async for message in read_stream(js, AUDIT_STREAM):
+    async for message in read_stream(nc, AUDIT_STREAM):
         source = json.loads(message.data)["data"]["source"]
         if source["stream"] != EVENTS_STREAM:
             continue

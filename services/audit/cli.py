@@ -49,7 +49,7 @@ from services.audit.replay import Key, Projections, differences, project
 from services.audit.service import VERIFIER_KEY_HEADER, origin_for
 from services.audit.streams import read_stream
 from services.runtime.connection import connect_operator
-from services.runtime.eventstore import EventStore
+from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.settings import Settings
 from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
 
@@ -142,7 +142,6 @@ def _progress(label: str) -> Any:
 
 
 async def export(nc: Client, out: Path, settings: Settings, with_events: bool = False) -> int:
-    js = nc.jetstream()
     try:  # ask for a checkpoint over everything written so far; fine if no audit service runs
         await nc.request(CHECKPOINT_REQUEST, b"", timeout=10)
     except (NoRespondersError, TimeoutError):
@@ -154,7 +153,7 @@ async def export(nc: Client, out: Path, settings: Settings, with_events: bool = 
     keys: dict[str, VerifierKey] = {}
     # Checkpoints first: every leaf they cover is already stored, so the leaves read next
     # reach at least as far.
-    async for message in read_stream(js, CHECKPOINTS_STREAM):
+    async for message in read_stream(nc, CHECKPOINTS_STREAM):
         writer.checkpoint(message.sequence, message.data)
         encoded = message.headers.get(VERIFIER_KEY_HEADER)
         if encoded:
@@ -162,7 +161,7 @@ async def export(nc: Client, out: Path, settings: Settings, with_events: bool = 
             keys[key.encode()] = key
     report = _progress("exported")
     audited: set[int] = set()
-    async for message in read_stream(js, AUDIT_STREAM):
+    async for message in read_stream(nc, AUDIT_STREAM):
         writer.leaf(message.data)
         if with_events:
             source = json.loads(message.data)["data"]["source"]
@@ -171,7 +170,7 @@ async def export(nc: Client, out: Path, settings: Settings, with_events: bool = 
         if writer.leaves % PROGRESS_EVERY == 0:
             report(writer.leaves)
     if with_events:  # only the events the exported leaves vouch for
-        async for message in read_stream(js, EVENTS_STREAM):
+        async for message in read_stream(nc, EVENTS_STREAM):
             if message.sequence in audited:
                 writer.event(message.sequence, message.data)
     writer.close(list(keys.values()), origin_for(settings.country))
@@ -238,7 +237,7 @@ def _verify_proof(args: argparse.Namespace) -> int:
 
 
 async def _live_leaves(nc: Client) -> AsyncIterator[bytes]:
-    async for message in read_stream(nc.jetstream(), AUDIT_STREAM):
+    async for message in read_stream(nc, AUDIT_STREAM):
         yield message.data
 
 
@@ -254,7 +253,7 @@ async def _bundle_leaves(directory: Path) -> AsyncIterator[bytes]:
 
 
 async def _live_events(nc: Client) -> AsyncIterator[tuple[int, bytes]]:
-    async for message in read_stream(nc.jetstream(), EVENTS_STREAM):
+    async for message in read_stream(nc, EVENTS_STREAM):
         yield message.sequence, message.data
 
 
@@ -334,7 +333,7 @@ async def replay(
         histories[(event.AGGREGATE, event.aggregate_id())].append(event)
     replayed = project(histories)
 
-    store = EventStore(nc, js)
+    store = JetStreamEventStore(nc, js)
     live_histories: dict[Key, Sequence[Event]] = {}
     for aggregate, aggregate_id in histories:
         loaded = await store.load(aggregate, aggregate_id)

@@ -113,7 +113,7 @@ class AuditLogWriter:
 
     async def _catch_up(self, state: LogState | None = None) -> None:
         state = state or self.state
-        async for message in read_stream(self.runtime.jetstream, AUDIT_STREAM, state.size + 1):
+        async for message in read_stream(self.runtime.connection, AUDIT_STREAM, state.size + 1):
             if parse_leaf(message.data).index != message.sequence - 1:
                 raise AuditIntegrityError(f"leaf at sequence {message.sequence} has another index")
             state.appended(message.data)

@@ -67,6 +67,7 @@ from services.runtime.command_ledger import CommandLedger, fingerprint
 from services.runtime.connection import broker_options
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
+from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.health import (
     COMMANDS,
     DEAD_LETTERS,
@@ -97,9 +98,11 @@ class Runtime:
     store: EventStore | None = None
 
     def connected(self, nc: Client) -> None:
+        """Connected: the JetStream event store, unless one was injected (tests)."""
         self.nc = nc
         self.js = nc.jetstream()
-        self.store = EventStore(nc, self.js)
+        if self.store is None:
+            self.store = JetStreamEventStore(nc, self.js)
 
     def writer(self, service: str) -> AggregateWriter:
         assert self.store is not None, "not connected"
@@ -109,6 +112,11 @@ class Runtime:
     def jetstream(self) -> JetStreamContext:
         assert self.js is not None, "not connected"
         return self.js
+
+    @property
+    def connection(self) -> Client:
+        assert self.nc is not None, "not connected"
+        return self.nc
 
 
 class Reply(Protocol):
@@ -273,6 +281,9 @@ class ServiceHost:
         self._budget = RejectionBudget()
         self._command_ledger: CommandLedger | None = None
         self.consuming = False
+        # The handlers as registered, by command type: a test calls them directly on a
+        # Runtime with an in-memory store (no broker, no server).
+        self.command_handlers: dict[type[Command], CommandHandler] = {}
 
     @property
     def ready(self) -> bool:
@@ -380,6 +391,7 @@ class ServiceHost:
         wrong only where a retry legitimately re-encrypts part of it."""
         subject = command_subject(command_type)
         authenticated = self.runtime.settings.authenticated
+        self.command_handlers[command_type] = handle
         if COMMAND_IDS_BUCKET not in self._buckets:
             self.needs_bucket(COMMAND_IDS_BUCKET)
 

@@ -16,10 +16,11 @@ Accounts:
 - CROSSBORDER: leaf connections from other countries' hubs; only `nrm.xb.>` crosses, in
   both directions, through explicit exports and imports.
 
-Broad grants, and why: a service loading an aggregate creates a short-lived consumer with a
-random name, so it may create consumers filtered on the aggregates it reads (the filter is
-part of the create subject) and read, inspect and delete consumers of any name on
-NRM_EVENTS, less every durable of another service (explicit denies win). Re-driving a dead
+Broad grants, and why: a service loading an aggregate reads NRM_EVENTS by batched direct
+get (services/runtime/stored_messages.py), whose filter is in the request body: NATS cannot
+restrict it by subject, so a service that loads anything may read every event of the stream
+(services are the hub's own code; agencies never get direct get). No service creates or
+deletes a consumer: every durable is the bootstrap's, and reads need none. Re-driving a dead
 letter reads one event by sequence, so services with durables may read NRM_EVENTS and
 NRM_DLQ messages by sequence. `admin` has the whole JetStream API less deleting or purging
 the hub's streams: keep its key with the operators.
@@ -115,7 +116,8 @@ class ServiceNeeds:
     """What one service does on NATS, from which its allow-lists follow."""
 
     writes: tuple[str, ...] = ()  # event aggregates it appends to
-    loads: tuple[str, ...] = ()  # aggregates whose history it reads
+    # Aggregates whose history it reads (documentation: direct get cannot be narrowed to them).
+    loads: tuple[str, ...] = ()
     buckets: tuple[str, ...] = ()
     publishes: tuple[str, ...] = ()  # other subjects, e.g. audit entries, feeds
     answers: tuple[str, ...] = ()  # request subjects beyond its commands
@@ -162,15 +164,13 @@ SERVICE_NEEDS: dict[str, ServiceNeeds] = {
             f"{JS}.STREAM.INFO.{REJECTIONS_STREAM}",
             *(f"{JS}.STREAM.MSG.GET.{s}" for s in (AUDIT_STREAM, CHECKPOINTS_STREAM)),
             *(f"{JS}.DIRECT.GET.{s}.>" for s in (AUDIT_STREAM, CHECKPOINTS_STREAM)),
+            f"{JS}.DIRECT.GET.{AUDIT_STREAM}",  # catching up on its own log, in batches
         ),
         answers=(CHECKPOINT_REQUEST,),
     ),
     "custody": ServiceNeeds(
         writes=("access", "agency"),
-        # A case and its referrals are read in one multi-filter consumer, whose create
-        # subject names no filter: custody may create any ephemeral consumer on the stream.
         loads=("access", "agency", "case", "referral"),
-        publishes=(f"{JS}.CONSUMER.CREATE.{EVENTS_STREAM}.*",),
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
     ),
 }
@@ -230,13 +230,8 @@ def service_user(service: str, country: str) -> User:
         subscribe.append(redrive_subject(durable))
     if durables:
         publish += [f"{JS}.STREAM.MSG.GET.{DLQ_STREAM}", f"{JS}.STREAM.MSG.GET.{EVENTS_STREAM}"]
-    for aggregate in needs.loads:
-        publish.append(f"{JS}.CONSUMER.CREATE.{EVENTS_STREAM}.*.{EVENT_PREFIX}.{aggregate}.>")
-    if needs.loads:
-        publish += [
-            f"{JS}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.*",
-            f"{JS}.CONSUMER.DELETE.{EVENTS_STREAM}.*",
-        ]
+    if needs.loads:  # batched direct get: the request subject has no filter in it
+        publish.append(f"{JS}.DIRECT.GET.{EVENTS_STREAM}")
     publish += [f"{EVENT_PREFIX}.{aggregate}.>" for aggregate in needs.writes]
     publish += list(needs.publishes)
     for bucket in needs.buckets:

@@ -197,7 +197,8 @@ def max_deliveries_advisory(stream: str = EVENTS_STREAM) -> str:
 
 
 def _record(name: str, description: str, subjects: list[str], replicas: int) -> StreamConfig:
-    """A stream of the hub's record: on disk, kept, never deleted or purged."""
+    """A stream of the hub's record: on disk, kept, never deleted or purged. Read by batched
+    direct get (services/runtime/stored_messages.py), not by a consumer per read."""
     return StreamConfig(
         name=name,
         description=description,
@@ -207,6 +208,7 @@ def _record(name: str, description: str, subjects: list[str], replicas: int) -> 
         duplicate_window=120.0,
         deny_delete=True,
         deny_purge=True,
+        allow_direct=True,
         num_replicas=replicas,
     )
 
@@ -221,7 +223,6 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
                 replicas,
             ),
             allow_atomic=True,  # multi-event decisions are one atomic batch
-            allow_direct=True,
         ),
         _record(AUDIT_STREAM, "Append-only audit entries", [f"{AUDIT_PREFIX}.>"], replicas),
         _record(

@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError
 from contracts.subjects import EVENTS_STREAM
 from services.runtime.connection import connect_operator
 from services.runtime.settings import Settings
+from services.runtime.stored_messages import NoDirectGet
 from services.statistics.publish import (
     DEFAULT_THRESHOLD,
     STANDARD,
@@ -124,7 +125,7 @@ async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> in
     nc = await connect_operator(settings, nats_url)  # HubUnreachable: one line, by `nrm`
     try:
         read = await replay(nc)
-    except NotFoundError:
+    except (NotFoundError, NoDirectGet):
         print(
             f"nrm stats: no {EVENTS_STREAM} stream at {nats_url} (run `nrm bootstrap`)",
             file=sys.stderr,

@@ -28,7 +28,7 @@ from contracts.vocabulary import AccessRefusal, AgencyKind, DataPurpose, Persona
 from services.audit.service import AuditLogWriter
 from services.bootstrap import bootstrap, build_service, running_services, start_service
 from services.client import HubClient
-from services.runtime.eventstore import EventStore
+from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import (
     CANARIES,
@@ -56,7 +56,7 @@ async def nrm(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 
 async def record_access(nc: Client, case_id: str) -> None:
     """What key custody writes: one grant and one refusal on the case's access log."""
-    store = EventStore(nc, nc.jetstream())
+    store = JetStreamEventStore(nc, nc.jetstream())
     common: dict[str, Any] = {
         "case_id": uuid.UUID(case_id),
         "fields": (PersonalField.FULL_NAME,),

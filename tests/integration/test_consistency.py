@@ -20,7 +20,8 @@ from services.agencies.registry import load_registry
 from services.bootstrap import bootstrap, running_services
 from services.client import HubClient
 from services.referral.service import ReferralService
-from services.runtime.eventstore import ConcurrencyConflict, EventStore
+from services.runtime.eventstore import ConcurrencyConflict
+from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
 from services.runtime.settings import Settings
 from services.runtime.writer import utc_now
@@ -39,7 +40,7 @@ SHELTER = "kg-ngo-osh-crisis-centre"
 async def test_two_concurrent_writers_to_one_aggregate_never_both_succeed(
     hub: Settings, nc: Client
 ) -> None:
-    store = EventStore(nc, nc.jetstream())
+    store = JetStreamEventStore(nc, nc.jetstream())
     for round_ in range(5):
         history = await store.load("shelter", SHELTER)
         envelopes = [_registered_envelope(round_, side) for side in ("left", "right")]

@@ -13,8 +13,9 @@ from contracts.envelope import Envelope, wrap_event
 from contracts.events import ShelterRegistered
 from contracts.vocabulary import Region, ShelterCategory
 from services.bootstrap import bootstrap
-from services.runtime import eventstore
-from services.runtime.eventstore import ConcurrencyConflict, EventStore, History
+from services.runtime import eventstore_jetstream
+from services.runtime.eventstore import ConcurrencyConflict, History
+from services.runtime.eventstore_jetstream import JetStreamEventStore as EventStore
 from services.runtime.settings import Settings
 from services.runtime.writer import AggregateWriter, utc_now
 
@@ -79,7 +80,8 @@ async def test_interleaved_loads_equal_full_reads_even_after_eviction(
     stores: tuple[EventStore, EventStore], nc: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mine, theirs = stores
-    monkeypatch.setattr(eventstore, "HISTORY_CACHE_SIZE", 2)  # three aggregates: evictions
+    # three aggregates: evictions
+    monkeypatch.setattr(eventstore_jetstream, "HISTORY_CACHE_SIZE", 2)
     for round_ in range(4):
         for shelter in SHELTERS:
             history = await theirs.load("shelter", shelter)

@@ -152,8 +152,11 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             evt("case", "victim.identified"),
             "$KV.nrm-case-keys.k1",
             f"$JS.API.STREAM.INFO.{EVENTS_STREAM}",
+            f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",  # loads: batched direct get
         ),
         (
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.load-x.nrm.evt.case.{CASE}.>",
+            f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.load-x",
             evt("shelter", "shelter.registered"),
             evt("referral", "referral.requested"),
             "nrm.audit.victim.identified",
@@ -204,22 +207,29 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
     "shelter": (
         (
             evt("shelter", "shelter.admitted"),
-            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.load-x.nrm.evt.referral.{REF}.>",
+            f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",
         ),
         (
             evt("referral", "referral.accepted"),
             evt("case", "victim.identified"),
             f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.load-x.nrm.evt.case.{CASE}.>",
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.load-x.nrm.evt.referral.{REF}.>",
+            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.load-x",
             "$KV.nrm-case-keys.k1",
         ),
         ("nrm.cmd.shelter.register", "nrm.cmd.shelter.discharge.*"),
         ("nrm.cmd.referral.accept", "nrm.cmd.referral.accept.*"),
     ),
     "audit": (
-        ("nrm.audit.victim.identified", f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.audit-all"),
+        (
+            "nrm.audit.victim.identified",
+            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.audit-all",
+            f"$JS.API.DIRECT.GET.{AUDIT_STREAM}",  # catching up on its own log
+        ),
         (
             evt("case", "victim.identified"),
             "$KV.nrm-case-keys.k1",
+            f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",
             f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.load-x.nrm.evt.case.{CASE}.>",
         ),
         ("nrm.ctl.dlq.redrive.audit-all",),
@@ -230,8 +240,14 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             evt("access", "access.granted"),
             evt("agency", "agency.key_registered"),
             "$KV.nrm-case-keys.k1",
+            f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",  # a case and its referrals, in batches
         ),
-        (evt("case", "victim.identified"), evt("referral", "referral.requested"), "nrm.audit.x"),
+        (
+            evt("case", "victim.identified"),
+            evt("referral", "referral.requested"),
+            "nrm.audit.x",
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.x",  # no consumer per read any more
+        ),
         ("nrm.cmd.access.request", "nrm.cmd.agency.register_key.*"),
         ("nrm.cmd.screening.submit", "nrm.cmd.screening.submit.*"),
     ),
@@ -285,6 +301,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.STREAM.INFO.{EVENTS_STREAM}",
             f"$JS.API.STREAM.MSG.GET.{EVENTS_STREAM}",
             f"$JS.API.STREAM.MSG.GET.{FEEDS_STREAM}",
+            # A batch request's filter is in its body: it could read any agency's feed.
+            f"$JS.API.DIRECT.GET.{FEEDS_STREAM}",
+            f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",
             feed_create(CLINIC, CLINIC),
             feed_create(CRISIS, CLINIC),
             feed_create(CLINIC, CRISIS),

@@ -1,0 +1,69 @@
+"""In-memory adapters of the hub's ports, for handler tests that need no nats-server: the
+same semantics as the JetStream adapters (the contract suite in tests/ holds both to it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from contracts.envelope import Envelope, unwrap_event
+from contracts.subjects import EVENT_PREFIX, aggregate_filter
+from services.runtime.eventstore import ConcurrencyConflict, History, StoredEvent
+
+
+def subject_matches(filter_subject: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, a final `>` one or more."""
+    wanted, tokens = filter_subject.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or token not in ("*", tokens[index]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+class InMemoryEventStore:
+    """An event stream in a list: a global sequence, per-aggregate versions, atomic appends
+    and deduplication by event id (for ever: JetStream's window is the stream's
+    duplicate_window, two minutes in the hub)."""
+
+    def __init__(self) -> None:
+        self._stored: list[tuple[str, StoredEvent]] = []  # (subject, event), sequence = index+1
+        self._last: dict[tuple[str, str], int] = {}
+        self._ids: dict[str, int] = {}
+        self._lock = asyncio.Lock()  # an append checks and stores in one step, like the server
+
+    async def load(self, aggregate: str, aggregate_id: str) -> History:
+        events = await self.read(aggregate_filter(aggregate, aggregate_id))
+        return History(events, self._last.get((aggregate, aggregate_id), 0))
+
+    async def read(self, *filters: str, start: int = 1) -> tuple[StoredEvent, ...]:
+        return tuple(
+            event
+            for subject, event in self._stored[max(start, 1) - 1 :]
+            if any(subject_matches(f, subject) for f in filters)
+        )
+
+    async def append(
+        self, aggregate: str, aggregate_id: str, expected: int, envelopes: Sequence[Envelope]
+    ) -> int:
+        if not envelopes:
+            raise ValueError("nothing to append")
+        async with self._lock:
+            # The version is checked first, as JetStream does; then the event ids.
+            if self._last.get((aggregate, aggregate_id), 0) != expected:
+                raise ConcurrencyConflict(aggregate, aggregate_id, expected)
+            known = [self._ids[e.id] for e in envelopes if e.id in self._ids]
+            if known and len(envelopes) == 1:
+                return known[0]  # a duplicate, not a second fact
+            if known:
+                raise ConcurrencyConflict(aggregate, aggregate_id, expected)
+            # Decode all first: a batch is stored whole or not at all.
+            decoded = [(e, unwrap_event(e)) for e in envelopes]
+            for envelope, event in decoded:
+                sequence = len(self._stored) + 1
+                subject = f"{EVENT_PREFIX}.{aggregate}.{aggregate_id}.{envelope.type}"
+                self._stored.append((subject, StoredEvent(envelope, event, sequence)))
+                self._ids[envelope.id] = sequence
+            self._last[(aggregate, aggregate_id)] = len(self._stored)
+            return len(self._stored)

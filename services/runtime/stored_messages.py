@@ -1,0 +1,237 @@
+"""The one reader of stored messages: every part of the hub that reads a stream reads here.
+
+Services and operators read with JetStream's batched direct get (ADR-31, server >= 2.11) on
+streams with `allow_direct` (topology): one request returns up to `batch` messages on a
+subject filter from a stream sequence, ended by an EOB status. No consumer is created, bound
+or deleted per read. An agency may not use direct get on NRM_FEEDS (a batch request's filter
+is in its body, which NATS permissions cannot restrict), so `read_feed` keeps a consumer
+named after the agency and filtered on its own feed (the filter is in the create subject).
+
+Malformed messages, one policy everywhere: a stored message that is not a readable event (or
+envelope) is skipped and counted, never fatal. `decoded_event`/`decoded_envelope` return None
+for it, count it in `nrm_unreadable_messages_total{stream}` and log its stream and sequence
+(never its content). The streams are append-only and undeletable, so failing on one bad
+message would stop every later read for good; the writers only append envelopes they built,
+so such a message is not a fact of the hub. An aggregate's `last_sequence` still counts a
+skipped message (appends do not conflict forever). Raw readers (`messages`, the audit log's
+`read_stream`) never decode: what a leaf hashes is the stored bytes as they are.
+
+Failures of the read itself (timeout, no stream, permission, a server error) raise
+`ReadFailed`: a read never ends early looking complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from contracts.envelope import Envelope, unwrap_event
+from contracts.subjects import FEEDS_STREAM, feed_filter
+from services.runtime.eventstore import StoredEvent
+from services.runtime.logging import get_logger
+
+log = get_logger("nrm.stored")
+BATCH = 256  # messages per direct-get request
+TIMEOUT_SECONDS = 5.0  # for a whole batch
+UNREADABLE = Counter(
+    "nrm_unreadable_messages_total",
+    "Stored messages skipped by a reader because they are not a readable event",
+    ["stream"],
+)
+# Headers the server adds to a direct-get reply; the stored message's own headers remain.
+_DIRECT_HEADERS = frozenset(
+    {
+        "Nats-Stream",
+        "Nats-Sequence",
+        "Nats-Time-Stamp",
+        "Nats-Subject",
+        "Nats-Num-Pending",
+        "Nats-Last-Sequence",
+        "Nats-UpTo-Sequence",
+    }
+)
+
+
+class ReadFailed(Exception):
+    """The stream could not be read (as opposed to: it holds nothing there)."""
+
+
+class NoDirectGet(ReadFailed):
+    """Nobody answers direct gets on the stream: it does not exist, or it was created
+    without `allow_direct` (bootstrap turns it on)."""
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    stream: str
+    sequence: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
+def decoded_envelope(message: StoredMessage) -> Envelope | None:
+    """The message's envelope, or None (counted and logged) if it is not one."""
+    try:
+        return Envelope.from_bytes(message.data)
+    except (ValidationError, ValueError) as exc:
+        _skipped(message, exc)
+        return None
+
+
+def decoded_event(message: StoredMessage) -> StoredEvent | None:
+    """The message as a stored event, or None (counted and logged) if it is not one."""
+    try:
+        envelope = Envelope.from_bytes(message.data)
+        return StoredEvent(envelope, unwrap_event(envelope), message.sequence)
+    except (ValidationError, ValueError) as exc:
+        _skipped(message, exc)
+        return None
+
+
+def _skipped(message: StoredMessage, exc: Exception) -> None:
+    UNREADABLE.labels(message.stream).inc()
+    log.warning(
+        "stored.unreadable",
+        stream=message.stream,
+        stream_sequence=message.sequence,
+        error=type(exc).__name__,
+    )
+
+
+class StreamReader:
+    """Reads one stream by batched direct get."""
+
+    def __init__(
+        self, nc: Client, stream: str, *, batch: int = BATCH, timeout: float = TIMEOUT_SECONDS
+    ) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._batch = batch
+        self._timeout = timeout
+
+    async def messages(
+        self, subject: str, *, start: int = 1, stop: int | None = None
+    ) -> AsyncIterator[StoredMessage]:
+        """Every message on `subject` (wildcards allowed) from sequence `start`, in stream
+        order, up to `stop` if given, else to the stream's end (messages stored while
+        reading included)."""
+        loop = asyncio.get_running_loop()
+        replies: list[Msg] = []
+        done: asyncio.Future[None] = loop.create_future()
+
+        async def on_reply(msg: Msg) -> None:
+            # A callback, not next_msg(): one wake-up per batch instead of one per message.
+            replies.append(msg)
+            status = (msg.headers or {}).get("Status")
+            if status is not None and not done.done():
+                done.set_result(None)
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=on_reply)
+        try:
+            while stop is None or start <= stop:
+                request = {"seq": max(start, 1), "batch": self._batch, "next_by_subj": subject}
+                await self._nc.publish(
+                    f"$JS.API.DIRECT.GET.{self._stream}", json.dumps(request).encode(), reply=inbox
+                )
+                try:
+                    await asyncio.wait_for(asyncio.shield(done), self._timeout)
+                except TimeoutError:
+                    raise ReadFailed(f"{self._stream}: no answer to a direct get") from None
+                batch, replies[:] = list(replies), []
+                done = loop.create_future()
+                end = batch.pop().headers or {}
+                status = end.get("Status")
+                if status == "404":  # nothing (more) on this subject from `start`
+                    return
+                if status == "503":
+                    raise NoDirectGet(f"{self._stream}: no stream answers direct gets")
+                if status != "204":  # 204: the end of this batch
+                    reason = end.get("Description", "")
+                    raise ReadFailed(f"{self._stream}: direct get answered {status} {reason}")
+                for reply in batch:
+                    headers = reply.headers or {}
+                    message = StoredMessage(
+                        self._stream,
+                        int(headers["Nats-Sequence"]),
+                        headers["Nats-Subject"],
+                        reply.data,
+                        {k: v for k, v in headers.items() if k not in _DIRECT_HEADERS},
+                    )
+                    if stop is not None and message.sequence > stop:
+                        return
+                    start = message.sequence + 1
+                    yield message
+                if int(end.get("Nats-Num-Pending", "0")) == 0:
+                    return
+        except NatsError as exc:
+            raise ReadFailed(f"{self._stream}: {type(exc).__name__}") from None
+        finally:
+            await sub.unsubscribe()
+
+    async def merged(self, subjects: Iterable[str], *, start: int = 1) -> list[StoredMessage]:
+        """Every message on any of `subjects`, in stream order (a batch request has one
+        filter: one read per subject, merged by sequence)."""
+        reads = [[m async for m in self.messages(s, start=start)] for s in dict.fromkeys(subjects)]
+        merged: list[StoredMessage] = []
+        seen: set[int] = set()  # overlapping filters find a message twice
+        for message in heapq.merge(*reads, key=lambda m: m.sequence):
+            if message.sequence not in seen:
+                seen.add(message.sequence)
+                merged.append(message)
+        return merged
+
+    async def last_sequence(self) -> int:
+        """The stream's last sequence now (0 if it is empty)."""
+        try:
+            info = await self._nc.jetstream().stream_info(self._stream)
+        except NatsError as exc:
+            raise ReadFailed(f"{self._stream}: {type(exc).__name__}") from None
+        return info.state.last_seq if info.state.messages else 0
+
+
+async def read_feed(nc: Client, agency_id: str, timeout: float = 5.0) -> list[StoredMessage]:
+    """Everything on one agency's feed, read through the consumer named after it: the one
+    consumer a reader creates (agencies may not use direct get; see the module doc)."""
+    js = nc.jetstream()
+    config = ConsumerConfig(
+        name=agency_id,
+        filter_subject=feed_filter(agency_id),
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=30.0,
+    )
+    info = await js.add_consumer(FEEDS_STREAM, config)
+    found: list[StoredMessage] = []
+    try:
+        remaining = info.num_pending or 0
+        sub = await js.pull_subscribe_bind(agency_id, FEEDS_STREAM)
+        try:
+            while remaining > 0:
+                for msg in await sub.fetch(min(remaining, BATCH), timeout=timeout):
+                    found.append(
+                        StoredMessage(
+                            FEEDS_STREAM,
+                            msg.metadata.sequence.stream,
+                            msg.subject,
+                            msg.data,
+                            dict(msg.headers or {}),
+                        )
+                    )
+                    remaining = msg.metadata.num_pending
+        finally:
+            await sub.unsubscribe()
+    finally:
+        await js.delete_consumer(FEEDS_STREAM, agency_id)
+    return found
