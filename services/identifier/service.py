@@ -6,11 +6,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import services.identifier.domain as domain
-from contracts.commands import EraseCase, RecordConsent, SubmitScreening, WithdrawConsent
+from contracts.commands import (
+    EraseCase,
+    RecordConsent,
+    ScreeningInterview,
+    SubmitScreening,
+    WithdrawConsent,
+)
 from contracts.events import Event, LikelyDuplicateFound
 from contracts.public_key_sealing import key_id, public_key_b64, read_private_key
 from contracts.replies import CommandAccepted
@@ -29,6 +36,16 @@ from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET
 from services.runtime.writer import Outcome
 
 SERVICE = "identifier"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A screening as the identifier takes it: from an agency that may identify, with its
+    personal data opened (in memory only, for this command)."""
+
+    command: SubmitScreening
+    interview: ScreeningInterview
+    agency: Agency
 CaseRule = Callable[[Case | None, Any, Agency | None], list[Event]]
 CaseCommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome]]]
 
@@ -58,22 +75,25 @@ def register(host: ServiceHost) -> None:
             indexes.append(BlindIndex(await runtime.jetstream.key_value(BLIND_INDEX_BUCKET)))
         return indexes[0]
 
-    def screening_meaning(command: SubmitScreening) -> str:
-        """The ledger's fingerprint of a screening: a retry re-seals the personal data (new
-        ciphertext), so its clear content counts instead, keyed like the blind index so the
-        ledger holds nothing a dictionary could open without the hub's key. Who may identify
-        is checked first, as in `submit_screening`, so that refusal is not hidden behind the
-        sealing's."""
-        domain.check_may_identify(runtime.registry.get(command.agency_id), command.agency_id)
-        clear = open_interview(command, intake_key).personal_data.model_dump_json(exclude_none=True)
-        keyed = hmac.new(index_secret, b"nrm-command/1|" + clear.encode(), hashlib.sha256)
-        return f"{fingerprint(command, exclude=frozenset({'personal_data'}))}.{keyed.hexdigest()}"
-
-    async def submit_screening(command: SubmitScreening) -> CommandAccepted:
+    def admit(command: SubmitScreening) -> Admitted:
+        """Who may identify, then the personal data opened and validated: once, before the
+        ledger and the handler both use it (that refusal is not hidden behind the sealing's)."""
         agency = domain.check_may_identify(
             runtime.registry.get(command.agency_id), command.agency_id
         )
-        interview = open_interview(command, intake_key)
+        return Admitted(command, open_interview(command, intake_key), agency)
+
+    def screening_meaning(admitted: Admitted) -> str:
+        """The ledger's fingerprint of a screening: a retry re-seals the personal data (new
+        ciphertext), so its clear content counts instead, keyed like the blind index so the
+        ledger holds nothing a dictionary could open without the hub's key."""
+        clear = admitted.interview.personal_data.model_dump_json(exclude_none=True)
+        keyed = hmac.new(index_secret, b"nrm-command/1|" + clear.encode(), hashlib.sha256)
+        facts = fingerprint(admitted.command, exclude=frozenset({"personal_data"}))
+        return f"{facts}.{keyed.hexdigest()}"
+
+    async def submit_screening(admitted: Admitted) -> CommandAccepted:
+        command, interview, agency = admitted.command, admitted.interview, admitted.agency
         case_id = str(case_id_for_screening(command.command_id))
         assert runtime.store is not None, "not connected"
         recorded = (await runtime.store.load("case", case_id)).caused_by(str(command.command_id))
@@ -137,7 +157,7 @@ def register(host: ServiceHost) -> None:
 
         return handle
 
-    host.command(SubmitScreening, submit_screening, screening_meaning)
+    host.command(SubmitScreening, submit_screening, screening_meaning, admit)
     host.command(
         RecordConsent,
         on_case(

@@ -182,17 +182,46 @@ def undecoded(msg: NatsMessage) -> bytes:
     return msg.body
 
 
-def parse_command(command_type: type[C], body: bytes) -> C:
+@dataclass(frozen=True)
+class Received:
+    """A request body read once, within command_body's limits: the JSON object, or why it
+    is not one. Parsing, correlation and the rejection notice all take it from here."""
+
+    data: dict[str, Any] | None
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, body: bytes | Received) -> Received:
+        if isinstance(body, Received):
+            return body
+        try:
+            return cls(read_json_object(body))
+        except BodyError as exc:
+            return cls(None, exc.reason)
+
+    def text(self, key: str) -> str | None:
+        value = self.data.get(key) if self.data is not None else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def command_id(self) -> uuid.UUID | None:
+        """The body's command_id if it is a canonical UUID, for correlation; never raises."""
+        value = self.text("command_id")
+        if value is not None and CANONICAL_UUID.fullmatch(value) and value != NIL_UUID:
+            return uuid.UUID(value)
+        return None
+
+
+def parse_command(command_type: type[C], body: bytes | Received) -> C:
     """The typed command in a request body, or a rejection that names each bad field.
     Rejections never quote the submitted values: they may be personal data."""
-    try:
-        data = read_json_object(body)
-    except BodyError as exc:
+    received = Received.of(body)
+    if received.data is None:
         raise CommandRejection(
-            FieldError(field="", code=ErrorCode.INVALID_JSON, reason=exc.reason)
-        ) from None
+            FieldError(field="", code=ErrorCode.INVALID_JSON, reason=received.problem or "")
+        )
     try:
-        return command_type.model_validate(data)
+        return command_type.model_validate(received.data)
     except ValidationError as exc:
         raise CommandRejection(*validation_errors(exc)) from None
 
@@ -247,17 +276,6 @@ def _reason(err: ErrorDetails) -> str:
     # Otherwise pydantic's message holds the constraint or the allowed values, not the input;
     # a value_error's is our own validators' fixed text.
     return err["msg"]
-
-
-def _command_id_of(body: bytes) -> uuid.UUID | None:
-    """The body's command_id if it is a canonical UUID, for correlation; never raises."""
-    try:
-        value = read_json_object(body).get("command_id")
-    except BodyError:
-        return None
-    if isinstance(value, str) and CANONICAL_UUID.fullmatch(value) and value != NIL_UUID:
-        return uuid.UUID(value)
-    return None
 
 
 class ServiceHost:
@@ -385,44 +403,51 @@ class ServiceHost:
         command_type: type[Command],
         handle: CommandHandler,
         meaning: Callable[[Any], str] = fingerprint,
+        admit: Callable[[Any], Any] = lambda command: command,
     ) -> None:
-        """Serve one command. `meaning` fingerprints a command for the command-id ledger
-        (services/runtime/command_ledger.py): the default hashes the whole body, which is
-        wrong only where a retry legitimately re-encrypts part of it."""
+        """Serve one command. `admit` turns the parsed command into what the handler works
+        on, once (a screening: its personal data opened); `meaning` fingerprints that for
+        the command-id ledger (services/runtime/command_ledger.py): the default hashes the
+        whole body, which is wrong only where a retry legitimately re-encrypts part of it."""
         subject = command_subject(command_type)
         authenticated = self.runtime.settings.authenticated
-        self.command_handlers[command_type] = handle
+
+        async def handle_parsed(command: Any) -> tuple[str, Outcome] | Reply:
+            return await handle(admit(command))
+
+        self.command_handlers[command_type] = handle_parsed  # tests call it without NATS
         if COMMAND_IDS_BUCKET not in self._buckets:
             self.needs_bucket(COMMAND_IDS_BUCKET)
 
         async def on_command(msg: NatsMessage) -> NatsResponse:
             started = time.perf_counter()
-            command_id = _command_id_of(msg.body)
+            received = Received.of(msg.body)  # the one read of the body
+            command_id = received.command_id
             with bound_contextvars(correlation_id=str(command_id) if command_id else None):
-                response, outcome = await answer(msg)
+                response, outcome = await answer(msg, received)
             COMMANDS.labels(self.service, command_type.NAME, outcome).inc()
             HANDLER_SECONDS.labels(self.service, "command", command_type.NAME).observe(
                 time.perf_counter() - started
             )
             return response
 
-        async def answer(msg: NatsMessage) -> tuple[NatsResponse, str]:
-            body = msg.body
+        async def answer(msg: NatsMessage, received: Received) -> tuple[NatsResponse, str]:
             sender = sender_of(command_type, msg.raw_message.subject)
             try:
-                command = parse_command(command_type, body)
+                command = parse_command(command_type, received)
                 check_sender(command, sender, authenticated=authenticated)
-                await (await self._ledger()).claim(command.command_id, meaning(command))
-                result = await handle(command)
+                admitted = admit(command)
+                await (await self._ledger()).claim(command.command_id, meaning(admitted))
+                result = await handle(admitted)
             except CommandRejection as rejection:
                 log.info(
                     "command.rejected",
                     command=command_type.NAME,
                     codes=[e.code.value for e in rejection.errors],
                 )
-                notice = rejection_notice(command_type, body, rejection, self.runtime.registry)
+                notice = rejection_notice(command_type, received, rejection, self.runtime.registry)
                 await self._note_rejection(notice, sender, msg.raw_message.reply)
-                rejected = CommandRejected(command_id=_command_id_of(body), errors=rejection.errors)
+                rejected = CommandRejected(command_id=received.command_id, errors=rejection.errors)
                 return self.reply(rejected, None), "rejected"
             except Exception as exc:  # the hub failed, not the sender: say so, keep serving
                 log.error("command.failed", command=command_type.NAME, error=type(exc).__name__)
@@ -432,7 +457,7 @@ class ServiceHost:
                     reason="the hub could not record the command; retry with the same command_id",
                 )
                 return self.reply(
-                    CommandRejected(command_id=_command_id_of(body), errors=(unavailable,)), None
+                    CommandRejected(command_id=received.command_id, errors=(unavailable,)), None
                 ), "failed"
             if not isinstance(result, tuple):  # accepted with more to say, released, denied
                 status = str(getattr(result, "status", "answered"))
@@ -606,20 +631,16 @@ def _rejected(field: str, code: ErrorCode, reason: str) -> CommandRejected:
 
 def rejection_notice(
     command_type: type[Command],
-    body: bytes,
+    body: bytes | Received,
     rejection: CommandRejection,
     registry: AgencyRegistry,
 ) -> CommandRejectionNoted:
     """Only what is safe to keep forever: the command's own field names (a key the sender
     invented may be personal data, so it becomes "(other)"), codes, and the agency id only if
     the registry lists it (any other text the sender chose is kept nowhere)."""
-    agency: str | None = None
-    try:
-        value = read_json_object(body).get("agency_id")
-    except BodyError:
-        value = None
-    if isinstance(value, str) and registry.get(value) is not None:
-        agency = value
+    received = Received.of(body)
+    value = received.text("agency_id")
+    agency = value if value is not None and registry.get(value) is not None else None
     known = set(command_type.model_fields) | {""}
     errors = tuple(
         RejectedField(field=top if (top := e.field.split(".")[0]) in known else OTHER, code=e.code)
@@ -627,7 +648,7 @@ def rejection_notice(
     )
     return CommandRejectionNoted(
         command=command_type.NAME,
-        command_id=_command_id_of(body),
+        command_id=received.command_id,
         agency_id=agency,
         errors=errors,
     )
