@@ -11,6 +11,7 @@
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
     nrm agency keygen | register-key   an agency's key pair for receiving personal data
     nrm case erase CASE_ID         crypto-shred a case (identifying agency or coordinating body)
+    nrm keys init --out DIR | check   every secret the hub needs, created (0600) or checked
     nrm keys rotate-kek            new key-encryption key; re-wrap every case key under it
     nrm audit export|verify|prove|verify-proof|replay|access|key   the tamper-evident audit log
     nrm bench [--out FILE]         hub speed beside raw NATS ceilings (docs/PERFORMANCE.md)
@@ -27,7 +28,7 @@ import json
 import signal
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
@@ -41,12 +42,15 @@ from contracts.public_key_sealing import (
     key_id,
     public_key_b64,
     public_key_from_b64,
+    read_private_key,
     write_private_key,
 )
 from contracts.subjects import redrive_subject
 from contracts.vocabulary import ErasureReason
 from services.agencies.registry import load_registry
 from services.audit import cli as audit_cli
+from services.audit.checkpoint import load_signer
+from services.audit.service import origin_for
 from services.bootstrap import (
     SERVICES,
     bootstrap,
@@ -59,6 +63,8 @@ from services.runtime.case_keys import (
     CaseKeys,
     KeyCustodyError,
     create_hub_keys,
+    read_key_ring,
+    read_secret,
     retire_old_keys,
     rotate_key_ring,
 )
@@ -294,6 +300,66 @@ async def cmd_case_erase(
     return await _send(settings, command)
 
 
+def hub_secrets(settings: Settings) -> dict[str, Path]:
+    """Every secret a hub needs, by the setting that names its file."""
+    return {
+        "NRM_KEK_FILE": settings.key_encryption_key_file,
+        "NRM_INTAKE_KEY_FILE": settings.intake_private_key_file,
+        "NRM_BLIND_INDEX_KEY_FILE": settings.blind_index_secret_file,
+        "NRM_AUDIT_SIGNING_KEY_FILE": settings.audit_signing_key,
+    }
+
+
+def cmd_keys_init(settings: Settings, out: Path) -> int:
+    """Create every secret in `out` (0600; the public halves beside them), never over an
+    existing one, and say which settings point at them."""
+    files = settings.model_copy(
+        update={
+            "kek_file": out / "kek",
+            "intake_key_file": out / "intake.pem",
+            "blind_index_key_file": out / "blind-index",
+            "audit_signing_key_file": out / "audit-signing",
+        }
+    )
+    existing = [str(path) for path in hub_secrets(files).values() if path.exists()]
+    if existing:
+        print(f"nrm: not overwriting existing secrets: {', '.join(existing)}", file=sys.stderr)
+        return 2
+    create_hub_keys(files)
+    intake = read_private_key(files.intake_private_key_file).public_key()
+    (out / "intake.pub").write_text(public_key_b64(intake) + "\n")
+    signer = load_signer(files.audit_signing_key, origin_for(settings.country))
+    (out / "audit-signing.vkey").write_text(signer.verifier.encode() + "\n")
+    for setting, path in hub_secrets(files).items():
+        print(f"{setting}={path}")
+    print(f"public: {out / 'intake.pub'} (agencies seal to it), {out / 'audit-signing.vkey'}")
+    return 0
+
+
+def cmd_keys_check(settings: Settings) -> int:
+    """Each secret the settings name: present and well formed, or what is wrong with it."""
+    readers: dict[str, Callable[[Path], object]] = {
+        "NRM_KEK_FILE": read_key_ring,
+        "NRM_INTAKE_KEY_FILE": read_private_key,
+        "NRM_BLIND_INDEX_KEY_FILE": lambda path: read_secret(path, "blind-index key"),
+        "NRM_AUDIT_SIGNING_KEY_FILE": lambda path: load_signer(
+            path, origin_for(settings.country)
+        ),
+    }
+    problems = 0
+    for setting, path in hub_secrets(settings).items():
+        try:
+            readers[setting](path)
+        except (KeyCustodyError, ValueError, OSError) as exc:
+            problems += 1
+            print(f"{setting}: {str(exc).removeprefix(setting + ': ')}")
+            continue
+        loose = path.stat().st_mode & 0o077
+        print(f"{setting}: ok {path}" + (" (readable by others: chmod 600)" if loose else ""))
+        problems += bool(loose)
+    return 1 if problems else 0
+
+
 async def cmd_rotate_kek(settings: Settings, keep_old: bool) -> int:
     ring_file = settings.key_encryption_key_file
     ring = rotate_key_ring(ring_file)
@@ -377,6 +443,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     keys = sub.add_parser("keys", help="the hub's key-encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    init = keys_sub.add_parser("init", help="create every secret the hub needs (0600)")
+    init.add_argument("--out", type=Path, required=True, help="directory for the secrets")
+    keys_sub.add_parser("check", help="is every secret the settings name there and well formed?")
     rotate = with_url(keys_sub.add_parser("rotate-kek", help="rotate the key-encryption key"))
     rotate.add_argument(
         "--keep-old", action="store_true", help="keep retired KEKs in the ring (default: drop)"
@@ -424,6 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_agency_register_key(settings, args.agency, args.public_key))
         if args.command == "case":
             return asyncio.run(cmd_case_erase(settings, args.case_id, args.agency, args.reason))
+        if args.command == "keys" and args.keys_command == "init":
+            return cmd_keys_init(settings, args.out)
+        if args.command == "keys" and args.keys_command == "check":
+            return cmd_keys_check(settings)
         if args.command == "keys":
             return asyncio.run(cmd_rotate_kek(settings, args.keep_old))
         if args.command == "stats":
