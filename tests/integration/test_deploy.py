@@ -21,7 +21,6 @@ import yaml
 
 from services.agencies.registry import load_registry
 from services.bootstrap import SERVICES
-from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats, free_port, nats_server_binary
 from services.runtime.permissions import hub_auth, rendered
 from services.runtime.settings import ENV_PREFIX, Settings
@@ -247,11 +246,37 @@ def _ready(port: int) -> bool:
         return False
 
 
+def _provision_secrets(tmp_path: Path) -> Path:
+    """The secrets as deploy/README.md makes them: `nrm keys init --out deploy/secrets`."""
+    secrets = tmp_path / "secrets"
+    made = subprocess.run(
+        ["sh", str(ENTRYPOINT), "keys", "init", "--out", str(secrets)],
+        env=_entrypoint_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    return secrets
+
+
+def _key_settings(service: str, secrets: Path) -> dict[str, str]:
+    """The key files compose.yaml gives `service`, at the same names under `secrets`."""
+    environment: dict[str, str] = _compose()["services"][service].get("environment", {})
+    return {
+        name: value.replace("/run/secrets/", f"{secrets}/")
+        for name, value in environment.items()
+        if name.endswith("_FILE") and value.startswith("/run/secrets/")
+    }
+
+
 async def test_the_entrypoint_runs_each_service_until_ready(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
-    base = {"NRM_NATS_URL": nats_server.url, "NRM_DATA_DIR": str(tmp_path)}
-    create_hub_keys(Settings(data_dir=tmp_path))
+    """Keys made and mounted as deploy/README.md and compose.yaml say: each service finds
+    every key it needs where compose puts it (the data dir holds none to fall back on)."""
+    base = {"NRM_NATS_URL": nats_server.url, "NRM_DATA_DIR": str(tmp_path / "empty")}
+    secrets = _provision_secrets(tmp_path)
     boot = subprocess.run(
         ["sh", str(ENTRYPOINT), "nrm", "bootstrap"],
         env=_entrypoint_env(**base),
@@ -264,7 +289,8 @@ async def test_the_entrypoint_runs_each_service_until_ready(
     try:
         for service in SERVICES:
             port = free_port()
-            env = _entrypoint_env(**base, NRM_HEALTH_PORT=str(port))
+            keys = _key_settings(service, secrets)
+            env = _entrypoint_env(**base, **keys, NRM_HEALTH_PORT=str(port))
             proc = subprocess.Popen(
                 ["sh", str(ENTRYPOINT), "run", service],
                 env=env,
@@ -289,6 +315,37 @@ async def test_the_entrypoint_runs_each_service_until_ready(
                 proc.send_signal(signal.SIGTERM)  # exec'd: the signal reaches nrm itself
         codes = {s: p.wait(timeout=30) for s, (p, _) in procs.items()}
     assert codes == {s: 0 for s in SERVICES}
+
+
+@pytest.mark.parametrize(
+    ("service", "secret", "setting"),
+    [
+        ("identifier", "kek", "NRM_KEK_FILE"),
+        ("identifier", "intake.pem", "NRM_INTAKE_KEY_FILE"),
+        ("identifier", "blind-index", "NRM_BLIND_INDEX_KEY_FILE"),
+        ("custody", "kek", "NRM_KEK_FILE"),
+        ("audit", "audit-signing", "NRM_AUDIT_SIGNING_KEY_FILE"),
+    ],
+)
+def test_a_missing_secret_stops_its_service_with_one_line_naming_it(
+    tmp_path: Path, service: str, secret: str, setting: str
+) -> None:
+    secrets = _provision_secrets(tmp_path)
+    (secrets / secret).unlink()
+    done = subprocess.run(
+        ["sh", str(ENTRYPOINT), "run", service],
+        env=_entrypoint_env(
+            NRM_NATS_URL="nats://127.0.0.1:1",  # never reached: the key is checked first
+            NRM_DATA_DIR=str(tmp_path / "empty"),
+            **_key_settings(service, secrets),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nrm: {setting}:"), done.stderr
 
 
 @pytest.mark.parametrize(
