@@ -3,9 +3,9 @@
 - services: every instance that answers `nrm.ctl.ping` within a short window;
 - consumer lag: for each durable, events not yet delivered plus delivered but unacknowledged;
 - dead letters: unresolved ones per consumer (services/runtime/dead_letters.py);
-- last audit entry: NRM_AUDIT's last sequence, time and subject. (When the audit service
-  keeps signed checkpoints, this is where the last one belongs; until then the stream's last
-  entry is what is shown.)
+- last audit entry: NRM_AUDIT's last sequence, time and subject;
+- last signed checkpoint: the tree size it signs and when it was stored (a checkpoint far
+  behind the last entry, or old, means the audit service is not signing).
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from contracts.subjects import AUDIT_STREAM, PING_SUBJECT
+from contracts.subjects import (
+    AUDIT_STREAM,
+    CHECKPOINT_SUBJECT,
+    CHECKPOINTS_STREAM,
+    PING_SUBJECT,
+)
 from services.runtime.dead_letters import dead_letters
 from services.runtime.topology import every_durable
 
@@ -56,12 +61,19 @@ class AuditMark:
     subject: str | None
 
 
+@dataclass(frozen=True)
+class CheckpointMark:
+    size: int
+    time: str | None
+
+
 @dataclass
 class HubStatus:
     instances: list[Instance] = field(default_factory=list)
     consumers: list[ConsumerLag] = field(default_factory=list)
     dead_letters: dict[str, int] = field(default_factory=dict)
     last_audit: AuditMark | None = None
+    last_checkpoint: CheckpointMark | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +81,7 @@ class HubStatus:
             "consumers": [{**asdict(c), "lag": c.lag} for c in self.consumers],
             "dead_letters": self.dead_letters,
             "last_audit": asdict(self.last_audit) if self.last_audit else None,
+            "last_checkpoint": asdict(self.last_checkpoint) if self.last_checkpoint else None,
         }
 
     def render(self) -> str:
@@ -90,6 +103,11 @@ class HubStatus:
         lines.append(
             "LAST AUDIT ENTRY  "
             + (f"#{mark.sequence} at {mark.time} ({mark.subject})" if mark else "none")
+        )
+        signed = self.last_checkpoint
+        lines.append(
+            "LAST CHECKPOINT   "
+            + (f"size {signed.size} stored at {signed.time}" if signed else "none")
         )
         return "\n".join(lines)
 
@@ -135,6 +153,14 @@ async def hub_status(nc: Client) -> HubStatus:
             status.last_audit = AuditMark(state.last_seq, _time_of(last.data), last.subject)
     except (NotFoundError, NatsError):
         status.last_audit = None
+    try:
+        note = await js.get_last_msg(CHECKPOINTS_STREAM, CHECKPOINT_SUBJECT)
+        # A signed note: origin, tree size, root hash, then the signatures (C2SP).
+        size = int((note.data or b"").split(b"\n")[1])
+        stored = note.time.isoformat() if note.time else None
+        status.last_checkpoint = CheckpointMark(size, stored)
+    except (NotFoundError, NatsError, IndexError, ValueError):
+        status.last_checkpoint = None
     return status
 
 

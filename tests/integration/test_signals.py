@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.commands import RegisterShelter
+from contracts.subjects import CHECKPOINTS_STREAM
 from services.bootstrap import SERVICES, bootstrap, start_service
 from services.client import HubClient
 from services.runtime.embedded import free_port
@@ -134,6 +135,12 @@ async def test_status_shows_services_lag_dead_letters_and_the_last_audit_entry(
 ) -> None:
     assert hub.nats_url is not None
     await client.send(screening())
+    js = client.connection.jetstream()
+
+    async def signed() -> bool:  # the hub signs every checkpoint_interval_seconds
+        return (await js.stream_info(CHECKPOINTS_STREAM)).state.messages > 0
+
+    await wait_until(signed)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -156,6 +163,7 @@ async def test_status_shows_services_lag_dead_letters_and_the_last_audit_entry(
     assert status["dead_letters"] == {}
     assert status["last_audit"]["sequence"] >= 1
     assert status["last_audit"]["subject"].startswith("nrm.audit.")
+    assert status["last_checkpoint"]["size"] >= 1 and status["last_checkpoint"]["time"]
     for canary in CANARIES:
         assert canary not in out.decode()
 
