@@ -12,6 +12,7 @@ from typing import Any
 import nats
 from nats.errors import NoRespondersError
 from nats.js.errors import ServiceUnavailableError
+from structlog.contextvars import bound_contextvars
 
 from services.agencies.registry import load_registry
 from services.audit import service as audit
@@ -120,9 +121,12 @@ def build_service(
 async def start_service(
     name: str, nats_url: str, settings: Settings, clock: Clock = utc_now
 ) -> RunningService:
-    host, loops = build_service(name, nats_url, settings, clock)
-    await host.start()
-    return RunningService(name, host, [asyncio.create_task(loop()) for loop in loops])
+    # Every task the service starts copies this context: each log line names its service,
+    # even when `nrm up` runs all of them in one process.
+    with bound_contextvars(service=name):
+        host, loops = build_service(name, nats_url, settings, clock)
+        await host.start()
+        return RunningService(name, host, [asyncio.create_task(loop()) for loop in loops])
 
 
 @contextlib.asynccontextmanager
