@@ -42,6 +42,11 @@ from services.audit.log import LogState
 from services.audit.merkle import CompactRange, leaf_hash
 from services.audit.streams import read_stream
 from services.runtime.case_keys import KeyCustodyError
+from services.runtime.health import (
+    AUDIT_CHECKPOINT_SIGNED,
+    AUDIT_CHECKPOINT_SIZE,
+    AUDIT_LEAVES,
+)
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Pull, ServiceHost, Taken, consume, stop_if_cancelled
 from services.runtime.topology import AUDIT_CONSUMERS, FETCH_BATCH
@@ -146,6 +151,7 @@ class AuditLogWriter:
                     await self._catch_up()
                     continue
                 state.appended(leaf)
+                AUDIT_LEAVES.set(state.size)
                 return
 
     async def _audited(self, subject: str) -> bool:
@@ -174,6 +180,7 @@ class AuditLogWriter:
                     await self.load()  # another instance signed: continue from its checkpoint
                     continue
                 if last is not None and _size_of(last.data or b"") == self.state.size:
+                    AUDIT_CHECKPOINT_SIZE.set(self.state.size)
                     return last.data
                 note = self.state.signed_checkpoint(self.signer)
                 headers = {
@@ -190,6 +197,8 @@ class AuditLogWriter:
                         raise
                     continue
                 self.checkpoint_seq = ack.seq
+                AUDIT_CHECKPOINT_SIZE.set(self.state.size)
+                AUDIT_CHECKPOINT_SIGNED.set_to_current_time()
                 log.info("audit.checkpoint", size=self.state.size)
                 return note
         raise AuditIntegrityError(

@@ -27,6 +27,7 @@ from nats.errors import Error as NatsError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from contracts.subjects import PING_SUBJECT
+from services.runtime.dead_letters import dead_letters
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 from services.runtime.topology import every_durable
@@ -66,6 +67,17 @@ CONSUMER_ACK_PENDING = Gauge(
     "nrm_consumer_ack_pending", "Events delivered but not yet acknowledged", ["consumer"]
 )
 READY = Gauge("nrm_service_ready", "1 when connected and consuming", ["service"])
+# The audit writer's own figures (its throughput and lag are nrm_events_total and
+# nrm_consumer_pending of audit-all / audit-rejections).
+AUDIT_LEAVES = Gauge("nrm_audit_leaves", "Leaves in the audit log (its tree size)")
+AUDIT_CHECKPOINT_SIZE = Gauge("nrm_audit_checkpoint_size", "Tree size of the newest checkpoint")
+AUDIT_CHECKPOINT_SIGNED = Gauge(
+    "nrm_audit_checkpoint_signed_timestamp_seconds",
+    "When this instance last signed a checkpoint (alert on time() minus this)",
+)
+UNRESOLVED_DEAD_LETTERS = Gauge(
+    "nrm_dead_letters_unresolved", "Dead letters not yet re-driven, by consumer", ["consumer"]
+)
 
 
 def instance_id() -> str:
@@ -95,6 +107,13 @@ async def poll_consumer_lag(host: ServiceHost, interval: float = LAG_POLL_SECOND
                 continue  # not connected yet, or a failover: the next poll sees it
             CONSUMER_PENDING.labels(spec.durable).set(info.num_pending or 0)
             CONSUMER_ACK_PENDING.labels(spec.durable).set(info.num_ack_pending or 0)
+        if durables:
+            with contextlib.suppress(NatsError, TimeoutError, AssertionError):
+                letters = await dead_letters(host.runtime.jetstream)
+                for spec in durables:
+                    unresolved = [d for d in letters if d.consumer == spec.durable]
+                    count = sum(not d.resolved for d in unresolved)
+                    UNRESOLVED_DEAD_LETTERS.labels(spec.durable).set(count)
         await asyncio.sleep(interval)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from contracts.subjects import CHECKPOINTS_STREAM
 from services.bootstrap import SERVICES, bootstrap, start_service
 from services.client import HubClient
 from services.runtime.embedded import free_port
-from services.runtime.health import health_server
+from services.runtime.health import answer, health_server
 from services.runtime.settings import Settings
 from services.runtime.status import hub_status
 from tests.integration.hub_reads import CANARIES, screening, wait_until
@@ -202,3 +203,24 @@ async def test_a_service_logs_json_with_correlation_ids_and_no_personal_data(
     text = json.dumps(lines)
     for canary in CANARIES:
         assert canary not in text
+
+
+async def test_the_audit_writer_reports_its_log_size_and_last_signature(
+    hub: Settings, client: HubClient
+) -> None:
+    """For an operator's alert: a log that grows while no checkpoint is signed."""
+    started = time.time()
+    await client.send(screening())
+
+    def metrics() -> str:
+        return answer("/metrics", []).split(b"\r\n\r\n", 1)[1].decode()
+
+    async def signed_after_a_leaf() -> bool:
+        text = metrics()
+        return (
+            sample(text, "nrm_audit_leaves", {}) >= 1
+            and sample(text, "nrm_audit_checkpoint_size", {}) >= 1
+            and sample(text, "nrm_audit_checkpoint_signed_timestamp_seconds", {}) >= started
+        )
+
+    await wait_until(signed_after_a_leaf)
