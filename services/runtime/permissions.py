@@ -230,6 +230,8 @@ def service_user(service: str, country: str) -> User:
         subscribe.append(redrive_subject(durable))
     if durables:
         publish += [f"{JS}.STREAM.MSG.GET.{DLQ_STREAM}", f"{JS}.STREAM.MSG.GET.{EVENTS_STREAM}"]
+        # The unresolved-dead-letters gauge reads NRM_DLQ's bounds (runtime/health.py).
+        publish.append(f"{JS}.STREAM.INFO.{DLQ_STREAM}")
     if needs.loads:  # batched direct get: the request subject has no filter in it
         publish.append(f"{JS}.DIRECT.GET.{EVENTS_STREAM}")
     publish += [f"{EVENT_PREFIX}.{aggregate}.>" for aggregate in needs.writes]
