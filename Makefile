@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The statistics report test renders the page in a real headless browser (Debian package).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint unit soak up contracts clean bench
+.PHONY: demo test lint unit soak up contracts clean bench lock
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check contracts services nrm_tools tests
 	$(BIN)/mypy
+
+# The container image's exact dependencies with hashes (deploy/requirements.lock).
+lock: $(STAMP)
+	$(BIN)/python -c 'import uv' 2>/dev/null || $(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	  --python-platform linux --no-header --quiet \
+	  -o deploy/requirements.lock.new
+	{ sed -n '1,3p' deploy/requirements.lock; cat deploy/requirements.lock.new; } > deploy/requirements.lock.tmp
+	mv deploy/requirements.lock.tmp deploy/requirements.lock && rm deploy/requirements.lock.new
 
 # Regenerate contracts/schema/ from the models (a test fails when they drift).
 contracts: $(STAMP)

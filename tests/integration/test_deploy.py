@@ -186,6 +186,32 @@ def test_dockerfile_is_pinned_non_root_and_uses_the_entrypoint() -> None:
     assert os.access(ENTRYPOINT, os.X_OK)
 
 
+def test_the_image_installs_exact_locked_versions_that_satisfy_pyproject() -> None:
+    """deploy/requirements.lock pins every dependency of the hub with hashes, each within
+    pyproject.toml's bounds, and the Dockerfile installs from it and nothing else."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    lock = (DEPLOY / "requirements.lock").read_text()
+    pinned = {
+        m.group(1).lower().replace("_", "-"): Version(m.group(2))
+        for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.M)
+    }
+    blocks = re.split(r"^(?=[A-Za-z0-9_.-]+==)", lock, flags=re.M)[1:]
+    assert all("--hash=sha256:" in block for block in blocks)
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
+    for line in project["dependencies"]:
+        wanted = Requirement(line)
+        name = wanted.name.lower().replace("_", "-")
+        assert name in pinned, f"{name} is not in deploy/requirements.lock: run make lock"
+        assert wanted.specifier.contains(pinned[name]), (name, str(pinned[name]))
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.lock" in dockerfile
+    assert "pip install --no-compile --no-deps ." in dockerfile
+
+
 # --- Kubernetes --------------------------------------------------------------------------
 
 
