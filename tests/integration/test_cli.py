@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -29,7 +31,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_up_prints_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _nrm_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`nrm up` on a private data dir, with the line it printed when ready; killed if the
+    test leaves it running."""
     proc = subprocess.Popen(
         [*NRM, "up", "--data", str(tmp_path / "var")],
         stdout=subprocess.PIPE,
@@ -40,40 +45,33 @@ def test_up_prints_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
-        assert line.startswith("NRM hub ready nats://127.0.0.1:"), line
-        url_file = tmp_path / "var" / "hub.url"
-        assert url_file.read_text().strip() == line.removeprefix("NRM hub ready ")
         assert "nats-server" in _processes_using(tmp_path)  # the embedded server is up
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        assert not url_file.exists()
-        assert "nats-server" not in _processes_using(tmp_path)
+        yield proc, line
     finally:
         if proc.poll() is None:
             proc.kill()
 
 
+def test_up_prints_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with _nrm_up(tmp_path) as (proc, line):
+        assert line.startswith("NRM hub ready nats://127.0.0.1:"), line
+        url_file = tmp_path / "var" / "hub.url"
+        assert url_file.read_text().strip() == line.removeprefix("NRM hub ready ")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not url_file.exists()
+        assert "nats-server" not in _processes_using(tmp_path)
+
+
 def test_kill_9_of_up_leaves_no_nats_server_behind(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [*NRM, "up", "--data", str(tmp_path / "var")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=_env(tmp_path),
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("NRM hub ready")
-        assert "nats-server" in _processes_using(tmp_path)
+    with _nrm_up(tmp_path) as (proc, line):
+        assert line.startswith("NRM hub ready")
         proc.kill()  # SIGKILL: nothing of nrm up runs after this
         proc.wait(timeout=10)
         deadline = time.monotonic() + 10
         while "nats-server" in _processes_using(tmp_path) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "nats-server" not in _processes_using(tmp_path)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 OPERATOR_COMMANDS = (
