@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, get_args, get_origin
 
@@ -75,6 +75,8 @@ from services.runtime.health import (
     HANDLER_SECONDS,
     REJECTIONS_HELD_BACK,
 )
+from services.runtime.keyvalue import KeyValue
+from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.logging import get_logger
 from services.runtime.rejection_budget import RejectionBudget
 from services.runtime.settings import Settings, nats_servers
@@ -96,6 +98,9 @@ class Runtime:
     nc: Client | None = None
     js: JetStreamContext | None = None
     store: EventStore | None = None
+    # KV buckets by name: injected ones (tests: InMemoryKeyValue) are used as they are; any
+    # other is opened on JetStream at first use and kept.
+    buckets: dict[str, KeyValue] = field(default_factory=dict)
 
     def connected(self, nc: Client) -> None:
         """Connected: the JetStream event store, unless one was injected (tests)."""
@@ -107,6 +112,13 @@ class Runtime:
     def writer(self, service: str) -> AggregateWriter:
         assert self.store is not None, "not connected"
         return AggregateWriter(self.store, source_uri(self.settings.country, service), self.clock)
+
+    async def bucket(self, name: str) -> KeyValue:
+        """The KV bucket `name`. Kept only once opened: a missing bucket (never bootstrapped,
+        or deleted) is asked for again next time, so a retry sees it once it is back."""
+        if name not in self.buckets:
+            self.buckets[name] = JetStreamKeyValue(await self.jetstream.key_value(name))
+        return self.buckets[name]
 
     @property
     def jetstream(self) -> JetStreamContext:
@@ -326,8 +338,7 @@ class ServiceHost:
 
     async def _ledger(self) -> CommandLedger:
         if self._command_ledger is None:
-            bucket = await self.runtime.jetstream.key_value(COMMAND_IDS_BUCKET)
-            self._command_ledger = CommandLedger(bucket)
+            self._command_ledger = CommandLedger(await self.runtime.bucket(COMMAND_IDS_BUCKET))
         return self._command_ledger
 
     def needs_bucket(self, bucket: str) -> None:
