@@ -293,9 +293,11 @@ class ServiceHost:
         self._budget = RejectionBudget()
         self._command_ledger: CommandLedger | None = None
         self.consuming = False
-        # The handlers as registered, by command type: a test calls them directly on a
-        # Runtime with an in-memory store (no broker, no server).
+        # The handlers as registered, by command type and by durable: a test calls them
+        # directly (or `execute`) on a Runtime with in-memory ports (no broker, no server).
         self.command_handlers: dict[type[Command], CommandHandler] = {}
+        self.event_handlers: dict[str, EventHandler] = {}
+        self._meanings: dict[type[Command], Callable[[Any], str]] = {}
 
     @property
     def ready(self) -> bool:
@@ -401,8 +403,8 @@ class ServiceHost:
         (services/runtime/command_ledger.py): the default hashes the whole body, which is
         wrong only where a retry legitimately re-encrypts part of it."""
         subject = command_subject(command_type)
-        authenticated = self.runtime.settings.authenticated
         self.command_handlers[command_type] = handle
+        self._meanings[command_type] = meaning
         if COMMAND_IDS_BUCKET not in self._buckets:
             self.needs_bucket(COMMAND_IDS_BUCKET)
 
@@ -422,9 +424,7 @@ class ServiceHost:
             sender = sender_of(command_type, msg.raw_message.subject)
             try:
                 command = parse_command(command_type, body)
-                check_sender(command, sender, authenticated=authenticated)
-                await (await self._ledger()).claim(command.command_id, meaning(command))
-                result = await handle(command)
+                result = await self.execute(command, sender)
             except CommandRejection as rejection:
                 log.info(
                     "command.rejected",
@@ -472,6 +472,18 @@ class ServiceHost:
                 title=f"{listened}:{self.service}",
                 description=command_type.__doc__,
             )(on_command)
+
+    async def execute(
+        self, command: Command, sender: str | None = None
+    ) -> tuple[str, Outcome] | Reply:
+        """A parsed command as its subscriber takes it: the sender checked, the command id
+        claimed in the ledger, then handled; a `CommandRejection` otherwise. The reply and
+        the rejection notice are the subscriber's (they need the broker)."""
+        command_type = type(command)
+        check_sender(command, sender, authenticated=self.runtime.settings.authenticated)
+        meaning = self._meanings[command_type](command)
+        await (await self._ledger()).claim(command.command_id, meaning)
+        return await self.command_handlers[command_type](command)
 
     def answer(self, subject: str, produce: Callable[[], dict[str, Any]]) -> None:
         """Serve a plain request (no command, nothing written), e.g. the intake public key."""
@@ -524,6 +536,7 @@ class ServiceHost:
         `start` to `stop`), and answer `nrm dlq retry` for it."""
         settings = self.runtime.settings
         self._consumers.append(spec)
+        self.event_handlers[spec.durable] = handle
         pull = Pull(
             EVENTS_STREAM,
             spec.durable,
