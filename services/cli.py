@@ -75,6 +75,7 @@ from services.runtime.connection import (
 )
 from services.runtime.dead_letters import dead_letter, dead_letters
 from services.runtime.health import health_server
+from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError
 from services.runtime.status import hub_status
@@ -365,7 +366,7 @@ async def cmd_rotate_kek(settings: Settings, keep_old: bool) -> int:
     ring = rotate_key_ring(ring_file)
     nc = await connect_operator(settings, resolve_nats_url(settings))
     try:
-        bucket = await nc.jetstream().key_value(CASE_KEYS_BUCKET)
+        bucket = JetStreamKeyValue(await nc.jetstream().key_value(CASE_KEYS_BUCKET))
         moved = await CaseKeys(bucket, ring_file).rewrap_all()
     finally:
         await nc.close()

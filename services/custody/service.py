@@ -38,7 +38,7 @@ def register(host: ServiceHost) -> None:
 
     async def case_keys() -> CaseKeys:
         if not keys:
-            keys.append(CaseKeys(await runtime.jetstream.key_value(CASE_KEYS_BUCKET), ring_file))
+            keys.append(CaseKeys(await runtime.bucket(CASE_KEYS_BUCKET), ring_file))
         return keys[0]
 
     def store() -> EventStore:
@@ -150,7 +150,7 @@ def register(host: ServiceHost) -> None:
         case_id = delivery.envelope.subject
         assert case_id is not None
         await (await case_keys()).shred(case_id)
-        await BlindIndex(await runtime.jetstream.key_value(BLIND_INDEX_BUCKET)).remove_case(case_id)
+        await BlindIndex(await runtime.bucket(BLIND_INDEX_BUCKET)).remove_case(case_id)
 
     host.command(RegisterAgencyKey, register_key)
     host.command(RequestAccess, request_access)

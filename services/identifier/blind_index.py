@@ -14,8 +14,7 @@ import hmac
 import json
 import unicodedata
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
+from services.runtime.keyvalue import KeyNotFound, KeyValue, WrongRevision
 
 
 def normalised_name(full_name: str) -> str:
@@ -45,7 +44,7 @@ class BlindIndex:
                 entry = await self._bucket.get(key)
                 cases = json.loads(entry.value or b"[]")
                 revision: int | None = entry.revision
-            except KeyNotFoundError:
+            except KeyNotFound:
                 cases, revision = [], None
             if case_id in cases:
                 break
@@ -57,7 +56,7 @@ class BlindIndex:
                     await self._bucket.update(key, value, last=revision)
                 cases = [*cases, case_id]
                 break
-            except KeyWrongLastSequenceError:
+            except WrongRevision:
                 continue  # another screening of the same person at the same moment
         await self._bucket.put(f"case.{case_id}", index.encode())
         return list(cases)
@@ -66,13 +65,13 @@ class BlindIndex:
         """Erasure: drop the case from its index entry and the pointer to it."""
         try:
             pointer = await self._bucket.get(f"case.{case_id}")
-        except KeyNotFoundError:
+        except KeyNotFound:
             return
-        key = f"idx.{(pointer.value or b'').decode()}"
+        key = f"idx.{pointer.value.decode()}"
         while True:
             try:
                 entry = await self._bucket.get(key)
-            except KeyNotFoundError:
+            except KeyNotFound:
                 break
             cases = [c for c in json.loads(entry.value or b"[]") if c != case_id]
             try:
@@ -81,6 +80,6 @@ class BlindIndex:
                 else:
                     await self._bucket.purge(key)
                 break
-            except KeyWrongLastSequenceError:
+            except WrongRevision:
                 continue
         await self._bucket.purge(f"case.{case_id}")

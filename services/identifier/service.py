@@ -67,12 +67,12 @@ def register(host: ServiceHost) -> None:
 
     async def case_keys() -> CaseKeys:
         if not keys:
-            keys.append(CaseKeys(await runtime.jetstream.key_value(CASE_KEYS_BUCKET), ring_file))
+            keys.append(CaseKeys(await runtime.bucket(CASE_KEYS_BUCKET), ring_file))
         return keys[0]
 
     async def index() -> BlindIndex:
         if not indexes:
-            indexes.append(BlindIndex(await runtime.jetstream.key_value(BLIND_INDEX_BUCKET)))
+            indexes.append(BlindIndex(await runtime.bucket(BLIND_INDEX_BUCKET)))
         return indexes[0]
 
     def admit(command: SubmitScreening) -> Admitted:

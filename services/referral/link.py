@@ -90,7 +90,7 @@ class CrossBorderLink:
 
     async def case_keys(self) -> CaseKeys:
         if self._keys is None:
-            bucket = await self.runtime.jetstream.key_value(CASE_KEYS_BUCKET)
+            bucket = await self.runtime.bucket(CASE_KEYS_BUCKET)
             self._keys = CaseKeys(bucket, self.runtime.settings.key_encryption_key_file)
         return self._keys
 

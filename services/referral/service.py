@@ -10,9 +10,6 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
-from nats.js.kv import KeyValue
-
 import services.referral.domain as domain
 from contracts.commands import (
     AcceptReferral,
@@ -32,6 +29,7 @@ from services.case.referrals import Referral, fold_referral
 from services.referral.feed import AgencyFeed
 from services.referral.link import CrossBorderLink
 from services.runtime.eventstore import History
+from services.runtime.keyvalue import KeyNotFound, KeyValue
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.topology import CASE_KEYS_BUCKET, REFERRAL_DEADLINES_BUCKET, consumer
@@ -127,7 +125,7 @@ class ReferralService:
 
     async def deadlines(self) -> KeyValue:
         if self._deadlines is None:
-            self._deadlines = await self.runtime.jetstream.key_value(REFERRAL_DEADLINES_BUCKET)
+            self._deadlines = await self.runtime.bucket(REFERRAL_DEADLINES_BUCKET)
         return self._deadlines
 
     async def on_referral_event(self, delivery: Delivery) -> None:
@@ -140,24 +138,20 @@ class ReferralService:
         if isinstance(event, ReferralRequested):
             await bucket.put(key, json.dumps({"respond_by": event.respond_by.isoformat()}).encode())
             return
-        with contextlib.suppress(KeyNotFoundError):
+        with contextlib.suppress(KeyNotFound):
             await bucket.delete(key)
 
     async def escalate_overdue(self) -> int:
         """One sweep: escalate every open referral past its deadline. Returns how many."""
         bucket = await self.deadlines()
-        try:
-            keys = await bucket.keys()
-        except NoKeysError:
-            return 0
         now = self.runtime.clock()
         escalated = 0
-        for key in keys:
+        for key in await bucket.keys():
             try:
                 entry = await bucket.get(key)
-            except KeyNotFoundError:
+            except KeyNotFound:
                 continue
-            if entry.value is None or not entry.value:
+            if not entry.value:
                 continue
             respond_by = dt.datetime.fromisoformat(json.loads(entry.value)["respond_by"])
             if respond_by > now:

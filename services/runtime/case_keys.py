@@ -21,11 +21,10 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
-from nats.js.kv import KeyValue
 
 from contracts.public_key_sealing import generate_private_key, write_private_key
 from contracts.sealed import KEY_BYTES, NONCE_BYTES
+from services.runtime.keyvalue import KeyNotFound, KeyValue, WrongRevision
 from services.runtime.settings import Settings
 
 CURRENT_KEY_VERSION = 1
@@ -140,21 +139,20 @@ class CaseKeys:
         """The case's (key version, data key), created on first use."""
         try:
             entry = await self._bucket.get(case_id)
-        except KeyNotFoundError:
+        except KeyNotFound:
             key = AESGCM.generate_key(bit_length=256)
             try:
                 await self._bucket.create(case_id, self._wrap(case_id, CURRENT_KEY_VERSION, key))
                 return CURRENT_KEY_VERSION, key
-            except KeyWrongLastSequenceError:
+            except WrongRevision:
                 entry = await self._bucket.get(case_id)  # another writer won the race
-        assert entry.value is not None
         return self._unwrap(case_id, entry.value)
 
     async def existing_key(self, case_id: str) -> tuple[int, bytes] | None:
         """The case's key, or None when it never existed or was shredded."""
         try:
             entry = await self._bucket.get(case_id)
-        except KeyNotFoundError:
+        except KeyNotFound:
             return None
         if not entry.value:
             return None
@@ -168,11 +166,7 @@ class CaseKeys:
         """Re-wrap every record under the current KEK; returns how many moved."""
         ring = self._ring_now()
         moved = 0
-        try:
-            keys = await self._bucket.keys()
-        except NoKeysError:
-            return 0
-        for case_id in keys:
+        for case_id in await self._bucket.keys():
             entry = await self._bucket.get(case_id)
             if not entry.value or json.loads(entry.value).get("kek") == ring.current:
                 continue
@@ -182,7 +176,7 @@ class CaseKeys:
                     case_id, self._wrap(case_id, version, key), last=entry.revision
                 )
                 moved += 1
-            except KeyWrongLastSequenceError:
+            except WrongRevision:
                 continue  # shredded or re-wrapped concurrently: nothing left to move
         return moved
 

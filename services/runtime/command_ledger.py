@@ -16,11 +16,9 @@ import json
 import uuid
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
-
 from contracts.commands import Command
 from contracts.replies import ErrorCode, reject
+from services.runtime.keyvalue import KeyNotFound, KeyValue, WrongRevision
 
 
 def _canonical(value: Any) -> Any:
@@ -53,13 +51,13 @@ class CommandLedger:
             try:
                 await self._bucket.create(key, print_.encode())
                 return
-            except KeyWrongLastSequenceError:
+            except WrongRevision:
                 pass  # claimed before: compare
             try:
                 entry = await self._bucket.get(key)
-            except KeyNotFoundError:
+            except KeyNotFound:
                 continue  # vanished in between (cannot happen without admin rights): retry
-            if (entry.value or b"").decode() == print_:
+            if entry.value.decode() == print_:
                 return
             raise reject(
                 "command_id",

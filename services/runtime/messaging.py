@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, get_args, get_origin
 
@@ -75,6 +75,8 @@ from services.runtime.health import (
     HANDLER_SECONDS,
     REJECTIONS_HELD_BACK,
 )
+from services.runtime.keyvalue import KeyValue
+from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.logging import get_logger
 from services.runtime.rejection_budget import RejectionBudget
 from services.runtime.settings import Settings, nats_servers
@@ -96,6 +98,9 @@ class Runtime:
     nc: Client | None = None
     js: JetStreamContext | None = None
     store: EventStore | None = None
+    # KV buckets by name: injected ones (tests: InMemoryKeyValue) are used as they are; any
+    # other is opened on JetStream at first use and kept.
+    buckets: dict[str, KeyValue] = field(default_factory=dict)
 
     def connected(self, nc: Client) -> None:
         """Connected: the JetStream event store, unless one was injected (tests)."""
@@ -107,6 +112,13 @@ class Runtime:
     def writer(self, service: str) -> AggregateWriter:
         assert self.store is not None, "not connected"
         return AggregateWriter(self.store, source_uri(self.settings.country, service), self.clock)
+
+    async def bucket(self, name: str) -> KeyValue:
+        """The KV bucket `name`. Kept only once opened: a missing bucket (never bootstrapped,
+        or deleted) is asked for again next time, so a retry sees it once it is back."""
+        if name not in self.buckets:
+            self.buckets[name] = JetStreamKeyValue(await self.jetstream.key_value(name))
+        return self.buckets[name]
 
     @property
     def jetstream(self) -> JetStreamContext:
@@ -131,6 +143,8 @@ class Reply(Protocol):
 
 
 CommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome] | Reply]]
+# How one command is served: admit it (parse once), fingerprint it, handle it.
+Served = tuple[Callable[[Any], Any], Callable[[Any], str], CommandHandler]
 
 
 @dataclass(frozen=True)
@@ -299,9 +313,12 @@ class ServiceHost:
         self._budget = RejectionBudget()
         self._command_ledger: CommandLedger | None = None
         self.consuming = False
-        # The handlers as registered, by command type: a test calls them directly on a
-        # Runtime with an in-memory store (no broker, no server).
+        # The handlers as registered, by command type and by durable: a test calls them
+        # directly (or `execute`) on a Runtime with in-memory ports (no broker, no server).
         self.command_handlers: dict[type[Command], CommandHandler] = {}
+        self.event_handlers: dict[str, EventHandler] = {}
+        # Per command: admit (parse-once step), meaning (ledger fingerprint), handler.
+        self._served: dict[type[Command], Served] = {}
 
     @property
     def ready(self) -> bool:
@@ -344,8 +361,7 @@ class ServiceHost:
 
     async def _ledger(self) -> CommandLedger:
         if self._command_ledger is None:
-            bucket = await self.runtime.jetstream.key_value(COMMAND_IDS_BUCKET)
-            self._command_ledger = CommandLedger(bucket)
+            self._command_ledger = CommandLedger(await self.runtime.bucket(COMMAND_IDS_BUCKET))
         return self._command_ledger
 
     def needs_bucket(self, bucket: str) -> None:
@@ -410,12 +426,12 @@ class ServiceHost:
         the command-id ledger (services/runtime/command_ledger.py): the default hashes the
         whole body, which is wrong only where a retry legitimately re-encrypts part of it."""
         subject = command_subject(command_type)
-        authenticated = self.runtime.settings.authenticated
 
         async def handle_parsed(command: Any) -> tuple[str, Outcome] | Reply:
             return await handle(admit(command))
 
         self.command_handlers[command_type] = handle_parsed  # tests call it without NATS
+        self._served[command_type] = (admit, meaning, handle)
         if COMMAND_IDS_BUCKET not in self._buckets:
             self.needs_bucket(COMMAND_IDS_BUCKET)
 
@@ -435,10 +451,7 @@ class ServiceHost:
             sender = sender_of(command_type, msg.raw_message.subject)
             try:
                 command = parse_command(command_type, received)
-                check_sender(command, sender, authenticated=authenticated)
-                admitted = admit(command)
-                await (await self._ledger()).claim(command.command_id, meaning(admitted))
-                result = await handle(admitted)
+                result = await self.execute(command, sender)
             except CommandRejection as rejection:
                 log.info(
                     "command.rejected",
@@ -486,6 +499,18 @@ class ServiceHost:
                 title=f"{listened}:{self.service}",
                 description=command_type.__doc__,
             )(on_command)
+
+    async def execute(
+        self, command: Command, sender: str | None = None
+    ) -> tuple[str, Outcome] | Reply:
+        """A parsed command as its subscriber takes it: the sender checked, the command id
+        claimed in the ledger, then handled; a `CommandRejection` otherwise. The reply and
+        the rejection notice are the subscriber's (they need the broker)."""
+        admit, meaning, handle = self._served[type(command)]
+        check_sender(command, sender, authenticated=self.runtime.settings.authenticated)
+        admitted = admit(command)  # once: the ledger and the handler share it
+        await (await self._ledger()).claim(command.command_id, meaning(admitted))
+        return await handle(admitted)
 
     def answer(self, subject: str, produce: Callable[[], dict[str, Any]]) -> None:
         """Serve a plain request (no command, nothing written), e.g. the intake public key."""
@@ -538,6 +563,7 @@ class ServiceHost:
         `start` to `stop`), and answer `nrm dlq retry` for it."""
         settings = self.runtime.settings
         self._consumers.append(spec)
+        self.event_handlers[spec.durable] = handle
         pull = Pull(
             EVENTS_STREAM,
             spec.durable,

@@ -44,6 +44,7 @@ from contracts.vocabulary import (
 )
 from services.client import AccessRefusedError, AgencyClient, HubClient
 from services.runtime.case_keys import CaseKeys, read_key_ring, retire_old_keys, rotate_key_ring
+from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.settings import Settings
 from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET
 from tests.integration.hub_reads import (
@@ -368,7 +369,7 @@ async def test_kek_rotation_keeps_every_case_readable(
     shelter = await agency(nc, SHELTER)
     ring_file = hub.key_encryption_key_file
     rotated = rotate_key_ring(ring_file)
-    keys = CaseKeys(await nc.jetstream().key_value(CASE_KEYS_BUCKET), ring_file)
+    keys = CaseKeys(JetStreamKeyValue(await nc.jetstream().key_value(CASE_KEYS_BUCKET)), ring_file)
     assert await keys.rewrap_all() == 1
     retire_old_keys(ring_file)
     assert read_key_ring(ring_file).keys.keys() == {rotated.current}

@@ -1,0 +1,240 @@
+"""The referral service's reactions and commands, as registered, on in-memory ports: an
+identification leads to one referral.requested per needed service, to the right provider;
+providers accept or decline; a shelter placement accepts the shelter referral; the deadlines
+projection (KV) is kept and swept. No nats-server, no broker.
+
+Consumers are driven by `deliver`: every stored event on a durable's filter, in stream
+order, to the handler registered for it (`ServiceHost.event_handlers`), as the consumer
+loop would hand them over. The agency feed's consumer (`referral-feed`) publishes copies to
+NRM_FEEDS and is not driven here: who a copy goes to is `feed.addressees` (pure, tested
+below); the copying itself stays with the integration tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.commands import (
+    AcceptReferral,
+    Consent,
+    DeclineReferral,
+    RegisterShelter,
+    SubmitScreening,
+)
+from contracts.events import (
+    ReferralAccepted,
+    ReferralDeclined,
+    ReferralEscalated,
+    ReferralRequested,
+    ShelterAdmitted,
+)
+from contracts.public_key_sealing import intake_info, read_private_key, seal_to
+from contracts.replies import CommandAccepted, CommandRejection, ErrorCode
+from contracts.vocabulary import DeclineReason, Service, ShelterCategory
+from services.agencies.registry import load_registry
+from services.case.ids import referral_id_for
+from services.identifier import service as identifier
+from services.referral.feed import addressees
+from services.referral.service import ReferralService
+from services.runtime.case_keys import create_hub_keys
+from services.runtime.in_memory import InMemoryEventStore, InMemoryKeyValue
+from services.runtime.logging import configure_logging
+from services.runtime.messaging import Delivery, Runtime, ServiceHost
+from services.runtime.settings import Settings
+from services.runtime.topology import (
+    BLIND_INDEX_BUCKET,
+    CASE_KEYS_BUCKET,
+    COMMAND_IDS_BUCKET,
+    REFERRAL_DEADLINES_BUCKET,
+    consumer,
+)
+from services.shelter import service as shelter
+from tests.integration.hub_reads import screening
+
+IDENTIFIER = "kg-health-osh"
+SHELTER = "kg-ngo-osh-crisis-centre"  # the Osh shelter for women and children
+LEGAL_AID = "kg-ngo-osh-legal-clinic"  # legal aid in Osh
+COORDINATING_BODY = "kg-coordinating-body"
+NOWHERE = "nats://127.0.0.1:1"  # the hosts are never connected
+
+
+class Hub:
+    """The identifier, referral and shelter services on one set of in-memory ports."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        settings = Settings(data_dir=tmp_path)
+        create_hub_keys(settings)
+        self.store = InMemoryEventStore()
+        buckets = (CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET, COMMAND_IDS_BUCKET)
+        self.deadlines = InMemoryKeyValue()
+        self.runtime = Runtime(
+            settings=settings,
+            registry=load_registry(),
+            store=self.store,
+            buckets={
+                REFERRAL_DEADLINES_BUCKET: self.deadlines,
+                **{name: InMemoryKeyValue() for name in buckets},
+            },
+        )
+        self.identifier = ServiceHost("identifier", self.runtime, NOWHERE)
+        identifier.register(self.identifier)
+        self.referral = ServiceHost("referral", self.runtime, NOWHERE)
+        self.referrals = ReferralService(self.referral)
+        self.referrals.register()
+        self.shelter = ServiceHost("shelter", self.runtime, NOWHERE)
+        shelter.register(self.shelter)
+
+    async def deliver(self, host: ServiceHost, durable: str) -> int:
+        """Hand every stored event on `durable`'s filter to its handler, in stream order (a
+        redelivery when called again). Returns how many were handed over."""
+        handle = host.event_handlers[durable]
+        taken = await self.store.read(*consumer(durable).filter_subjects)
+        for stored in taken:
+            envelope = stored.envelope
+            await handle(
+                Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
+            )
+        return len(taken)
+
+    async def identify(self, **changes: Any) -> str:
+        """A screening by IDENTIFIER, sealed as the agency client seals it; its case id."""
+        interview = screening(IDENTIFIER, **changes)
+        public = read_private_key(self.runtime.settings.intake_private_key_file).public_key()
+        info = intake_info(str(interview.command_id), interview.agency_id)
+        clear = interview.personal_data.model_dump_json(exclude_none=True).encode()
+        facts = interview.model_dump(exclude={"personal_data"})
+        command = SubmitScreening.model_validate(
+            {**facts, "personal_data": seal_to(public, info, clear)}
+        )
+        reply = await self.identifier.execute(command)
+        assert isinstance(reply, CommandAccepted) and reply.aggregate_id is not None
+        return reply.aggregate_id
+
+    async def referral_events(self, referral_id: uuid.UUID) -> list[Any]:
+        return [e.event for e in (await self.store.load("referral", str(referral_id))).events]
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Hub:
+    # An earlier test's CLI run may have bound the logs to a stream pytest has closed since
+    # (configure_logging keeps the sys.stderr of its time); the escalation logs a line.
+    configure_logging()
+    return Hub(tmp_path)
+
+
+async def test_an_identification_leads_to_one_referral_per_needed_service(hub: Hub) -> None:
+    case_id = await hub.identify(needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
+    assert await hub.deliver(hub.referral, "referral-on-identification") == 1
+
+    shelter_ref = referral_id_for(case_id, Service.SHELTER)
+    legal_ref = referral_id_for(case_id, Service.LEGAL_AID)
+    [to_shelter] = await hub.referral_events(shelter_ref)
+    [to_lawyer] = await hub.referral_events(legal_ref)
+    assert isinstance(to_shelter, ReferralRequested) and isinstance(to_lawyer, ReferralRequested)
+    assert (to_shelter.provider_id, to_shelter.referrer_id) == (SHELTER, IDENTIFIER)
+    assert to_shelter.placement_category is ShelterCategory.WOMEN
+    assert to_lawyer.provider_id == LEGAL_AID and to_lawyer.placement_category is None
+    requested = await hub.store.read("nrm.evt.referral.*.referral.requested")
+    assert len(requested) == 2
+
+    # A redelivered identification changes nothing: one request per case and service.
+    await hub.deliver(hub.referral, "referral-on-identification")
+    assert await hub.store.read("nrm.evt.referral.>") == requested
+    # Who the agency feed copies each request to: its provider.
+    assert addressees(to_shelter, []) == (SHELTER,)
+
+
+async def test_a_person_who_declined_a_service_is_not_referred_to_it(hub: Hub) -> None:
+    case_id = await hub.identify(
+        needs=frozenset({Service.SHELTER, Service.LEGAL_AID}),
+        consent=Consent(declined_services=frozenset({Service.SHELTER})),
+    )
+    await hub.deliver(hub.referral, "referral-on-identification")
+    assert await hub.referral_events(referral_id_for(case_id, Service.SHELTER)) == []
+    assert len(await hub.referral_events(referral_id_for(case_id, Service.LEGAL_AID))) == 1
+
+
+async def test_the_provider_accepts_or_declines_and_no_one_else_may(hub: Hub) -> None:
+    case_id = await hub.identify(needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    legal_ref = referral_id_for(case_id, Service.LEGAL_AID)
+    shelter_ref = referral_id_for(case_id, Service.SHELTER)
+
+    by_another = AcceptReferral(command_id=uuid.uuid4(), agency_id=SHELTER, referral_id=legal_ref)
+    with pytest.raises(CommandRejection) as refused:
+        await hub.referral.execute(by_another)
+    assert [(e.field, e.code) for e in refused.value.errors] == [
+        ("agency_id", ErrorCode.NOT_AUTHORISED)
+    ]
+    accept = AcceptReferral(command_id=uuid.uuid4(), agency_id=LEGAL_AID, referral_id=legal_ref)
+    result = await hub.referral.execute(accept)
+    assert isinstance(result, tuple) and result[0] == str(legal_ref)
+    assert isinstance((await hub.referral_events(legal_ref))[-1], ReferralAccepted)
+
+    decline = DeclineReferral(
+        command_id=uuid.uuid4(),
+        agency_id=SHELTER,
+        referral_id=shelter_ref,
+        reason=DeclineReason.NO_CAPACITY,
+    )
+    await hub.referral.execute(decline)
+    declined = (await hub.referral_events(shelter_ref))[-1]
+    assert isinstance(declined, ReferralDeclined) and declined.reason is DeclineReason.NO_CAPACITY
+    unknown = accept.model_copy(update={"command_id": uuid.uuid4(), "referral_id": uuid.uuid4()})
+    with pytest.raises(CommandRejection) as nothing:
+        await hub.referral.execute(unknown)
+    assert [e.code for e in nothing.value.errors] == [ErrorCode.UNKNOWN_ID]
+
+
+async def test_a_shelter_placement_accepts_the_shelter_referral(hub: Hub) -> None:
+    register = RegisterShelter(
+        command_id=uuid.uuid4(), agency_id=SHELTER, capacity={ShelterCategory.WOMEN: 1}
+    )
+    await hub.shelter.execute(register)
+    case_id = await hub.identify(needs=frozenset({Service.SHELTER}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    await hub.deliver(hub.shelter, "shelter-on-referral")
+    [admitted] = [e.event for e in await hub.store.read("nrm.evt.shelter.*.shelter.admitted")]
+    shelter_ref = referral_id_for(case_id, Service.SHELTER)
+    assert isinstance(admitted, ShelterAdmitted) and admitted.referral_id == shelter_ref
+
+    await hub.deliver(hub.referral, "referral-on-placement")
+    accepted = (await hub.referral_events(shelter_ref))[-1]
+    assert isinstance(accepted, ReferralAccepted) and accepted.provider_id == SHELTER
+    await hub.deliver(hub.referral, "referral-on-placement")  # redelivered: nothing new
+    assert len(await hub.referral_events(shelter_ref)) == 2
+
+
+async def test_open_referrals_are_kept_with_their_deadline_and_escalated_when_overdue(
+    hub: Hub,
+) -> None:
+    case_id = await hub.identify(needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    await hub.deliver(hub.referral, "referral-deadlines")
+    legal_ref = referral_id_for(case_id, Service.LEGAL_AID)
+    shelter_ref = referral_id_for(case_id, Service.SHELTER)
+    assert sorted(await hub.deadlines.keys()) == sorted([str(legal_ref), str(shelter_ref)])
+    respond_by = dt.datetime.fromisoformat(
+        json.loads((await hub.deadlines.get(str(legal_ref))).value)["respond_by"]
+    )
+
+    accept = AcceptReferral(command_id=uuid.uuid4(), agency_id=LEGAL_AID, referral_id=legal_ref)
+    await hub.referral.execute(accept)
+    await hub.deliver(hub.referral, "referral-deadlines")
+    assert await hub.deadlines.keys() == [str(shelter_ref)]  # answered: no longer watched
+
+    assert await hub.referrals.escalate_overdue() == 0  # not due yet
+    hub.runtime.clock = lambda: respond_by + dt.timedelta(seconds=1)
+    assert await hub.referrals.escalate_overdue() == 1
+    escalated = (await hub.referral_events(shelter_ref))[-1]
+    assert isinstance(escalated, ReferralEscalated)
+    assert escalated.escalated_to == COORDINATING_BODY
+    assert addressees(escalated, []) == (SHELTER, COORDINATING_BODY)
+    await hub.deliver(hub.referral, "referral-deadlines")
+    assert await hub.deadlines.keys() == []
+    assert await hub.referrals.escalate_overdue() == 0
