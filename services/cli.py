@@ -48,7 +48,6 @@ from contracts.vocabulary import ErasureReason
 from services.agencies.registry import load_registry
 from services.audit import cli as audit_cli
 from services.bootstrap import (
-    SERVICES,
     bootstrap,
     local_hub,
     running_services,
@@ -73,6 +72,7 @@ from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError
 from services.runtime.status import hub_status
 from services.runtime.topology import CASE_KEYS_BUCKET
+from services.table import SERVICES
 
 READY_LINE = "NRM hub ready {url}"
 
@@ -372,9 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     erase = with_url(case_sub.add_parser("erase", help="crypto-shred a case"))
     erase.add_argument("case_id", type=uuid.UUID)
     erase.add_argument("--agency", required=True, help="identifying agency or coordinating body")
-    erase.add_argument(
-        "--reason", type=ErasureReason, choices=list(ErasureReason), required=True
-    )
+    erase.add_argument("--reason", type=ErasureReason, choices=list(ErasureReason), required=True)
     keys = sub.add_parser("keys", help="the hub's key-encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     rotate = with_url(keys_sub.add_parser("rotate-kek", help="rotate the key-encryption key"))

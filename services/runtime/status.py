@@ -23,7 +23,7 @@ from nats.js.errors import NotFoundError
 
 from contracts.subjects import AUDIT_STREAM, PING_SUBJECT
 from services.runtime.dead_letters import dead_letters
-from services.runtime.topology import every_durable
+from services.table import every_durable
 
 PING_WINDOW_SECONDS = 1.0
 

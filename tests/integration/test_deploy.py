@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from services.agencies.registry import load_registry
-from services.bootstrap import SERVICES
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats, free_port, nats_server_binary
 from services.runtime.permissions import hub_auth, rendered
 from services.runtime.settings import ENV_PREFIX, Settings
+from services.table import SERVICES
 from tests.integration.secured_hub import DEPLOY, NATS_CONFIGS, leaf_env, make_certs, node_env
 
 pytestmark = pytest.mark.integration
