@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from nats.js.api import ConsumerConfig
 
@@ -104,6 +105,16 @@ class Key(Enum):
     INTAKE = "NRM_INTAKE_KEY_FILE"  # the hub's private intake key (agencies seal to it)
     BLIND_INDEX = "NRM_BLIND_INDEX_KEY_FILE"  # keys the duplicate-detection index
     AUDIT_SIGNING = "NRM_AUDIT_SIGNING_KEY_FILE"  # signs audit checkpoints
+
+    def path(self, settings: Settings) -> Path:
+        """Where the settings put this key file."""
+        if self is Key.KEK:
+            return settings.key_encryption_key_file
+        if self is Key.INTAKE:
+            return settings.intake_private_key_file
+        if self is Key.BLIND_INDEX:
+            return settings.blind_index_secret_file
+        return settings.audit_signing_key
 
 
 Consumer = ConsumerSpec | AuditConsumerSpec

@@ -43,6 +43,13 @@ CASE_KEYS_BUCKET = "nrm-case-keys"
 REFERRAL_DEADLINES_BUCKET = "nrm-referral-deadlines"
 BLIND_INDEX_BUCKET = "nrm-blind-index"
 COMMAND_IDS_BUCKET = "nrm-command-ids"
+# Every bucket bootstrap creates; a service's table entry names those it uses.
+BUCKETS: dict[str, str] = {
+    CASE_KEYS_BUCKET: "Per-case data keys, wrapped under the key-encryption key",
+    REFERRAL_DEADLINES_BUCKET: "Open referrals and when they must be answered",
+    BLIND_INDEX_BUCKET: "Duplicate detection: keyed blind index of name + date of birth",
+    COMMAND_IDS_BUCKET: "The fingerprint of each command id's first body",
+}
 ACK_WAIT_SECONDS = 30.0
 # Cross-border (docs/CROSSBORDER.md): packages waiting to be sent, per destination, and
 # packages received from partner hubs, deduplicated by package id for a week.
@@ -242,12 +249,7 @@ async def bootstrap(
             await js.update_stream(config)
     for stream, consumer_config in consumers:
         await js.add_consumer(stream, consumer_config)
-    for bucket, description in (
-        (CASE_KEYS_BUCKET, "Per-case data keys, wrapped under the key-encryption key"),
-        (REFERRAL_DEADLINES_BUCKET, "Open referrals and when they must be answered"),
-        (BLIND_INDEX_BUCKET, "Duplicate detection: keyed blind index of name + date of birth"),
-        (COMMAND_IDS_BUCKET, "The fingerprint of each command id's first body"),
-    ):
+    for bucket, description in BUCKETS.items():
         try:
             await js.key_value(bucket)
         except (NotFoundError, BadRequestError):
