@@ -179,3 +179,16 @@ def test_the_table_and_the_plumbing_import_no_service() -> None:
         if any(name == s or name.startswith(f"{s}.") for s in services)
     )
     assert crossing == []
+
+
+def test_dev_certificates_are_made_for_every_service() -> None:
+    """deploy/scripts/dev-certs.py runs without the package installed, so it keeps its own
+    list of roles: it must be the table's."""
+    script = ROOT / "deploy" / "scripts" / "dev-certs.py"
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in ast.parse(script.read_text()).body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "SERVICES" for t in node.targets)
+    )
+    assert set(listed) == set(SERVICES)
