@@ -23,22 +23,7 @@ Subjects carry only opaque ids and type names, never personal data.
 
 from __future__ import annotations
 
-from contracts.commands import (
-    AcceptReferral,
-    Command,
-    CompleteReferral,
-    DeclineReferral,
-    DischargeFromShelter,
-    EraseCase,
-    RecordConsent,
-    RegisterAgencyKey,
-    RegisterShelter,
-    RequestAccess,
-    RequestCrossBorderReferral,
-    RevokeReferral,
-    SubmitScreening,
-    WithdrawConsent,
-)
+from contracts.commands import Command
 from contracts.events import Event
 
 COMMAND_PREFIX = "nrm.cmd"
@@ -52,23 +37,6 @@ EVENTS_STREAM = "NRM_EVENTS"
 AUDIT_STREAM = "NRM_AUDIT"
 DLQ_STREAM = "NRM_DLQ"
 FEEDS_STREAM = "NRM_FEEDS"
-
-# Which service answers which command.
-COMMAND_OWNERS: dict[type[Command], str] = {
-    SubmitScreening: "identifier",
-    AcceptReferral: "referral",
-    DeclineReferral: "referral",
-    CompleteReferral: "referral",
-    RevokeReferral: "referral",
-    RegisterShelter: "shelter",
-    DischargeFromShelter: "shelter",
-    RecordConsent: "identifier",
-    WithdrawConsent: "identifier",
-    EraseCase: "identifier",
-    RegisterAgencyKey: "custody",
-    RequestAccess: "custody",
-    RequestCrossBorderReferral: "referral",
-}
 
 INTAKE_KEY_SUBJECT = "nrm.ctl.intake.key"
 

@@ -26,22 +26,54 @@ from services.runtime.messaging import Runtime, ServiceHost, stop_loops
 from services.runtime.nkey_users import nkey_accounts
 from services.runtime.permissions import hub_auth
 from services.runtime.settings import Settings, SettingsError, nats_servers
+from services.runtime.topology import ConsumerSpec
 from services.runtime.topology import bootstrap as bootstrap_topology
 from services.runtime.writer import Clock, utc_now
 from services.shelter import service as shelter
+from services.table import SERVICES, Entry, consumer_configs, entry
 
-SERVICES: tuple[str, ...] = ("identifier", "referral", "shelter", "audit", "custody")
+Loop = Callable[[], Coroutine[Any, Any, None]]
+Register = Callable[[ServiceHost], list[Loop]]
+
+
+def _referral(host: ServiceHost) -> list[Loop]:
+    referral = ReferralService(host)
+    referral.register()
+    # The deadline sweep; the cross-border relay and ingress (peers only).
+    return [referral.run_deadline_sweeps, *referral.link.loops()]
+
+
+def _without_loops(register: Callable[[ServiceHost], None]) -> Register:
+    def registered(host: ServiceHost) -> list[Loop]:
+        register(host)
+        return []
+
+    return registered
+
+
+# How each service of the table (services/table.py) is built: its handlers registered on a
+# host, and the background loops it needs. tests/unit/test_service_table.py checks that the
+# two name the same services.
+REGISTER: dict[str, Register] = {
+    "identifier": _without_loops(identifier.register),
+    "referral": _referral,
+    "shelter": _without_loops(shelter.register),
+    "audit": audit.register,
+    "custody": _without_loops(custody.register),
+}
 
 
 async def bootstrap(nats_url: str, settings: Settings, within: float = 60.0) -> None:
     """Create the streams, consumers and buckets the services bind to. A cluster that is
     still electing its JetStream leader is waited for, up to `within` seconds."""
+    registry = load_registry(settings.agency_registry, settings.country)
+    consumers = consumer_configs(settings, [peer.country for peer in registry.peers])
     nc = await nats.connect(nats_servers(nats_url), **connect_options(settings, ADMIN_ROLE))
     deadline = asyncio.get_running_loop().time() + within
     try:
         while True:
             try:
-                await bootstrap_topology(nc.jetstream(), settings, settings.replicas)
+                await bootstrap_topology(nc.jetstream(), consumers, settings.replicas)
                 return
             except (ServiceUnavailableError, NoRespondersError, TimeoutError):
                 if asyncio.get_running_loop().time() > deadline:
@@ -88,10 +120,9 @@ class RunningService:
 
 def build_service(
     name: str, nats_url: str, settings: Settings, clock: Clock = utc_now
-) -> tuple[ServiceHost, list[Callable[[], Coroutine[Any, Any, None]]]]:
+) -> tuple[ServiceHost, list[Loop]]:
     """A service host with its handlers registered, and its background loops (not started)."""
-    if name not in SERVICES:
-        raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+    declared = entry(name)  # an unknown name: ValueError listing the services
     registry = load_registry(settings.agency_registry, settings.country)
     if registry.country != settings.country:  # a hub must not run on another country's list
         raise SettingsError(
@@ -99,23 +130,37 @@ def build_service(
         )
     runtime = Runtime(settings=settings, registry=registry, clock=clock)
     host = ServiceHost(name, runtime, nats_url)
-    loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
-    if name == "identifier":
-        identifier.register(host)
-    elif name == "referral":
-        referral = ReferralService(host)
-        referral.register()
-        loops.append(referral.run_deadline_sweeps)
-        loops.extend(referral.link.loops())  # cross-border relay and ingress (peers only)
-    elif name == "shelter":
-        shelter.register(host)
-    elif name == "custody":
-        custody.register(host)
-    else:
-        loops.extend(audit.register(host))
+    loops = REGISTER[name](host)
+    check_registered(host, declared)
     register_ping(host)
     loops.append(functools.partial(poll_consumer_lag, host))
     return host, loops
+
+
+class RegistrationDrift(Exception):
+    """A service registered other commands or consumers than its table entry says: the
+    permissions, routing and topology derived from the table would not fit what it runs."""
+
+
+def check_registered(host: ServiceHost, declared: Entry) -> None:
+    """Fail at start-up when `register` and the table disagree, either way."""
+    commands = {c.NAME for c in host.command_handlers}
+    consumers = {pull.durable for pull in host.pulls}
+    table_commands = {c.NAME for c in declared.commands}
+    # The audit writer runs its own loops over the table's audit consumers (not host.pulls).
+    table_consumers = {c.durable for c in declared.consumers if isinstance(c, ConsumerSpec)}
+    drift = [
+        f"{what} {sorted(extra)} {how}"
+        for what, extra, how in (
+            ("commands", commands - table_commands, "registered but not in the table"),
+            ("commands", table_commands - commands, "in the table but not registered"),
+            ("consumers", consumers - table_consumers, "registered but not in the table"),
+            ("consumers", table_consumers - consumers, "in the table but not registered"),
+        )
+        if extra
+    ]
+    if drift:
+        raise RegistrationDrift(f"service {host.service!r}: {'; '.join(drift)} (services/table.py)")
 
 
 async def start_service(

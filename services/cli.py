@@ -52,7 +52,6 @@ from services.audit import cli as audit_cli
 from services.audit.checkpoint import load_signer
 from services.audit.service import origin_for
 from services.bootstrap import (
-    SERVICES,
     bootstrap,
     local_hub,
     running_services,
@@ -80,6 +79,7 @@ from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, SettingsError
 from services.runtime.status import hub_status
 from services.runtime.topology import CASE_KEYS_BUCKET
+from services.table import SERVICES, Key
 
 READY_LINE = "NRM hub ready {url}"
 
@@ -302,13 +302,8 @@ async def cmd_case_erase(
 
 
 def hub_secrets(settings: Settings) -> dict[str, Path]:
-    """Every secret a hub needs, by the setting that names its file."""
-    return {
-        "NRM_KEK_FILE": settings.key_encryption_key_file,
-        "NRM_INTAKE_KEY_FILE": settings.intake_private_key_file,
-        "NRM_BLIND_INDEX_KEY_FILE": settings.blind_index_secret_file,
-        "NRM_AUDIT_SIGNING_KEY_FILE": settings.audit_signing_key,
-    }
+    """Every secret a hub needs, by the setting that names its file (services/table.py)."""
+    return {key.value: key.path(settings) for key in Key}
 
 
 def cmd_keys_init(settings: Settings, out: Path) -> int:
@@ -340,12 +335,10 @@ def cmd_keys_init(settings: Settings, out: Path) -> int:
 def cmd_keys_check(settings: Settings) -> int:
     """Each secret the settings name: present and well formed, or what is wrong with it."""
     readers: dict[str, Callable[[Path], object]] = {
-        "NRM_KEK_FILE": read_key_ring,
-        "NRM_INTAKE_KEY_FILE": read_private_key,
-        "NRM_BLIND_INDEX_KEY_FILE": lambda path: read_secret(path, "blind-index key"),
-        "NRM_AUDIT_SIGNING_KEY_FILE": lambda path: load_signer(
-            path, origin_for(settings.country)
-        ),
+        Key.KEK.value: read_key_ring,
+        Key.INTAKE.value: read_private_key,
+        Key.BLIND_INDEX.value: lambda path: read_secret(path, "blind-index key"),
+        Key.AUDIT_SIGNING.value: lambda path: load_signer(path, origin_for(settings.country)),
     }
     problems = 0
     for setting, path in hub_secrets(settings).items():
@@ -439,9 +432,7 @@ def _parser() -> argparse.ArgumentParser:
     erase = with_url(case_sub.add_parser("erase", help="crypto-shred a case"))
     erase.add_argument("case_id", type=uuid.UUID)
     erase.add_argument("--agency", required=True, help="identifying agency or coordinating body")
-    erase.add_argument(
-        "--reason", type=ErasureReason, choices=list(ErasureReason), required=True
-    )
+    erase.add_argument("--reason", type=ErasureReason, choices=list(ErasureReason), required=True)
     keys = sub.add_parser("keys", help="the hub's key-encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     init = keys_sub.add_parser("init", help="create every secret the hub needs (0600)")

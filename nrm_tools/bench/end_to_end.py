@@ -34,12 +34,12 @@ from contracts.subjects import AUDIT_STREAM, EVENT_PREFIX, EVENTS_STREAM, comman
 from nrm_tools.bench.workload import Workload, build
 from services.agencies.registry import load_registry
 from services.audit.streams import read_stream
-from services.bootstrap import SERVICES, bootstrap, running_services
+from services.bootstrap import bootstrap, running_services
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.settings import Settings
-from services.runtime.topology import every_durable
+from services.table import SERVICES, every_durable
 
 IN_FLIGHT = 64  # commands outstanding at saturation (agencies' systems sending at once)
 STALL_SECONDS = 30.0

@@ -49,7 +49,8 @@ from services.runtime.health import (
 )
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Pull, ServiceHost, Taken, consume, stop_if_cancelled
-from services.runtime.topology import AUDIT_CONSUMERS, FETCH_BATCH
+from services.runtime.topology import FETCH_BATCH
+from services.table import audit_consumers
 
 SERVICE = "audit"
 COMPACT_RANGE_HEADER = "Nrm-Compact-Range"
@@ -214,7 +215,7 @@ class AuditLogWriter:
         while True:
             try:
                 await self.load()
-                for spec in AUDIT_CONSUMERS:
+                for spec in audit_consumers():
                     await js.consumer_info(spec.stream, spec.durable)  # bootstrapped yet?
                 break
             except AuditIntegrityError as exc:  # loud, and nothing is written over it
@@ -233,7 +234,7 @@ class AuditLogWriter:
         # A task group: a loop that ends takes the other with it, and a stop cancels and
         # awaits both, so no loop outlives the service.
         async with asyncio.TaskGroup() as loops:
-            for spec in AUDIT_CONSUMERS:
+            for spec in audit_consumers():
                 # Never dead-lettered (no max_deliver): a dropped message would be a gap.
                 pull = Pull(spec.stream, spec.durable, FETCH_BATCH)
                 take = functools.partial(self._take, spec.stream)

@@ -30,7 +30,7 @@ from contracts.subjects import PING_SUBJECT
 from services.runtime.dead_letters import dead_letters
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
-from services.runtime.topology import every_durable
+from services.table import every_durable
 
 if TYPE_CHECKING:
     from services.runtime.messaging import ServiceHost

@@ -38,40 +38,27 @@ from contracts.subjects import (
     AUDIT_PREFIX,
     AUDIT_STREAM,
     CHECKPOINT_REQUEST,
-    CHECKPOINT_SUBJECT,
     CHECKPOINTS_STREAM,
-    COMMAND_OWNERS,
-    COMMAND_PREFIX,
     DLQ_PREFIX,
     DLQ_STREAM,
     EVENT_PREFIX,
     EVENTS_STREAM,
-    FEED_PREFIX,
     FEEDS_STREAM,
     INTAKE_KEY_SUBJECT,
     PING_SUBJECT,
     REJECTIONS_PREFIX,
     REJECTIONS_STREAM,
+    agency_command_subject,
     command_subject,
     feed_filter,
     redrive_subject,
 )
-from contracts.vocabulary import Service
 from services.agencies.registry import AgencyRegistry, load_registry
-from services.runtime.topology import (
-    BLIND_INDEX_BUCKET,
-    CASE_KEYS_BUCKET,
-    COMMAND_IDS_BUCKET,
-    REFERRAL_DEADLINES_BUCKET,
-    XB_INBOX_STREAM,
-    XB_OUTBOX_STREAM,
-    every_durable,
-)
+from services.runtime.topology import COMMAND_IDS_BUCKET, XB_INBOX_STREAM, XB_OUTBOX_STREAM
+from services.table import JS, SERVICES, entry, every_durable, may_send
 
-JS = "$JS.API"
 HUB, AUDIT, CROSSBORDER, ANONYMOUS = "HUB", "AUDIT", "CROSSBORDER", "ANONYMOUS"
 ANONYMOUS_USER = "anonymous"
-SERVICES = ("identifier", "referral", "shelter", "audit", "custody")
 PROTECTED_STREAMS = (
     EVENTS_STREAM,
     AUDIT_STREAM,
@@ -111,71 +98,6 @@ class User:
     name: str  # the role itself (a service, `admin`, `auditor` or an agency id)
 
 
-@dataclass(frozen=True)
-class ServiceNeeds:
-    """What one service does on NATS, from which its allow-lists follow."""
-
-    writes: tuple[str, ...] = ()  # event aggregates it appends to
-    # Aggregates whose history it reads (documentation: direct get cannot be narrowed to them).
-    loads: tuple[str, ...] = ()
-    buckets: tuple[str, ...] = ()
-    publishes: tuple[str, ...] = ()  # other subjects, e.g. audit entries, feeds
-    answers: tuple[str, ...] = ()  # request subjects beyond its commands
-    hears: tuple[str, ...] = ()  # other subjects it subscribes to
-
-
-SERVICE_NEEDS: dict[str, ServiceNeeds] = {
-    "identifier": ServiceNeeds(
-        writes=("case",),
-        loads=("case",),
-        buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
-        answers=(INTAKE_KEY_SUBJECT,),
-    ),
-    "referral": ServiceNeeds(
-        # Cross-border referrals (docs/CROSSBORDER.md): egress opens the minimal fields of a
-        # case and re-seals them for the peer, ingress records the case received from abroad,
-        # so the referral service holds case-key and case-event rights it would otherwise not
-        # need. Moving those two steps into the identifier would narrow this again.
-        writes=("referral", "case"),
-        loads=("referral", "case"),
-        buckets=(REFERRAL_DEADLINES_BUCKET, CASE_KEYS_BUCKET),
-        publishes=(
-            f"{FEED_PREFIX}.>",
-            f"{CROSSBORDER_PREFIX}.>",
-            *(
-                f"{JS}.{api}.{stream}.{durable}"
-                for stream in (XB_OUTBOX_STREAM, XB_INBOX_STREAM)
-                for api in ("CONSUMER.INFO", "CONSUMER.MSG.NEXT")
-                for durable in ("*",)
-            ),
-            f"$JS.ACK.{XB_OUTBOX_STREAM}.>",
-            f"$JS.ACK.{XB_INBOX_STREAM}.>",
-            f"{JS}.STREAM.INFO.{XB_OUTBOX_STREAM}",
-            f"{JS}.STREAM.INFO.{XB_INBOX_STREAM}",
-        ),
-        hears=(f"{CROSSBORDER_PREFIX}.>",),
-    ),
-    "shelter": ServiceNeeds(writes=("shelter",), loads=("shelter", "referral")),
-    "audit": ServiceNeeds(
-        publishes=(
-            f"{AUDIT_PREFIX}.>",
-            CHECKPOINT_SUBJECT,
-            *(f"{JS}.STREAM.INFO.{s}" for s in (AUDIT_STREAM, CHECKPOINTS_STREAM)),
-            f"{JS}.STREAM.INFO.{REJECTIONS_STREAM}",
-            *(f"{JS}.STREAM.MSG.GET.{s}" for s in (AUDIT_STREAM, CHECKPOINTS_STREAM)),
-            *(f"{JS}.DIRECT.GET.{s}.>" for s in (AUDIT_STREAM, CHECKPOINTS_STREAM)),
-            f"{JS}.DIRECT.GET.{AUDIT_STREAM}",  # catching up on its own log, in batches
-        ),
-        answers=(CHECKPOINT_REQUEST,),
-    ),
-    "custody": ServiceNeeds(
-        writes=("access", "agency"),
-        loads=("access", "agency", "case", "referral"),
-        buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
-    ),
-}
-
-
 def _protected_denies() -> tuple[str, ...]:
     """Nobody deletes or purges the hub's record, nor updates its stream settings: shrinking
     a limit (max_msgs, max_age) would discard entries as surely as a purge."""
@@ -202,11 +124,25 @@ def _bucket_grants(bucket: str) -> list[str]:
     ]
 
 
+def _link_grants() -> list[str]:
+    """The cross-border link: packages to and from partner hubs, and its consumers on the
+    outbox and inbox (a relay per peer: the peers are the registry's, so any durable there)."""
+    grants = [f"{CROSSBORDER_PREFIX}.>"]
+    for stream in (XB_OUTBOX_STREAM, XB_INBOX_STREAM):
+        grants += [
+            f"{JS}.CONSUMER.INFO.{stream}.*",
+            f"{JS}.CONSUMER.MSG.NEXT.{stream}.*",
+            f"$JS.ACK.{stream}.>",
+            f"{JS}.STREAM.INFO.{stream}",
+        ]
+    return grants
+
+
 def service_user(service: str, country: str) -> User:
-    needs = SERVICE_NEEDS[service]
+    needs = entry(service)
     durables = [(d.stream, d.durable) for d in every_durable() if d.service == service]
     others = [(d.stream, d.durable) for d in every_durable() if d.service != service]
-    commands = [command_subject(c) for c, owner in COMMAND_OWNERS.items() if owner == service]
+    commands = [command_subject(c) for c in needs.commands]
     publish = [f"{JS}.INFO", f"{JS}.STREAM.NAMES", f"{JS}.STREAM.INFO.{EVENTS_STREAM}"]
     if commands:  # a rejected command leaves a notice (names and codes) for the audit log
         publish.append(f"{REJECTIONS_PREFIX}.>")
@@ -217,7 +153,7 @@ def service_user(service: str, country: str) -> User:
         *dict.fromkeys(commands),
         *dict.fromkeys(f"{c}.*" for c in commands),  # the sender's agency id as last token
         *needs.answers,
-        *needs.hears,
+        *((f"{CROSSBORDER_PREFIX}.>",) if needs.cross_border else ()),
     ]
     for stream, durable in durables:
         publish += [
@@ -236,6 +172,8 @@ def service_user(service: str, country: str) -> User:
         publish.append(f"{JS}.DIRECT.GET.{EVENTS_STREAM}")
     publish += [f"{EVENT_PREFIX}.{aggregate}.>" for aggregate in needs.writes]
     publish += list(needs.publishes)
+    if needs.cross_border:
+        publish += _link_grants()
     for bucket in needs.buckets:
         publish += _bucket_grants(bucket)
     deny = [
@@ -270,22 +208,9 @@ def agency_user(agency_id: str, registry: AgencyRegistry) -> User:
     agency = registry.get(agency_id)
     if agency is None:
         raise ValueError(f"agency {agency_id!r} is not in the registry")
-    # Any agency may ask for personal data (custody decides, and records the refusal).
-    commands = ["access.request"]
-    if agency.may_identify:
-        commands += ["screening.submit", "consent.record", "consent.withdraw", "case.erase"]
-        commands += ["referral.revoke", "referral.cross_border"]
-    if agency.services:
-        commands += ["referral.accept", "referral.decline", "referral.complete"]
-    if Service.SHELTER in agency.services:
-        commands += ["shelter.register", "shelter.discharge"]
-    if agency.id == registry.coordinating_body:
-        # Only the coordinating body registers agency keys: an agency that could register
-        # its own could as well register one in another agency's name.
-        commands += ["referral.revoke", "case.erase", "consent.record", "consent.withdraw"]
-        commands += ["referral.cross_border", "agency.register_key"]
+    # Who may send which command is the service table's, next to each command's owner.
     # Only on subjects that end in its own id: the server, not the body, says who sent it.
-    publish = [f"{COMMAND_PREFIX}.{name}.{agency.id}" for name in dict.fromkeys(commands)]
+    publish = [agency_command_subject(c, agency.id) for c in may_send(agency, registry)]
     if agency.may_identify:
         publish.append(INTAKE_KEY_SUBJECT)
     # One durable feed consumer per agency, named after it and filtered on its own feed:

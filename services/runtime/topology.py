@@ -1,4 +1,5 @@
-"""Streams, consumers and KV buckets: declared here, created by one bootstrap.
+"""Streams, consumer kinds and KV buckets, created by one bootstrap. Which durables exist,
+and whose they are, is the service table's (services/table.py).
 
 Services bind to what this module creates (FastStream subscribers use `declare=False`), so
 a service started before bootstrap fails loudly instead of creating a stream of its own
@@ -7,6 +8,7 @@ with the wrong settings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from nats.js import JetStreamContext
@@ -21,17 +23,6 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
-from contracts.events import (
-    CaseErased,
-    CaseReceivedFromAbroad,
-    ReferralAccepted,
-    ReferralCompleted,
-    ReferralCrossBorderRequested,
-    ReferralDeclined,
-    ReferralRequested,
-    ReferralRevoked,
-    VictimIdentified,
-)
 from contracts.subjects import (
     AUDIT_PREFIX,
     AUDIT_STREAM,
@@ -45,15 +36,20 @@ from contracts.subjects import (
     FEEDS_STREAM,
     REJECTIONS_PREFIX,
     REJECTIONS_STREAM,
-    event_type_filter,
 )
-from services.agencies.registry import load_registry
 from services.runtime.settings import Settings
 
 CASE_KEYS_BUCKET = "nrm-case-keys"
 REFERRAL_DEADLINES_BUCKET = "nrm-referral-deadlines"
 BLIND_INDEX_BUCKET = "nrm-blind-index"
 COMMAND_IDS_BUCKET = "nrm-command-ids"
+# Every bucket bootstrap creates; a service's table entry names those it uses.
+BUCKETS: dict[str, str] = {
+    CASE_KEYS_BUCKET: "Per-case data keys, wrapped under the key-encryption key",
+    REFERRAL_DEADLINES_BUCKET: "Open referrals and when they must be answered",
+    BLIND_INDEX_BUCKET: "Duplicate detection: keyed blind index of name + date of birth",
+    COMMAND_IDS_BUCKET: "The fingerprint of each command id's first body",
+}
 ACK_WAIT_SECONDS = 30.0
 # Cross-border (docs/CROSSBORDER.md): packages waiting to be sent, per destination, and
 # packages received from partner hubs, deduplicated by package id for a week.
@@ -67,13 +63,17 @@ FETCH_BATCH = 64  # messages asked for per pull, at most
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A durable pull consumer on the event stream owned by one service."""
+    """A durable pull consumer on the event stream, dead-lettered after NRM_MAX_DELIVER.
+    Which service runs it is the service table's (services/table.py)."""
 
     durable: str
-    service: str
     filter_subjects: tuple[str, ...]
     description: str
     max_ack_pending: int = 1000  # 1: strictly one at a time, in stream order, retries included
+
+    @property
+    def stream(self) -> str:
+        return EVENTS_STREAM
 
     @property
     def fetch_batch(self) -> int:
@@ -82,58 +82,18 @@ class ConsumerSpec:
         consumer with max_ack_pending 1 took one event per 1 s fetch timeout)."""
         return min(FETCH_BATCH, self.max_ack_pending)
 
-
-CONSUMERS: tuple[ConsumerSpec, ...] = (
-    ConsumerSpec(
-        "referral-on-identification",
-        "referral",
-        (event_type_filter(VictimIdentified),),
-        "turns an identification into referrals",
-    ),
-    ConsumerSpec(
-        "referral-on-placement",
-        "referral",
-        (f"{EVENT_PREFIX}.shelter.>",),
-        "follows shelter admissions, waiting lists and discharges (one stream order)",
-    ),
-    ConsumerSpec(
-        "referral-deadlines",
-        "referral",
-        (f"{EVENT_PREFIX}.referral.>",),
-        "keeps the open-referral deadline projection for escalation",
-    ),
-    ConsumerSpec(
-        "shelter-on-referral",
-        "shelter",
-        (event_type_filter(ReferralRequested), event_type_filter(ReferralRevoked)),
-        "places shelter referrals and drops revoked ones from waiting lists",
-    ),
-    ConsumerSpec(
-        "xb-outbox",
-        "referral",
-        (
-            event_type_filter(ReferralCrossBorderRequested),
-            event_type_filter(CaseReceivedFromAbroad),
-            event_type_filter(ReferralAccepted),
-            event_type_filter(ReferralDeclined),
-            event_type_filter(ReferralCompleted),
-        ),
-        "queues cross-border packages: referrals to partner hubs and answers to them",
-        max_ack_pending=1,
-    ),
-    ConsumerSpec(
-        "custody-on-erasure",
-        "custody",
-        (event_type_filter(CaseErased),),
-        "shreds an erased case's data key and drops it from the blind index",
-    ),
-    ConsumerSpec(
-        "referral-feed",
-        "referral",
-        (f"{EVENT_PREFIX}.referral.>",),
-        "copies each referral event to the feed of the agency it is addressed to",
-    ),
-)
+    def config(self, settings: Settings) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            description=self.description,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT_SECONDS,
+            max_deliver=settings.max_deliver,
+            max_ack_pending=self.max_ack_pending,
+            filter_subjects=list(self.filter_subjects),
+        )
 
 
 @dataclass(frozen=True)
@@ -146,50 +106,18 @@ class AuditConsumerSpec:
     filter_subject: str
     description: str
 
-
-AUDIT_CONSUMERS: tuple[AuditConsumerSpec, ...] = (
-    AuditConsumerSpec("audit-all", EVENTS_STREAM, f"{EVENT_PREFIX}.>", "records every event"),
-    AuditConsumerSpec(
-        "audit-rejections",
-        REJECTIONS_STREAM,
-        f"{REJECTIONS_PREFIX}.>",
-        "records every rejected command",
-    ),
-)
-
-
-def audit_consumer_config(spec: AuditConsumerSpec) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=spec.durable,
-        name=spec.durable,
-        description=spec.description,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=ACK_WAIT_SECONDS,
-        max_deliver=-1,
-        max_ack_pending=1000,
-        filter_subject=spec.filter_subject,
-    )
-
-
-@dataclass(frozen=True)
-class Durable:
-    """Any durable consumer the bootstrap creates: where it reads and which service owns it."""
-
-    stream: str
-    durable: str
-    service: str
-
-
-def every_durable() -> tuple[Durable, ...]:
-    """The services' consumers on the event stream and the audit log's own."""
-    return tuple(Durable(EVENTS_STREAM, c.durable, c.service) for c in CONSUMERS) + tuple(
-        Durable(a.stream, a.durable, "audit") for a in AUDIT_CONSUMERS
-    )
-
-
-def consumer(durable: str) -> ConsumerSpec:
-    return next(spec for spec in CONSUMERS if spec.durable == durable)
+    def config(self, settings: Settings) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            description=self.description,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT_SECONDS,
+            max_deliver=-1,
+            max_ack_pending=1000,
+            filter_subject=self.filter_subject,
+        )
 
 
 def max_deliveries_advisory(stream: str = EVENTS_STREAM) -> str:
@@ -272,20 +200,6 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
-def consumer_config(spec: ConsumerSpec, settings: Settings) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=spec.durable,
-        name=spec.durable,
-        description=spec.description,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=ACK_WAIT_SECONDS,
-        max_deliver=settings.max_deliver,
-        max_ack_pending=spec.max_ack_pending,
-        filter_subjects=list(spec.filter_subjects),
-    )
-
-
 XB_ACK_WAIT_SECONDS = 30.0
 XB_INGRESS_DURABLE = "xb-ingress"
 
@@ -323,26 +237,19 @@ def xb_consumer_configs(peers: list[str]) -> list[tuple[str, ConsumerConfig]]:
     ]
 
 
-async def bootstrap(js: JetStreamContext, settings: Settings, replicas: int = 1) -> None:
-    """Create or update every stream, consumer and bucket. Safe to run again."""
+async def bootstrap(
+    js: JetStreamContext, consumers: Iterable[tuple[str, ConsumerConfig]], replicas: int = 1
+) -> None:
+    """Create or update every stream, the given consumers (each with its stream: the service
+    table's, services/table.py `consumer_configs`) and every bucket. Safe to run again."""
     for config in stream_configs(replicas):
         try:
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)
-    for spec in CONSUMERS:
-        await js.add_consumer(EVENTS_STREAM, consumer_config(spec, settings))
-    for audit_spec in AUDIT_CONSUMERS:
-        await js.add_consumer(audit_spec.stream, audit_consumer_config(audit_spec))
-    registry = load_registry(settings.agency_registry, settings.country)
-    for stream, xb_config in xb_consumer_configs([p.country for p in registry.peers]):
-        await js.add_consumer(stream, xb_config)
-    for bucket, description in (
-        (CASE_KEYS_BUCKET, "Per-case data keys, wrapped under the key-encryption key"),
-        (REFERRAL_DEADLINES_BUCKET, "Open referrals and when they must be answered"),
-        (BLIND_INDEX_BUCKET, "Duplicate detection: keyed blind index of name + date of birth"),
-        (COMMAND_IDS_BUCKET, "The fingerprint of each command id's first body"),
-    ):
+    for stream, consumer_config in consumers:
+        await js.add_consumer(stream, consumer_config)
+    for bucket, description in BUCKETS.items():
         try:
             await js.key_value(bucket)
         except (NotFoundError, BadRequestError):

@@ -14,11 +14,12 @@ import pytest
 from contracts.commands import RegisterShelter
 from contracts.subjects import AUDIT_STREAM
 from contracts.vocabulary import Service, ShelterCategory
-from services.bootstrap import SERVICES, bootstrap
+from services.bootstrap import bootstrap
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.settings import Settings
+from services.table import SERVICES
 from tests.integration.hub_reads import (
     SHELTER_AND_LEGAL_AID as EXPECTED,
 )

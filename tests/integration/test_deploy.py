@@ -20,17 +20,18 @@ import pytest
 import yaml
 
 from services.agencies.registry import load_registry
-from services.bootstrap import SERVICES
 from services.runtime.embedded import EmbeddedNats, free_port, nats_server_binary
 from services.runtime.permissions import hub_auth, rendered
 from services.runtime.settings import ENV_PREFIX, Settings
+from services.table import SERVICES, TABLE, Key
 from tests.integration.secured_hub import DEPLOY, NATS_CONFIGS, leaf_env, make_certs, node_env
 
 pytestmark = pytest.mark.integration
 ENTRYPOINT = DEPLOY / "entrypoint.sh"
 MAIN_CONFIGS = ("hub.conf", "hub-single-node.conf", "leaf-remote.conf")
 SETTING_NAMES = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-ALL_SERVICES = {*SERVICES, "custody"}  # custody's configs exist before its code is merged
+ALL_SERVICES = set(SERVICES)
+KEY_SETTINGS = {key.value for key in Key}
 ROLES = {*ALL_SERVICES, "admin"}
 
 
@@ -210,6 +211,21 @@ def test_the_image_installs_exact_locked_versions_that_satisfy_pyproject() -> No
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "--require-hashes -r requirements.lock" in dockerfile
     assert "pip install --no-compile --no-deps ." in dockerfile
+
+
+def test_compose_and_kubernetes_give_each_service_exactly_the_keys_it_declares() -> None:
+    """services/table.py says which key files a service reads; a deployment that mounts
+    fewer stops it (or a cross-border path) at run time, one that mounts more leaks."""
+    services = _compose()["services"]
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / "hub.yaml").read_text()) if d]
+    for entry in TABLE:
+        declared = {key.value for key in entry.keys}
+        composed = {k for k in services[entry.name].get("environment", {}) if k in KEY_SETTINGS}
+        assert composed == declared, ("compose", entry.name)
+        (deployment,) = [d for d in docs if d["metadata"]["name"] == f"nrm-{entry.name}"]
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        kubernetes = {e["name"] for e in env if e["name"] in KEY_SETTINGS}
+        assert kubernetes == declared, ("kubernetes", entry.name)
 
 
 # --- Kubernetes --------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 
 from contracts.public_key_sealing import intake_info, seal_to
-from contracts.subjects import COMMAND_OWNERS, EVENTS_STREAM, REJECTIONS_STREAM, command_subject
+from contracts.subjects import EVENTS_STREAM, REJECTIONS_STREAM, command_subject
 from services.client import HubClient
 from services.runtime.settings import Settings
+from services.table import command_owners
 from tests.hostile_corpus import MARKER, Body, domain_rejected, parse_rejected
 from tests.hostile_corpus import examples as corpus_examples
 from tests.integration.hub_reads import screening, stream_messages
@@ -117,7 +118,7 @@ async def test_the_hostile_corpus_gets_a_typed_rejection_on_every_subject(
     # rate budget and counts those held back in the next one it keeps; after a pause, one
     # more body per service shows the counts, so every rejection is accounted for.
     await asyncio.sleep(1.0)
-    owners = {command_subject(c): owner for c, owner in COMMAND_OWNERS.items()}
+    owners = {command_subject(c): owner for c, owner in command_owners().items()}
     one_per_service = {owners[s]: s for s in sorted(corpus_examples())}
     for subject in one_per_service.values():
         await _rejected_without_an_echo(nc, subject, parse_rejected(subject)[0])

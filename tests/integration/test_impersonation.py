@@ -30,6 +30,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from contracts.commands import (
+    ALL_COMMANDS,
     Command,
     Consent,
     DeclineReferral,
@@ -41,7 +42,6 @@ from contracts.commands import (
 from contracts.envelope import Envelope
 from contracts.public_key_sealing import generate_private_key
 from contracts.subjects import (
-    COMMAND_OWNERS,
     EVENTS_STREAM,
     REJECTIONS_STREAM,
     agency_command_subject,
@@ -105,7 +105,7 @@ def senders() -> dict[type[Command], list[str]]:
     found: dict[type[Command], list[str]] = {}
     for agency in REGISTRY.agencies:
         publish = agency_user(agency.id, REGISTRY).permissions.publish
-        for command in COMMAND_OWNERS:
+        for command in ALL_COMMANDS:
             if agency_command_subject(command, agency.id) in publish:
                 found.setdefault(command, []).append(agency.id)
     return found
@@ -283,7 +283,7 @@ async def test_every_command_in_another_agencys_name_is_refused_for_who_sent_it(
 ) -> None:
     pairs = senders()
     # Every command has at least one agency that may send it.
-    assert set(pairs) == set(COMMAND_OWNERS)
+    assert set(pairs) == set(ALL_COMMANDS)
     assert COORD in [a for c, agencies in pairs.items() if c.NAME == "case.erase" for a in agencies]
     assert POLICE in [
         a for c, agencies in pairs.items() if c.NAME == "consent.record" for a in agencies
@@ -312,7 +312,7 @@ async def test_every_command_in_another_agencys_name_is_refused_for_who_sent_it(
                 for sender in allowed
             )
         )
-        assert len(sent) == sum(len(a) for a in pairs.values()) > len(COMMAND_OWNERS)
+        assert len(sent) == sum(len(a) for a in pairs.values()) > len(ALL_COMMANDS)
         assert await hub.last_event() == before  # nothing written, by anyone
 
         notices = {n["command_id"]: n for n in await wait_until(hub.rejections, timeout=15)}

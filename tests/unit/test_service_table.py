@@ -1,0 +1,194 @@
+"""The service table (services/table.py) against the code it describes: every command owned
+once and sendable by some agency role, every service built by a register function that
+registers exactly what its entry says, the keys it declares, and the permissions derived."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from contracts.commands import ALL_COMMANDS, Command, RequestAccess, SubmitScreening
+from contracts.subjects import agency_command_subject, command_subject
+from services import bootstrap
+from services.agencies.registry import load_registry
+from services.bootstrap import REGISTER, RegistrationDrift, build_service
+from services.runtime.case_keys import create_hub_keys
+from services.runtime.permissions import agency_user, service_user
+from services.runtime.settings import Settings
+from services.runtime.topology import BUCKETS, ConsumerSpec
+from services.table import (
+    SERVICES,
+    TABLE,
+    Entry,
+    Key,
+    Sender,
+    consumer_configs,
+    entry,
+    every_durable,
+    may_send,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+REGISTRY = load_registry(None)
+URL = "nats://127.0.0.1:4222"  # never connected to: building a service does not connect
+
+
+def owners(command: type[Command], table: tuple[Entry, ...]) -> list[str]:
+    return [e.name for e in table if command in e.commands]
+
+
+def test_every_command_has_exactly_one_owner() -> None:
+    assert {c: owners(c, TABLE) for c in ALL_COMMANDS if len(owners(c, TABLE)) != 1} == {}
+    assert {c for e in TABLE for c in e.commands} == set(ALL_COMMANDS)  # nothing off the wire
+
+
+def test_a_command_without_an_owner_is_caught() -> None:
+    """The check above, on a table that lost a command: it would fail."""
+    identifier = entry("identifier")
+    lost = dataclasses.replace(identifier, commands={SubmitScreening: (Sender.IDENTIFYING,)})
+    table = tuple(lost if e is identifier else e for e in TABLE)
+    unowned = [c.NAME for c in ALL_COMMANDS if not owners(c, table)]
+    assert unowned == ["consent.record", "consent.withdraw", "case.erase"]
+
+
+def test_every_command_some_agency_role_may_send() -> None:
+    assert [c.NAME for e in TABLE for c, roles in e.commands.items() if not roles] == []
+    # ... and some agency of the packaged registry holds one of those roles.
+    sendable = {c for agency in REGISTRY.agencies for c in may_send(agency, REGISTRY)}
+    assert [c.NAME for c in ALL_COMMANDS if c not in sendable] == []
+
+
+def test_agency_permissions_are_the_commands_its_roles_allow() -> None:
+    coordinating = REGISTRY.get(REGISTRY.coordinating_body)
+    assert coordinating is not None
+    clinic = next(a for a in REGISTRY.agencies if a.services and not a.may_identify)
+    for agency in (coordinating, clinic):
+        publish = agency_user(agency.id, REGISTRY).permissions.publish
+        granted = {c.NAME for c in ALL_COMMANDS if agency_command_subject(c, agency.id) in publish}
+        assert granted == {c.NAME for c in may_send(agency, REGISTRY)}
+        assert "access.request" in granted  # any agency may ask (custody decides)
+    assert "agency.register_key" in {c.NAME for c in may_send(coordinating, REGISTRY)}
+    assert {"referral.accept"} <= {c.NAME for c in may_send(clinic, REGISTRY)}
+    assert "screening.submit" not in {c.NAME for c in may_send(clinic, REGISTRY)}
+    assert entry("custody").commands[RequestAccess] == (Sender.ANY,)
+
+
+def test_every_service_has_a_register_function_and_every_register_a_service() -> None:
+    assert len(set(SERVICES)) == len(SERVICES)
+    assert set(REGISTER) == set(SERVICES)
+
+
+def test_durables_are_unique_and_buckets_exist() -> None:
+    settings = Settings()
+    durables = [config.durable_name for _, config in consumer_configs(settings, ["kz", "uz"])]
+    assert len(durables) == len(set(durables))
+    assert {d.durable for d in every_durable()} <= set(durables)
+    assert {"xb-relay-kz", "xb-relay-uz", "xb-ingress"} <= set(durables)
+    assert {b for e in TABLE for b in e.buckets} <= set(BUCKETS)
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Settings:
+    settings = Settings(data_dir=tmp_path)
+    create_hub_keys(settings)  # the services read their keys when built
+    return settings
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_registers_exactly_its_table_entry(name: str, keyed: Settings) -> None:
+    host, _ = build_service(name, URL, keyed)  # check_registered raises on any drift
+    declared = entry(name)
+    assert set(host.command_handlers) == set(declared.commands)
+    events = {c.durable for c in declared.consumers if isinstance(c, ConsumerSpec)}
+    assert {pull.durable for pull in host.pulls} == events
+
+
+def test_a_command_or_consumer_outside_the_table_fails_at_start(
+    keyed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    referral = entry("referral")
+    fewer_commands = dataclasses.replace(
+        referral,
+        commands={c: s for c, s in referral.commands.items() if c.NAME != "referral.revoke"},
+    )
+    monkeypatch.setattr(bootstrap, "entry", lambda name: fewer_commands)
+    with pytest.raises(RegistrationDrift, match=r"commands \['referral.revoke'\] registered but"):
+        build_service("referral", URL, keyed)
+    fewer_consumers = dataclasses.replace(
+        referral, consumers=tuple(c for c in referral.consumers if c.durable != "xb-outbox")
+    )
+    monkeypatch.setattr(bootstrap, "entry", lambda name: fewer_consumers)
+    with pytest.raises(RegistrationDrift, match=r"consumers \['xb-outbox'\] registered but"):
+        build_service("referral", URL, keyed)
+    more = dataclasses.replace(
+        entry("shelter"), commands={**entry("shelter").commands, SubmitScreening: (Sender.ANY,)}
+    )
+    monkeypatch.setattr(bootstrap, "entry", lambda name: more)
+    with pytest.raises(RegistrationDrift, match=r"\['screening.submit'\] in the table but not"):
+        build_service("shelter", URL, keyed)
+
+
+@pytest.mark.parametrize("key", list(Key))
+def test_a_service_needs_no_key_it_does_not_declare(key: Key, keyed: Settings) -> None:
+    """Without one key file, every service that does not declare it still starts, and one
+    that declares it and reads it at start fails naming the setting."""
+    key.path(keyed).unlink()
+    failed = []
+    for e in TABLE:
+        try:
+            build_service(e.name, URL, keyed)
+        except Exception as exc:
+            assert key in e.keys, f"{e.name} needs {key.value} but its entry does not say so"
+            assert key.value in str(exc), (e.name, str(exc))
+            failed.append(e.name)
+    assert failed, f"no service reads {key.value} at start: is it still needed?"
+
+
+def test_command_routing_is_the_table() -> None:
+    """Each command subject is subscribable by its owner's NATS user, and by no other."""
+    for e in TABLE:
+        subscribe = set(service_user(e.name, "kg").permissions.subscribe)
+        for command in ALL_COMMANDS:
+            mine = command in e.commands
+            assert (command_subject(command) in subscribe) is mine, (e.name, command.NAME)
+            assert (f"{command_subject(command)}.*" in subscribe) is mine, (e.name, command.NAME)
+
+
+def imports_of(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_the_table_and_the_plumbing_import_no_service() -> None:
+    packages = {p.name for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists()}
+    services = {f"services.{p}" for p in packages - {"runtime", "agencies", "case"}}
+    assert "services.identifier" in services
+    modules = [ROOT / "services" / "table.py", *(ROOT / "services" / "runtime").glob("*.py")]
+    crossing = sorted(
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in modules
+        for name in imports_of(path)
+        if any(name == s or name.startswith(f"{s}.") for s in services)
+    )
+    assert crossing == []
+
+
+def test_dev_certificates_are_made_for_every_service() -> None:
+    """deploy/scripts/dev-certs.py runs without the package installed, so it keeps its own
+    list of roles: it must be the table's."""
+    script = ROOT / "deploy" / "scripts" / "dev-certs.py"
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in ast.parse(script.read_text()).body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "SERVICES" for t in node.targets)
+    )
+    assert set(listed) == set(SERVICES)
