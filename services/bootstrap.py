@@ -25,12 +25,12 @@ from services.runtime.health import poll_consumer_lag, register_ping
 from services.runtime.messaging import Runtime, ServiceHost, stop_loops
 from services.runtime.nkey_users import nkey_accounts
 from services.runtime.permissions import hub_auth
+from services.runtime.service_table import SERVICES, Entry, consumer_configs, entry
 from services.runtime.settings import Settings, SettingsError, nats_servers
 from services.runtime.topology import ConsumerSpec
 from services.runtime.topology import bootstrap as bootstrap_topology
 from services.runtime.writer import Clock, utc_now
 from services.shelter import service as shelter
-from services.table import SERVICES, Entry, consumer_configs, entry
 
 Loop = Callable[[], Coroutine[Any, Any, None]]
 Register = Callable[[ServiceHost], list[Loop]]
@@ -51,7 +51,7 @@ def _without_loops(register: Callable[[ServiceHost], None]) -> Register:
     return registered
 
 
-# How each service of the table (services/table.py) is built: its handlers registered on a
+# How each service of the table (runtime/service_table.py) is built: its handlers registered on a
 # host, and the background loops it needs. tests/unit/test_service_table.py checks that the
 # two name the same services.
 REGISTER: dict[str, Register] = {
@@ -160,7 +160,9 @@ def check_registered(host: ServiceHost, declared: Entry) -> None:
         if extra
     ]
     if drift:
-        raise RegistrationDrift(f"service {host.service!r}: {'; '.join(drift)} (services/table.py)")
+        raise RegistrationDrift(
+            f"service {host.service!r}: {'; '.join(drift)} (runtime/service_table.py)"
+        )
 
 
 async def start_service(

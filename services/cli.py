@@ -76,10 +76,10 @@ from services.runtime.dead_letters import dead_letter, dead_letters
 from services.runtime.health import health_server
 from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.logging import configure_logging
+from services.runtime.service_table import SERVICES, Key
 from services.runtime.settings import Settings, SettingsError
 from services.runtime.status import hub_status
 from services.runtime.topology import CASE_KEYS_BUCKET
-from services.table import SERVICES, Key
 
 READY_LINE = "NRM hub ready {url}"
 
@@ -302,7 +302,7 @@ async def cmd_case_erase(
 
 
 def hub_secrets(settings: Settings) -> dict[str, Path]:
-    """Every secret a hub needs, by the setting that names its file (services/table.py)."""
+    """Every secret a hub needs, by the setting that names its file (runtime/service_table.py)."""
     return {key.value: key.path(settings) for key in Key}
 
 

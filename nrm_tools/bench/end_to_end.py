@@ -38,8 +38,8 @@ from services.bootstrap import bootstrap, running_services
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
+from services.runtime.service_table import SERVICES, every_durable
 from services.runtime.settings import Settings
-from services.table import SERVICES, every_durable
 
 IN_FLIGHT = 64  # commands outstanding at saturation (agencies' systems sending at once)
 STALL_SECONDS = 30.0

@@ -49,8 +49,8 @@ from services.runtime.health import (
 )
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Pull, ServiceHost, Taken, consume, stop_if_cancelled
+from services.runtime.service_table import audit_consumers
 from services.runtime.topology import FETCH_BATCH
-from services.table import audit_consumers
 
 SERVICE = "audit"
 COMPACT_RANGE_HEADER = "Nrm-Compact-Range"

@@ -24,9 +24,9 @@ from services.identifier.blind_index import BlindIndex
 from services.runtime.case_keys import CaseKeys, read_key_ring
 from services.runtime.eventstore import EventStore, History
 from services.runtime.messaging import Delivery, ServiceHost
+from services.runtime.service_table import consumer
 from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET
 from services.runtime.writer import Outcome
-from services.table import consumer
 
 SERVICE = "custody"
 

@@ -15,7 +15,7 @@ from contracts.events import Event, ReferralEscalated, ReferralEvent, ReferralRe
 from contracts.subjects import feed_subject
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
-from services.table import consumer
+from services.runtime.service_table import consumer
 
 log = get_logger("nrm.referral.feed")
 

@@ -32,9 +32,9 @@ from services.runtime.eventstore import History
 from services.runtime.keyvalue import KeyNotFound, KeyValue
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
+from services.runtime.service_table import consumer
 from services.runtime.topology import CASE_KEYS_BUCKET, REFERRAL_DEADLINES_BUCKET
 from services.runtime.writer import Decide, Outcome
-from services.table import consumer
 
 SERVICE = "referral"
 log = get_logger("nrm.referral")

@@ -29,8 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from contracts.subjects import PING_SUBJECT
 from services.runtime.dead_letters import dead_letters
 from services.runtime.logging import get_logger
+from services.runtime.service_table import every_durable
 from services.runtime.settings import Settings
-from services.table import every_durable
 
 if TYPE_CHECKING:
     from services.runtime.messaging import ServiceHost

@@ -54,8 +54,8 @@ from contracts.subjects import (
     redrive_subject,
 )
 from services.agencies.registry import AgencyRegistry, load_registry
+from services.runtime.service_table import JS, SERVICES, entry, every_durable, may_send
 from services.runtime.topology import COMMAND_IDS_BUCKET, XB_INBOX_STREAM, XB_OUTBOX_STREAM
-from services.table import JS, SERVICES, entry, every_durable, may_send
 
 HUB, AUDIT, CROSSBORDER, ANONYMOUS = "HUB", "AUDIT", "CROSSBORDER", "ANONYMOUS"
 ANONYMOUS_USER = "anonymous"

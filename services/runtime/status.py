@@ -28,7 +28,7 @@ from contracts.subjects import (
     PING_SUBJECT,
 )
 from services.runtime.dead_letters import dead_letters
-from services.table import every_durable
+from services.runtime.service_table import every_durable
 
 PING_WINDOW_SECONDS = 1.0
 

@@ -1,5 +1,5 @@
 """Streams, consumer kinds and KV buckets, created by one bootstrap. Which durables exist,
-and whose they are, is the service table's (services/table.py).
+and whose they are, is the service table's (runtime/service_table.py).
 
 Services bind to what this module creates (FastStream subscribers use `declare=False`), so
 a service started before bootstrap fails loudly instead of creating a stream of its own
@@ -64,7 +64,7 @@ FETCH_BATCH = 64  # messages asked for per pull, at most
 @dataclass(frozen=True)
 class ConsumerSpec:
     """A durable pull consumer on the event stream, dead-lettered after NRM_MAX_DELIVER.
-    Which service runs it is the service table's (services/table.py)."""
+    Which service runs it is the service table's (runtime/service_table.py)."""
 
     durable: str
     filter_subjects: tuple[str, ...]
@@ -241,7 +241,7 @@ async def bootstrap(
     js: JetStreamContext, consumers: Iterable[tuple[str, ConsumerConfig]], replicas: int = 1
 ) -> None:
     """Create or update every stream, the given consumers (each with its stream: the service
-    table's, services/table.py `consumer_configs`) and every bucket. Safe to run again."""
+    table's, runtime/service_table.py `consumer_configs`) and every bucket. Safe to run again."""
     for config in stream_configs(replicas):
         try:
             await js.add_stream(config)

@@ -9,8 +9,8 @@ from contracts.vocabulary import Service
 from services.case.shelter_beds import fold_shelter
 from services.runtime.eventstore import History
 from services.runtime.messaging import Delivery, ServiceHost
+from services.runtime.service_table import consumer
 from services.runtime.writer import Outcome
-from services.table import consumer
 
 SERVICE = "shelter"
 

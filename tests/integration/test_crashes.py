@@ -18,8 +18,8 @@ from services.bootstrap import bootstrap
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
+from services.runtime.service_table import SERVICES
 from services.runtime.settings import Settings
-from services.table import SERVICES
 from tests.integration.hub_reads import (
     SHELTER_AND_LEGAL_AID as EXPECTED,
 )

@@ -22,8 +22,8 @@ import yaml
 from services.agencies.registry import load_registry
 from services.runtime.embedded import EmbeddedNats, free_port, nats_server_binary
 from services.runtime.permissions import hub_auth, rendered
+from services.runtime.service_table import SERVICES, TABLE, Key
 from services.runtime.settings import ENV_PREFIX, Settings
-from services.table import SERVICES, TABLE, Key
 from tests.integration.secured_hub import DEPLOY, NATS_CONFIGS, leaf_env, make_certs, node_env
 
 pytestmark = pytest.mark.integration
@@ -214,7 +214,7 @@ def test_the_image_installs_exact_locked_versions_that_satisfy_pyproject() -> No
 
 
 def test_compose_and_kubernetes_give_each_service_exactly_the_keys_it_declares() -> None:
-    """services/table.py says which key files a service reads; a deployment that mounts
+    """runtime/service_table.py says which key files a service reads; a deployment that mounts
     fewer stops it (or a cross-border path) at run time, one that mounts more leaks."""
     services = _compose()["services"]
     docs = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / "hub.yaml").read_text()) if d]

@@ -16,8 +16,8 @@ from nats.aio.client import Client
 from contracts.public_key_sealing import intake_info, seal_to
 from contracts.subjects import EVENTS_STREAM, REJECTIONS_STREAM, command_subject
 from services.client import HubClient
+from services.runtime.service_table import command_owners
 from services.runtime.settings import Settings
-from services.table import command_owners
 from tests.hostile_corpus import MARKER, Body, domain_rejected, parse_rejected
 from tests.hostile_corpus import examples as corpus_examples
 from tests.integration.hub_reads import screening, stream_messages

@@ -20,9 +20,9 @@ from services.bootstrap import bootstrap, start_service
 from services.client import HubClient
 from services.runtime.embedded import free_port
 from services.runtime.health import answer, health_server
+from services.runtime.service_table import SERVICES
 from services.runtime.settings import Settings
 from services.runtime.status import hub_status
-from services.table import SERVICES
 from tests.integration.hub_reads import CANARIES, screening, wait_until
 from tests.integration.processes import stop, wait_consuming
 

@@ -48,8 +48,8 @@ from services.case.case import fold_case
 from services.identifier.domain import consent_recorded
 from services.referral import crossborder as xb
 from services.runtime.case_keys import create_hub_keys
+from services.runtime.service_table import SERVICES, consumer, every_durable
 from services.runtime.settings import Settings
-from services.table import SERVICES, consumer, every_durable
 
 CASE = uuid.uuid4()
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)

@@ -45,13 +45,13 @@ from services.runtime.case_keys import create_hub_keys
 from services.runtime.in_memory import InMemoryEventStore, InMemoryKeyValue
 from services.runtime.logging import configure_logging
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
+from services.runtime.service_table import consumer
 from services.runtime.settings import Settings
 from services.runtime.topology import (
     BLIND_INDEX_BUCKET,
     CASE_KEYS_BUCKET,
     COMMAND_IDS_BUCKET,
     REFERRAL_DEADLINES_BUCKET,
-    consumer,
 )
 from services.shelter import service as shelter
 from tests.integration.hub_reads import screening
