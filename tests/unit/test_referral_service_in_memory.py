@@ -43,7 +43,6 @@ from services.referral.feed import addressees
 from services.referral.service import ReferralService
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.in_memory import InMemoryEventStore, InMemoryKeyValue
-from services.runtime.logging import configure_logging
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
 from services.runtime.service_table import consumer
 from services.runtime.settings import Settings
@@ -121,9 +120,6 @@ class Hub:
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Hub:
-    # An earlier test's CLI run may have bound the logs to a stream pytest has closed since
-    # (configure_logging keeps the sys.stderr of its time); the escalation logs a line.
-    configure_logging()
     return Hub(tmp_path)
 
 
