@@ -39,11 +39,13 @@ def nats_server_binary() -> Path:
 
 
 def _dies_with_parent() -> list[str]:
-    """The prefix that makes a child get SIGTERM when this process dies, where it exists.
-    (`preexec_fn` could call prctl itself, but it is unsafe once threads exist, and asyncio's
-    resolver has threads.)"""
+    """The prefix that makes a child die with this process, where it exists. SIGKILL, not
+    SIGTERM: the parent is already gone, nobody waits for a graceful stop, and an unsynced
+    server killed outright loses nothing it acknowledged that a crash would not (the OS keeps
+    its written pages). `preexec_fn` could call prctl itself, but it is unsafe once threads
+    exist, and asyncio's resolver has threads."""
     setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "TERM"] if setpriv else []
+    return [setpriv, "--pdeathsig", "KILL"] if setpriv else []
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -164,7 +166,7 @@ class EmbeddedNats:
         """Start the server and return its URL once it says it is ready and accepts TCP.
 
         Its own session (`start_new_session`), so a Ctrl-C aimed at the caller's process
-        group does not kill it before the services have drained; but it gets SIGTERM when its
+        group does not kill it before the services have drained; but it is killed when its
         parent dies (Linux's parent-death signal, set by util-linux `setpriv` before it execs
         the server), so even `kill -9` of `nrm up` leaves no server behind. Without `setpriv`
         (not Linux) the server outlives a killed parent, as before.
