@@ -56,7 +56,7 @@ def _environment(service: dict[str, Any], cluster: SecuredCluster, secrets: Path
     for name, value in service.get("environment", {}).items():
         text = str(value).replace("/run/nrm/certs", str(cluster.certs))
         mapped[name] = text.replace("/run/secrets", str(secrets))
-    mapped["NRM_NATS_URL"] = cluster.url  # compose's tls://nats-1:4222,... on loopback
+    mapped["NRM_NATS_URL"] = cluster.url  # compose names the nodes; here they are on loopback
     mapped["NRM_HEALTH_PORT"] = "0"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

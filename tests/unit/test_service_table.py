@@ -16,6 +16,7 @@ from services import bootstrap
 from services.agencies.registry import load_registry
 from services.bootstrap import REGISTER, RegistrationDrift, build_service
 from services.runtime.case_keys import create_hub_keys
+from services.runtime.embedded import free_port
 from services.runtime.permissions import agency_user, service_user
 from services.runtime.service_table import (
     SERVICES,
@@ -33,7 +34,7 @@ from services.runtime.topology import BUCKETS, ConsumerSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry(None)
-URL = "nats://127.0.0.1:4222"  # never connected to: building a service does not connect
+URL = f"nats://127.0.0.1:{free_port()}"  # never dialled: building a service does not connect
 
 
 def owners(command: type[Command], table: tuple[Entry, ...]) -> list[str]:
