@@ -42,6 +42,7 @@ from contracts.vocabulary import (
     Sex,
     ShelterCategory,
     TransferRefusal,
+    UnmetReason,
     Vulnerability,
 )
 
@@ -307,6 +308,40 @@ class ReferralCrossBorderCompleted(CrossBorderAnswer):
     NAME: ClassVar[str] = "referral.cross_border_completed"
 
 
+# --- Need (referral): needs nobody could take ---------------------------------------------
+
+
+class NeedEvent(Event):
+    """One need of one case (aggregate `need`, id derived from case + service): its own small
+    aggregate, so that each unmet need is recorded once whatever redelivers its cause, and a
+    later cause (all providers declined, no capacity) appends to the same history."""
+
+    AGGREGATE: ClassVar[str] = "need"
+
+    need_id: UUID
+    case_id: UUID
+    service: Service
+
+    def aggregate_id(self) -> str:
+        return str(self.need_id)
+
+
+class NeedUnmet(NeedEvent):
+    """No provider could be asked to meet this need. Ids and codes only: told to the
+    coordinating body and the identifying agency (their feeds) and counted by statistics."""
+
+    NAME: ClassVar[str] = "need.unmet"
+
+    reason: UnmetReason
+    region: Region
+    category: ShelterCategory = Field(
+        description="The person's category (women / men / children), as for a shelter bed"
+    )
+    identifying_agency: AgencyId
+    coordinating_body: AgencyId
+    recorded_at: dt.datetime
+
+
 # --- Shelter (shelter) ---------------------------------------------------------------------
 
 
@@ -444,6 +479,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     AccessGranted,
     AccessRefused,
     AgencyKeyRegistered,
+    # Oversight: unmet needs.
+    NeedUnmet,
 )
 EVENTS_BY_NAME: dict[str, type[Event]] = {cls.NAME: cls for cls in ALL_EVENTS}
 

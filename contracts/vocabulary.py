@@ -249,6 +249,15 @@ class RevokeReason(StrEnum):
     REFERRED_IN_ERROR = "referred_in_error"
 
 
+# --- Unmet needs (oversight: nobody falls through the cracks) -------------------------------
+
+
+class UnmetReason(StrEnum):
+    """Why a need found no provider. Open: `all_declined` and `no_capacity` are to come."""
+
+    NO_PROVIDER = "no_provider"  # nobody in the registry offers it (for this person)
+
+
 class DischargeReason(StrEnum):
     REHABILITATION_COMPLETED = "rehabilitation_completed"
     LEFT_VOLUNTARILY = "left_voluntarily"

@@ -35,3 +35,8 @@ def referral_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
     """A case has at most one referral per service, so custody can find a case's referrals
     without an index."""
     return derived_id("referral", str(case_id), service.value)
+
+
+def need_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
+    """A case has one need per service: its unmet-need facts land on one aggregate."""
+    return derived_id("need", str(case_id), service.value)

@@ -18,6 +18,7 @@ from contracts.commands import (
 )
 from contracts.events import (
     Event,
+    NeedUnmet,
     ReferralAccepted,
     ReferralCompleted,
     ReferralDeclined,
@@ -33,11 +34,18 @@ from contracts.events import (
     VictimIdentified,
 )
 from contracts.replies import ErrorCode, reject
-from contracts.vocabulary import DeliveryUnit, PersonalField, Service
+from contracts.vocabulary import DeliveryUnit, PersonalField, Service, UnmetReason
 from services.agencies.registry import AgencyRegistry
 from services.case.consent import not_withheld
-from services.case.ids import referral_id_for
-from services.case.referrals import ACTIVE, OPEN, Referral, Status, referral_request
+from services.case.ids import need_id_for, referral_id_for
+from services.case.referrals import (
+    ACTIVE,
+    OPEN,
+    Referral,
+    Status,
+    placement_category,
+    referral_request,
+)
 
 F = PersonalField
 # The least each kind of provider needs to act (data minimisation, confidentiality SOP).
@@ -54,19 +62,27 @@ MINIMAL_FIELDS: dict[Service, tuple[PersonalField, ...]] = {
 }
 
 
-def plan_referrals(
+def needed_services(case: VictimIdentified) -> list[Service]:
+    """Every needed service the person did not decline. A child always needs guardianship
+    (child-specific handling), whatever the needs list says."""
+    services = set(case.needs) - set(case.consent.declined_services)
+    if case.is_child:
+        services.add(Service.GUARDIANSHIP)
+    return sorted(services)
+
+
+def plan_needs(
     case: VictimIdentified,
     registry: AgencyRegistry,
     now: dt.datetime,
     response_window: dt.timedelta,
-) -> list[tuple[UUID, ReferralRequested]]:
-    """One referral per needed service the person did not decline. A child always gets a
-    guardianship referral (child-specific handling), whatever the needs list says."""
-    services = set(case.needs) - set(case.consent.declined_services)
-    if case.is_child:
-        services.add(Service.GUARDIANSHIP)
-    planned = []
-    for service in sorted(services):
+) -> tuple[list[tuple[UUID, ReferralRequested]], list[NeedUnmet]]:
+    """One referral per needed service, and a `need.unmet` for each one nobody in the
+    registry can take (no provider of it; for a shelter, none taking the person's category):
+    a need is either referred or recorded as unmet, never silently dropped."""
+    planned: list[tuple[UUID, ReferralRequested]] = []
+    unmet: list[NeedUnmet] = []
+    for service in needed_services(case):
         referral_id = referral_id_for(case.case_id, service)
         requested = referral_request(
             registry,
@@ -82,7 +98,31 @@ def plan_referrals(
         )
         if requested is not None:
             planned.append((referral_id, requested))
-    return planned
+            continue
+        unmet.append(
+            NeedUnmet(
+                need_id=need_id_for(case.case_id, service),
+                case_id=case.case_id,
+                service=service,
+                reason=UnmetReason.NO_PROVIDER,
+                region=case.region,
+                category=placement_category(case.is_child, case.sex),
+                identifying_agency=case.agency_id,
+                coordinating_body=registry.coordinating_body,
+                recorded_at=now,
+            )
+        )
+    return planned, unmet
+
+
+def plan_referrals(
+    case: VictimIdentified,
+    registry: AgencyRegistry,
+    now: dt.datetime,
+    response_window: dt.timedelta,
+) -> list[tuple[UUID, ReferralRequested]]:
+    """The referrals of `plan_needs`, without the unmet needs."""
+    return plan_needs(case, registry, now, response_window)[0]
 
 
 def _existing(referral: Referral | None, referral_id: UUID) -> Referral:

@@ -20,6 +20,7 @@ from contracts.commands import (
 )
 from contracts.events import (
     Event,
+    NeedUnmet,
     PlacementEvent,
     ReferralEvent,
     ReferralRequested,
@@ -44,9 +45,10 @@ def _referral(history: History) -> Referral | None:
     return fold_referral([e.event for e in history.events])
 
 
-def _unless_exists(requested: ReferralRequested) -> Decide:
-    """A referral is requested once; its id is derived from case and service."""
-    return lambda history: [] if history.events else [requested]
+def _unless_exists(first: ReferralRequested | NeedUnmet) -> Decide:
+    """A referral is requested once, an unmet need recorded once: both ids are derived
+    from case and service."""
+    return lambda history: [] if history.events else [first]
 
 
 class ReferralService:
@@ -96,7 +98,7 @@ class ReferralService:
         if not isinstance(event, VictimIdentified):
             return
         settings = self.runtime.settings
-        plan = domain.plan_referrals(
+        plan, unmet = domain.plan_needs(
             event,
             self.runtime.registry,
             self.runtime.clock(),
@@ -110,6 +112,17 @@ class ReferralService:
                 correlation=envelope.correlationid,
                 decide=_unless_exists(requested),
             )
+        for need in unmet:
+            # Once per need and cause: a redelivered identification finds it recorded.
+            outcome = await self.runtime.writer(SERVICE).execute(
+                "need",
+                str(need.need_id),
+                cause=envelope.id,
+                correlation=envelope.correlationid,
+                decide=_unless_exists(need),
+            )
+            if outcome.event_ids and not outcome.duplicate:
+                log.info("need.unmet", case_id=str(need.case_id), service=need.service.value)
 
     async def on_placement(self, delivery: Delivery) -> None:
         envelope, event = delivery.envelope, delivery.event

@@ -40,6 +40,7 @@ from contracts.commands import (
 from contracts.events import (
     CaseErased,
     CaseReceivedFromAbroad,
+    NeedUnmet,
     ReferralAccepted,
     ReferralCompleted,
     ReferralCrossBorderRequested,
@@ -194,16 +195,18 @@ TABLE: tuple[Entry, ...] = (
             ),
             ConsumerSpec(
                 "referral-feed",
-                (f"{EVENT_PREFIX}.referral.>",),
-                "copies each referral event to the feed of the agency it is addressed to",
+                # Oversight: unmet needs go to the coordinating body's and identifier's feeds.
+                (f"{EVENT_PREFIX}.referral.>", event_type_filter(NeedUnmet)),
+                "copies each referral event and unmet need to the feeds of the agencies it is "
+                "addressed to",
             ),
         ),
         # Cross-border referrals (docs/CROSSBORDER.md): egress opens the minimal fields of a
         # case and re-seals them for the peer, ingress records the case received from abroad,
         # so the referral service holds case-key and case-event rights it would otherwise not
         # need. Moving those two steps into the identifier would narrow this again.
-        writes=("referral", "case"),
-        loads=("referral", "case"),
+        writes=("referral", "case", "need"),  # need: unmet needs (oversight)
+        loads=("referral", "case", "need"),
         buckets=(REFERRAL_DEADLINES_BUCKET, CASE_KEYS_BUCKET),
         publishes=(f"{FEED_PREFIX}.>",),
         cross_border=True,

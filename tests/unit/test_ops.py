@@ -41,8 +41,13 @@ def _requested(provider: str) -> ReferralRequested:
     )
 
 
-def test_a_referral_event_goes_to_its_provider() -> None:
-    assert addressees(_requested("kg-ngo-osh-legal-clinic"), []) == ("kg-ngo-osh-legal-clinic",)
+def test_a_referral_event_goes_to_its_provider_and_its_referrer() -> None:
+    assert addressees(_requested("kg-ngo-osh-legal-clinic"), []) == (
+        "kg-ngo-osh-legal-clinic",
+        "kg-mia-osh",
+    )
+    # A referrer that refers to itself gets one copy.
+    assert addressees(_requested("kg-mia-osh"), []) == ("kg-mia-osh",)
 
 
 def test_a_revocation_names_no_provider_so_the_request_does() -> None:
@@ -50,7 +55,7 @@ def test_a_revocation_names_no_provider_so_the_request_does() -> None:
         referral_id=REF, case_id=CASE, revoked_by="kg-mia-osh", reason=RevokeReason.PERSON_WITHDREW
     )
     history = [_requested("kg-ngo-osh-legal-clinic")]
-    assert addressees(revoked, history) == ("kg-ngo-osh-legal-clinic",)
+    assert addressees(revoked, history) == ("kg-ngo-osh-legal-clinic", "kg-mia-osh")
     assert addressees(revoked, []) == ()
 
 
@@ -63,6 +68,12 @@ def test_an_escalation_goes_to_the_provider_and_the_coordinating_body() -> None:
         escalated_to="kg-coordinating-body",
     )
     assert addressees(escalated, []) == ("kg-ngo-osh-legal-clinic", "kg-coordinating-body")
+    history = [_requested("kg-ngo-osh-legal-clinic")]
+    assert addressees(escalated, history) == (
+        "kg-ngo-osh-legal-clinic",
+        "kg-mia-osh",
+        "kg-coordinating-body",
+    )
 
 
 def test_every_agency_and_service_has_its_own_user_and_inbox() -> None:

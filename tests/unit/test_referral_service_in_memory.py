@@ -27,6 +27,7 @@ from contracts.commands import (
     SubmitScreening,
 )
 from contracts.events import (
+    NeedUnmet,
     ReferralAccepted,
     ReferralDeclined,
     ReferralEscalated,
@@ -35,9 +36,9 @@ from contracts.events import (
 )
 from contracts.public_key_sealing import intake_info, read_private_key, seal_to
 from contracts.replies import CommandAccepted, CommandRejection, ErrorCode
-from contracts.vocabulary import DeclineReason, Service, ShelterCategory
-from services.agencies.registry import load_registry
-from services.case.ids import referral_id_for
+from contracts.vocabulary import DeclineReason, Region, Service, ShelterCategory, UnmetReason
+from services.agencies.registry import AgencyRegistry, load_registry
+from services.case.ids import need_id_for, referral_id_for
 from services.identifier import service as identifier
 from services.referral.feed import addressees
 from services.referral.service import ReferralService
@@ -53,7 +54,7 @@ from services.runtime.topology import (
     REFERRAL_DEADLINES_BUCKET,
 )
 from services.shelter import service as shelter
-from tests.integration.hub_reads import screening
+from tests.integration.hub_reads import CANARY_NAME, CANARY_NARRATIVE, CANARY_PHONE, screening
 
 IDENTIFIER = "kg-health-osh"
 SHELTER = "kg-ngo-osh-crisis-centre"  # the Osh shelter for women and children
@@ -65,7 +66,7 @@ NOWHERE = "nats://127.0.0.1:1"  # the hosts are never connected
 class Hub:
     """The identifier, referral and shelter services on one set of in-memory ports."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, registry: AgencyRegistry | None = None) -> None:
         settings = Settings(data_dir=tmp_path)
         create_hub_keys(settings)
         self.store = InMemoryEventStore()
@@ -73,7 +74,7 @@ class Hub:
         self.deadlines = InMemoryKeyValue()
         self.runtime = Runtime(
             settings=settings,
-            registry=load_registry(),
+            registry=registry or load_registry(),
             store=self.store,
             buckets={
                 REFERRAL_DEADLINES_BUCKET: self.deadlines,
@@ -141,8 +142,8 @@ async def test_an_identification_leads_to_one_referral_per_needed_service(hub: H
     # A redelivered identification changes nothing: one request per case and service.
     await hub.deliver(hub.referral, "referral-on-identification")
     assert await hub.store.read("nrm.evt.referral.>") == requested
-    # Who the agency feed copies each request to: its provider.
-    assert addressees(to_shelter, []) == (SHELTER,)
+    # Who the agency feed copies each request to: its provider and the identifying agency.
+    assert addressees(to_shelter, []) == (SHELTER, IDENTIFIER)
 
 
 async def test_a_person_who_declined_a_service_is_not_referred_to_it(hub: Hub) -> None:
@@ -234,3 +235,80 @@ async def test_open_referrals_are_kept_with_their_deadline_and_escalated_when_ov
     await hub.deliver(hub.referral, "referral-deadlines")
     assert await hub.deadlines.keys() == []
     assert await hub.referrals.escalate_overdue() == 0
+
+
+# --- Unmet needs (oversight: nobody falls through the cracks) --------------------------------
+
+
+def _without(service: Service) -> AgencyRegistry:
+    """The packaged registry with nobody offering `service`."""
+    registry = load_registry()
+    kept = tuple(a for a in registry.agencies if service not in a.services)
+    assert len(kept) < len(registry.agencies)  # the packaged registry does offer it
+    return AgencyRegistry.model_validate({**registry.model_dump(), "agencies": kept})
+
+
+async def _unmet(hub: Hub) -> list[NeedUnmet]:
+    found = [s.event for s in await hub.store.read("nrm.evt.need.*.need.unmet")]
+    assert all(isinstance(e, NeedUnmet) for e in found)
+    return [e for e in found if isinstance(e, NeedUnmet)]
+
+
+async def test_a_need_no_provider_offers_is_recorded_unmet_once(tmp_path: Path) -> None:
+    hub = Hub(tmp_path, _without(Service.EDUCATION))
+    case_id = await hub.identify(needs=frozenset({Service.LEGAL_AID, Service.EDUCATION}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+
+    [unmet] = await _unmet(hub)
+    assert unmet.need_id == need_id_for(case_id, Service.EDUCATION)
+    assert (str(unmet.case_id), unmet.service, unmet.reason) == (
+        case_id,
+        Service.EDUCATION,
+        UnmetReason.NO_PROVIDER,
+    )
+    assert (unmet.region, unmet.category) == (Region.OSH_CITY, ShelterCategory.WOMEN)
+    assert (unmet.identifying_agency, unmet.coordinating_body) == (IDENTIFIER, COORDINATING_BODY)
+    # The need that has a provider is referred as before; the unmet one is not.
+    assert len(await hub.referral_events(referral_id_for(case_id, Service.LEGAL_AID))) == 1
+    assert await hub.referral_events(referral_id_for(case_id, Service.EDUCATION)) == []
+    # Ids and codes only: nothing of the person, not even sealed.
+    text = unmet.model_dump_json()
+    for canary in (CANARY_NAME, CANARY_PHONE, CANARY_NARRATIVE):
+        assert canary not in text
+    # Who the feed tells: the coordinating body and the identifying agency.
+    assert addressees(unmet, []) == (COORDINATING_BODY, IDENTIFIER)
+
+    # A redelivered identification records nothing new.
+    await hub.deliver(hub.referral, "referral-on-identification")
+    assert await _unmet(hub) == [unmet]
+
+
+async def test_a_child_without_a_guardianship_office_has_guardianship_unmet(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(tmp_path, _without(Service.GUARDIANSHIP))
+    case_id = await hub.identify(age=15, needs=frozenset({Service.LEGAL_AID}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    [unmet] = await _unmet(hub)
+    assert (str(unmet.case_id), unmet.service) == (case_id, Service.GUARDIANSHIP)
+    assert unmet.category is ShelterCategory.CHILDREN
+
+
+async def test_a_fully_served_identification_records_no_unmet_need(hub: Hub) -> None:
+    await hub.identify(age=15, needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    assert await _unmet(hub) == []
+
+
+async def test_the_identifying_agency_is_told_every_answer_to_its_referrals(hub: Hub) -> None:
+    case_id = await hub.identify(needs=frozenset({Service.LEGAL_AID}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    legal_ref = referral_id_for(case_id, Service.LEGAL_AID)
+    accept = AcceptReferral(command_id=uuid.uuid4(), agency_id=LEGAL_AID, referral_id=legal_ref)
+    await hub.referral.execute(accept)
+    history = await hub.referral_events(legal_ref)
+    accepted = history[-1]
+    assert isinstance(accepted, ReferralAccepted)
+    # The answer names only the provider; the referrer comes from the referral's request.
+    assert addressees(accepted, history) == (LEGAL_AID, IDENTIFIER)
+    assert addressees(accepted, []) == (LEGAL_AID,)
