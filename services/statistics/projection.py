@@ -27,6 +27,7 @@ from contracts.events import (
     ConsentWithdrawn,
     Event,
     LikelyDuplicateFound,
+    NeedUnmet,
     ReferralAccepted,
     ReferralCompleted,
     ReferralDeclined,
@@ -126,6 +127,18 @@ class CrossBorderFacts:
 
 
 @dataclass
+class UnmetNeedFacts:
+    """A need nobody could take (`need.unmet`): what it was, where, for whom, and why."""
+
+    case: CaseFacts | None
+    service: str
+    region: str
+    category: str
+    reason: str
+    recorded_at: dt.datetime
+
+
+@dataclass
 class StatsState:
     cases: dict[UUID, CaseFacts] = field(default_factory=dict)
     erased_cases: list[CaseFacts] = field(default_factory=list)
@@ -134,6 +147,7 @@ class StatsState:
     placements: dict[tuple[str, UUID], PlacementFacts] = field(default_factory=dict)
     shelters: dict[str, ShelterFacts] = field(default_factory=dict)
     cross_border: list[CrossBorderFacts] = field(default_factory=list)
+    unmet_needs: dict[UUID, UnmetNeedFacts] = field(default_factory=dict)  # by need id
     events_applied: int = 0
     last_sequence: int = 0  # NRM_EVENTS stream sequence of the last event applied
     ignored: Counter[str] = field(default_factory=Counter)
@@ -287,6 +301,19 @@ def _refused(state: StatsState, event: ShelterPlacementRefused, envelope: Envelo
     _placement(state, event, envelope).refused = True
 
 
+def _unmet(state: StatsState, event: NeedUnmet, envelope: Envelope) -> None:
+    if event.need_id in state.unmet_needs:  # one need counts once, whatever records it again
+        return
+    state.unmet_needs[event.need_id] = UnmetNeedFacts(
+        case=state.cases.get(event.case_id),
+        service=event.service.value,
+        region=event.region.value,
+        category=event.category.value,
+        reason=event.reason.value,
+        recorded_at=event.recorded_at,
+    )
+
+
 _HANDLERS: dict[type[Event], Handler] = {
     VictimIdentified: _screened,
     VictimNotIdentified: _screened,
@@ -307,6 +334,7 @@ _HANDLERS: dict[type[Event], Handler] = {
     ShelterDischarged: _discharged,
     ShelterWaitlistLeft: _left_list,
     ShelterPlacementRefused: _refused,
+    NeedUnmet: _unmet,
 }
 
 

@@ -67,6 +67,8 @@ STANDARD: tuple[Query, ...] = (
         ("country", "outcome"),
         title="Cross-border referrals by country and outcome (none recorded yet)",
     ),
+    Query("unmet_needs", ("service", "region"), title="Unmet needs by service and region"),
+    Query("unmet_needs", ("service", "category"), title="Unmet needs by service and category"),
 )
 
 

@@ -24,6 +24,7 @@ from contracts.vocabulary import (
     Service,
     Sex,
     ShelterCategory,
+    UnmetReason,
 )
 from services.statistics.projection import (
     CaseFacts,
@@ -318,7 +319,31 @@ CROSS_BORDER = Unit(
     ),
 )
 
-UNITS: dict[str, Unit] = {u.name: u for u in (CASES, REFERRALS, PLACEMENTS, CROSS_BORDER)}
+UNMET_NEEDS = Unit(
+    name="unmet_needs",
+    meaning="needs no provider in the registry could take (one per service per case), "
+    "dated when recorded",
+    facts=lambda s: list(s.unmet_needs.values()),
+    day=lambda u: u.recorded_at.date(),
+    case=lambda u: u.case,
+    dimensions=(
+        Dimension("service", "service needed", lambda u, at: u.service, _enum(Service)),
+        Dimension(
+            "region", "where the person was identified", lambda u, at: u.region, _enum(Region)
+        ),
+        Dimension(
+            "category",
+            "the person's category: women / men / children",
+            lambda u, at: u.category,
+            _enum(ShelterCategory),
+        ),
+        Dimension("reason", "why it is unmet", lambda u, at: u.reason, _enum(UnmetReason)),
+    ),
+)
+
+UNITS: dict[str, Unit] = {
+    u.name: u for u in (CASES, REFERRALS, PLACEMENTS, CROSS_BORDER, UNMET_NEEDS)
+}
 
 
 @dataclass(frozen=True)
