@@ -22,7 +22,7 @@ from contracts.commands import (
     ScreeningInterview,
     SubmitScreening,
 )
-from contracts.events import ReferralRequested
+from contracts.events import Event, ReferralRequested
 from contracts.public_key_sealing import (
     intake_info,
     open_sealed_to,
@@ -161,16 +161,26 @@ class AgencyClient(HubClient):
     def public_key(self) -> X25519PublicKey:
         return self._private_key.public_key()
 
-    async def referrals(self) -> list[ReferralRequested]:
-        """Every referral addressed to this agency so far, from its own feed (NRM_FEEDS, the
-        only part of the hub an agency may read: a consumer named after it, on its feed).
-        A feed message that is not an event is skipped (the reader's policy)."""
+    async def feed(self) -> list[Event]:
+        """Every event in this agency's own feed (NRM_FEEDS, the only part of the hub an
+        agency may read: a consumer named after it, on its feed): referrals addressed to it,
+        the referral events of the cases it identified, unmet needs it is told of. A feed
+        message that is not an event is skipped (the reader's policy)."""
         found = []
         for message in await read_feed(self._nc, self.agency_id, self._timeout):
             stored = decoded_event(message)
-            if stored is not None and isinstance(stored.event, ReferralRequested):
+            if stored is not None:
                 found.append(stored.event)
         return found
+
+    async def referrals(self) -> list[ReferralRequested]:
+        """Every referral addressed to this agency as provider so far, from its feed (not
+        those it made as the identifying agency, which its feed also has)."""
+        return [
+            e
+            for e in await self.feed()
+            if isinstance(e, ReferralRequested) and e.provider_id == self.agency_id
+        ]
 
     async def open_fields(
         self,
