@@ -190,7 +190,8 @@ def test_a_transfer_to_an_agency_not_in_the_registry_is_refused() -> None:
 def test_only_the_addressee_answers_a_pending_transfer() -> None:
     case = case_of(REQUESTED)
     for other in (IDENTIFIER, COORDINATING_BODY, "kg-health-bishkek"):
-        assert refused(lambda: decide_accept_transfer(case, accept(other), agency(other))) == [
+        answer, sender = accept(other), agency(other)
+        assert refused(lambda: decide_accept_transfer(case, answer, sender)) == [  # noqa: B023 (called at once)
             ("agency_id", ErrorCode.NOT_AUTHORISED)
         ]
     [moved] = decide_accept_transfer(case, accept(), agency(RECEIVER))
