@@ -184,11 +184,12 @@ def register(host: ServiceHost) -> None:
         append: a referral requested in between is not seen (the referral service does not
         yet look at the case's status)."""
         assert runtime.store is not None, "not connected"
+        ids = [str(referral_id_for(case_id, service)) for service in Service]
+        stored = await runtime.store.read(*(aggregate_filter("referral", r) for r in ids))
         found: list[UUID] = []
-        for service in Service:
-            referral_id = str(referral_id_for(case_id, service))
-            stored = await runtime.store.read(aggregate_filter("referral", referral_id))
-            referral = fold_referral([e.event for e in stored])
+        for referral_id in ids:
+            events = [e.event for e in stored if e.event.aggregate_id() == referral_id]
+            referral = fold_referral(events)
             if referral is not None and referral.status in ACTIVE:
                 found.append(referral.request.referral_id)
         return found

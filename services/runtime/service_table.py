@@ -163,7 +163,7 @@ TABLE: tuple[Entry, ...] = (
             ReopenCase: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
         },
         writes=("case",),
-        loads=("case",),
+        loads=("case", "referral"),  # a case closes only when none of its referrals is active
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
         answers=(INTAKE_KEY_SUBJECT,),
         keys=(Key.KEK, Key.INTAKE, Key.BLIND_INDEX),
