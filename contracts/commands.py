@@ -19,6 +19,7 @@ from contracts.vocabulary import (
     AgencyId,
     AgencyKind,
     CanonicalUuid,
+    ClosureReason,
     CountryCode,
     DataPurpose,
     DeclineReason,
@@ -31,10 +32,13 @@ from contracts.vocabulary import (
     PersonalField,
     Purpose,
     Region,
+    ReopenReason,
     RevokeReason,
     Service,
     Sex,
     ShelterCategory,
+    TransferDeclineReason,
+    TransferReason,
     Vulnerability,
 )
 
@@ -247,6 +251,58 @@ class EraseCase(Command):
     reason: ErasureReason
 
 
+# --- Case lifecycle: ownership, transfer, closure (identifier) -----------------------------
+# The identifying agency owns a case from identification; ownership moves only when the
+# receiving agency accepts a transfer. Ids and codes only: nothing here is personal data.
+
+
+class RequestCaseTransfer(Command):
+    """The owner (or the coordinating body) asks `to_agency` to take over the case. The owner
+    keeps it until `to_agency` accepts; one pending transfer at a time."""
+
+    NAME: ClassVar[str] = "case.transfer_request"
+
+    case_id: CanonicalUuid
+    to_agency: AgencyId = Field(description="The registry agency asked to take the case over")
+    reason: TransferReason
+
+
+class AcceptCaseTransfer(Command):
+    """The agency named in the pending transfer takes the case over: it becomes the owner."""
+
+    NAME: ClassVar[str] = "case.transfer_accept"
+
+    case_id: CanonicalUuid
+
+
+class DeclineCaseTransfer(Command):
+    """The agency named in the pending transfer declines it: the owner keeps the case."""
+
+    NAME: ClassVar[str] = "case.transfer_decline"
+
+    case_id: CanonicalUuid
+    reason: TransferDeclineReason
+
+
+class CloseCase(Command):
+    """The owner (or the coordinating body) closes the case. Refused while a referral of
+    the case is active: revoke or complete it first."""
+
+    NAME: ClassVar[str] = "case.close"
+
+    case_id: CanonicalUuid
+    reason: ClosureReason
+
+
+class ReopenCase(Command):
+    """The owner (or the coordinating body) reopens a closed case."""
+
+    NAME: ClassVar[str] = "case.reopen"
+
+    case_id: CanonicalUuid
+    reason: ReopenReason
+
+
 class RegisterAgencyKey(Command):
     """An agency's public key for receiving field keys (X25519, base64 of the raw 32 bytes),
     registered by the coordinating body (`agency_id`) after it verified the key with the agency
@@ -300,6 +356,13 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     RecordConsent,
     WithdrawConsent,
     EraseCase,
+    # case lifecycle
+    RequestCaseTransfer,
+    AcceptCaseTransfer,
+    DeclineCaseTransfer,
+    CloseCase,
+    ReopenCase,
+    # end case lifecycle
     RegisterAgencyKey,
     RequestAccess,
     RequestCrossBorderReferral,

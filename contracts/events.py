@@ -26,6 +26,7 @@ from contracts.vocabulary import (
     AgeBand,
     AgencyId,
     AgencyKind,
+    ClosureReason,
     CountryCode,
     DataPurpose,
     DeclineReason,
@@ -36,11 +37,14 @@ from contracts.vocabulary import (
     PersonalField,
     Purpose,
     Region,
+    ReopenReason,
     RevokeReason,
     Sector,
     Service,
     Sex,
     ShelterCategory,
+    TransferDeclineReason,
+    TransferReason,
     TransferRefusal,
     UnmetReason,
     Vulnerability,
@@ -176,6 +180,58 @@ class CaseReceivedFromAbroad(ScreeningRecord):
     package_id: UUID
     purpose: DataPurpose
     service: Service
+
+
+# --- Case lifecycle: ownership, transfer, closure (identifier) -----------------------------
+# The owner is not stored at identification: it is the screening's `agency_id`, then the
+# `to_agency` of each `case.transferred` (services/case/case.py folds it). Ids and codes only.
+
+
+class CaseTransferRequested(CaseEvent):
+    """The owner (or the coordinating body) asked `to_agency` to take the case over. Until
+    `case.transferred`, `from_agency` remains the owner."""
+
+    NAME: ClassVar[str] = "case.transfer_requested"
+
+    from_agency: AgencyId = Field(description="The owner when the transfer was asked")
+    to_agency: AgencyId
+    requested_by: AgencyId
+    reason: TransferReason
+
+
+class CaseTransferred(CaseEvent):
+    """`to_agency` accepted the pending transfer: it owns the case from now on."""
+
+    NAME: ClassVar[str] = "case.transferred"
+
+    from_agency: AgencyId
+    to_agency: AgencyId
+
+
+class CaseTransferDeclined(CaseEvent):
+    """`to_agency` declined the pending transfer: `from_agency` keeps the case."""
+
+    NAME: ClassVar[str] = "case.transfer_declined"
+
+    from_agency: AgencyId
+    to_agency: AgencyId
+    reason: TransferDeclineReason
+
+
+class CaseClosed(CaseEvent):
+    NAME: ClassVar[str] = "case.closed"
+
+    owner: AgencyId = Field(description="The owner when the case was closed")
+    closed_by: AgencyId
+    reason: ClosureReason
+
+
+class CaseReopened(CaseEvent):
+    NAME: ClassVar[str] = "case.reopened"
+
+    owner: AgencyId
+    reopened_by: AgencyId
+    reason: ReopenReason
 
 
 # --- Referral (referral) -------------------------------------------------------------------
@@ -457,6 +513,13 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     CaseErased,
     LikelyDuplicateFound,
     CaseReceivedFromAbroad,
+    # case lifecycle
+    CaseTransferRequested,
+    CaseTransferred,
+    CaseTransferDeclined,
+    CaseClosed,
+    CaseReopened,
+    # end case lifecycle
     ReferralRequested,
     ReferralAccepted,
     ReferralWaitlisted,

@@ -202,6 +202,53 @@ class ErasureReason(StrEnum):
     RECORDED_IN_ERROR = "recorded_in_error"
 
 
+# --- Case lifecycle: ownership, transfer, closure ------------------------------------------
+
+
+class CaseStatus(StrEnum):
+    """HTCDS `cas_Status` as far as the hub tracks it (follow-up comes later)."""
+
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class TransferReason(StrEnum):
+    """Why the owner hands a case to another agency."""
+
+    PERSON_RELOCATED = "person_relocated"
+    SPECIALISED_ASSISTANCE = "specialised_assistance"
+    CONFLICT_OF_INTEREST = "conflict_of_interest"
+    CAPACITY = "capacity"
+    OTHER = "other"
+
+
+class TransferDeclineReason(StrEnum):
+    OUTSIDE_MANDATE = "outside_mandate"
+    NO_CAPACITY = "no_capacity"
+    WRONG_REGION = "wrong_region"
+    OTHER = "other"
+
+
+class ClosureReason(StrEnum):
+    """HTCDS-style reasons a case is closed."""
+
+    REINTEGRATED = "reintegrated"
+    REPATRIATED = "repatriated"
+    TRANSFERRED_ABROAD = "transferred_abroad"
+    DECLINED_FURTHER_ASSISTANCE = "declined_further_assistance"
+    LOST_CONTACT = "lost_contact"
+    DECEASED = "deceased"
+    OTHER = "other"
+
+
+class ReopenReason(StrEnum):
+    NEW_NEEDS = "new_needs"
+    RE_TRAFFICKED = "re_trafficked"
+    CONTACT_RESUMED = "contact_resumed"
+    CLOSED_IN_ERROR = "closed_in_error"
+    OTHER = "other"
+
+
 class AccessRefusal(StrEnum):
     """Why a request for a case's data key was refused (never says more than the code)."""
 

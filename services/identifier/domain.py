@@ -13,15 +13,25 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from contracts.commands import (
+    AcceptCaseTransfer,
+    CloseCase,
     Consent,
     CriteriaAnswers,
+    DeclineCaseTransfer,
     EraseCase,
     RecordConsent,
+    ReopenCase,
+    RequestCaseTransfer,
     ScreeningInterview,
     WithdrawConsent,
 )
 from contracts.events import (
+    CaseClosed,
     CaseErased,
+    CaseReopened,
+    CaseTransferDeclined,
+    CaseTransferred,
+    CaseTransferRequested,
     ConsentRecorded,
     ConsentWithdrawn,
     Event,
@@ -33,9 +43,9 @@ from contracts.events import (
 )
 from contracts.replies import ErrorCode, reject
 from contracts.sealed import SealedValue
-from contracts.vocabulary import AgencyKind, PersonalField, age_band
+from contracts.vocabulary import AgencyKind, CaseStatus, PersonalField, age_band
 from services.agencies.registry import Agency
-from services.case.case import Case, may_act_on
+from services.case.case import Case, may_act_on, may_manage
 
 ADULT_AGE = 18
 
@@ -190,9 +200,16 @@ def decide_intake(
     return events
 
 
-def _case_for(case: Case | None, case_id: UUID, agency: Agency | None, agency_id: str) -> Case:
+def _case_for(
+    case: Case | None,
+    case_id: UUID,
+    agency: Agency | None,
+    agency_id: str,
+    *,
+    closed_ok: bool = False,
+) -> Case:
     """The case, if it exists, is not erased, and `agency` may act on it: the identifying
-    agency or the coordinating body."""
+    agency or the coordinating body. A closed case only if `closed_ok` (erasure)."""
     if case is None:
         raise reject("case_id", ErrorCode.UNKNOWN_ID, "no such case")
     if agency is None:
@@ -205,6 +222,8 @@ def _case_for(case: Case | None, case_id: UUID, agency: Agency | None, agency_id
         )
     if case.erased:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
+    if case.status is CaseStatus.CLOSED and not closed_ok:
+        raise reject("case_id", ErrorCode.INVALID_STATE, "the case is closed; reopen it first")
     return case
 
 
@@ -227,5 +246,149 @@ def decide_withdraw_consent(
 
 
 def decide_erase(case: Case | None, command: EraseCase, agency: Agency | None) -> list[Event]:
-    _case_for(case, command.case_id, agency, command.agency_id)
+    _case_for(case, command.case_id, agency, command.agency_id, closed_ok=True)
     return [CaseErased(case_id=command.case_id, erased_by=command.agency_id, reason=command.reason)]
+
+
+# --- Case lifecycle: ownership, transfer, closure --------------------------------------------
+
+
+def _managed_case(case: Case | None, agency: Agency | None, *, closed_ok: bool = False) -> Case:
+    """The case, if it exists, is not erased, and `agency` owns it or is the coordinating
+    body; a closed one only when `closed_ok` (reopening)."""
+    if case is None:
+        raise reject("case_id", ErrorCode.UNKNOWN_ID, "no such case")
+    if agency is None:
+        raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
+    if not may_manage(case, agency):
+        raise reject(
+            "agency_id",
+            ErrorCode.NOT_AUTHORISED,
+            "only the agency that owns the case or the coordinating body may do this",
+        )
+    if case.erased:
+        raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
+    if case.status is CaseStatus.CLOSED and not closed_ok:
+        raise reject("case_id", ErrorCode.INVALID_STATE, "the case is closed; reopen it first")
+    return case
+
+
+def decide_request_transfer(
+    case: Case | None,
+    command: RequestCaseTransfer,
+    agency: Agency | None,
+    to_agency: Agency | None,
+) -> list[Event]:
+    """Ask another registry agency to take the case over; the owner keeps it meanwhile."""
+    case = _managed_case(case, agency)
+    if to_agency is None:
+        raise reject("to_agency", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
+    if not to_agency.may_identify or to_agency.kind not in IDENTIFYING_KINDS:
+        # An owner closes and reopens the case: only agencies that may identify are let to.
+        raise reject(
+            "to_agency", ErrorCode.INVALID_FIELD, "only an agency that may identify owns a case"
+        )
+    if to_agency.id == case.owner:
+        raise reject("to_agency", ErrorCode.INVALID_FIELD, "the agency already owns the case")
+    if case.pending_transfer is not None:
+        raise reject(
+            "case_id",
+            ErrorCode.INVALID_STATE,
+            f"a transfer to {case.pending_transfer.to_agency} is waiting for an answer",
+        )
+    return [
+        CaseTransferRequested(
+            case_id=command.case_id,
+            from_agency=case.owner,
+            to_agency=to_agency.id,
+            requested_by=command.agency_id,
+            reason=command.reason,
+        )
+    ]
+
+
+def _pending_for(case: Case | None, agency: Agency | None) -> tuple[Case, CaseTransferRequested]:
+    """The case and its pending transfer, answered only by the agency it names."""
+    if case is None:
+        raise reject("case_id", ErrorCode.UNKNOWN_ID, "no such case")
+    if agency is None:
+        raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
+    if case.erased:
+        raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
+    if case.status is CaseStatus.CLOSED:
+        raise reject("case_id", ErrorCode.INVALID_STATE, "the case is closed; reopen it first")
+    pending = case.pending_transfer
+    if pending is None:
+        raise reject("case_id", ErrorCode.INVALID_STATE, "no transfer of the case is pending")
+    if agency.id != pending.to_agency:
+        raise reject(
+            "agency_id",
+            ErrorCode.NOT_AUTHORISED,
+            "only the agency the transfer is addressed to may answer it",
+        )
+    return case, pending
+
+
+def decide_accept_transfer(
+    case: Case | None, command: AcceptCaseTransfer, agency: Agency | None
+) -> list[Event]:
+    _, pending = _pending_for(case, agency)
+    return [
+        CaseTransferred(
+            case_id=command.case_id, from_agency=pending.from_agency, to_agency=pending.to_agency
+        )
+    ]
+
+
+def decide_decline_transfer(
+    case: Case | None, command: DeclineCaseTransfer, agency: Agency | None
+) -> list[Event]:
+    _, pending = _pending_for(case, agency)
+    return [
+        CaseTransferDeclined(
+            case_id=command.case_id,
+            from_agency=pending.from_agency,
+            to_agency=pending.to_agency,
+            reason=command.reason,
+        )
+    ]
+
+
+def decide_close(
+    case: Case | None,
+    command: CloseCase,
+    agency: Agency | None,
+    active_referrals: Sequence[UUID],
+) -> list[Event]:
+    """Close an active case; refused while any referral of it is still active (requested,
+    waitlisted or accepted): those are revoked or completed first."""
+    case = _managed_case(case, agency)
+    if active_referrals:
+        listed = ", ".join(str(r) for r in sorted(active_referrals))
+        raise reject(
+            "case_id",
+            ErrorCode.INVALID_STATE,
+            f"referrals of the case are still active: {listed}",
+        )
+    return [
+        CaseClosed(
+            case_id=command.case_id,
+            owner=case.owner,
+            closed_by=command.agency_id,
+            reason=command.reason,
+        )
+    ]
+
+
+def decide_reopen(case: Case | None, command: ReopenCase, agency: Agency | None) -> list[Event]:
+    case = _managed_case(case, agency, closed_ok=True)
+    if case.status is not CaseStatus.CLOSED:
+        raise reject("case_id", ErrorCode.INVALID_STATE, "the case is not closed")
+    return [
+        CaseReopened(
+            case_id=command.case_id,
+            owner=case.owner,
+            reopened_by=command.agency_id,
+            reason=command.reason,
+        )
+    ]

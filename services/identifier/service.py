@@ -1,5 +1,6 @@
 """identifier service: opens and answers `screening.submit`, seals the personal data field by
-field under the case key, keeps the blind index, records consent and erasure of its cases."""
+field under the case key, keeps the blind index, records consent and erasure of its cases,
+and their ownership, transfers, closure and reopening."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from uuid import UUID
 
 import services.identifier.domain as domain
 from contracts.commands import (
+    AcceptCaseTransfer,
+    CloseCase,
+    DeclineCaseTransfer,
     EraseCase,
     RecordConsent,
+    ReopenCase,
+    RequestCaseTransfer,
     ScreeningInterview,
     SubmitScreening,
     WithdrawConsent,
@@ -22,10 +28,12 @@ from contracts.events import Event, LikelyDuplicateFound
 from contracts.public_key_sealing import key_id, public_key_b64, read_private_key
 from contracts.replies import CommandAccepted
 from contracts.sealed import seal
-from contracts.subjects import INTAKE_KEY_SUBJECT
+from contracts.subjects import INTAKE_KEY_SUBJECT, aggregate_filter
+from contracts.vocabulary import Service
 from services.agencies.registry import Agency
 from services.case.case import Case, fold_case
-from services.case.ids import case_id_for_screening, consent_id_for_command
+from services.case.ids import case_id_for_screening, consent_id_for_command, referral_id_for
+from services.case.referrals import ACTIVE, fold_referral
 from services.identifier.blind_index import BlindIndex, blind_index
 from services.identifier.intake import open_interview
 from services.runtime.case_keys import CaseKeys, KeyCustodyError, read_key_ring, read_secret
@@ -168,6 +176,42 @@ def register(host: ServiceHost) -> None:
     )
     host.command(WithdrawConsent, on_case(domain.decide_withdraw_consent))
     host.command(EraseCase, on_case(domain.decide_erase))
+
+    # --- case lifecycle: ownership, transfer, closure
+    async def active_referrals(case_id: str) -> list[UUID]:
+        """The case's referrals still requested, waitlisted or accepted. A case has at most one
+        referral per service (`referral_id_for`), so no index is needed. Read before the
+        append: a referral requested in between is not seen (the referral service does not
+        yet look at the case's status)."""
+        assert runtime.store is not None, "not connected"
+        ids = [str(referral_id_for(case_id, service)) for service in Service]
+        stored = await runtime.store.read(*(aggregate_filter("referral", r) for r in ids))
+        found: list[UUID] = []
+        for referral_id in ids:
+            events = [e.event for e in stored if e.event.aggregate_id() == referral_id]
+            referral = fold_referral(events)
+            if referral is not None and referral.status in ACTIVE:
+                found.append(referral.request.referral_id)
+        return found
+
+    async def close_case(command: CloseCase) -> tuple[str, Outcome]:
+        active = await active_referrals(str(command.case_id))
+        return await on_case(
+            lambda case, cmd, agency: domain.decide_close(case, cmd, agency, active)
+        )(command)
+
+    host.command(
+        RequestCaseTransfer,
+        on_case(
+            lambda case, cmd, agency: domain.decide_request_transfer(
+                case, cmd, agency, runtime.registry.get(cmd.to_agency)
+            )
+        ),
+    )
+    host.command(AcceptCaseTransfer, on_case(domain.decide_accept_transfer))
+    host.command(DeclineCaseTransfer, on_case(domain.decide_decline_transfer))
+    host.command(CloseCase, close_case)
+    host.command(ReopenCase, on_case(domain.decide_reopen))
     intake_public = intake_key.public_key()
     host.answer(
         INTAKE_KEY_SUBJECT,

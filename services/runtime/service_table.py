@@ -22,16 +22,21 @@ from pathlib import Path
 from nats.js.api import ConsumerConfig
 
 from contracts.commands import (
+    AcceptCaseTransfer,
     AcceptReferral,
+    CloseCase,
     Command,
     CompleteReferral,
+    DeclineCaseTransfer,
     DeclineReferral,
     DischargeFromShelter,
     EraseCase,
     RecordConsent,
     RegisterAgencyKey,
     RegisterShelter,
+    ReopenCase,
     RequestAccess,
+    RequestCaseTransfer,
     RequestCrossBorderReferral,
     RevokeReferral,
     SubmitScreening,
@@ -149,9 +154,17 @@ TABLE: tuple[Entry, ...] = (
             RecordConsent: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
             WithdrawConsent: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
             EraseCase: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            # Case lifecycle. A case's owner is always an agency that may identify (transfers
+            # go only to such agencies); the domain checks it is this case's owner, and for an
+            # answer the agency the pending transfer names.
+            RequestCaseTransfer: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            AcceptCaseTransfer: (Sender.ANY,),
+            DeclineCaseTransfer: (Sender.ANY,),
+            CloseCase: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            ReopenCase: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
         },
         writes=("case",),
-        loads=("case",),
+        loads=("case", "referral"),  # a case closes only when none of its referrals is active
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
         answers=(INTAKE_KEY_SUBJECT,),
         keys=(Key.KEK, Key.INTAKE, Key.BLIND_INDEX),

@@ -31,12 +31,14 @@ from nats.js import JetStreamContext
 
 from contracts.commands import (
     ALL_COMMANDS,
+    CloseCase,
     Command,
     Consent,
     DeclineReferral,
     EraseCase,
     RecordConsent,
     RegisterShelter,
+    RequestCaseTransfer,
     SubmitScreening,
 )
 from contracts.envelope import Envelope
@@ -49,11 +51,13 @@ from contracts.subjects import (
 )
 from contracts.vocabulary import (
     AgencyKind,
+    ClosureReason,
     DataPurpose,
     DeclineReason,
     ErasureReason,
     PersonalField,
     Service,
+    TransferReason,
 )
 from services.agencies.registry import load_registry
 from services.audit.domain import COMMAND_REJECTED
@@ -556,3 +560,51 @@ async def test_police_cannot_erase_a_case_as_the_coordinating_body(tmp_path: Pat
         centre = RecordingAgencyClient(crisis, centre_key, hub.replies)
         opened = await centre.open_fields(case_id, DataPurpose.ASSISTANCE)
         assert opened[PersonalField.FULL_NAME] == CANARY_NAME
+
+
+async def test_an_agency_that_does_not_own_the_case_cannot_transfer_or_close_it(
+    tmp_path: Path,
+) -> None:
+    """Attack (d): the police, an identifying agency but not the case's owner, try to hand
+    the crisis centre's case to themselves and to close it, in their own name and then in
+    the owner's. No referral service runs, so no referral keeps the case from closing."""
+    async with (
+        secured_hub(tmp_path, ("identifier", "audit")) as hub,
+        connected(hub.cluster, CRISIS) as crisis,
+        connected(hub.cluster, POLICE) as police,
+    ):
+        identified = await HubClient(crisis.nc).send(screening(CRISIS, needs=frozenset()))
+        hub.replies.append(json.dumps(identified).encode())
+        assert identified["status"] == "accepted", identified
+        case_id = uuid.UUID(identified["aggregate_id"])
+        take = RequestCaseTransfer(
+            command_id=uuid.uuid4(),
+            agency_id=POLICE,
+            case_id=case_id,
+            to_agency=POLICE,
+            reason=TransferReason.OTHER,
+        )
+        close = CloseCase(
+            command_id=uuid.uuid4(),
+            agency_id=POLICE,
+            case_id=case_id,
+            reason=ClosureReason.LOST_CONTACT,
+        )
+        as_owner = close.model_copy(update={"command_id": uuid.uuid4(), "agency_id": CRISIS})
+        before = await hub.last_event()
+        for command in (take, close, as_owner):
+            body = json.loads(command.model_dump_json())
+            reply = await police.request(agency_command_subject(type(command), POLICE), body)
+            hub.replies.append(json.dumps(reply).encode())
+            assert reply["status"] == "rejected", command
+            assert [(e["field"], e["code"]) for e in reply["errors"]] == NOT_AUTHORISED
+        assert await hub.last_event() == before
+        lifecycle = ("case.transfer_requested", "case.closed")
+        assert not [e for e in await events(hub.js) if e.type in lifecycle]
+        notice = await hub.notice(str(as_owner.command_id))
+        assert (notice["agency_id"], notice["claimed_agency_id"]) == (POLICE, CRISIS)
+
+        # The owner itself may close it: the body was fine, the sender was not.
+        genuine = as_owner.model_copy(update={"command_id": uuid.uuid4()})
+        assert (await HubClient(crisis.nc).send(genuine))["status"] == "accepted"
+        assert [e.type for e in await events(hub.js) if e.type in lifecycle] == ["case.closed"]

@@ -167,7 +167,13 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.STREAM.CREATE.{EVENTS_STREAM}",
             "nrm.cmd.shelter.register",
         ),
-        ("nrm.cmd.screening.submit", "nrm.cmd.screening.submit.*", "_INBOX.identifier.x"),
+        (
+            "nrm.cmd.screening.submit",
+            "nrm.cmd.screening.submit.*",
+            "nrm.cmd.case.close.*",
+            "nrm.cmd.case.transfer_accept.*",
+            "_INBOX.identifier.x",
+        ),
         (
             "nrm.cmd.shelter.register",
             "nrm.cmd.shelter.register.*",
@@ -287,6 +293,12 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.shelter.register.{CRISIS}",
             f"nrm.cmd.consent.record.{CRISIS}",
             f"nrm.cmd.case.erase.{CRISIS}",  # its own cases (the identifier checks which)
+            # case lifecycle: its own cases, and transfers addressed to it (identifier checks)
+            f"nrm.cmd.case.transfer_request.{CRISIS}",
+            f"nrm.cmd.case.transfer_accept.{CRISIS}",
+            f"nrm.cmd.case.transfer_decline.{CRISIS}",
+            f"nrm.cmd.case.close.{CRISIS}",
+            f"nrm.cmd.case.reopen.{CRISIS}",
             f"nrm.cmd.access.request.{CRISIS}",
             f"nrm.cmd.referral.cross_border.{CRISIS}",  # its own cases (referral checks)
             "nrm.ctl.intake.key",  # it identifies: it seals personal data to the hub
@@ -324,6 +336,12 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.referral.accept.{CLINIC}",
             f"nrm.cmd.screening.submit.{CLINIC}",
             f"nrm.cmd.case.erase.{CRISIS}.x",  # its id, not as the last token
+            # case lifecycle, in another agency's name or on the open subject
+            "nrm.cmd.case.close",
+            f"nrm.cmd.case.close.{COORD}",
+            f"nrm.cmd.case.transfer_request.{COORD}",
+            f"nrm.cmd.case.transfer_accept.{CLINIC}",
+            evt("case", "case.transferred"),
         ),
         (f"_INBOX.{CRISIS}.x",),
         ("nrm.cmd.>", "nrm.evt.>", f"nrm.feed.{CRISIS}.>", "nrm.audit.>", f"_INBOX.{CLINIC}.>"),
@@ -334,6 +352,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.referral.decline.{CLINIC}",
             f"nrm.cmd.access.request.{CLINIC}",
             feed_create(CLINIC, CLINIC),
+            # any agency may answer a transfer (the identifier checks it is addressed to it)
+            f"nrm.cmd.case.transfer_accept.{CLINIC}",
+            f"nrm.cmd.case.transfer_decline.{CLINIC}",
         ),
         (
             f"nrm.cmd.screening.submit.{CLINIC}",  # it does not identify
@@ -347,6 +368,11 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.referral.cross_border.{CLINIC}",  # it identifies no case of its own
             f"nrm.cmd.case.erase.{COORD}",
             feed_create(CRISIS, CRISIS),
+            # it identifies no case, so it owns none: no transfer, closure or reopening
+            f"nrm.cmd.case.transfer_request.{CLINIC}",
+            f"nrm.cmd.case.close.{CLINIC}",
+            f"nrm.cmd.case.reopen.{CLINIC}",
+            f"nrm.cmd.case.transfer_accept.{CRISIS}",
         ),
         (f"_INBOX.{CLINIC}.x",),
         (f"nrm.feed.{CLINIC}.>", "nrm.cmd.referral.accept"),
@@ -359,6 +385,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.agency.register_key.{COORD}",
             f"nrm.cmd.referral.cross_border.{COORD}",
             feed_create(COORD, COORD),
+            f"nrm.cmd.case.transfer_request.{COORD}",
+            f"nrm.cmd.case.close.{COORD}",
+            f"nrm.cmd.case.reopen.{COORD}",
         ),
         (
             f"nrm.cmd.referral.accept.{COORD}",
@@ -368,6 +397,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.erase.{CRISIS}",
             f"nrm.cmd.agency.register_key.{CRISIS}",
             evt("case", "case.erased"),
+            f"nrm.cmd.case.close.{CRISIS}",
+            evt("case", "case.closed"),
         ),
         (f"_INBOX.{COORD}.x",),
         ("nrm.evt.>",),

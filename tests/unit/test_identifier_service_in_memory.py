@@ -19,15 +19,26 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from contracts.commands import (
+    AcceptCaseTransfer,
+    CloseCase,
     Consent,
+    DeclineCaseTransfer,
     EraseCase,
     RecordConsent,
+    ReopenCase,
+    RequestCaseTransfer,
+    RevokeReferral,
     ScreeningInterview,
     SubmitScreening,
     WithdrawConsent,
 )
 from contracts.events import (
+    CaseClosed,
     CaseErased,
+    CaseReopened,
+    CaseTransferDeclined,
+    CaseTransferred,
+    CaseTransferRequested,
     ConsentRecorded,
     ConsentWithdrawn,
     LikelyDuplicateFound,
@@ -42,16 +53,34 @@ from contracts.public_key_sealing import (
 )
 from contracts.replies import CommandAccepted, CommandRejection, ErrorCode
 from contracts.sealed import open_sealed
-from contracts.vocabulary import DataPurpose, ErasureReason, PersonalField
+from contracts.vocabulary import (
+    ClosureReason,
+    DataPurpose,
+    ErasureReason,
+    PersonalField,
+    ReopenReason,
+    RevokeReason,
+    Service,
+    TransferDeclineReason,
+    TransferReason,
+)
 from services.agencies.registry import load_registry
+from services.case.ids import referral_id_for
 from services.custody import service as custody
 from services.identifier import service as identifier
+from services.referral.service import ReferralService
 from services.runtime.case_keys import CaseKeys, create_hub_keys
 from services.runtime.eventstore import StoredEvent
 from services.runtime.in_memory import InMemoryEventStore, InMemoryKeyValue
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
+from services.runtime.service_table import consumer
 from services.runtime.settings import Settings
-from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET, COMMAND_IDS_BUCKET
+from services.runtime.topology import (
+    BLIND_INDEX_BUCKET,
+    CASE_KEYS_BUCKET,
+    COMMAND_IDS_BUCKET,
+    REFERRAL_DEADLINES_BUCKET,
+)
 from tests.integration.hub_reads import CANARIES, CANARY_NAME, CANARY_PHONE, screening
 
 IDENTIFIER = "kg-health-osh"  # identifies in Osh
@@ -64,7 +93,7 @@ COORDINATING_BODY = "kg-coordinating-body"
 def runtime(tmp_path: Path) -> Runtime:
     settings = Settings(data_dir=tmp_path)
     create_hub_keys(settings)  # the KEK ring, the intake and blind-index keys, as `nrm up`
-    buckets = (CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET, COMMAND_IDS_BUCKET)
+    buckets = (CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET, COMMAND_IDS_BUCKET, REFERRAL_DEADLINES_BUCKET)
     return Runtime(
         settings=settings,
         registry=load_registry(),
@@ -299,3 +328,227 @@ async def test_erasure_is_recorded_and_custody_then_shreds_the_key_and_the_index
     keys = await case_keys(runtime)
     assert await keys.existing_key(str(case_id)) is None
     assert await (await runtime.bucket(BLIND_INDEX_BUCKET)).keys() == []
+
+
+# --- case lifecycle: ownership, transfer, closure ----------------------------------------
+
+
+def transfer(case_id: object, by: str, to: str) -> RequestCaseTransfer:
+    return RequestCaseTransfer(
+        command_id=uuid.uuid4(),
+        agency_id=by,
+        case_id=case_id,
+        to_agency=to,
+        reason=TransferReason.PERSON_RELOCATED,
+    )
+
+
+def close(case_id: object, by: str) -> CloseCase:
+    return CloseCase(
+        command_id=uuid.uuid4(), agency_id=by, case_id=case_id, reason=ClosureReason.REINTEGRATED
+    )
+
+
+async def identified_case(host: ServiceHost) -> str:
+    """A case identified by IDENTIFIER, with no needs: nothing is referred."""
+    case_id = (await submit(host, screening(IDENTIFIER, needs=frozenset()))).aggregate_id
+    assert case_id is not None
+    return case_id
+
+
+async def test_a_case_is_transferred_then_closed_and_reopened_by_its_new_owner(
+    host: ServiceHost, runtime: Runtime
+) -> None:
+    case_id = await identified_case(host)
+    await host.execute(transfer(case_id, IDENTIFIER, OTHER_IDENTIFIER))
+    # Until the receiver accepts, the identifying agency owns the case: the receiver may not
+    # close it yet.
+    assert await rejected(host, close(case_id, OTHER_IDENTIFIER)) == [
+        ("agency_id", ErrorCode.NOT_AUTHORISED)
+    ]
+    accept = AcceptCaseTransfer(
+        command_id=uuid.uuid4(), agency_id=OTHER_IDENTIFIER, case_id=case_id
+    )
+    await host.execute(accept)
+    # Now the former owner may not close it, the new one may.
+    assert await rejected(host, close(case_id, IDENTIFIER)) == [
+        ("agency_id", ErrorCode.NOT_AUTHORISED)
+    ]
+    await host.execute(close(case_id, OTHER_IDENTIFIER))
+    reopen = ReopenCase(
+        command_id=uuid.uuid4(),
+        agency_id=OTHER_IDENTIFIER,
+        case_id=case_id,
+        reason=ReopenReason.NEW_NEEDS,
+    )
+    await host.execute(reopen)
+
+    events = (await case_events(runtime, case_id))[2:]  # after identification and consent
+    assert [type(e) for e in events] == [
+        CaseTransferRequested,
+        CaseTransferred,
+        CaseClosed,
+        CaseReopened,
+    ]
+    requested, transferred, closed, reopened = events
+    assert (requested.from_agency, requested.to_agency) == (IDENTIFIER, OTHER_IDENTIFIER)
+    assert (transferred.from_agency, transferred.to_agency) == (IDENTIFIER, OTHER_IDENTIFIER)
+    assert (closed.owner, closed.reason) == (OTHER_IDENTIFIER, ClosureReason.REINTEGRATED)
+    assert reopened.owner == OTHER_IDENTIFIER
+    # Ids and codes only: nothing of the person in any lifecycle event.
+    assert runtime.store is not None
+    stored = b"".join(e.envelope.to_bytes() for e in await runtime.store.read("nrm.evt.>"))
+    lifecycle = [e for e in await runtime.store.read("nrm.evt.case.>") if e.event in events]
+    assert len(lifecycle) == 4 and not any(
+        canary.encode() in e.envelope.to_bytes() for e in lifecycle for canary in CANARIES
+    )
+    assert not any(canary.encode() in stored for canary in CANARIES)
+
+
+async def test_a_declined_transfer_leaves_the_owner_and_allows_another_request(
+    host: ServiceHost, runtime: Runtime
+) -> None:
+    case_id = await identified_case(host)
+    await host.execute(transfer(case_id, COORDINATING_BODY, OTHER_IDENTIFIER))
+    second = transfer(case_id, IDENTIFIER, "kg-health-bishkek")
+    assert await rejected(host, second) == [("case_id", ErrorCode.INVALID_STATE)]
+    decline = DeclineCaseTransfer(
+        command_id=uuid.uuid4(),
+        agency_id=OTHER_IDENTIFIER,
+        case_id=case_id,
+        reason=TransferDeclineReason.NO_CAPACITY,
+    )
+    await host.execute(decline)
+    await host.execute(close(case_id, IDENTIFIER))  # still the owner
+    events = (await case_events(runtime, case_id))[2:]
+    assert [type(e) for e in events] == [CaseTransferRequested, CaseTransferDeclined, CaseClosed]
+    assert events[0].requested_by == COORDINATING_BODY
+
+
+async def test_refused_lifecycle_commands_are_typed_and_write_nothing(
+    host: ServiceHost, runtime: Runtime
+) -> None:
+    case_id = await identified_case(host)
+    before = await case_events(runtime, case_id)
+    assert await rejected(host, transfer(case_id, IDENTIFIER, "kg-not-registered")) == [
+        ("to_agency", ErrorCode.UNKNOWN_AGENCY)
+    ]
+    assert await rejected(host, transfer(case_id, IDENTIFIER, IDENTIFIER)) == [
+        ("to_agency", ErrorCode.INVALID_FIELD)
+    ]
+    assert await rejected(host, transfer(case_id, IDENTIFIER, PROSECUTOR)) == [
+        ("to_agency", ErrorCode.INVALID_FIELD)
+    ]
+    assert await rejected(host, transfer(case_id, "kg-health-bishkek", OTHER_IDENTIFIER)) == [
+        ("agency_id", ErrorCode.NOT_AUTHORISED)
+    ]
+    nothing_pending = AcceptCaseTransfer(
+        command_id=uuid.uuid4(), agency_id=OTHER_IDENTIFIER, case_id=case_id
+    )
+    assert await rejected(host, nothing_pending) == [("case_id", ErrorCode.INVALID_STATE)]
+    assert await case_events(runtime, case_id) == before
+
+    await host.execute(transfer(case_id, IDENTIFIER, OTHER_IDENTIFIER))
+    pending = await case_events(runtime, case_id)
+    for not_the_receiver in ("kg-health-bishkek", IDENTIFIER, COORDINATING_BODY):
+        accept = AcceptCaseTransfer(
+            command_id=uuid.uuid4(), agency_id=not_the_receiver, case_id=case_id
+        )
+        assert await rejected(host, accept) == [("agency_id", ErrorCode.NOT_AUTHORISED)]
+    assert await case_events(runtime, case_id) == pending
+    not_open = ReopenCase(
+        command_id=uuid.uuid4(),
+        agency_id=IDENTIFIER,
+        case_id=case_id,
+        reason=ReopenReason.OTHER,
+    )
+    assert await rejected(host, not_open) == [("case_id", ErrorCode.INVALID_STATE)]
+    unknown = close(uuid.uuid4(), IDENTIFIER)
+    assert await rejected(host, unknown) == [("case_id", ErrorCode.UNKNOWN_ID)]
+    assert await case_events(runtime, case_id) == pending
+
+
+async def test_a_case_is_not_closed_while_a_referral_of_it_is_active(
+    host: ServiceHost, runtime: Runtime
+) -> None:
+    referral_host = ServiceHost("referral", runtime, "nats://127.0.0.1:1")
+    ReferralService(referral_host).register()
+    reply = await submit(host, screening(IDENTIFIER, needs=frozenset({Service.MEDICAL})))
+    case_id = reply.aggregate_id
+    assert case_id is not None and runtime.store is not None
+    on_identification = referral_host.event_handlers["referral-on-identification"]
+    spec = consumer("referral-on-identification")
+    for stored in await runtime.store.read(*spec.filter_subjects):
+        await on_identification(delivery(stored))
+    referral_id = referral_id_for(case_id, Service.MEDICAL)
+    assert await runtime.store.load("referral", str(referral_id))  # requested, so active
+
+    before = await case_events(runtime, case_id)
+    assert await rejected(host, close(case_id, IDENTIFIER)) == [
+        ("case_id", ErrorCode.INVALID_STATE)
+    ]
+    assert await case_events(runtime, case_id) == before
+
+    revoke = RevokeReferral(
+        command_id=uuid.uuid4(),
+        agency_id=IDENTIFIER,
+        referral_id=referral_id,
+        reason=RevokeReason.NEED_MET_ELSEWHERE,
+    )
+    await referral_host.execute(revoke)
+    await host.execute(close(case_id, IDENTIFIER))
+    assert isinstance((await case_events(runtime, case_id))[-1], CaseClosed)
+
+
+async def test_a_closed_case_takes_only_reopening_and_erasure(
+    host: ServiceHost, runtime: Runtime
+) -> None:
+    case_id = await identified_case(host)
+    await host.execute(close(case_id, IDENTIFIER))
+    closed = await case_events(runtime, case_id)
+    refused = [
+        close(case_id, IDENTIFIER),
+        transfer(case_id, IDENTIFIER, OTHER_IDENTIFIER),
+        WithdrawConsent(command_id=uuid.uuid4(), agency_id=IDENTIFIER, case_id=case_id),
+        RecordConsent(
+            command_id=uuid.uuid4(),
+            agency_id=IDENTIFIER,
+            case_id=case_id,
+            given_on=dt.date(2026, 11, 21),
+            consent=Consent(),
+        ),
+    ]
+    for command in refused:
+        assert await rejected(host, command) == [("case_id", ErrorCode.INVALID_STATE)], command
+    assert await case_events(runtime, case_id) == closed
+    erase = EraseCase(
+        command_id=uuid.uuid4(),
+        agency_id=IDENTIFIER,
+        case_id=case_id,
+        reason=ErasureReason.RETENTION_ENDED,
+    )
+    await host.execute(erase)
+    assert isinstance((await case_events(runtime, case_id))[-1], CaseErased)
+
+
+async def test_a_retried_lifecycle_command_changes_nothing_and_a_reused_id_conflicts(
+    host: ServiceHost, runtime: Runtime
+) -> None:
+    case_id = await identified_case(host)
+    request = transfer(case_id, IDENTIFIER, OTHER_IDENTIFIER)
+    _, first = await host.execute(request)
+    _, again = await host.execute(request)
+    assert again.duplicate and again.event_ids == first.event_ids
+    closing = close(case_id, IDENTIFIER)
+    _, closed = await host.execute(closing)
+    after = await case_events(runtime, case_id)
+    # A retry of the request after the case closed is still answered from the record.
+    _, late_retry = await host.execute(request)
+    assert late_retry.duplicate and late_retry.event_ids == first.event_ids
+    _, close_again = await host.execute(closing)
+    assert close_again.duplicate and close_again.event_ids == closed.event_ids
+    other_reason = closing.model_copy(update={"reason": ClosureReason.LOST_CONTACT})
+    assert await rejected(host, other_reason) == [("command_id", ErrorCode.CONFLICT)]
+    other_receiver = request.model_copy(update={"to_agency": "kg-health-bishkek"})
+    assert await rejected(host, other_receiver) == [("command_id", ErrorCode.CONFLICT)]
+    assert await case_events(runtime, case_id) == after

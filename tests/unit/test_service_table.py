@@ -52,7 +52,16 @@ def test_a_command_without_an_owner_is_caught() -> None:
     lost = dataclasses.replace(identifier, commands={SubmitScreening: (Sender.IDENTIFYING,)})
     table = tuple(lost if e is identifier else e for e in TABLE)
     unowned = [c.NAME for c in ALL_COMMANDS if not owners(c, table)]
-    assert unowned == ["consent.record", "consent.withdraw", "case.erase"]
+    assert unowned == [
+        "consent.record",
+        "consent.withdraw",
+        "case.erase",
+        "case.transfer_request",
+        "case.transfer_accept",
+        "case.transfer_decline",
+        "case.close",
+        "case.reopen",
+    ]
 
 
 def test_every_command_some_agency_role_may_send() -> None:
