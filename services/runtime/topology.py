@@ -50,7 +50,12 @@ BUCKETS: dict[str, str] = {
     BLIND_INDEX_BUCKET: "Duplicate detection: keyed blind index of name + date of birth",
     COMMAND_IDS_BUCKET: "The fingerprint of each command id's first body",
 }
-ACK_WAIT_SECONDS = 30.0
+# How long a delivered, unacknowledged event waits before it is delivered again. After a
+# crash (kill -9 of a service or of the whole hub) this is how long its in-flight events are
+# held back; handlers are idempotent and take milliseconds (p99 under 2 s at saturation,
+# docs/PERFORMANCE.md), so a short wait only risks a harmless second delivery. Bootstrap
+# updates the durables of a running hub to it.
+ACK_WAIT_SECONDS = 10.0
 # Cross-border (docs/CROSSBORDER.md): packages waiting to be sent, per destination, and
 # packages received from partner hubs, deduplicated by package id for a week.
 XB_OUTBOX_STREAM = "NRM_XB_OUT"
