@@ -202,24 +202,20 @@ def decide_intake(
 
 def _case_for(
     case: Case | None,
-    case_id: UUID,
     agency: Agency | None,
-    agency_id: str,
     *,
+    may: Callable[[Case, Agency], bool] = may_act_on,
+    who: str = "the identifying agency or the coordinating body",
     closed_ok: bool = False,
 ) -> Case:
-    """The case, if it exists, is not erased, and `agency` may act on it: the identifying
-    agency or the coordinating body. A closed case only if `closed_ok` (erasure)."""
+    """The case, if it exists, is not erased, and `agency` may act on it (`who`, by `may`);
+    a closed case only if `closed_ok` (erasure, reopening)."""
     if case is None:
         raise reject("case_id", ErrorCode.UNKNOWN_ID, "no such case")
     if agency is None:
         raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
-    if not may_act_on(case, agency):
-        raise reject(
-            "agency_id",
-            ErrorCode.NOT_AUTHORISED,
-            "only the identifying agency or the coordinating body may do this",
-        )
+    if not may(case, agency):
+        raise reject("agency_id", ErrorCode.NOT_AUTHORISED, f"only {who} may do this")
     if case.erased:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
     if case.status is CaseStatus.CLOSED and not closed_ok:
@@ -230,7 +226,7 @@ def _case_for(
 def decide_record_consent(
     case: Case | None, command: RecordConsent, agency: Agency | None, consent_id: UUID
 ) -> list[Event]:
-    _case_for(case, command.case_id, agency, command.agency_id)
+    _case_for(case, agency)
     return [
         consent_recorded(
             command.case_id, consent_id, command.agency_id, command.given_on, command.consent
@@ -241,12 +237,12 @@ def decide_record_consent(
 def decide_withdraw_consent(
     case: Case | None, command: WithdrawConsent, agency: Agency | None
 ) -> list[Event]:
-    _case_for(case, command.case_id, agency, command.agency_id)
+    _case_for(case, agency)
     return [ConsentWithdrawn(case_id=command.case_id, withdrawn_by=command.agency_id)]
 
 
 def decide_erase(case: Case | None, command: EraseCase, agency: Agency | None) -> list[Event]:
-    _case_for(case, command.case_id, agency, command.agency_id, closed_ok=True)
+    _case_for(case, agency, closed_ok=True)
     return [CaseErased(case_id=command.case_id, erased_by=command.agency_id, reason=command.reason)]
 
 
@@ -254,23 +250,9 @@ def decide_erase(case: Case | None, command: EraseCase, agency: Agency | None) -
 
 
 def _managed_case(case: Case | None, agency: Agency | None, *, closed_ok: bool = False) -> Case:
-    """The case, if it exists, is not erased, and `agency` owns it or is the coordinating
-    body; a closed one only when `closed_ok` (reopening)."""
-    if case is None:
-        raise reject("case_id", ErrorCode.UNKNOWN_ID, "no such case")
-    if agency is None:
-        raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
-    if not may_manage(case, agency):
-        raise reject(
-            "agency_id",
-            ErrorCode.NOT_AUTHORISED,
-            "only the agency that owns the case or the coordinating body may do this",
-        )
-    if case.erased:
-        raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
-    if case.status is CaseStatus.CLOSED and not closed_ok:
-        raise reject("case_id", ErrorCode.INVALID_STATE, "the case is closed; reopen it first")
-    return case
+    """As `_case_for`, for what only the case's owner (or the coordinating body) does."""
+    owner = "the agency that owns the case or the coordinating body"
+    return _case_for(case, agency, may=may_manage, who=owner, closed_ok=closed_ok)
 
 
 def decide_request_transfer(

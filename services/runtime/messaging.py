@@ -257,6 +257,13 @@ def validation_errors(exc: ValidationError) -> tuple[FieldError, ...]:
     return tuple(errors)
 
 
+def _admitted(admit: Callable[[Any], Any], handle: CommandHandler) -> CommandHandler:
+    async def handle_admitted(command: Any) -> tuple[str, Outcome] | Reply:
+        return await handle(admit(command))
+
+    return handle_admitted
+
+
 def check_sender(command: Command, sender: str | None, *, authenticated: bool) -> None:
     """Who sent a command is the agency in its subject, which on a secured hub only that
     agency's NATS user may publish to; the body's `agency_id` must say the same. On a
@@ -313,12 +320,17 @@ class ServiceHost:
         self._budget = RejectionBudget()
         self._command_ledger: CommandLedger | None = None
         self.consuming = False
-        # The handlers as registered, by command type and by durable: a test calls them
-        # directly (or `execute`) on a Runtime with in-memory ports (no broker, no server).
-        self.command_handlers: dict[type[Command], CommandHandler] = {}
+        # The handlers as registered, by durable (and by command type, `command_handlers`):
+        # a test calls them directly (or `execute`) on a Runtime with in-memory ports.
         self.event_handlers: dict[str, EventHandler] = {}
         # Per command: admit (parse-once step), meaning (ledger fingerprint), handler.
         self._served: dict[type[Command], Served] = {}
+
+    @property
+    def command_handlers(self) -> dict[type[Command], CommandHandler]:
+        """Each registered command's admit-then-handle, without the sender check and the
+        ledger (`execute` has those): what a test calls without NATS."""
+        return {kind: _admitted(admit, handle) for kind, (admit, _, handle) in self._served.items()}
 
     @property
     def ready(self) -> bool:
@@ -426,11 +438,6 @@ class ServiceHost:
         the command-id ledger (services/runtime/command_ledger.py): the default hashes the
         whole body, which is wrong only where a retry legitimately re-encrypts part of it."""
         subject = command_subject(command_type)
-
-        async def handle_parsed(command: Any) -> tuple[str, Outcome] | Reply:
-            return await handle(admit(command))
-
-        self.command_handlers[command_type] = handle_parsed  # tests call it without NATS
         self._served[command_type] = (admit, meaning, handle)
         if COMMAND_IDS_BUCKET not in self._buckets:
             self.needs_bucket(COMMAND_IDS_BUCKET)

@@ -395,7 +395,7 @@ def test_a_missing_secret_stops_its_service_with_one_line_naming_it(
     [
         ("NRM_HEALTH_PORT", "eighty"),
         ("NRM_HEALTH_HOST", "localhost"),
-        ("NRM_NATS_URL", "http://nats:4222"),
+        ("NRM_NATS_URL", "http://nats:1"),  # the scheme is what is wrong
         ("NRM_NATS_TLS_CERT", "/nonexistent/identifier.pem"),
         ("NRM_NATS_TLS_CA", "/nonexistent/ca.pem"),
         ("NRM_MAX_DELIVER", "0"),

@@ -48,6 +48,7 @@ from services.case.case import fold_case
 from services.identifier.domain import consent_recorded
 from services.referral import crossborder as xb
 from services.runtime.case_keys import create_hub_keys
+from services.runtime.embedded import free_port
 from services.runtime.service_table import SERVICES, consumer, every_durable
 from services.runtime.settings import Settings
 
@@ -402,7 +403,8 @@ def test_every_event_consumer_pulls_no_more_than_it_may_hold(tmp_path: Path) -> 
     create_hub_keys(settings)  # the services read their keys when built
     pulls: dict[str, int] = {}
     for name in SERVICES:
-        host, _ = build_service(name, "nats://127.0.0.1:4222", settings)
+        never_dialled = f"nats://127.0.0.1:{free_port()}"  # building does not connect
+        host, _ = build_service(name, never_dialled, settings)
         for pull in host.pulls:
             assert pull.max_deliver == settings.max_deliver  # dead-lettered where it must be
             pulls[pull.durable] = pull.batch
