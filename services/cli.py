@@ -8,6 +8,7 @@
     nrm dlq list | retry ID        dead letters: what failed and why; re-drive after a fix
     nrm status    services running, consumer lag, dead letters, last audit entry
     nrm stats [report|htcds]       statistics for the coordinating body and publication
+    nrm cases unmet|waiting|overdue  the coordinating body's worklists (ids, codes, dates)
     nrm contracts generate|check   JSON Schema + AsyncAPI from the contract models
     nrm agency keygen | register-key   an agency's key pair for receiving personal data
     nrm case erase CASE_ID         crypto-shred a case (identifying agency or coordinating body)
@@ -447,6 +448,9 @@ def _parser() -> argparse.ArgumentParser:
     from services.statistics.command import add_parser as add_stats_parser
 
     add_stats_parser(sub)
+    from services.worklists.command import add_parser as add_worklists_parser
+
+    add_worklists_parser(sub)
     audit_cli.add_parser(sub, with_url)
     from nrm_tools.bench.command import add_parser as add_bench_parser
 
@@ -495,6 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.statistics.command import run as run_stats
 
             return asyncio.run(run_stats(args, resolve_nats_url(settings), settings))
+        if args.command == "cases":
+            from services.worklists.command import run as run_worklists
+
+            return asyncio.run(run_worklists(args, resolve_nats_url(settings), settings))
         if args.command == "audit":
             return asyncio.run(audit_cli.run(args, settings, lambda: resolve_nats_url(settings)))
         if args.command == "demo" and args.cross_border:

@@ -1,0 +1,1 @@
+"""Worklists for the coordinating body: `nrm cases unmet | waiting | overdue`."""

@@ -1,0 +1,97 @@
+"""`nrm cases unmet | waiting | overdue`: the coordinating body's worklists.
+
+nrm cases LIST [--region REGION] [--service SERVICE] [--format table|csv|json] [--nats-url URL]
+
+Read from the whole event stream as the operators' `admin` user (like `nrm stats`): an agency's
+NATS user may not read the event stream, so only the hub's operators and the coordinating
+body's secretariat through them see these lists. Ids, codes and dates only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import json
+import sys
+
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
+from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
+from contracts.vocabulary import Region, Service
+from services.runtime.connection import connect_operator
+from services.runtime.settings import Settings
+from services.runtime.stored_messages import NoDirectGet, StreamReader, decoded_event
+from services.worklists.projection import COLUMNS, Row, Worklist, WorklistState, apply, rows
+
+_HELP = {
+    Worklist.UNMET: "needs nobody could take, by case",
+    Worklist.WAITING: "people on a shelter's waiting list",
+    Worklist.OVERDUE: "referrals, follow-ups and identification decisions past their date",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cases = sub.add_parser("cases", help="worklists for the coordinating body")
+    lists = cases.add_subparsers(dest="worklist", required=True)
+    for worklist in Worklist:
+        p = lists.add_parser(worklist.value, help=_HELP[worklist])
+        p.add_argument("--region", choices=[r.value for r in Region], help="only this region")
+        p.add_argument("--service", choices=[s.value for s in Service], help="only this service")
+        p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+        p.add_argument(
+            "--nats-url", default=None, help="NATS URL (default: $NRM_NATS_URL or the local hub)"
+        )
+
+
+async def read_worklists(nc: Client) -> WorklistState:
+    """Every event of the stream folded into the worklists."""
+    state = WorklistState()
+    reader = StreamReader(nc, EVENTS_STREAM)
+    async for message in reader.messages(f"{EVENT_PREFIX}.>"):
+        stored = decoded_event(message)
+        if stored is not None:
+            apply(state, stored.envelope, stored.event, message.sequence)
+    return state
+
+
+def render(found: list[Row], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([row.as_dict() for row in found], indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(row.as_dict() for row in found)
+        return out.getvalue()
+    table = [COLUMNS, *(tuple(str(v) for v in row.as_dict().values()) for row in found)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in table
+    ]
+    return "\n".join(line.rstrip() for line in lines) + f"\n({len(found)} rows)\n"
+
+
+async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> int:
+    nc = await connect_operator(settings, nats_url)  # HubUnreachable: one line, by `nrm`
+    try:
+        state = await read_worklists(nc)
+    except (NotFoundError, NoDirectGet):
+        print(
+            f"nrm cases: no {EVENTS_STREAM} stream at {nats_url} (run `nrm bootstrap`)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        await nc.close()
+    found = rows(
+        state,
+        Worklist(args.worklist),
+        dt.datetime.now(dt.UTC),
+        region=args.region,
+        service=args.service,
+    )
+    sys.stdout.write(render(found, args.format))
+    return 0
