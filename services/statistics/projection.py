@@ -22,7 +22,10 @@ from uuid import UUID
 
 from contracts.envelope import Envelope, unwrap_event
 from contracts.events import (
+    CaseClosed,
     CaseErased,
+    CaseReopened,
+    CaseTransferred,
     ConsentRecorded,
     ConsentWithdrawn,
     Event,
@@ -68,6 +71,11 @@ class CaseFacts:
     first_service_at: dt.datetime | None = None
     duplicate_suspected: bool = False
     erased: bool = False
+    # The case lifecycle: closure (its latest), reopenings, ownership transfers accepted.
+    closed_at: dt.datetime | None = None
+    closure_reason: str | None = None
+    reopened: int = 0
+    transfers: int = 0
 
 
 @dataclass
@@ -215,6 +223,25 @@ def _duplicate(state: StatsState, event: LikelyDuplicateFound, envelope: Envelop
         facts.duplicate_suspected = True
 
 
+def _closed(state: StatsState, event: CaseClosed, envelope: Envelope) -> None:
+    facts = state.cases.get(event.case_id)
+    if facts is not None:
+        facts.closed_at, facts.closure_reason = envelope.time, event.reason.value
+
+
+def _reopened(state: StatsState, event: CaseReopened, envelope: Envelope) -> None:
+    facts = state.cases.get(event.case_id)
+    if facts is not None and facts.closed_at is not None:
+        facts.closed_at, facts.closure_reason = None, None
+        facts.reopened += 1
+
+
+def _transferred(state: StatsState, event: CaseTransferred, envelope: Envelope) -> None:
+    facts = state.cases.get(event.case_id)
+    if facts is not None:
+        facts.transfers += 1
+
+
 def _requested(state: StatsState, event: ReferralRequested, envelope: Envelope) -> None:
     if event.referral_id in state.referrals:
         return
@@ -321,6 +348,9 @@ _HANDLERS: dict[type[Event], Handler] = {
     ConsentWithdrawn: _consent_withdrawn,
     CaseErased: _erased,
     LikelyDuplicateFound: _duplicate,
+    CaseClosed: _closed,
+    CaseReopened: _reopened,
+    CaseTransferred: _transferred,
     ReferralRequested: _requested,
     ReferralAccepted: _referral_outcome("accepted"),
     ReferralWaitlisted: _referral_outcome("waitlisted"),

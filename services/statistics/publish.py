@@ -59,6 +59,18 @@ STANDARD: tuple[Query, ...] = (
         _IDENTIFIED,
         title="Time from identification to first service",
     ),
+    Query(
+        "cases",
+        ("case_status", "closure_reason"),
+        _IDENTIFIED,
+        title="Identified victims' cases by status and closure reason",
+    ),
+    Query(
+        "cases",
+        ("time_to_closure",),
+        _IDENTIFIED,
+        title="Time from identification to closure",
+    ),
     Query("referrals", ("service", "outcome"), title="Referrals by service and outcome"),
     Query("placements", ("category", "status"), title="Shelter placements by category"),
     Query("placements", ("category", "wait"), title="Shelter waiting time by category"),

@@ -17,6 +17,7 @@ from typing import Any
 from contracts.vocabulary import (
     AgeBand,
     AgencyKind,
+    ClosureReason,
     DeclineReason,
     FormOfExploitation,
     Region,
@@ -71,6 +72,13 @@ WAIT_VALUES = (
     "left_waiting_list",
     "refused",
 )
+CLOSURE_BANDS = (
+    (30 * 24.0, "under_30_days"),
+    (90 * 24.0, "30_to_90_days"),
+    (180 * 24.0, "90_to_180_days"),
+)
+CLOSURE_BAND_VALUES = (*(n for _, n in CLOSURE_BANDS), "over_180_days", "not_closed")
+CASE_STATUSES = ("active", "closed", "closed_referred")
 PLACEMENT_STATUS = ("resident", "discharged", "waiting", "left_waiting_list", "refused")
 REFERRAL_OUTCOMES = ("pending", "accepted", "waitlisted", "declined", "completed", "revoked")
 
@@ -83,6 +91,24 @@ def time_to_service(case: CaseFacts, at: dt.datetime) -> str:
     if case.first_service_at is None or case.first_service_at > at:
         return "no_service_yet"
     return _band(_hours(case.recorded_at, case.first_service_at), SERVICE_BANDS, "over_30_days")
+
+
+def _closed_by(case: CaseFacts, at: dt.datetime) -> bool:
+    return case.closed_at is not None and case.closed_at <= at
+
+
+def case_status(case: CaseFacts, at: dt.datetime) -> str:
+    """HTCDS `cas_Status` at `at`: a case closed because the person was referred on
+    (transferred abroad) is `closed_referred`."""
+    if not _closed_by(case, at):
+        return "active"
+    return "closed_referred" if case.closure_reason == "transferred_abroad" else "closed"
+
+
+def time_to_closure(case: CaseFacts, at: dt.datetime) -> str:
+    if case.closed_at is None or not _closed_by(case, at):
+        return "not_closed"
+    return _band(_hours(case.recorded_at, case.closed_at), CLOSURE_BANDS, "over_180_days")
 
 
 def placement_status(p: PlacementFacts, at: dt.datetime) -> str:
@@ -230,6 +256,36 @@ CASES = Unit(
             "identification to first accepted referral",
             time_to_service,
             SERVICE_BAND_VALUES,
+        ),
+        Dimension(
+            "case_status",
+            "HTCDS case status at report time: active / closed / closed_referred",
+            case_status,
+            CASE_STATUSES,
+        ),
+        Dimension(
+            "closure_reason",
+            "why the case was closed (HTCDS ReasonForCaseClosure), or not_closed",
+            lambda c, at: (c.closure_reason or "not_closed") if _closed_by(c, at) else "not_closed",
+            (*_enum(ClosureReason), "not_closed"),
+        ),
+        Dimension(
+            "time_to_closure",
+            "identification to closure",
+            time_to_closure,
+            CLOSURE_BAND_VALUES,
+        ),
+        Dimension(
+            "reopened",
+            "the case was closed and reopened at least once",
+            lambda c, at: "yes" if c.reopened else "no",
+            ("no", "yes"),
+        ),
+        Dimension(
+            "transferred",
+            "ownership was transferred to another agency at least once",
+            lambda c, at: "yes" if c.transfers else "no",
+            ("no", "yes"),
         ),
         Dimension(
             "duplicate",
