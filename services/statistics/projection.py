@@ -8,7 +8,7 @@ ids (case, referral, shelter) are kept only to apply later events of the same ag
 `case.erased` the case id is dropped and the case stays in the counts as an anonymous fact.
 
 A new event type adds a handler to `_HANDLERS` and, if it is a new unit of count, a list in
-`StatsState` (cross-border referrals, issue 5, will fill `cross_border`).
+`StatsState`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from contracts.envelope import Envelope, unwrap_event
 from contracts.events import (
     CaseClosed,
     CaseErased,
+    CaseReceivedFromAbroad,
     CaseReopened,
     CaseTransferred,
     ConsentRecorded,
@@ -33,6 +34,12 @@ from contracts.events import (
     NeedUnmet,
     ReferralAccepted,
     ReferralCompleted,
+    ReferralCrossBorderAccepted,
+    ReferralCrossBorderCompleted,
+    ReferralCrossBorderDeclined,
+    ReferralCrossBorderReceived,
+    ReferralCrossBorderRefused,
+    ReferralCrossBorderRequested,
     ReferralDeclined,
     ReferralEscalated,
     ReferralRequested,
@@ -125,13 +132,19 @@ class ShelterFacts:
 
 @dataclass
 class CrossBorderFacts:
-    """A cross-border referral (issue 5): no event carries one yet, so none is ever made."""
+    """One cross-border referral as this hub saw it. Outgoing: sent (or refused before
+    leaving) to `country`, answered by the destination's outcome codes. Incoming: received
+    from `country`, answered by what the local provider did with it. Never the other side's
+    local details: only the codes the hubs exchange."""
 
     case: CaseFacts | None
     country: str
-    direction: str
-    outcome: str
+    direction: str  # outgoing | incoming
+    purpose: str
+    service: str
+    outcome: str  # requested | refused | received | accepted | declined | completed
     requested_at: dt.datetime
+    answered_at: dt.datetime | None = None  # the first answer (received counts for outgoing)
 
 
 @dataclass
@@ -154,7 +167,11 @@ class StatsState:
     referrals: dict[UUID, ReferralFacts] = field(default_factory=dict)
     placements: dict[tuple[str, UUID], PlacementFacts] = field(default_factory=dict)
     shelters: dict[str, ShelterFacts] = field(default_factory=dict)
-    cross_border: list[CrossBorderFacts] = field(default_factory=list)
+    cross_border: dict[UUID, CrossBorderFacts] = field(default_factory=dict)  # by referral
+    # Cases received from abroad are not identifications of this country: kept apart from
+    # `cases` (and its counts), only to decide whether their cross-border facts are public.
+    received_cases: dict[UUID, CaseFacts] = field(default_factory=dict)
+    incoming: dict[UUID, CrossBorderFacts] = field(default_factory=dict)  # by received case
     unmet_needs: dict[UUID, UnmetNeedFacts] = field(default_factory=dict)  # by need id
     events_applied: int = 0
     last_sequence: int = 0  # NRM_EVENTS stream sequence of the last event applied
@@ -170,7 +187,7 @@ class StatsState:
         expired) covers `statistics`. An erased case never does."""
         return {
             id(facts)
-            for case_id, facts in self.cases.items()
+            for case_id, facts in (*self.cases.items(), *self.received_cases.items())
             if (consent := self.consents.get(case_id)) is not None and consent.allows_statistics(at)
         }
 
@@ -181,8 +198,14 @@ Handler = Callable[[StatsState, Any, Envelope], None]
 def _screened(state: StatsState, event: ScreeningRecord, envelope: Envelope) -> None:
     if event.case_id in state.cases:  # a redelivered or re-read event: the case is counted once
         return
-    state.cases[event.case_id] = CaseFacts(
-        status="identified" if isinstance(event, VictimIdentified) else "not_identified",
+    state.cases[event.case_id] = _case_facts(
+        event, envelope, "identified" if isinstance(event, VictimIdentified) else "not_identified"
+    )
+
+
+def _case_facts(event: ScreeningRecord, envelope: Envelope, status: str) -> CaseFacts:
+    return CaseFacts(
+        status=status,
         interviewed_on=event.interviewed_on,
         recorded_at=envelope.time,
         region=event.region.value,
@@ -195,6 +218,74 @@ def _screened(state: StatsState, event: ScreeningRecord, envelope: Envelope) -> 
         country_of_exploitation=event.country_of_exploitation,
         forms=tuple(sorted({f.value for f in event.forms_of_exploitation})),
     )
+
+
+def _received(state: StatsState, event: CaseReceivedFromAbroad, envelope: Envelope) -> None:
+    if event.case_id in state.received_cases:
+        return
+    facts = _case_facts(event, envelope, "received_from_abroad")
+    state.received_cases[event.case_id] = facts
+    state.incoming[event.case_id] = state.cross_border[event.origin_referral_id] = CrossBorderFacts(
+        case=facts,
+        country=event.origin,
+        direction="incoming",
+        purpose=event.purpose.value,
+        service=event.service.value,
+        outcome="received",
+        requested_at=envelope.time,
+    )
+
+
+def _incoming_of(state: StatsState, event: Any) -> CrossBorderFacts | None:
+    """The incoming cross-border referral a local referral serves: the received case's
+    referral for the service it was sent for."""
+    facts = state.incoming.get(event.case_id)
+    referral = state.referrals.get(event.referral_id)
+    if facts is None or referral is None or referral.service != facts.service:
+        return None
+    return facts
+
+
+def _sent(state: StatsState, event: ReferralCrossBorderRequested, envelope: Envelope) -> None:
+    state.cross_border.setdefault(
+        event.referral_id,
+        CrossBorderFacts(
+            case=state.cases.get(event.case_id),
+            country=event.destination,
+            direction="outgoing",
+            purpose=event.purpose.value,
+            service=event.service.value,
+            outcome="requested",
+            requested_at=envelope.time,
+        ),
+    )
+
+
+def _refused_abroad(
+    state: StatsState, event: ReferralCrossBorderRefused, envelope: Envelope
+) -> None:
+    state.cross_border.setdefault(
+        event.referral_id,
+        CrossBorderFacts(
+            case=state.cases.get(event.case_id),
+            country=event.destination,
+            direction="outgoing",
+            purpose=event.purpose.value,
+            service=event.service.value,
+            outcome="refused",
+            requested_at=envelope.time,
+        ),
+    )
+
+
+def _answered_abroad(outcome: str) -> Handler:
+    def handle(state: StatsState, event: Any, envelope: Envelope) -> None:
+        facts = state.cross_border.get(event.referral_id)
+        if facts is not None and facts.outcome != "completed":
+            facts.outcome = outcome
+            facts.answered_at = facts.answered_at or envelope.time
+
+    return handle
 
 
 def _consent_recorded(state: StatsState, event: ConsentRecorded, envelope: Envelope) -> None:
@@ -246,7 +337,7 @@ def _requested(state: StatsState, event: ReferralRequested, envelope: Envelope) 
     if event.referral_id in state.referrals:
         return
     state.referrals[event.referral_id] = ReferralFacts(
-        case=state.cases.get(event.case_id),
+        case=state.cases.get(event.case_id) or state.received_cases.get(event.case_id),
         service=event.service.value,
         region=event.region.value,
         sex=event.sex.value,
@@ -273,6 +364,10 @@ def _referral_outcome(outcome: str) -> Handler:
             referral.decline_reason = event.reason.value
         if isinstance(event, ReferralAccepted | ReferralCompleted):
             _served(referral, envelope.time)
+        incoming = _incoming_of(state, event)
+        if incoming is not None and outcome in ("accepted", "declined", "completed"):
+            incoming.outcome = outcome
+            incoming.answered_at = incoming.answered_at or envelope.time
 
     return handle
 
@@ -365,6 +460,13 @@ _HANDLERS: dict[type[Event], Handler] = {
     ShelterWaitlistLeft: _left_list,
     ShelterPlacementRefused: _refused,
     NeedUnmet: _unmet,
+    CaseReceivedFromAbroad: _received,
+    ReferralCrossBorderRequested: _sent,
+    ReferralCrossBorderRefused: _refused_abroad,
+    ReferralCrossBorderReceived: _answered_abroad("received"),
+    ReferralCrossBorderAccepted: _answered_abroad("accepted"),
+    ReferralCrossBorderDeclined: _answered_abroad("declined"),
+    ReferralCrossBorderCompleted: _answered_abroad("completed"),
 }
 
 

@@ -76,8 +76,18 @@ STANDARD: tuple[Query, ...] = (
     Query("placements", ("category", "wait"), title="Shelter waiting time by category"),
     Query(
         "cross_border",
-        ("country", "outcome"),
-        title="Cross-border referrals by country and outcome (none recorded yet)",
+        ("country", "direction"),
+        title="Cross-border referrals by country, sent and received",
+    ),
+    Query(
+        "cross_border",
+        ("direction", "outcome"),
+        title="Cross-border referrals by outcome",
+    ),
+    Query(
+        "cross_border",
+        ("direction", "time_to_answer"),
+        title="Cross-border referrals: time to the first answer",
     ),
     Query("unmet_needs", ("service", "region"), title="Unmet needs by service and region"),
     Query("unmet_needs", ("service", "category"), title="Unmet needs by service and category"),
@@ -144,8 +154,8 @@ def publish(
     def shown(value: int, hidden: bool) -> int | None:
         return None if hidden else value
 
-    if s is None:  # no rows at all: the only figure is a zero total
-        return Published(table.query, rows, cols, (), (), (), None, hidden=1)
+    if s is None:  # no rows at all: the only figure is a zero total, hidden
+        return Published(table.query, rows, (), (), (), (), None, hidden=1)
     return Published(
         table.query,
         rows,

@@ -18,6 +18,7 @@ from contracts.vocabulary import (
     AgeBand,
     AgencyKind,
     ClosureReason,
+    DataPurpose,
     DeclineReason,
     FormOfExploitation,
     Region,
@@ -29,6 +30,7 @@ from contracts.vocabulary import (
 )
 from services.statistics.projection import (
     CaseFacts,
+    CrossBorderFacts,
     PlacementFacts,
     ReferralFacts,
     StatsState,
@@ -360,18 +362,44 @@ PLACEMENTS = Unit(
     ),
 )
 
+ANSWER_BANDS = ((24.0, "under_1_day"), (168.0, "1_to_7_days"), (720.0, "7_to_30_days"))
+ANSWER_VALUES = (*(n for _, n in ANSWER_BANDS), "over_30_days", "no_answer_yet")
+CROSS_BORDER_OUTCOMES = ("requested", "refused", "received", "accepted", "declined", "completed")
+
+
+def time_to_answer(x: CrossBorderFacts, at: dt.datetime) -> str:
+    if x.answered_at is None or x.answered_at > at:
+        return "no_answer_yet"
+    return _band(_hours(x.requested_at, x.answered_at), ANSWER_BANDS, "over_30_days")
+
+
 CROSS_BORDER = Unit(
     name="cross_border",
-    meaning="cross-border referrals (no event records them yet: always empty until issue 5)",
-    facts=lambda s: s.cross_border,
+    meaning="cross-border referrals sent to or received from a partner country's hub, "
+    "dated when sent (outgoing) or received (incoming)",
+    facts=lambda s: list(s.cross_border.values()),
     day=lambda x: x.requested_at.date(),
     case=lambda x: x.case,
     dimensions=(
-        Dimension("country", "the other country", lambda x, at: x.country),
+        Dimension("country", "the other country (ISO 3166-1 alpha-2)", lambda x, at: x.country),
         Dimension(
             "direction", "outgoing / incoming", lambda x, at: x.direction, ("outgoing", "incoming")
         ),
-        Dimension("outcome", "the other hub's answer", lambda x, at: x.outcome),
+        Dimension(
+            "outcome",
+            "the latest outcome code: requested / refused (never left) / received / accepted / "
+            "declined / completed",
+            lambda x, at: x.outcome,
+            CROSS_BORDER_OUTCOMES,
+        ),
+        Dimension("purpose", "why it was sent", lambda x, at: x.purpose, _enum(DataPurpose)),
+        Dimension("service", "the service asked for", lambda x, at: x.service, _enum(Service)),
+        Dimension(
+            "time_to_answer",
+            "from sending (or receiving) to the first answer",
+            time_to_answer,
+            ANSWER_VALUES,
+        ),
     ),
 )
 

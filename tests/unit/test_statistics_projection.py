@@ -286,9 +286,7 @@ def test_rare_values_of_open_fields_are_pooled_as_other(state: StatsState) -> No
     assert table.total == sum(plain.values())
 
 
-def test_cross_border_referrals_are_an_empty_dimension_until_they_exist(
-    state: StatsState,
-) -> None:
+def test_a_stream_without_cross_border_referrals_counts_none(state: StatsState) -> None:
     table = count(state, Query(unit="cross_border", by=("country", "outcome")), REPORT_AT)
     assert table.rows == () and table.total == 0
 
