@@ -26,6 +26,8 @@ from contracts.vocabulary import (
     DeliveryUnit,
     DischargeReason,
     ErasureReason,
+    FollowUpOutcome,
+    FollowUpPurpose,
     FormOfExploitation,
     LegalBasis,
     Means,
@@ -303,6 +305,33 @@ class ReopenCase(Command):
     reason: ReopenReason
 
 
+# --- Follow-ups (identifier, on the case) ---------------------------------------------------
+
+
+class ScheduleFollowUp(Command):
+    """Schedule a follow-up of the person by `due_on` (today or later). Sent by the case's
+    owner, the coordinating body, or a provider with an accepted or completed referral of the
+    case. The follow-up id is derived from `command_id`. Not recorded by its due date, it is
+    escalated once to the coordinating body."""
+
+    NAME: ClassVar[str] = "followup.schedule"
+
+    case_id: CanonicalUuid
+    due_on: dt.date
+    purpose: FollowUpPurpose
+
+
+class RecordFollowUp(Command):
+    """Record the outcome of a scheduled follow-up: that closes it. Sent by the agency that
+    scheduled it, the case's owner or the coordinating body."""
+
+    NAME: ClassVar[str] = "followup.record"
+
+    case_id: CanonicalUuid
+    followup_id: CanonicalUuid
+    outcome: FollowUpOutcome
+
+
 class RegisterAgencyKey(Command):
     """An agency's public key for receiving field keys (X25519, base64 of the raw 32 bytes),
     registered by the coordinating body (`agency_id`) after it verified the key with the agency
@@ -363,6 +392,10 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     CloseCase,
     ReopenCase,
     # end case lifecycle
+    # follow-ups
+    ScheduleFollowUp,
+    RecordFollowUp,
+    # end follow-ups
     RegisterAgencyKey,
     RequestAccess,
     RequestCrossBorderReferral,

@@ -32,6 +32,8 @@ from contracts.vocabulary import (
     DeclineReason,
     DischargeReason,
     ErasureReason,
+    FollowUpOutcome,
+    FollowUpPurpose,
     FormOfExploitation,
     LegalBasis,
     PersonalField,
@@ -232,6 +234,43 @@ class CaseReopened(CaseEvent):
     owner: AgencyId
     reopened_by: AgencyId
     reason: ReopenReason
+
+
+# --- Follow-ups (identifier, on the case) ---------------------------------------------------
+# On the case aggregate, so the case fold knows its pending follow-ups (HTCDS `follow_up`).
+# Closing the case cancels those still pending (services/case/case.py): no event for that.
+
+
+class FollowUpScheduled(CaseEvent):
+    NAME: ClassVar[str] = "case.followup_scheduled"
+
+    followup_id: UUID = Field(description="Derived from the command id (services/case/ids.py)")
+    due_on: dt.date
+    purpose: FollowUpPurpose
+    scheduled_by: AgencyId
+    recorded_at: dt.datetime
+
+
+class FollowUpRecorded(CaseEvent):
+    """The follow-up took place (or was attempted): it is closed."""
+
+    NAME: ClassVar[str] = "case.followup_recorded"
+
+    followup_id: UUID
+    outcome: FollowUpOutcome
+    recorded_by: AgencyId
+    recorded_at: dt.datetime
+
+
+class FollowUpOverdue(CaseEvent):
+    """Not recorded by its due date: escalated, once, to the coordinating body. It stays
+    open and may still be recorded."""
+
+    NAME: ClassVar[str] = "case.followup_overdue"
+
+    followup_id: UUID
+    due_on: dt.date
+    escalated_to: AgencyId
 
 
 # --- Referral (referral) -------------------------------------------------------------------
@@ -520,6 +559,11 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     CaseClosed,
     CaseReopened,
     # end case lifecycle
+    # follow-ups
+    FollowUpScheduled,
+    FollowUpRecorded,
+    FollowUpOverdue,
+    # end follow-ups
     ReferralRequested,
     ReferralAccepted,
     ReferralWaitlisted,

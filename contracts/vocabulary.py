@@ -206,10 +206,18 @@ class ErasureReason(StrEnum):
 
 
 class CaseStatus(StrEnum):
-    """HTCDS `cas_Status` as far as the hub tracks it (follow-up comes later)."""
+    """HTCDS `cas_Status`: an open case is `active`, or `follow_up` while a scheduled
+    follow-up is not yet recorded; a closed one is `closed`, or `closed_referred` when it
+    was closed because the person was referred on abroad (`transferred_abroad`)."""
 
     ACTIVE = "active"
+    FOLLOW_UP = "follow_up"
     CLOSED = "closed"
+    CLOSED_REFERRED = "closed_referred"
+
+    @property
+    def is_closed(self) -> bool:
+        return self in (CaseStatus.CLOSED, CaseStatus.CLOSED_REFERRED)
 
 
 class TransferReason(StrEnum):
@@ -249,6 +257,27 @@ class ReopenReason(StrEnum):
     OTHER = "other"
 
 
+# --- Follow-ups (identifier, on the case) ---------------------------------------------------
+
+
+class FollowUpPurpose(StrEnum):
+    """Why a follow-up of the person is scheduled."""
+
+    POST_DISCHARGE = "post_discharge"
+    REINTEGRATION_CHECK = "reintegration_check"
+    SAFETY_CHECK = "safety_check"
+    OTHER = "other"
+
+
+class FollowUpOutcome(StrEnum):
+    """What the follow-up found (codes only: no notes, they would be personal data)."""
+
+    IN_CONTACT_STABLE = "in_contact_stable"
+    NEEDS_SUPPORT = "needs_support"
+    NOT_REACHED = "not_reached"
+    OTHER = "other"
+
+
 class AccessRefusal(StrEnum):
     """Why a request for a case's data key was refused (never says more than the code)."""
 
@@ -260,6 +289,7 @@ class AccessRefusal(StrEnum):
     NO_CONSENT = "no_consent"
     CONSENT_WITHDRAWN = "consent_withdrawn"
     CONSENT_EXPIRED = "consent_expired"
+    GUARDIAN_CONSENT_REQUIRED = "guardian_consent_required"  # a child on informed consent
     PURPOSE_NOT_COVERED = "purpose_not_covered"
     RECIPIENT_NOT_COVERED = "recipient_not_covered"
     FIELDS_NOT_COVERED = "fields_not_covered"
@@ -277,6 +307,7 @@ class TransferRefusal(StrEnum):
     NO_CONSENT = "no_consent"
     CONSENT_WITHDRAWN = "consent_withdrawn"
     CONSENT_EXPIRED = "consent_expired"
+    GUARDIAN_CONSENT_REQUIRED = "guardian_consent_required"  # a child on informed consent
     PURPOSE_NOT_COVERED = "purpose_not_covered"
     COUNTRY_NOT_COVERED = "country_not_covered"
 

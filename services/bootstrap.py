@@ -17,6 +17,7 @@ from structlog.contextvars import bound_contextvars
 from services.agencies.registry import load_registry
 from services.audit import service as audit
 from services.custody import service as custody
+from services.identifier import followups
 from services.identifier import service as identifier
 from services.referral.service import ReferralService
 from services.runtime.connection import ADMIN_ROLE, connect_options
@@ -43,6 +44,12 @@ def _referral(host: ServiceHost) -> list[Loop]:
     return [referral.run_deadline_sweeps, *referral.link.loops()]
 
 
+def _identifier(host: ServiceHost) -> list[Loop]:
+    identifier.register(host)
+    # The sweep that escalates follow-ups not recorded by their due date.
+    return [functools.partial(followups.run_overdue_sweeps, host.runtime)]
+
+
 def _without_loops(register: Callable[[ServiceHost], None]) -> Register:
     def registered(host: ServiceHost) -> list[Loop]:
         register(host)
@@ -55,7 +62,7 @@ def _without_loops(register: Callable[[ServiceHost], None]) -> Register:
 # host, and the background loops it needs. tests/unit/test_service_table.py checks that the
 # two name the same services.
 REGISTER: dict[str, Register] = {
-    "identifier": _without_loops(identifier.register),
+    "identifier": _identifier,
     "referral": _referral,
     "shelter": _without_loops(shelter.register),
     "audit": audit.register,

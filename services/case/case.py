@@ -1,13 +1,15 @@
 """A case as its events tell it, and who may act on it.
 
-The identifier (consent, erasure, ownership, closure), the referral service (cross-border
-transfers) and custody (data releases) all rule on the same folded case.
+The identifier (consent, erasure, ownership, closure, follow-ups), the referral service
+(cross-border transfers) and custody (data releases) all rule on the same folded case.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from uuid import UUID
 
 from contracts.events import (
     CaseClosed,
@@ -19,10 +21,28 @@ from contracts.events import (
     ConsentRecorded,
     ConsentWithdrawn,
     Event,
+    FollowUpOverdue,
+    FollowUpRecorded,
+    FollowUpScheduled,
     ScreeningRecord,
 )
-from contracts.vocabulary import AgencyKind, CaseStatus, PersonalField
+from contracts.vocabulary import AgencyKind, CaseStatus, ClosureReason, PersonalField
 from services.agencies.registry import Agency
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """One scheduled follow-up: pending until recorded, or cancelled by the case's closure.
+    `escalated` once reported overdue to the coordinating body (it stays pending)."""
+
+    scheduled: FollowUpScheduled
+    recorded: bool = False
+    escalated: bool = False
+    cancelled: bool = False
+
+    @property
+    def pending(self) -> bool:
+        return not self.recorded and not self.cancelled
 
 
 @dataclass(frozen=True)
@@ -39,16 +59,55 @@ class Case:
     owner: str = ""  # fold_case sets it; "" only for a Case built by hand without one
     pending_transfer: CaseTransferRequested | None = None
     status: CaseStatus = CaseStatus.ACTIVE
+    followups: Mapping[UUID, FollowUp] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def present_fields(self) -> frozenset[PersonalField]:
         return frozenset(self.record.personal_data)
 
+    @property
+    def is_closed(self) -> bool:
+        """`closed` or `closed_referred`: every rule on a closed case holds for both."""
+        return self.status.is_closed
+
+    @property
+    def pending_followups(self) -> tuple[FollowUp, ...]:
+        return tuple(f for f in self.followups.values() if f.pending)
+
+
+def _open_status(case: Case) -> CaseStatus:
+    """HTCDS `follow_up` while a scheduled follow-up is pending, else `active`."""
+    return CaseStatus.FOLLOW_UP if case.pending_followups else CaseStatus.ACTIVE
+
+
+def _with_followup(
+    case: Case,
+    followup_id: UUID,
+    *,
+    recorded: bool = False,
+    escalated: bool = False,
+    cancelled: bool = False,
+) -> Case:
+    """The case with one follow-up marked recorded, escalated or cancelled (an unknown id:
+    unchanged)."""
+    found = case.followups.get(followup_id)
+    if found is None:
+        return case
+    marked = replace(
+        found,
+        recorded=found.recorded or recorded,
+        escalated=found.escalated or escalated,
+        cancelled=found.cancelled or cancelled,
+    )
+    followups = {**case.followups, followup_id: marked}
+    return replace(case, followups=MappingProxyType(followups))
+
 
 def fold_case(events: Sequence[Event]) -> Case | None:
     """None until the screening; other aggregates' events are ignored. A later consent
     replaces the earlier one and lifts a withdrawal. The screening's agency owns the case
-    until a transfer is accepted; an answered transfer is no longer pending."""
+    until a transfer is accepted; an answered transfer is no longer pending. Closing cancels
+    the pending follow-ups; a reopened case is `active` again."""
     case: Case | None = None
     for event in events:
         if isinstance(event, ScreeningRecord):
@@ -68,9 +127,22 @@ def fold_case(events: Sequence[Event]) -> Case | None:
         elif isinstance(event, CaseTransferDeclined):
             case = replace(case, pending_transfer=None)
         elif isinstance(event, CaseClosed):
-            case = replace(case, status=CaseStatus.CLOSED)
+            referred_on = event.reason is ClosureReason.TRANSFERRED_ABROAD
+            status = CaseStatus.CLOSED_REFERRED if referred_on else CaseStatus.CLOSED
+            for pending in case.pending_followups:
+                case = _with_followup(case, pending.scheduled.followup_id, cancelled=True)
+            case = replace(case, status=status)
         elif isinstance(event, CaseReopened):
             case = replace(case, status=CaseStatus.ACTIVE)
+        elif isinstance(event, FollowUpScheduled):
+            followups = {**case.followups, event.followup_id: FollowUp(event)}
+            case = replace(case, followups=MappingProxyType(followups))
+            case = case if case.is_closed else replace(case, status=_open_status(case))
+        elif isinstance(event, FollowUpRecorded):
+            case = _with_followup(case, event.followup_id, recorded=True)
+            case = case if case.is_closed else replace(case, status=_open_status(case))
+        elif isinstance(event, FollowUpOverdue):
+            case = _with_followup(case, event.followup_id, escalated=True)
     return case
 
 

@@ -3,6 +3,10 @@
 The latest `consent.recorded` of a case is in force until withdrawn or expired. Custody
 (releases), the referral service (cross-border transfers, shared fields) and statistics
 (public tables) each ask the same questions of it.
+
+A child cannot consent alone to the release of their personal data: for a child only a
+guardian's consent, or a basis that is not consent (vital interests, a legal obligation),
+is in force. Assistance (referrals) never depends on consent, a child's neither.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Collection, Iterable
 from enum import StrEnum
 
 from contracts.events import ConsentRecorded
-from contracts.vocabulary import DataPurpose, PersonalField
+from contracts.vocabulary import DataPurpose, LegalBasis, PersonalField
 from services.agencies.registry import Agency
 from services.case.case import Case
 
@@ -24,6 +28,18 @@ class ConsentGap(StrEnum):
     NO_CONSENT = "no_consent"
     CONSENT_WITHDRAWN = "consent_withdrawn"
     CONSENT_EXPIRED = "consent_expired"
+    GUARDIAN_CONSENT_REQUIRED = "guardian_consent_required"
+
+
+# The legal bases on which a child's personal data may be released.
+CHILD_LEGAL_BASES = frozenset(
+    {LegalBasis.GUARDIAN_CONSENT, LegalBasis.VITAL_INTERESTS, LegalBasis.LEGAL_OBLIGATION}
+)
+
+
+def basis_valid_for(is_child: bool, basis: LegalBasis) -> bool:
+    """An adult's own informed consent, or any basis; for a child, not their own consent."""
+    return not is_child or basis in CHILD_LEGAL_BASES
 
 
 def unexpired(expires_at: dt.datetime | None, at: dt.datetime) -> bool:
@@ -40,6 +56,8 @@ def consent_in_force(case: Case, now: dt.datetime) -> ConsentRecorded | ConsentG
         return ConsentGap.CONSENT_WITHDRAWN
     if not unexpired(consent.expires_at, now):
         return ConsentGap.CONSENT_EXPIRED
+    if not basis_valid_for(case.record.is_child, consent.legal_basis):
+        return ConsentGap.GUARDIAN_CONSENT_REQUIRED
     return consent
 
 

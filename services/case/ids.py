@@ -40,3 +40,8 @@ def referral_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
 def need_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
     """A case has one need per service: its unmet-need facts land on one aggregate."""
     return derived_id("need", str(case_id), service.value)
+
+
+def followup_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
+    """A `followup.schedule` schedules one follow-up: a retry finds it again."""
+    return derived_id("followup", str(command_id))

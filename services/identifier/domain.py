@@ -43,9 +43,10 @@ from contracts.events import (
 )
 from contracts.replies import ErrorCode, reject
 from contracts.sealed import SealedValue
-from contracts.vocabulary import AgencyKind, CaseStatus, PersonalField, age_band
+from contracts.vocabulary import AgencyKind, PersonalField, age_band
 from services.agencies.registry import Agency
 from services.case.case import Case, may_act_on, may_manage
+from services.case.consent import basis_valid_for
 
 ADULT_AGE = 18
 
@@ -218,7 +219,7 @@ def _case_for(
         raise reject("agency_id", ErrorCode.NOT_AUTHORISED, f"only {who} may do this")
     if case.erased:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
-    if case.status is CaseStatus.CLOSED and not closed_ok:
+    if case.is_closed and not closed_ok:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case is closed; reopen it first")
     return case
 
@@ -226,7 +227,13 @@ def _case_for(
 def decide_record_consent(
     case: Case | None, command: RecordConsent, agency: Agency | None, consent_id: UUID
 ) -> list[Event]:
-    _case_for(case, agency)
+    case = _case_for(case, agency)
+    if not basis_valid_for(case.record.is_child, command.consent.legal_basis):
+        raise reject(
+            "consent.legal_basis",
+            ErrorCode.INVALID_FIELD,
+            "a child's consent needs a guardian or another legal basis",
+        )
     return [
         consent_recorded(
             command.case_id, consent_id, command.agency_id, command.given_on, command.consent
@@ -297,7 +304,7 @@ def _pending_for(case: Case | None, agency: Agency | None) -> tuple[Case, CaseTr
         raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
     if case.erased:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
-    if case.status is CaseStatus.CLOSED:
+    if case.is_closed:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case is closed; reopen it first")
     pending = case.pending_transfer
     if pending is None:
@@ -364,7 +371,7 @@ def decide_close(
 
 def decide_reopen(case: Case | None, command: ReopenCase, agency: Agency | None) -> list[Event]:
     case = _managed_case(case, agency, closed_ok=True)
-    if case.status is not CaseStatus.CLOSED:
+    if not case.is_closed:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case is not closed")
     return [
         CaseReopened(

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import services.identifier.domain as domain
+import services.identifier.followups as followups
 from contracts.commands import (
     AcceptCaseTransfer,
     CloseCase,
@@ -212,6 +213,7 @@ def register(host: ServiceHost) -> None:
     host.command(DeclineCaseTransfer, on_case(domain.decide_decline_transfer))
     host.command(CloseCase, close_case)
     host.command(ReopenCase, on_case(domain.decide_reopen))
+    followups.register(host)  # followup.schedule / followup.record and their projection
     intake_public = intake_key.public_key()
     host.answer(
         INTAKE_KEY_SUBJECT,

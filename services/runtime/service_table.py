@@ -32,6 +32,7 @@ from contracts.commands import (
     DischargeFromShelter,
     EraseCase,
     RecordConsent,
+    RecordFollowUp,
     RegisterAgencyKey,
     RegisterShelter,
     ReopenCase,
@@ -39,12 +40,17 @@ from contracts.commands import (
     RequestCaseTransfer,
     RequestCrossBorderReferral,
     RevokeReferral,
+    ScheduleFollowUp,
     SubmitScreening,
     WithdrawConsent,
 )
 from contracts.events import (
+    CaseClosed,
     CaseErased,
     CaseReceivedFromAbroad,
+    FollowUpOverdue,
+    FollowUpRecorded,
+    FollowUpScheduled,
     NeedUnmet,
     ReferralAccepted,
     ReferralCompleted,
@@ -74,6 +80,7 @@ from services.runtime.settings import Settings
 from services.runtime.topology import (
     BLIND_INDEX_BUCKET,
     CASE_KEYS_BUCKET,
+    FOLLOWUPS_DUE_BUCKET,
     REFERRAL_DEADLINES_BUCKET,
     AuditConsumerSpec,
     ConsumerSpec,
@@ -162,10 +169,29 @@ TABLE: tuple[Entry, ...] = (
             DeclineCaseTransfer: (Sender.ANY,),
             CloseCase: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
             ReopenCase: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            # Follow-ups: the case's owner, the coordinating body, or a provider with an
+            # accepted or completed referral of the case (the domain checks which case).
+            ScheduleFollowUp: (Sender.IDENTIFYING, Sender.PROVIDER, Sender.COORDINATING_BODY),
+            RecordFollowUp: (Sender.IDENTIFYING, Sender.PROVIDER, Sender.COORDINATING_BODY),
         },
+        consumers=(
+            ConsumerSpec(
+                "identifier-followups",
+                (
+                    event_type_filter(FollowUpScheduled),
+                    event_type_filter(FollowUpRecorded),
+                    event_type_filter(FollowUpOverdue),
+                    event_type_filter(CaseClosed),
+                    event_type_filter(CaseErased),
+                ),
+                "keeps the projection of follow-ups due, for the overdue sweep",
+            ),
+        ),
         writes=("case",),
-        loads=("case", "referral"),  # a case closes only when none of its referrals is active
-        buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
+        # A case closes only when none of its referrals is active; a provider schedules a
+        # follow-up only on a case it took on.
+        loads=("case", "referral"),
+        buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET, FOLLOWUPS_DUE_BUCKET),
         answers=(INTAKE_KEY_SUBJECT,),
         keys=(Key.KEK, Key.INTAKE, Key.BLIND_INDEX),
     ),

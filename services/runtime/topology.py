@@ -43,12 +43,14 @@ CASE_KEYS_BUCKET = "nrm-case-keys"
 REFERRAL_DEADLINES_BUCKET = "nrm-referral-deadlines"
 BLIND_INDEX_BUCKET = "nrm-blind-index"
 COMMAND_IDS_BUCKET = "nrm-command-ids"
+FOLLOWUPS_DUE_BUCKET = "nrm-followups-due"
 # Every bucket bootstrap creates; a service's table entry names those it uses.
 BUCKETS: dict[str, str] = {
     CASE_KEYS_BUCKET: "Per-case data keys, wrapped under the key-encryption key",
     REFERRAL_DEADLINES_BUCKET: "Open referrals and when they must be answered",
     BLIND_INDEX_BUCKET: "Duplicate detection: keyed blind index of name + date of birth",
     COMMAND_IDS_BUCKET: "The fingerprint of each command id's first body",
+    FOLLOWUPS_DUE_BUCKET: "Follow-ups of open cases not yet recorded, and their due dates",
 }
 # How long a delivered, unacknowledged event waits before it is delivered again. After a
 # crash (kill -9 of a service or of the whole hub) this is how long its in-flight events are

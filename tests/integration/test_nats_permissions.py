@@ -153,6 +153,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "$KV.nrm-case-keys.k1",
             f"$JS.API.STREAM.INFO.{EVENTS_STREAM}",
             f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",  # loads: batched direct get
+            # follow-ups: the projection of those due, and its durable
+            "$KV.nrm-followups-due.k1",
+            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.identifier-followups",
         ),
         (
             f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.load-x.nrm.evt.case.{CASE}.>",
@@ -202,6 +205,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "$KV.nrm-blind-index.k1",
             "nrm.dlq.audit-all",
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.shelter-on-referral",
+            "$KV.nrm-followups-due.k1",  # the identifier's
+            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.identifier-followups",
         ),
         (
             "nrm.cmd.referral.accept",
@@ -299,6 +304,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.transfer_decline.{CRISIS}",
             f"nrm.cmd.case.close.{CRISIS}",
             f"nrm.cmd.case.reopen.{CRISIS}",
+            # follow-ups of its own cases (the identifier checks which)
+            f"nrm.cmd.followup.schedule.{CRISIS}",
+            f"nrm.cmd.followup.record.{CRISIS}",
             f"nrm.cmd.access.request.{CRISIS}",
             f"nrm.cmd.referral.cross_border.{CRISIS}",  # its own cases (referral checks)
             "nrm.ctl.intake.key",  # it identifies: it seals personal data to the hub
@@ -342,6 +350,10 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.transfer_request.{COORD}",
             f"nrm.cmd.case.transfer_accept.{CLINIC}",
             evt("case", "case.transferred"),
+            f"nrm.cmd.followup.schedule.{COORD}",
+            "nrm.cmd.followup.record",
+            evt("case", "case.followup_scheduled"),
+            "$KV.nrm-followups-due.k1",
         ),
         (f"_INBOX.{CRISIS}.x",),
         ("nrm.cmd.>", "nrm.evt.>", f"nrm.feed.{CRISIS}.>", "nrm.audit.>", f"_INBOX.{CLINIC}.>"),
@@ -355,6 +367,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             # any agency may answer a transfer (the identifier checks it is addressed to it)
             f"nrm.cmd.case.transfer_accept.{CLINIC}",
             f"nrm.cmd.case.transfer_decline.{CLINIC}",
+            # a provider follows up the cases it took on (the identifier checks the referral)
+            f"nrm.cmd.followup.schedule.{CLINIC}",
+            f"nrm.cmd.followup.record.{CLINIC}",
         ),
         (
             f"nrm.cmd.screening.submit.{CLINIC}",  # it does not identify
@@ -373,6 +388,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.close.{CLINIC}",
             f"nrm.cmd.case.reopen.{CLINIC}",
             f"nrm.cmd.case.transfer_accept.{CRISIS}",
+            f"nrm.cmd.followup.schedule.{CRISIS}",
         ),
         (f"_INBOX.{CLINIC}.x",),
         (f"nrm.feed.{CLINIC}.>", "nrm.cmd.referral.accept"),
@@ -388,6 +404,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.transfer_request.{COORD}",
             f"nrm.cmd.case.close.{COORD}",
             f"nrm.cmd.case.reopen.{COORD}",
+            f"nrm.cmd.followup.schedule.{COORD}",
+            f"nrm.cmd.followup.record.{COORD}",
         ),
         (
             f"nrm.cmd.referral.accept.{COORD}",

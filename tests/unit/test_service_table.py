@@ -61,6 +61,8 @@ def test_a_command_without_an_owner_is_caught() -> None:
         "case.transfer_decline",
         "case.close",
         "case.reopen",
+        "followup.schedule",
+        "followup.record",
     ]
 
 
@@ -83,6 +85,11 @@ def test_agency_permissions_are_the_commands_its_roles_allow() -> None:
     assert "agency.register_key" in {c.NAME for c in may_send(coordinating, REGISTRY)}
     assert {"referral.accept"} <= {c.NAME for c in may_send(clinic, REGISTRY)}
     assert "screening.submit" not in {c.NAME for c in may_send(clinic, REGISTRY)}
+    # A provider follows up a case it took on (the identifier checks the referral).
+    assert {"followup.schedule", "followup.record"} <= {c.NAME for c in may_send(clinic, REGISTRY)}
+    assert {"followup.schedule", "followup.record"} <= {
+        c.NAME for c in may_send(coordinating, REGISTRY)
+    }
     assert entry("custody").commands[RequestAccess] == (Sender.ANY,)
 
 
