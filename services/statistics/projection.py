@@ -30,6 +30,8 @@ from contracts.events import (
     ConsentRecorded,
     ConsentWithdrawn,
     Event,
+    FollowUpRecorded,
+    FollowUpScheduled,
     LikelyDuplicateFound,
     NeedUnmet,
     ReferralAccepted,
@@ -83,6 +85,8 @@ class CaseFacts:
     closure_reason: str | None = None
     reopened: int = 0
     transfers: int = 0
+    follow_ups_pending: set[UUID] = field(default_factory=set)  # at the stream's end
+    follow_ups_recorded: int = 0
 
 
 @dataclass
@@ -318,6 +322,20 @@ def _closed(state: StatsState, event: CaseClosed, envelope: Envelope) -> None:
     facts = state.cases.get(event.case_id)
     if facts is not None:
         facts.closed_at, facts.closure_reason = envelope.time, event.reason.value
+        facts.follow_ups_pending.clear()  # closing cancels them (services/case/case.py)
+
+
+def _follow_up_scheduled(state: StatsState, event: FollowUpScheduled, envelope: Envelope) -> None:
+    facts = state.cases.get(event.case_id)
+    if facts is not None and facts.closed_at is None:
+        facts.follow_ups_pending.add(event.followup_id)
+
+
+def _follow_up_recorded(state: StatsState, event: FollowUpRecorded, envelope: Envelope) -> None:
+    facts = state.cases.get(event.case_id)
+    if facts is not None and event.followup_id in facts.follow_ups_pending:
+        facts.follow_ups_pending.discard(event.followup_id)
+        facts.follow_ups_recorded += 1
 
 
 def _reopened(state: StatsState, event: CaseReopened, envelope: Envelope) -> None:
@@ -446,6 +464,8 @@ _HANDLERS: dict[type[Event], Handler] = {
     CaseClosed: _closed,
     CaseReopened: _reopened,
     CaseTransferred: _transferred,
+    FollowUpScheduled: _follow_up_scheduled,
+    FollowUpRecorded: _follow_up_recorded,
     ReferralRequested: _requested,
     ReferralAccepted: _referral_outcome("accepted"),
     ReferralWaitlisted: _referral_outcome("waitlisted"),

@@ -80,7 +80,7 @@ CLOSURE_BANDS = (
     (180 * 24.0, "90_to_180_days"),
 )
 CLOSURE_BAND_VALUES = (*(n for _, n in CLOSURE_BANDS), "over_180_days", "not_closed")
-CASE_STATUSES = ("active", "closed", "closed_referred")
+CASE_STATUSES = ("active", "follow_up", "closed", "closed_referred")
 PLACEMENT_STATUS = ("resident", "discharged", "waiting", "left_waiting_list", "refused")
 REFERRAL_OUTCOMES = ("pending", "accepted", "waitlisted", "declined", "completed", "revoked")
 
@@ -101,9 +101,10 @@ def _closed_by(case: CaseFacts, at: dt.datetime) -> bool:
 
 def case_status(case: CaseFacts, at: dt.datetime) -> str:
     """HTCDS `cas_Status` at `at`: a case closed because the person was referred on
-    (transferred abroad) is `closed_referred`."""
+    (transferred abroad) is `closed_referred`; an open one with a follow-up pending (as the
+    stream ends: follow-ups are not dated back) is `follow_up`."""
     if not _closed_by(case, at):
-        return "active"
+        return "follow_up" if case.follow_ups_pending else "active"
     return "closed_referred" if case.closure_reason == "transferred_abroad" else "closed"
 
 
@@ -261,7 +262,7 @@ CASES = Unit(
         ),
         Dimension(
             "case_status",
-            "HTCDS case status at report time: active / closed / closed_referred",
+            "HTCDS case status at report time: active / follow_up / closed / closed_referred",
             case_status,
             CASE_STATUSES,
         ),
@@ -276,6 +277,12 @@ CASES = Unit(
             "identification to closure",
             time_to_closure,
             CLOSURE_BAND_VALUES,
+        ),
+        Dimension(
+            "followed_up",
+            "at least one follow-up was recorded for the case",
+            lambda c, at: "yes" if c.follow_ups_recorded else "no",
+            ("no", "yes"),
         ),
         Dimension(
             "reopened",

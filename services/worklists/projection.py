@@ -24,6 +24,8 @@ from contracts.events import (
     CaseClosed,
     CaseReopened,
     Event,
+    FollowUpRecorded,
+    FollowUpScheduled,
     NeedUnmet,
     ReferralAccepted,
     ReferralCompleted,
@@ -188,9 +190,29 @@ def _unmet(state: WorklistState, event: NeedUnmet, envelope: Envelope) -> None:
     )
 
 
+@handles(FollowUpScheduled)
+def _scheduled(state: WorklistState, event: FollowUpScheduled, envelope: Envelope) -> None:
+    state.follow_ups[event.followup_id] = _FollowUp(
+        case_id=event.case_id,
+        due_on=event.due_on,
+        scheduled_by=event.scheduled_by,
+        scheduled_at=event.recorded_at,
+    )
+
+
+@handles(FollowUpRecorded)
+def _followed_up(state: WorklistState, event: FollowUpRecorded, envelope: Envelope) -> None:
+    state.follow_ups.pop(event.followup_id, None)
+
+
 @handles(CaseClosed)
 def _closed(state: WorklistState, event: CaseClosed, envelope: Envelope) -> None:
     state.closed.add(event.case_id)
+    # Closing cancels the case's pending follow-ups (services/case/case.py): a reopened
+    # case does not bring them back.
+    for followup_id, follow_up in list(state.follow_ups.items()):
+        if follow_up.case_id == event.case_id:
+            del state.follow_ups[followup_id]
 
 
 @handles(CaseReopened)

@@ -8,8 +8,22 @@ import datetime as dt
 import uuid
 
 from contracts.envelope import Envelope, wrap_event
-from contracts.events import CaseClosed, CaseReopened, CaseTransferred, Event
-from contracts.vocabulary import ClosureReason, Region, ReopenReason, Service
+from contracts.events import (
+    CaseClosed,
+    CaseReopened,
+    CaseTransferred,
+    Event,
+    FollowUpRecorded,
+    FollowUpScheduled,
+)
+from contracts.vocabulary import (
+    ClosureReason,
+    FollowUpOutcome,
+    FollowUpPurpose,
+    Region,
+    ReopenReason,
+    Service,
+)
 from services.statistics.projection import fold
 from services.statistics.publish import figures
 from services.statistics.tables import Query, count
@@ -108,3 +122,33 @@ def test_public_closure_figures_are_suppressed_like_the_others() -> None:
     rows = dict(zip(public.rows, public.row_totals, strict=True))
     assert rows["reintegrated"] == 5
     assert rows["deceased"] is None  # one person: never published
+
+
+def test_a_pending_follow_up_makes_an_open_case_follow_up() -> None:
+    case = _case(Region.CHUY, False, (Service.SHELTER,))
+    followup = uuid.uuid4()
+    scheduled = FollowUpScheduled(
+        case_id=case.case_id,
+        followup_id=followup,
+        due_on=dt.date(2026, 6, 1),
+        purpose=FollowUpPurpose.POST_DISCHARGE,
+        scheduled_by=OWNER,
+        recorded_at=T0,
+    )
+    recorded = FollowUpRecorded(
+        case_id=case.case_id,
+        followup_id=followup,
+        outcome=FollowUpOutcome.IN_CONTACT_STABLE,
+        recorded_by=OWNER,
+        recorded_at=T0,
+    )
+    late = T0 + dt.timedelta(days=100)
+    pending = fold([_at(case, 0), _at(scheduled, 1)])
+    assert _cells(pending, ("case_status",), late) == {"follow_up": 1}
+    done = fold([_at(case, 0), _at(scheduled, 1), _at(recorded, 90)])
+    assert _cells(done, ("case_status",), late) == {"active": 1}
+    assert _cells(done, ("followed_up",), late) == {"yes": 1}
+    closed = fold(
+        [_at(case, 0), _at(scheduled, 1), _at(_closed(case.case_id, ClosureReason.OTHER), 2)]
+    )
+    assert _cells(closed, ("case_status",), late) == {"closed": 1}

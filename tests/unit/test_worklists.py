@@ -12,6 +12,8 @@ from contracts.events import (
     CaseClosed,
     CaseReopened,
     Event,
+    FollowUpRecorded,
+    FollowUpScheduled,
     NeedUnmet,
     ReferralAccepted,
     ReferralEscalated,
@@ -21,6 +23,8 @@ from contracts.events import (
 from contracts.vocabulary import (
     AgeBand,
     ClosureReason,
+    FollowUpOutcome,
+    FollowUpPurpose,
     Region,
     ReopenReason,
     Service,
@@ -186,3 +190,55 @@ def test_every_format_names_the_same_rows() -> None:
     csv_lines = render(found, "csv").splitlines()
     assert csv_lines[0].startswith("case_id,item,item_id") and str(CASE) in csv_lines[1]
     assert str(CASE) in render(found, "table") and "(1 rows)" in render(found, "table")
+
+
+def test_a_follow_up_is_overdue_after_its_due_day_until_recorded() -> None:
+    followup = uuid.uuid4()
+    scheduled = FollowUpScheduled(
+        case_id=CASE,
+        followup_id=followup,
+        due_on=dt.date(2026, 12, 1),
+        purpose=FollowUpPurpose.POST_DISCHARGE,
+        scheduled_by="kg-social-bishkek",
+        recorded_at=T0,
+    )
+    state = _fold((T0, scheduled))
+    assert rows(state, Worklist.OVERDUE, dt.datetime(2026, 12, 1, 23, tzinfo=dt.UTC)) == []
+    [row] = rows(state, Worklist.OVERDUE, dt.datetime(2026, 12, 4, tzinfo=dt.UTC))
+    assert (row.item, row.item_id, row.days, row.agency) == (
+        "followup",
+        str(followup),
+        3,
+        "kg-social-bishkek",
+    )
+    recorded = FollowUpRecorded(
+        case_id=CASE,
+        followup_id=followup,
+        outcome=FollowUpOutcome.IN_CONTACT_STABLE,
+        recorded_by="kg-social-bishkek",
+        recorded_at=T0,
+    )
+    apply(state, _envelope(recorded), recorded)
+    assert rows(state, Worklist.OVERDUE, dt.datetime(2026, 12, 4, tzinfo=dt.UTC)) == []
+
+
+def test_closing_a_case_cancels_its_follow_ups_for_good() -> None:
+    scheduled = FollowUpScheduled(
+        case_id=CASE,
+        followup_id=uuid.uuid4(),
+        due_on=dt.date(2026, 11, 3),
+        purpose=FollowUpPurpose.SAFETY_CHECK,
+        scheduled_by="kg-police",
+        recorded_at=T0,
+    )
+    closed = CaseClosed(
+        case_id=CASE, owner="kg-police", closed_by="kg-police", reason=ClosureReason.REINTEGRATED
+    )
+    reopened = CaseReopened(
+        case_id=CASE,
+        owner="kg-police",
+        reopened_by="kg-police",
+        reason=ReopenReason.CONTACT_RESUMED,
+    )
+    state = _fold((T0, scheduled), (T0, closed), (T0, reopened))
+    assert rows(state, Worklist.OVERDUE, T0 + dt.timedelta(days=30)) == []
