@@ -40,3 +40,8 @@ def referral_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
 def need_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
     """A case has one need per service: its unmet-need facts land on one aggregate."""
     return derived_id("need", str(case_id), service.value)
+
+
+def review_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
+    """The review of a non-identification opened by `identification.review_request`."""
+    return derived_id("review", str(command_id))

@@ -72,6 +72,7 @@ WAIT_VALUES = (
     "refused",
 )
 PLACEMENT_STATUS = ("resident", "discharged", "waiting", "left_waiting_list", "refused")
+PRESUMPTIONS = ("none", "pending", "decided_identified", "decided_not_identified")
 REFERRAL_OUTCOMES = ("pending", "accepted", "waitlisted", "declined", "completed", "revoked")
 
 
@@ -178,9 +179,16 @@ CASES = Unit(
     dimensions=(
         Dimension(
             "status",
-            "identified / not_identified (screening decision)",
+            "identified / not_identified / presumed: the case's latest outcome",
             lambda c, at: c.status,
-            ("identified", "not_identified"),
+            ("identified", "not_identified", "presumed"),
+        ),
+        Dimension(
+            "presumption",
+            "presumed victims: none (never presumed) / pending / decided_identified / "
+            "decided_not_identified",
+            lambda c, at: c.presumption,
+            PRESUMPTIONS,
         ),
         Dimension(
             "region",

@@ -61,6 +61,10 @@ def test_a_command_without_an_owner_is_caught() -> None:
         "case.transfer_decline",
         "case.close",
         "case.reopen",
+        "screening.decide",
+        "identification.review_request",
+        "identification.review_assign",
+        "identification.review_decide",
     ]
 
 
