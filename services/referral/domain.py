@@ -72,16 +72,15 @@ def needed_services(case: VictimIdentified | VictimPresumed) -> list[Service]:
     return sorted(services)
 
 
-# Referred for a presumed victim before the identification is decided (a child's
-# guardianship is among them: `needed_services` always adds it for a child).
-URGENT_SERVICES = frozenset(
-    {Service.SHELTER, Service.MEDICAL, Service.PSYCHOLOGICAL, Service.GUARDIANSHIP}
-)
+# Referred for a presumed victim before the identification is decided; for a child, her
+# guardianship too (`needed_services` always adds it for a child).
+URGENT_SERVICES = frozenset({Service.SHELTER, Service.MEDICAL, Service.PSYCHOLOGICAL})
 
 
 def urgent_services(case: VictimIdentified | VictimPresumed) -> list[Service]:
     """The needed services that cannot wait for the identification decision."""
-    return [service for service in needed_services(case) if service in URGENT_SERVICES]
+    urgent = URGENT_SERVICES | ({Service.GUARDIANSHIP} if case.is_child else frozenset())
+    return [service for service in needed_services(case) if service in urgent]
 
 
 def plan_needs(
