@@ -299,6 +299,11 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.transfer_decline.{CRISIS}",
             f"nrm.cmd.case.close.{CRISIS}",
             f"nrm.cmd.case.reopen.{CRISIS}",
+            # presumed victims and reviews: an NGO that identifies decides its own presumed
+            # cases, asks for reviews, and decides one assigned to it (identifier checks)
+            f"nrm.cmd.screening.decide.{CRISIS}",
+            f"nrm.cmd.identification.review_request.{CRISIS}",
+            f"nrm.cmd.identification.review_decide.{CRISIS}",
             f"nrm.cmd.access.request.{CRISIS}",
             f"nrm.cmd.referral.cross_border.{CRISIS}",  # its own cases (referral checks)
             "nrm.ctl.intake.key",  # it identifies: it seals personal data to the hub
@@ -342,6 +347,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.transfer_request.{COORD}",
             f"nrm.cmd.case.transfer_accept.{CLINIC}",
             evt("case", "case.transferred"),
+            f"nrm.cmd.identification.review_assign.{CRISIS}",  # the coordinating body's
+            f"nrm.cmd.identification.review_request.{COORD}",
+            evt("case", "case.review_requested"),
         ),
         (f"_INBOX.{CRISIS}.x",),
         ("nrm.cmd.>", "nrm.evt.>", f"nrm.feed.{CRISIS}.>", "nrm.audit.>", f"_INBOX.{CLINIC}.>"),
@@ -355,6 +363,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             # any agency may answer a transfer (the identifier checks it is addressed to it)
             f"nrm.cmd.case.transfer_accept.{CLINIC}",
             f"nrm.cmd.case.transfer_decline.{CLINIC}",
+            # an NGO speaks for the person: it may ask for a review of a non-identification
+            f"nrm.cmd.identification.review_request.{CLINIC}",
         ),
         (
             f"nrm.cmd.screening.submit.{CLINIC}",  # it does not identify
@@ -373,6 +383,10 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.close.{CLINIC}",
             f"nrm.cmd.case.reopen.{CLINIC}",
             f"nrm.cmd.case.transfer_accept.{CRISIS}",
+            # it identifies no case: it neither decides one nor a review
+            f"nrm.cmd.screening.decide.{CLINIC}",
+            f"nrm.cmd.identification.review_decide.{CLINIC}",
+            f"nrm.cmd.identification.review_assign.{CLINIC}",
         ),
         (f"_INBOX.{CLINIC}.x",),
         (f"nrm.feed.{CLINIC}.>", "nrm.cmd.referral.accept"),
@@ -388,6 +402,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.transfer_request.{COORD}",
             f"nrm.cmd.case.close.{COORD}",
             f"nrm.cmd.case.reopen.{COORD}",
+            f"nrm.cmd.screening.decide.{COORD}",
+            f"nrm.cmd.identification.review_assign.{COORD}",
+            f"nrm.cmd.identification.review_decide.{COORD}",
         ),
         (
             f"nrm.cmd.referral.accept.{COORD}",
@@ -399,6 +416,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             evt("case", "case.erased"),
             f"nrm.cmd.case.close.{CRISIS}",
             evt("case", "case.closed"),
+            f"nrm.cmd.identification.review_request.{COORD}",  # it does not represent anyone
+            f"nrm.cmd.identification.review_decide.{CRISIS}",
         ),
         (f"_INBOX.{COORD}.x",),
         ("nrm.evt.>",),
