@@ -63,6 +63,7 @@ from services.identifier.review import (
 )
 from services.referral.domain import plan_needs, urgent_services
 from services.runtime.service_table import Sender
+from services.runtime.settings import Settings, SettingsError
 from tests.integration.hub_reads import screening
 from tests.unit.test_case_core import CASE, IDENTIFIER, NOW, REGISTRY, agency, consent, identified
 
@@ -519,3 +520,13 @@ def test_the_table_s_representative_role_is_the_rule_s() -> None:
     for a in REGISTRY.agencies:
         assert Sender.REPRESENTATIVE.admits(a, REGISTRY) == (a.kind in REPRESENTATIVE_KINDS)
     assert [a.id for a in REGISTRY.agencies if a.kind in REPRESENTATIVE_KINDS]
+
+
+def test_the_decision_is_due_after_the_days_the_setting_names() -> None:
+    assert Settings().identification_decision_days == 30
+    assert (
+        Settings.from_env({"NRM_IDENTIFICATION_DECISION_DAYS": "45"}).identification_decision_days
+        == 45
+    )
+    with pytest.raises(SettingsError, match="NRM_IDENTIFICATION_DECISION_DAYS"):
+        Settings.from_env({"NRM_IDENTIFICATION_DECISION_DAYS": "0"})
