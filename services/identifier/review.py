@@ -33,11 +33,11 @@ from contracts.events import (
     VictimNotIdentified,
 )
 from contracts.replies import ErrorCode, reject
-from contracts.vocabulary import AgencyKind, CaseStatus, ReviewOutcome
+from contracts.vocabulary import AgencyKind, ReviewOutcome
 from services.agencies.registry import Agency
 from services.case.case import Case, fold_case
 from services.case.ids import review_id_for_command
-from services.identifier.domain import IDENTIFYING_KINDS, unmet_criteria
+from services.identifier.domain import IDENTIFYING_KINDS, _case_for, unmet_criteria
 from services.identifier.presumed import outcome_from
 from services.runtime.messaging import ServiceHost
 from services.runtime.writer import Outcome
@@ -72,17 +72,14 @@ def fold_reviews(events: Sequence[Event]) -> dict[UUID, Review]:
     return reviews
 
 
+def _anyone(_case: Case, _agency: Agency) -> bool:
+    return True  # who may act is checked by each rule below, by role or by the review
+
+
 def _reviewable(case: Case | None, agency: Agency | None) -> Case:
-    """The case exists, is neither erased nor closed; the sender is registered."""
-    if agency is None:
-        raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "the agency is not in the registry")
-    if case is None:
-        raise reject("case_id", ErrorCode.UNKNOWN_ID, "no such case")
-    if case.erased:
-        raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
-    if case.status is CaseStatus.CLOSED:
-        raise reject("case_id", ErrorCode.INVALID_STATE, "the case is closed; reopen it first")
-    return case
+    """The case exists, is neither erased nor closed; the sender is registered (the same
+    checks as every other command on a case)."""
+    return _case_for(case, agency, may=_anyone)
 
 
 def _review(reviews: dict[UUID, Review], review_id: UUID) -> Review:

@@ -349,10 +349,14 @@ def test_a_review_request_is_refused_typed() -> None:
     done_case, done_reviews = review_state(REQUESTED, upheld())
     assert asked(done_case, done_reviews, OMBUDSPERSON)
     erased = CaseErased(case_id=CASE, erased_by=IDENTIFIER, reason=ErasureReason.RETENTION_ENDED)
-    erased_case, _ = review_state(erased)
-    assert refused(lambda: asked(erased_case, {}, CRISIS_CENTRE)) == [
-        ("case_id", ErrorCode.INVALID_STATE)
-    ]
+    closed = CaseClosed(
+        case_id=CASE, owner=IDENTIFIER, closed_by=IDENTIFIER, reason=ClosureReason.OTHER
+    )
+    for ended in (erased, closed):
+        ended_case, _ = review_state(ended)
+        assert refused_by(asked, ended_case, {}, CRISIS_CENTRE) == [
+            ("case_id", ErrorCode.INVALID_STATE)
+        ]
 
 
 def test_reviews_are_folded_from_the_case_s_history() -> None:
