@@ -35,6 +35,8 @@ from contracts.vocabulary import (
     Purpose,
     Region,
     ReopenReason,
+    ReviewGrounds,
+    ReviewOutcome,
     RevokeReason,
     Service,
     Sex,
@@ -133,6 +135,12 @@ class ScreeningFacts(Command):
     needs: frozenset[Service] = frozenset()
     vulnerabilities: frozenset[Vulnerability] = frozenset()
     consent: Consent = Consent()
+    presumed: bool = Field(
+        default=False,
+        description="True: the criteria are not yet established (interview incomplete, person "
+        "in crisis); the person is recorded as a presumed victim (`victim.presumed`), gets the "
+        "urgent referrals at once, and `screening.decide` decides later",
+    )
 
 
 class ScreeningInterview(ScreeningFacts):
@@ -332,6 +340,69 @@ class RecordFollowUp(Command):
     outcome: FollowUpOutcome
 
 
+# --- Presumed victims and review of a non-identification (identifier) ---------------------
+
+
+class DecideScreening(Command):
+    """The identification decision on a presumed victim's case, by its owner (the identifying
+    agency until a transfer) or the coordinating body: `victim.identified` or
+    `victim.not_identified` on the same case, the profile and sealed personal data as recorded
+    at the presumption, with these criteria answers."""
+
+    NAME: ClassVar[str] = "screening.decide"
+
+    case_id: CanonicalUuid
+    criteria: CriteriaAnswers
+    forms_of_exploitation: frozenset[FormOfExploitation] | None = Field(
+        default=None, description="None: as recorded at the presumption"
+    )
+    needs: frozenset[Service] | None = Field(
+        default=None, description="None: as recorded at the presumption"
+    )
+
+
+class RequestIdentificationReview(Command):
+    """A representative of the person (an NGO or the ombudsperson) asks that a
+    non-identification be reviewed. One open review per case at a time."""
+
+    NAME: ClassVar[str] = "identification.review_request"
+
+    case_id: CanonicalUuid
+    grounds: ReviewGrounds
+
+
+class AssignIdentificationReview(Command):
+    """The coordinating body names the agency that decides a review (one that may identify,
+    other than the agency whose decision is reviewed and the requester)."""
+
+    NAME: ClassVar[str] = "identification.review_assign"
+
+    case_id: CanonicalUuid
+    review_id: CanonicalUuid
+    to_agency: AgencyId
+
+
+class DecideIdentificationReview(Command):
+    """The coordinating body (or the agency it assigned) decides an open review. Overturned:
+    `criteria` must meet the identification criteria, and the person is identified on the
+    same case (`needs`, `forms_of_exploitation`: what the review found)."""
+
+    NAME: ClassVar[str] = "identification.review_decide"
+
+    case_id: CanonicalUuid
+    review_id: CanonicalUuid
+    outcome: ReviewOutcome
+    criteria: CriteriaAnswers | None = Field(
+        default=None, description="Required when overturned, not given when upheld"
+    )
+    forms_of_exploitation: frozenset[FormOfExploitation] | None = Field(
+        default=None, description="Overturned only; None: as recorded at the screening"
+    )
+    needs: frozenset[Service] = Field(
+        default=frozenset(), description="Overturned only: the services to refer"
+    )
+
+
 class RegisterAgencyKey(Command):
     """An agency's public key for receiving field keys (X25519, base64 of the raw 32 bytes),
     registered by the coordinating body (`agency_id`) after it verified the key with the agency
@@ -396,6 +467,12 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     ScheduleFollowUp,
     RecordFollowUp,
     # end follow-ups
+    # presumed victims and review of a non-identification
+    DecideScreening,
+    RequestIdentificationReview,
+    AssignIdentificationReview,
+    DecideIdentificationReview,
+    # end presumed victims and review
     RegisterAgencyKey,
     RequestAccess,
     RequestCrossBorderReferral,

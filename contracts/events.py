@@ -40,6 +40,8 @@ from contracts.vocabulary import (
     Purpose,
     Region,
     ReopenReason,
+    ReviewGrounds,
+    ReviewOutcome,
     RevokeReason,
     Sector,
     Service,
@@ -116,6 +118,19 @@ class VictimNotIdentified(ScreeningRecord):
     NAME: ClassVar[str] = "victim.not_identified"
 
     unmet_criteria: tuple[UnmetCriterion, ...] = Field(min_length=1)
+
+
+class VictimPresumed(ScreeningRecord):
+    """A presumed victim: the identifying agency could not yet establish the criteria
+    (interview incomplete, person in crisis). The urgent needs are referred at once; the
+    decision (`screening.decide`) is due by `decision_due` and is recorded on the same case as
+    `victim.identified` or `victim.not_identified`."""
+
+    NAME: ClassVar[str] = "victim.presumed"
+
+    needs: tuple[Service, ...]
+    consent: Consent
+    decision_due: dt.datetime = Field(description="When recorded + the decision days setting")
 
 
 class ConsentRecorded(CaseEvent):
@@ -271,6 +286,40 @@ class FollowUpOverdue(CaseEvent):
     followup_id: UUID
     due_on: dt.date
     escalated_to: AgencyId
+
+
+# --- Review of a non-identification (identifier) -------------------------------------------
+# Ids and codes only. An overturned review is followed, on the same case, by a
+# `victim.identified` copying the screening's profile: the referrals follow from it.
+
+
+class CaseReviewRequested(CaseEvent):
+    """A representative of the person asked that the case's non-identification be reviewed."""
+
+    NAME: ClassVar[str] = "case.review_requested"
+
+    review_id: UUID = Field(description="Derived from the request's command id")
+    requested_by: AgencyId
+    grounds: ReviewGrounds
+    recorded_at: dt.datetime
+
+
+class CaseReviewAssigned(CaseEvent):
+    """The coordinating body named the agency that decides the review."""
+
+    NAME: ClassVar[str] = "case.review_assigned"
+
+    review_id: UUID
+    assigned_to: AgencyId
+    assigned_by: AgencyId
+
+
+class CaseReviewDecided(CaseEvent):
+    NAME: ClassVar[str] = "case.review_decided"
+
+    review_id: UUID
+    outcome: ReviewOutcome
+    decided_by: AgencyId
 
 
 # --- Referral (referral) -------------------------------------------------------------------
@@ -564,6 +613,12 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     FollowUpRecorded,
     FollowUpOverdue,
     # end follow-ups
+    # presumed victims and review of a non-identification
+    VictimPresumed,
+    CaseReviewRequested,
+    CaseReviewAssigned,
+    CaseReviewDecided,
+    # end presumed victims and review
     ReferralRequested,
     ReferralAccepted,
     ReferralWaitlisted,

@@ -278,6 +278,24 @@ class FollowUpOutcome(StrEnum):
     OTHER = "other"
 
 
+# --- Presumed victims and review of a non-identification ----------------------------------
+
+
+class ReviewGrounds(StrEnum):
+    """Why a representative of the person (an NGO, the ombudsperson) asks that a
+    non-identification be reviewed."""
+
+    NEW_INFORMATION = "new_information"
+    CRITERIA_MISAPPLIED = "criteria_misapplied"
+    INTERVIEW_CONDITIONS = "interview_conditions"  # e.g. no interpreter, person in crisis
+    OTHER = "other"
+
+
+class ReviewOutcome(StrEnum):
+    UPHELD = "upheld"  # the non-identification stands
+    OVERTURNED = "overturned"  # the person is identified as a victim
+
+
 class AccessRefusal(StrEnum):
     """Why a request for a case's data key was refused (never says more than the code)."""
 

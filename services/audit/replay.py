@@ -14,6 +14,7 @@ from contracts.events import (
     ReferralRequested,
     VictimIdentified,
     VictimNotIdentified,
+    VictimPresumed,
 )
 from services.case.referrals import fold_referral
 from services.case.shelter_beds import fold_shelter
@@ -37,6 +38,8 @@ def case_status(events: Sequence[Event]) -> str:
                 status = "identified"
             case VictimNotIdentified():
                 status = "not_identified"
+            case VictimPresumed():
+                status = "presumed"
             case ConsentWithdrawn():
                 status = f"{status.split('+')[0]}+consent_withdrawn"
             case CaseErased():

@@ -107,10 +107,15 @@ def fold_case(events: Sequence[Event]) -> Case | None:
     """None until the screening; other aggregates' events are ignored. A later consent
     replaces the earlier one and lifts a withdrawal. The screening's agency owns the case
     until a transfer is accepted; an answered transfer is no longer pending. Closing cancels
-    the pending follow-ups; a reopened case is `active` again."""
+    the pending follow-ups; a reopened case is `active` again. A later screening record of
+    the case is a new outcome of it (`record` follows it)."""
     case: Case | None = None
     for event in events:
-        if isinstance(event, ScreeningRecord):
+        if isinstance(event, ScreeningRecord) and case is not None:
+            # A later outcome of the same case (a presumed victim decided, a review
+            # overturned): the record changes; owner, consent and status stay.
+            case = replace(case, record=event)
+        elif isinstance(event, ScreeningRecord):
             case = Case(event, None, False, False, owner=event.agency_id)
         elif case is None:
             continue

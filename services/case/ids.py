@@ -45,3 +45,8 @@ def need_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
 def followup_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
     """A `followup.schedule` schedules one follow-up: a retry finds it again."""
     return derived_id("followup", str(command_id))
+
+
+def review_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
+    """The review of a non-identification opened by `identification.review_request`."""
+    return derived_id("review", str(command_id))

@@ -40,6 +40,7 @@ from contracts.events import (
     UnmetCriterion,
     VictimIdentified,
     VictimNotIdentified,
+    VictimPresumed,
 )
 from contracts.replies import ErrorCode, reject
 from contracts.sealed import SealedValue
@@ -131,7 +132,10 @@ def decide_screening(
     agency: Agency,
     case_id_hex: str,
     sealed: dict[PersonalField, SealedValue],
+    decision_due: dt.datetime | None = None,
 ) -> ScreeningRecord:
+    """The screening's outcome. A presumed victim (`command.presumed`) is recorded as such
+    whatever the answers so far, with the decision due by `decision_due`."""
     age = command.age_at_interview()
     is_child = age < ADULT_AGE
     common = {
@@ -150,6 +154,16 @@ def decide_screening(
         "vulnerabilities": tuple(sorted(command.vulnerabilities)),
         "personal_data": sealed,
     }
+    if command.presumed:
+        assert decision_due is not None, "a presumption needs its decision date"
+        return VictimPresumed.model_validate(
+            {
+                **common,
+                "needs": tuple(sorted(command.needs)),
+                "consent": command.consent,
+                "decision_due": decision_due,
+            }
+        )
     unmet = unmet_criteria(command.criteria, is_child)
     if unmet:
         return VictimNotIdentified.model_validate({**common, "unmet_criteria": unmet})
@@ -188,11 +202,13 @@ def decide_intake(
     consent_id: UUID,
     sealed: dict[PersonalField, SealedValue],
     earlier_cases: Sequence[str],
+    decision_due: dt.datetime | None = None,
 ) -> list[Event]:
-    """The events a screening records: the decision, the consent given in the interview, and
-    a suspected duplicate when the blind index knew the person from earlier cases."""
+    """The events a screening records: the decision (or presumption, due by `decision_due`),
+    the consent given in the interview, and a suspected duplicate when the blind index knew
+    the person from earlier cases."""
     events: list[Event] = [
-        decide_screening(command, agency, case_id, sealed),
+        decide_screening(command, agency, case_id, sealed, decision_due),
         consent_recorded(case_id, consent_id, agency.id, command.interviewed_on, command.consent),
     ]
     others = sorted({UUID(c) for c in earlier_cases if c != case_id})

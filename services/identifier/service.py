@@ -1,9 +1,11 @@
 """identifier service: opens and answers `screening.submit`, seals the personal data field by
 field under the case key, keeps the blind index, records consent and erasure of its cases,
-and their ownership, transfers, closure and reopening."""
+and their ownership, transfers, closure and reopening; decides presumed victims' cases and
+reviews of non-identifications (services/identifier/presumed.py, review.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -13,9 +15,12 @@ from uuid import UUID
 
 import services.identifier.domain as domain
 import services.identifier.followups as followups
+import services.identifier.presumed as presumed
+import services.identifier.review as review
 from contracts.commands import (
     AcceptCaseTransfer,
     CloseCase,
+    DecideScreening,
     DeclineCaseTransfer,
     EraseCase,
     RecordConsent,
@@ -55,6 +60,8 @@ class Admitted:
     command: SubmitScreening
     interview: ScreeningInterview
     agency: Agency
+
+
 CaseRule = Callable[[Case | None, Any, Agency | None], list[Event]]
 CaseCommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome]]]
 
@@ -131,8 +138,12 @@ def register(host: ServiceHost) -> None:
             earlier = await (await index()).add(digest, case_id)
         consent_id = consent_id_for_command(command.command_id)
 
+        due = runtime.clock() + dt.timedelta(days=settings.identification_decision_days)
+
         def decide(_history: History) -> list[Event]:
-            return domain.decide_intake(interview, agency, case_id, consent_id, sealed, earlier)
+            return domain.decide_intake(
+                interview, agency, case_id, consent_id, sealed, earlier, decision_due=due
+            )
 
         outcome = await runtime.writer(SERVICE).execute(
             "case",
@@ -214,6 +225,9 @@ def register(host: ServiceHost) -> None:
     host.command(CloseCase, close_case)
     host.command(ReopenCase, on_case(domain.decide_reopen))
     followups.register(host)  # followup.schedule / followup.record and their projection
+    # Presumed victims decided later; review of a non-identification.
+    host.command(DecideScreening, on_case(presumed.decide_screening_outcome))
+    review.register(host, SERVICE)
     intake_public = intake_key.public_key()
     host.answer(
         INTAKE_KEY_SUBJECT,

@@ -32,6 +32,7 @@ from contracts.events import (
     ShelterPlacementRefused,
     ShelterWaitlisted,
     VictimIdentified,
+    VictimPresumed,
 )
 from contracts.replies import ErrorCode, reject
 from contracts.vocabulary import DeliveryUnit, PersonalField, Service, UnmetReason
@@ -62,7 +63,7 @@ MINIMAL_FIELDS: dict[Service, tuple[PersonalField, ...]] = {
 }
 
 
-def needed_services(case: VictimIdentified) -> list[Service]:
+def needed_services(case: VictimIdentified | VictimPresumed) -> list[Service]:
     """Every needed service the person did not decline. A child always needs guardianship
     (child-specific handling), whatever the needs list says."""
     services = set(case.needs) - set(case.consent.declined_services)
@@ -71,18 +72,32 @@ def needed_services(case: VictimIdentified) -> list[Service]:
     return sorted(services)
 
 
+# Referred for a presumed victim before the identification is decided; for a child, her
+# guardianship too (`needed_services` always adds it for a child).
+URGENT_SERVICES = frozenset({Service.SHELTER, Service.MEDICAL, Service.PSYCHOLOGICAL})
+
+
+def urgent_services(case: VictimIdentified | VictimPresumed) -> list[Service]:
+    """The needed services that cannot wait for the identification decision."""
+    urgent = URGENT_SERVICES | ({Service.GUARDIANSHIP} if case.is_child else frozenset())
+    return [service for service in needed_services(case) if service in urgent]
+
+
 def plan_needs(
-    case: VictimIdentified,
+    case: VictimIdentified | VictimPresumed,
     registry: AgencyRegistry,
     now: dt.datetime,
     response_window: dt.timedelta,
 ) -> tuple[list[tuple[UUID, ReferralRequested]], list[NeedUnmet]]:
     """One referral per needed service, and a `need.unmet` for each one nobody in the
     registry can take (no provider of it; for a shelter, none taking the person's category):
-    a need is either referred or recorded as unmet, never silently dropped."""
+    a need is either referred or recorded as unmet, never silently dropped. A presumed
+    victim: the urgent services only; the rest when she is identified (the urgent ones are
+    then not referred twice: their ids are the same)."""
     planned: list[tuple[UUID, ReferralRequested]] = []
     unmet: list[NeedUnmet] = []
-    for service in needed_services(case):
+    presumed = isinstance(case, VictimPresumed)
+    for service in urgent_services(case) if presumed else needed_services(case):
         referral_id = referral_id_for(case.case_id, service)
         requested = referral_request(
             registry,

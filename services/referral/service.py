@@ -25,6 +25,7 @@ from contracts.events import (
     ReferralEvent,
     ReferralRequested,
     VictimIdentified,
+    VictimPresumed,
 )
 from services.case.referrals import Referral, fold_referral
 from services.referral.feed import AgencyFeed
@@ -95,7 +96,7 @@ class ReferralService:
 
     async def on_identification(self, delivery: Delivery) -> None:
         envelope, event = delivery.envelope, delivery.event
-        if not isinstance(event, VictimIdentified):
+        if not isinstance(event, VictimIdentified | VictimPresumed):  # presumed: urgent only
             return
         settings = self.runtime.settings
         plan, unmet = domain.plan_needs(

@@ -24,9 +24,12 @@ from nats.js.api import ConsumerConfig
 from contracts.commands import (
     AcceptCaseTransfer,
     AcceptReferral,
+    AssignIdentificationReview,
     CloseCase,
     Command,
     CompleteReferral,
+    DecideIdentificationReview,
+    DecideScreening,
     DeclineCaseTransfer,
     DeclineReferral,
     DischargeFromShelter,
@@ -39,6 +42,7 @@ from contracts.commands import (
     RequestAccess,
     RequestCaseTransfer,
     RequestCrossBorderReferral,
+    RequestIdentificationReview,
     RevokeReferral,
     ScheduleFollowUp,
     SubmitScreening,
@@ -59,6 +63,7 @@ from contracts.events import (
     ReferralRequested,
     ReferralRevoked,
     VictimIdentified,
+    VictimPresumed,
 )
 from contracts.subjects import (
     AUDIT_PREFIX,
@@ -74,7 +79,7 @@ from contracts.subjects import (
     REJECTIONS_STREAM,
     event_type_filter,
 )
-from contracts.vocabulary import Service
+from contracts.vocabulary import AgencyKind, Service
 from services.agencies.registry import Agency, AgencyRegistry
 from services.runtime.settings import Settings
 from services.runtime.topology import (
@@ -98,10 +103,14 @@ class Sender(Enum):
     PROVIDER = "an agency providing a service"
     SHELTER = "a shelter"
     COORDINATING_BODY = "the coordinating body"
+    # Speaks for the person: asks for a review of a non-identification.
+    REPRESENTATIVE = "an NGO or the ombudsperson"
 
     def admits(self, agency: Agency, registry: AgencyRegistry) -> bool:
         if self is Sender.ANY:
             return True
+        if self is Sender.REPRESENTATIVE:
+            return agency.kind in (AgencyKind.NGO, AgencyKind.OMBUDSPERSON)
         if self is Sender.IDENTIFYING:
             return agency.may_identify
         if self is Sender.PROVIDER:
@@ -173,6 +182,13 @@ TABLE: tuple[Entry, ...] = (
             # accepted or completed referral of the case (the domain checks which case).
             ScheduleFollowUp: (Sender.IDENTIFYING, Sender.PROVIDER, Sender.COORDINATING_BODY),
             RecordFollowUp: (Sender.IDENTIFYING, Sender.PROVIDER, Sender.COORDINATING_BODY),
+            # Presumed victims: the owner (an agency that may identify) or the coordinating
+            # body decides. Reviews: a representative asks, the coordinating body assigns and
+            # decides, or the agency it assigned (one that may identify) decides.
+            DecideScreening: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            RequestIdentificationReview: (Sender.REPRESENTATIVE,),
+            AssignIdentificationReview: (Sender.COORDINATING_BODY,),
+            DecideIdentificationReview: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
         },
         consumers=(
             ConsumerSpec(
@@ -207,8 +223,10 @@ TABLE: tuple[Entry, ...] = (
         consumers=(
             ConsumerSpec(
                 "referral-on-identification",
-                (event_type_filter(VictimIdentified),),
-                "turns an identification into referrals",
+                # A presumed victim's urgent needs are referred at once (referral/domain.py
+                # urgent_services); the rest when the case is identified.
+                (event_type_filter(VictimIdentified), event_type_filter(VictimPresumed)),
+                "turns an identification (or a presumption: urgent needs) into referrals",
             ),
             ConsumerSpec(
                 "referral-on-placement",

@@ -53,6 +53,13 @@ class Settings(BaseModel):
     referral_response_seconds: float = Field(
         default=72 * 3600, gt=0, description="NRM_REFERRAL_RESPONSE_SECONDS before escalation"
     )
+    identification_decision_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="NRM_IDENTIFICATION_DECISION_DAYS: a presumed victim's identification is "
+        "due this many days after the presumption",
+    )
     deadline_sweep_seconds: float = Field(
         default=30.0, gt=0, description="NRM_DEADLINE_SWEEP_SECONDS between escalation sweeps"
     )

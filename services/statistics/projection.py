@@ -56,6 +56,7 @@ from contracts.events import (
     ShelterWaitlistLeft,
     VictimIdentified,
     VictimNotIdentified,
+    VictimPresumed,
 )
 from contracts.vocabulary import DataPurpose
 from services.case.consent import unexpired
@@ -65,7 +66,7 @@ from services.case.consent import unexpired
 class CaseFacts:
     """One screened person, as the statistics see them: no id, no personal data."""
 
-    status: str  # identified | not_identified
+    status: str  # identified | not_identified | presumed: the case's latest outcome
     interviewed_on: dt.date
     recorded_at: dt.datetime  # when the hub recorded the decision
     region: str
@@ -80,6 +81,8 @@ class CaseFacts:
     first_service_at: dt.datetime | None = None
     duplicate_suspected: bool = False
     erased: bool = False
+    # none (never presumed) | pending | decided_identified | decided_not_identified
+    presumption: str = "none"
     # The case lifecycle: closure (its latest), reopenings, ownership transfers accepted.
     closed_at: dt.datetime | None = None
     closure_reason: str | None = None
@@ -199,17 +202,36 @@ class StatsState:
 Handler = Callable[[StatsState, Any, Envelope], None]
 
 
+# A case's outcomes only move forward: a presumption is decided, a non-identification may be
+# overturned on review, an identification is final.
+_OUTCOME_ORDER = ("presumed", "not_identified", "identified")
+
+
+def _outcome(event: ScreeningRecord) -> str:
+    if isinstance(event, VictimPresumed):
+        return "presumed"
+    return "identified" if isinstance(event, VictimIdentified) else "not_identified"
+
+
 def _screened(state: StatsState, event: ScreeningRecord, envelope: Envelope) -> None:
-    if event.case_id in state.cases:  # a redelivered or re-read event: the case is counted once
+    status = _outcome(event)
+    facts = state.cases.get(event.case_id)
+    if facts is not None:
+        # The case counts once, by its latest outcome; a redelivered or re-read earlier
+        # outcome changes nothing.
+        if _OUTCOME_ORDER.index(status) > _OUTCOME_ORDER.index(facts.status):
+            if facts.status == "presumed":
+                facts.presumption = f"decided_{status}"
+            facts.status = status
+            facts.forms = tuple(sorted({f.value for f in event.forms_of_exploitation}))
         return
-    state.cases[event.case_id] = _case_facts(
-        event, envelope, "identified" if isinstance(event, VictimIdentified) else "not_identified"
-    )
+    state.cases[event.case_id] = _case_facts(event, envelope, status)
 
 
 def _case_facts(event: ScreeningRecord, envelope: Envelope, status: str) -> CaseFacts:
     return CaseFacts(
         status=status,
+        presumption="pending" if status == "presumed" else "none",
         interviewed_on=event.interviewed_on,
         recorded_at=envelope.time,
         region=event.region.value,
@@ -457,6 +479,7 @@ def _unmet(state: StatsState, event: NeedUnmet, envelope: Envelope) -> None:
 _HANDLERS: dict[type[Event], Handler] = {
     VictimIdentified: _screened,
     VictimNotIdentified: _screened,
+    VictimPresumed: _screened,
     ConsentRecorded: _consent_recorded,
     ConsentWithdrawn: _consent_withdrawn,
     CaseErased: _erased,

@@ -35,6 +35,14 @@ STANDARD: tuple[Query, ...] = (
         title="Screened persons by decision and sector",
         published=False,
     ),
+    # Presumed victims, pending and decided: for the coordinating body (few, and rarely
+    # consented to statistics before the decision).
+    Query(
+        "cases",
+        ("presumption",),
+        title="Presumed victims: awaiting a decision, decided (none: never presumed)",
+        published=False,
+    ),
     Query("cases", ("sector",), _IDENTIFIED, title="Identified victims by identifying sector"),
     Query("cases", ("region", "sex"), _IDENTIFIED, title="Identified victims by region and sex"),
     Query("cases", ("month", "region"), _IDENTIFIED, title="Identifications by month and region"),

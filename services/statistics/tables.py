@@ -82,6 +82,7 @@ CLOSURE_BANDS = (
 CLOSURE_BAND_VALUES = (*(n for _, n in CLOSURE_BANDS), "over_180_days", "not_closed")
 CASE_STATUSES = ("active", "follow_up", "closed", "closed_referred")
 PLACEMENT_STATUS = ("resident", "discharged", "waiting", "left_waiting_list", "refused")
+PRESUMPTIONS = ("none", "pending", "decided_identified", "decided_not_identified")
 REFERRAL_OUTCOMES = ("pending", "accepted", "waitlisted", "declined", "completed", "revoked")
 
 
@@ -207,9 +208,16 @@ CASES = Unit(
     dimensions=(
         Dimension(
             "status",
-            "identified / not_identified (screening decision)",
+            "identified / not_identified / presumed: the case's latest outcome",
             lambda c, at: c.status,
-            ("identified", "not_identified"),
+            ("identified", "not_identified", "presumed"),
+        ),
+        Dimension(
+            "presumption",
+            "presumed victims: none (never presumed) / pending / decided_identified / "
+            "decided_not_identified",
+            lambda c, at: c.presumption,
+            PRESUMPTIONS,
         ),
         Dimension(
             "region",

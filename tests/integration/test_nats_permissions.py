@@ -307,6 +307,11 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             # follow-ups of its own cases (the identifier checks which)
             f"nrm.cmd.followup.schedule.{CRISIS}",
             f"nrm.cmd.followup.record.{CRISIS}",
+            # presumed victims and reviews: an NGO that identifies decides its own presumed
+            # cases, asks for reviews, and decides one assigned to it (identifier checks)
+            f"nrm.cmd.screening.decide.{CRISIS}",
+            f"nrm.cmd.identification.review_request.{CRISIS}",
+            f"nrm.cmd.identification.review_decide.{CRISIS}",
             f"nrm.cmd.access.request.{CRISIS}",
             f"nrm.cmd.referral.cross_border.{CRISIS}",  # its own cases (referral checks)
             "nrm.ctl.intake.key",  # it identifies: it seals personal data to the hub
@@ -354,6 +359,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "nrm.cmd.followup.record",
             evt("case", "case.followup_scheduled"),
             "$KV.nrm-followups-due.k1",
+            f"nrm.cmd.identification.review_assign.{CRISIS}",  # the coordinating body's
+            f"nrm.cmd.identification.review_request.{COORD}",
+            evt("case", "case.review_requested"),
         ),
         (f"_INBOX.{CRISIS}.x",),
         ("nrm.cmd.>", "nrm.evt.>", f"nrm.feed.{CRISIS}.>", "nrm.audit.>", f"_INBOX.{CLINIC}.>"),
@@ -370,6 +378,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             # a provider follows up the cases it took on (the identifier checks the referral)
             f"nrm.cmd.followup.schedule.{CLINIC}",
             f"nrm.cmd.followup.record.{CLINIC}",
+            # an NGO speaks for the person: it may ask for a review of a non-identification
+            f"nrm.cmd.identification.review_request.{CLINIC}",
         ),
         (
             f"nrm.cmd.screening.submit.{CLINIC}",  # it does not identify
@@ -389,6 +399,10 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.reopen.{CLINIC}",
             f"nrm.cmd.case.transfer_accept.{CRISIS}",
             f"nrm.cmd.followup.schedule.{CRISIS}",
+            # it identifies no case: it neither decides one nor a review
+            f"nrm.cmd.screening.decide.{CLINIC}",
+            f"nrm.cmd.identification.review_decide.{CLINIC}",
+            f"nrm.cmd.identification.review_assign.{CLINIC}",
         ),
         (f"_INBOX.{CLINIC}.x",),
         (f"nrm.feed.{CLINIC}.>", "nrm.cmd.referral.accept"),
@@ -406,6 +420,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.case.reopen.{COORD}",
             f"nrm.cmd.followup.schedule.{COORD}",
             f"nrm.cmd.followup.record.{COORD}",
+            f"nrm.cmd.screening.decide.{COORD}",
+            f"nrm.cmd.identification.review_assign.{COORD}",
+            f"nrm.cmd.identification.review_decide.{COORD}",
         ),
         (
             f"nrm.cmd.referral.accept.{COORD}",
@@ -417,6 +434,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             evt("case", "case.erased"),
             f"nrm.cmd.case.close.{CRISIS}",
             evt("case", "case.closed"),
+            f"nrm.cmd.identification.review_request.{COORD}",  # it does not represent anyone
+            f"nrm.cmd.identification.review_decide.{CRISIS}",
         ),
         (f"_INBOX.{COORD}.x",),
         ("nrm.evt.>",),

@@ -60,9 +60,7 @@ async def test_the_readme_python_examples_run(
         key_file = tmp_path / "shelter.key"
         private_key = generate_private_key()
         write_private_key(private_key, key_file)
-        registered = await client.register_agency_key(
-            REGISTRAR, SHELTER, private_key.public_key()
-        )
+        registered = await client.register_agency_key(REGISTRAR, SHELTER, private_key.public_key())
         assert registered["status"] == "accepted"
         case_id = await identified_case(admin, client)
         shelter_nc = await client.connection_for(SHELTER)

@@ -105,9 +105,7 @@ def test_an_agency_may_publish_commands_only_on_its_own_subjects() -> None:
     registry = load_registry()
     auth = hub_auth(registry)
     for agency in registry.agencies:
-        commands = [
-            s for s in auth.user(agency.id).permissions.publish if s.startswith("nrm.cmd.")
-        ]
+        commands = [s for s in auth.user(agency.id).permissions.publish if s.startswith("nrm.cmd.")]
         assert commands, agency.id
         for subject in commands:
             assert subject.endswith(f".{agency.id}"), (agency.id, subject)

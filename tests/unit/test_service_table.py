@@ -63,6 +63,10 @@ def test_a_command_without_an_owner_is_caught() -> None:
         "case.reopen",
         "followup.schedule",
         "followup.record",
+        "screening.decide",
+        "identification.review_request",
+        "identification.review_assign",
+        "identification.review_decide",
     ]
 
 
