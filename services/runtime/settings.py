@@ -53,6 +53,12 @@ class Settings(BaseModel):
     referral_response_seconds: float = Field(
         default=72 * 3600, gt=0, description="NRM_REFERRAL_RESPONSE_SECONDS before escalation"
     )
+    waitlist_escalation_seconds: float = Field(
+        default=14 * 86400,
+        gt=0,
+        description="NRM_WAITLIST_ESCALATION_SECONDS a referral may wait on a waiting list "
+        "before it is escalated to the coordinating body",
+    )
     deadline_sweep_seconds: float = Field(
         default=30.0, gt=0, description="NRM_DEADLINE_SWEEP_SECONDS between escalation sweeps"
     )
