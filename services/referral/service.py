@@ -33,7 +33,6 @@ from contracts.events import (
     NeedUnmet,
     PlacementEvent,
     ReferralDeclined,
-    ReferralEscalated,
     ReferralEvent,
     ReferralRequested,
     ReferralRevoked,
@@ -397,15 +396,6 @@ class ReferralService:
             due = delivery.envelope.time + limit
             await bucket.put(key, _deadline(due, EscalationCause.WAITLISTED_TOO_LONG))
             return
-        if isinstance(event, ReferralEscalated) and event.cause is EscalationCause.NO_ANSWER:
-            # A late no-answer escalation must not drop a waiting-list deadline set since.
-            with contextlib.suppress(KeyNotFound):
-                entry = await bucket.get(key)
-                if entry.value and json.loads(entry.value).get("cause") not in (
-                    None,
-                    EscalationCause.NO_ANSWER.value,
-                ):
-                    return
         with contextlib.suppress(KeyNotFound):
             await bucket.delete(key)
 
