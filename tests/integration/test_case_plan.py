@@ -12,20 +12,31 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from contracts.commands import DeclineReferral, DischargeFromShelter, ReferNeed, RegisterShelter
+from contracts.commands import (
+    CloseCase,
+    DeclineReferral,
+    DischargeFromShelter,
+    ReferNeed,
+    RegisterShelter,
+)
 from contracts.events import (
     Event,
     NeedUnmet,
     ReferralAccepted,
     ReferralCompleted,
     ReferralRequested,
+    ReferralRevoked,
     ReferralWaitlisted,
 )
 from contracts.public_key_sealing import generate_private_key
 from contracts.vocabulary import (
+    ClosureReason,
+    DataPurpose,
     DeclineReason,
     DischargeReason,
+    PersonalField,
     Region,
+    RevokeReason,
     Service,
     Sex,
     ShelterCategory,
@@ -35,7 +46,7 @@ from services.case.ids import referral_id_for, referral_id_for_attempt
 from services.client import AgencyClient, HubClient
 from services.runtime.settings import Settings
 from services.runtime.stored_messages import read_feed
-from tests.integration.hub_reads import CANARIES, screening, wait_until
+from tests.integration.hub_reads import CANARIES, CANARY_NAME, screening, wait_until
 
 pytestmark = pytest.mark.integration
 CHUY = "kg-labour-inspectorate-chuy"  # identifies in Chuy, provides nothing
@@ -64,6 +75,7 @@ async def test_a_man_declined_for_capacity_is_re_referred_by_his_owner_and_admit
     shelter = AgencyClient(nc, MENS_SHELTER, generate_private_key())
     owner = AgencyClient(nc, CHUY, generate_private_key())
     body = AgencyClient(nc, COORDINATING_BODY, generate_private_key())
+    accepted(await client.register_agency_key(COORDINATING_BODY, MENS_SHELTER, shelter.public_key))
 
     async def events_of(agency: AgencyClient, kind: type[Event], case_id: uuid.UUID) -> list[Any]:
         return [
@@ -127,6 +139,9 @@ async def test_a_man_declined_for_capacity_is_re_referred_by_his_owner_and_admit
         e for e in await events_of(shelter, ReferralRequested, case_id) if e.referral_id == second
     ]
     assert request.attempt == 1 and request.referrer_id == CHUY
+    # Custody finds the second referral through the need: the shelter may open his name.
+    opened = await shelter.open_fields(case_id, DataPurpose.ASSISTANCE)
+    assert opened[PersonalField.FULL_NAME] == CANARY_NAME
 
     # He leaves, his stay completed: the need is met and is not re-referred.
     leave = DischargeFromShelter(
@@ -145,3 +160,36 @@ async def test_a_man_declined_for_capacity_is_re_referred_by_his_owner_and_admit
     for message in await read_feed(nc, CHUY):
         for canary in CANARIES:
             assert canary not in message.subject and canary.encode() not in message.data
+
+
+async def test_a_case_closes_naming_its_active_referral_and_the_hub_revokes_it(
+    hub: Settings, client: HubClient, nc: Client
+) -> None:
+    reply = accepted(await client.send(screening(OSH_POLICE, needs=frozenset({Service.LEGAL_AID}))))
+    case_id = uuid.UUID(reply["aggregate_id"])
+    legal = referral_id_for(case_id, Service.LEGAL_AID)
+    police = AgencyClient(nc, OSH_POLICE, generate_private_key())
+    await wait_until(lambda: police.feed(), timeout=30)  # the request reached its feed
+    close = CloseCase(
+        command_id=uuid.uuid4(),
+        agency_id=OSH_POLICE,
+        case_id=case_id,
+        reason=ClosureReason.LOST_CONTACT,
+    )
+    refused = await client.send(close)
+    assert [(e["field"], e["code"]) for e in refused["errors"]] == [("case_id", "invalid_state")]
+    accepted(
+        await client.send(
+            close.model_copy(update={"command_id": uuid.uuid4(), "revoke_referrals": (legal,)})
+        )
+    )
+
+    async def revoked() -> list[ReferralRevoked]:
+        return [
+            e
+            for e in await police.feed()
+            if isinstance(e, ReferralRevoked) and e.referral_id == legal
+        ]
+
+    [revocation] = await wait_until(revoked, timeout=30)
+    assert revocation.reason is RevokeReason.CASE_CLOSED and revocation.revoked_by == OSH_POLICE
