@@ -13,6 +13,7 @@ from uuid import UUID
 
 from contracts.commands import AddNeed, ReassignReferral, ReferNeed, RemoveNeed
 from contracts.events import (
+    CaseReceivedFromAbroad,
     NeedAdded,
     NeedEvent,
     NeedReferred,
@@ -178,8 +179,9 @@ def decide_add_need(
         added_by=command.agency_id,
         recorded_at=now,
     )
-    if provider is None:
-        return [added, unmet(known, command.service, UnmetReason.NO_PROVIDER, registry, now)]
+    if provider is None:  # nobody offers it, or (a need added again) all left declined it
+        reason = unmet_reason(need) if need is not None else UnmetReason.NO_PROVIDER
+        return [added, unmet(known, command.service, reason, registry, now)]
     return [added, referred(known, command.service, need, provider, command.agency_id, now)]
 
 
@@ -254,9 +256,12 @@ def decide_after_decline(
 ) -> list[NeedEvent]:
     """The hub re-refers a need whose latest referral was declined, to the nearest provider
     that has not declined it; with nobody left the need is recorded unmet. Nothing on a
-    closed or erased case, nor when the need has moved on since."""
+    closed or erased case, a case received from abroad, nor when the need has moved on
+    since."""
     if case is None or case.erased or case.status is CaseStatus.CLOSED:
         return []
+    if isinstance(case.record, CaseReceivedFromAbroad):
+        return []  # its origin is told of the decline (cross-border answer) and decides
     if need is None or need.status is not NeedStatus.OPEN:
         return []
     latest = need.latest
