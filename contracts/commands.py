@@ -31,8 +31,10 @@ from contracts.vocabulary import (
     FormOfExploitation,
     LegalBasis,
     Means,
+    NeedRemovalReason,
     PersonalField,
     Purpose,
+    ReassignReason,
     Region,
     ReopenReason,
     ReviewGrounds,
@@ -217,6 +219,64 @@ class RevokeReferral(Command):
     reason: RevokeReason
 
 
+class DeliverService(Command):
+    """The provider of an accepted referral records service delivered as it happens; the
+    referral stays accepted (close it with `referral.complete`)."""
+
+    NAME: ClassVar[str] = "referral.deliver"
+
+    referral_id: CanonicalUuid
+    delivered: tuple[DeliveredItem, ...] = Field(min_length=1, max_length=50)
+
+
+class ReassignReferral(Command):
+    """The coordinating body moves a referral to another provider: the referral is revoked
+    (reason reassigned) and its need referred to `provider_id`, or, if none is named, to the
+    nearest provider that has not declined the need."""
+
+    NAME: ClassVar[str] = "referral.reassign"
+
+    referral_id: CanonicalUuid
+    provider_id: AgencyId | None = Field(default=None, description="None: the hub chooses")
+    reason: ReassignReason
+
+
+# --- The case plan: needs (referral) -----------------------------------------------------
+# Sent by the case's owner or the coordinating body. Ids and codes only.
+
+
+class AddNeed(Command):
+    """Put a need on the case plan and refer it at once: to `provider_id`, or (none named) to
+    the nearest provider of the service; recorded unmet when nobody offers it."""
+
+    NAME: ClassVar[str] = "need.add"
+
+    case_id: CanonicalUuid
+    service: Service
+    provider_id: AgencyId | None = Field(default=None, description="None: the hub chooses")
+
+
+class RemoveNeed(Command):
+    """Take a need off the case plan; refused while a referral of it is active."""
+
+    NAME: ClassVar[str] = "need.remove"
+
+    case_id: CanonicalUuid
+    service: Service
+    reason: NeedRemovalReason
+
+
+class ReferNeed(Command):
+    """Refer an open or unmet need again: to `provider_id`, or (none named) to the nearest
+    provider that has not declined this need."""
+
+    NAME: ClassVar[str] = "need.refer"
+
+    case_id: CanonicalUuid
+    service: Service
+    provider_id: AgencyId | None = Field(default=None, description="None: the hub chooses")
+
+
 class RegisterShelter(Command):
     """Registers (or re-registers, with new capacity) a shelter run by `agency_id`."""
 
@@ -296,12 +356,16 @@ class DeclineCaseTransfer(Command):
 
 class CloseCase(Command):
     """The owner (or the coordinating body) closes the case. Refused while a referral of
-    the case is active: revoke or complete it first."""
+    the case is active, unless every active referral is named in `revoke_referrals`: then
+    the case closes and the hub revokes those (reason case_closed)."""
 
     NAME: ClassVar[str] = "case.close"
 
     case_id: CanonicalUuid
     reason: ClosureReason
+    revoke_referrals: tuple[CanonicalUuid, ...] = Field(
+        default=(), max_length=50, description="Active referrals to revoke with the closure"
+    )
 
 
 class ReopenCase(Command):
@@ -451,6 +515,11 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     DeclineReferral,
     CompleteReferral,
     RevokeReferral,
+    ReassignReferral,
+    DeliverService,
+    AddNeed,
+    RemoveNeed,
+    ReferNeed,
     RegisterShelter,
     DischargeFromShelter,
     RecordConsent,

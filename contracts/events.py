@@ -32,12 +32,15 @@ from contracts.vocabulary import (
     DeclineReason,
     DischargeReason,
     ErasureReason,
+    EscalationCause,
     FollowUpOutcome,
     FollowUpPurpose,
     FormOfExploitation,
     LegalBasis,
+    NeedRemovalReason,
     PersonalField,
     Purpose,
+    ReassignReason,
     Region,
     ReopenReason,
     ReviewGrounds,
@@ -241,6 +244,11 @@ class CaseClosed(CaseEvent):
     owner: AgencyId = Field(description="The owner when the case was closed")
     closed_by: AgencyId
     reason: ClosureReason
+    revoked_referrals: tuple[UUID, ...] = Field(
+        default=(),
+        description="Active referrals the closing agency named: the referral service revokes "
+        "them (reason case_closed)",
+    )
 
 
 class CaseReopened(CaseEvent):
@@ -353,6 +361,9 @@ class ReferralRequested(ReferralEvent):
     )
     requested_at: dt.datetime
     respond_by: dt.datetime
+    attempt: int = Field(
+        default=0, ge=0, description="Which referral of the case's need this is (0: the first)"
+    )
 
 
 class ReferralAccepted(ReferralEvent):
@@ -396,6 +407,17 @@ class ReferralEscalated(ReferralEvent):
     provider_id: AgencyId
     overdue_since: dt.datetime
     escalated_to: AgencyId
+    cause: EscalationCause = EscalationCause.NO_ANSWER
+
+
+class ReferralServiceDelivered(ReferralEvent):
+    """The provider of an accepted referral records service delivered as it happens; the
+    referral stays accepted until `referral.completed`."""
+
+    NAME: ClassVar[str] = "referral.service_delivered"
+
+    provider_id: AgencyId
+    delivered: tuple[DeliveredItem, ...]
 
 
 class CrossBorderReferralEvent(ReferralEvent):
@@ -452,13 +474,15 @@ class ReferralCrossBorderCompleted(CrossBorderAnswer):
     NAME: ClassVar[str] = "referral.cross_border_completed"
 
 
-# --- Need (referral): needs nobody could take ---------------------------------------------
+# --- Need (referral): the case plan, one need per case and service --------------------------
 
 
 class NeedEvent(Event):
-    """One need of one case (aggregate `need`, id derived from case + service): its own small
-    aggregate, so that each unmet need is recorded once whatever redelivers its cause, and a
-    later cause (all providers declined, no capacity) appends to the same history."""
+    """One need of one case (aggregate `need`, id derived from case + service): an item of the
+    case plan. Its events say when it was added, referred (each attempt names its referral),
+    found unmet, or removed; the referrals' own events say how each attempt went
+    (services/case/needs.py folds both). A need referred at identification has no need event:
+    its first referral is `referral_id_for(case, service)`."""
 
     AGGREGATE: ClassVar[str] = "need"
 
@@ -483,6 +507,42 @@ class NeedUnmet(NeedEvent):
     )
     identifying_agency: AgencyId
     coordinating_body: AgencyId
+    recorded_at: dt.datetime
+
+
+class NeedAdded(NeedEvent):
+    """The case owner (or the coordinating body) put the need on the case plan."""
+
+    NAME: ClassVar[str] = "need.added"
+
+    added_by: AgencyId
+    recorded_at: dt.datetime
+
+
+class NeedRemoved(NeedEvent):
+    """The need was taken off the case plan (no referral of it active)."""
+
+    NAME: ClassVar[str] = "need.removed"
+
+    reason: NeedRemovalReason
+    removed_by: AgencyId
+    recorded_at: dt.datetime
+
+
+class NeedReferred(NeedEvent):
+    """The order to refer the need to `provider_id`: the referral service turns it into
+    `referral.requested` on `referral_id` (attempt 0: `referral_id_for(case, service)`,
+    attempt k: derived from the need id and k)."""
+
+    NAME: ClassVar[str] = "need.referred"
+
+    referral_id: UUID
+    provider_id: AgencyId
+    attempt: int = Field(ge=0)
+    referred_by: AgencyId = Field(description="The agency that referred it, or hub")
+    reassign_reason: ReassignReason | None = Field(
+        default=None, description="Set when the coordinating body reassigned a referral"
+    )
     recorded_at: dt.datetime
 
 
@@ -530,7 +590,8 @@ class ShelterDischarged(PlacementEvent):
 
 
 class ShelterWaitlistLeft(PlacementEvent):
-    """The person's referral was revoked while waiting: the place in line is given up."""
+    """The person's referral was revoked or declined while waiting: the place in line is
+    given up."""
 
     NAME: ClassVar[str] = "shelter.waitlist_left"
 
@@ -626,6 +687,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ReferralCompleted,
     ReferralRevoked,
     ReferralEscalated,
+    ReferralServiceDelivered,
     ReferralCrossBorderRequested,
     ReferralCrossBorderRefused,
     ReferralCrossBorderReceived,
@@ -643,6 +705,10 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     AgencyKeyRegistered,
     # Oversight: unmet needs.
     NeedUnmet,
+    # The case plan: needs added, referred, removed.
+    NeedAdded,
+    NeedRemoved,
+    NeedReferred,
 )
 EVENTS_BY_NAME: dict[str, type[Event]] = {cls.NAME: cls for cls in ALL_EVENTS}
 

@@ -343,15 +343,42 @@ class RevokeReason(StrEnum):
     PERSON_WITHDREW = "person_withdrew"
     NEED_MET_ELSEWHERE = "need_met_elsewhere"
     REFERRED_IN_ERROR = "referred_in_error"
+    REASSIGNED = "reassigned"  # the coordinating body moved the need to another provider
+    CASE_CLOSED = "case_closed"  # the owner closed the case naming this referral
+
+
+class ReassignReason(StrEnum):
+    """Why the coordinating body moves a referral to another provider (`referral.reassign`)."""
+
+    PROVIDER_UNRESPONSIVE = "provider_unresponsive"
+    WAITING_TOO_LONG = "waiting_too_long"
+    PERSON_REQUEST = "person_request"
+    CLOSER_PROVIDER = "closer_provider"
+
+
+class EscalationCause(StrEnum):
+    """Why a referral was escalated to the coordinating body."""
+
+    NO_ANSWER = "no_answer"  # nobody answered before `respond_by`
+    WAITLISTED_TOO_LONG = "waitlisted_too_long"  # on a waiting list past the set limit
 
 
 # --- Unmet needs (oversight: nobody falls through the cracks) -------------------------------
 
 
 class UnmetReason(StrEnum):
-    """Why a need found no provider. Open: `all_declined` and `no_capacity` are to come."""
+    """Why a need found no provider."""
 
     NO_PROVIDER = "no_provider"  # nobody in the registry offers it (for this person)
+    ALL_DECLINED = "all_declined"  # every provider left declined it, not all for capacity
+    NO_CAPACITY = "no_capacity"  # every provider that declined it had no room
+
+
+class NeedRemovalReason(StrEnum):
+    """Why a need was taken off the case plan (`need.remove`)."""
+
+    NOT_NEEDED = "not_needed"
+    DECLINED_BY_PERSON = "declined_by_person"
 
 
 class DischargeReason(StrEnum):

@@ -32,9 +32,17 @@ def consent_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
 
 
 def referral_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:
-    """A case has at most one referral per service, so custody can find a case's referrals
-    without an index."""
+    """The first referral (attempt 0) of a case's need for `service`: what identification
+    writes. Later attempts are named by `need.referred` (`referral_id_for_attempt`)."""
     return derived_id("referral", str(case_id), service.value)
+
+
+def referral_id_for_attempt(case_id: uuid.UUID | str, service: Service, attempt: int) -> uuid.UUID:
+    """The referral of the `attempt`-th referral of a need: attempt 0 keeps the id stored
+    histories already hold; each later one is derived from the need and its number."""
+    if attempt == 0:
+        return referral_id_for(case_id, service)
+    return derived_id("referral", str(need_id_for(case_id, service)), str(attempt))
 
 
 def need_id_for(case_id: uuid.UUID | str, service: Service) -> uuid.UUID:

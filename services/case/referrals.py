@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
@@ -24,7 +24,16 @@ from contracts.events import (
     ReferralRevoked,
     ReferralWaitlisted,
 )
-from contracts.vocabulary import AgeBand, PersonalField, Region, Service, Sex, ShelterCategory
+from contracts.vocabulary import (
+    AgeBand,
+    DeclineReason,
+    EscalationCause,
+    PersonalField,
+    Region,
+    Service,
+    Sex,
+    ShelterCategory,
+)
 from services.agencies.registry import Agency, AgencyRegistry
 
 # --- building a request ----------------------------------------------------------------------
@@ -37,14 +46,19 @@ def placement_category(is_child: bool, sex: Sex) -> ShelterCategory:
 
 
 def choose_provider(
-    registry: AgencyRegistry, service: Service, region: Region, category: ShelterCategory | None
+    registry: AgencyRegistry,
+    service: Service,
+    region: Region,
+    category: ShelterCategory | None,
+    excluding: frozenset[str] = frozenset(),
 ) -> Agency | None:
     """Nearest provider of the service: same region first, then the capital, then any.
-    For shelters only those taking the person's category (a child only where children are)."""
+    For shelters only those taking the person's category (a child only where children are).
+    Never one in `excluding` (e.g. those that declined this need already)."""
     candidates = [
         a
         for a in registry.providers_of(service)
-        if category is None or category in a.shelter_categories
+        if (category is None or category in a.shelter_categories) and a.id not in excluding
     ]
     candidates.sort(key=lambda a: (a.region != region, a.region != Region.BISHKEK_CITY, a.id))
     return candidates[0] if candidates else None
@@ -77,13 +91,17 @@ def referral_request(
     now: dt.datetime,
     response_window: dt.timedelta,
     fallback: Agency | None = None,
+    provider: Agency | None = None,
+    attempt: int = 0,
 ) -> ReferralRequested | None:
-    """The request to the provider nearest `region` (`fallback` if the registry has none),
-    to answer within `response_window`; None when nobody can take it."""
+    """The request to `provider`, or if none is given to the provider nearest `region`
+    (`fallback` if the registry has none), to answer within `response_window`; None when
+    nobody can take it."""
     category = (
         placement_category(person.is_child, person.sex) if service is Service.SHELTER else None
     )
-    provider = choose_provider(registry, service, region, category) or fallback
+    if provider is None:
+        provider = choose_provider(registry, service, region, category) or fallback
     if provider is None:
         return None
     return ReferralRequested(
@@ -100,6 +118,7 @@ def referral_request(
         shared_fields=shared_fields,
         requested_at=now,
         respond_by=now + response_window,
+        attempt=attempt,
     )
 
 
@@ -125,6 +144,8 @@ class Referral:
     status: Status
     escalated: bool
     accepted_at: dt.datetime | None
+    escalations: frozenset[EscalationCause] = field(default=frozenset())
+    decline_reason: DeclineReason | None = None
 
     @property
     def ids(self) -> dict[str, object]:
@@ -146,15 +167,17 @@ def fold_referral(events: Sequence[Event]) -> Referral | None:
             case ReferralWaitlisted():
                 state = _with(state, Status.WAITLISTED)
             case ReferralDeclined():
-                state = _with(state, Status.DECLINED)
+                state = replace(_with(state, Status.DECLINED), decline_reason=event.reason)
             case ReferralCompleted():
                 state = _with(state, Status.COMPLETED)
             case ReferralRevoked():
                 state = _with(state, Status.REVOKED)
             case ReferralEscalated():
-                state = Referral(state.request, state.status, True, state.accepted_at)
+                state = replace(
+                    state, escalated=True, escalations=state.escalations | {event.cause}
+                )
     return state
 
 
 def _with(state: Referral, status: Status, accepted_at: dt.datetime | None = None) -> Referral:
-    return Referral(state.request, status, state.escalated, accepted_at or state.accepted_at)
+    return replace(state, status=status, accepted_at=accepted_at or state.accepted_at)

@@ -18,8 +18,8 @@ from contracts.public_key_sealing import (
 from contracts.replies import AccessDenied, AccessReleased, ErrorCode, reject
 from contracts.sealed import b64encode, field_key
 from contracts.subjects import aggregate_filter
-from contracts.vocabulary import AccessRefusal, AgencyKind, PersonalField, Service
-from services.case.ids import referral_id_for
+from contracts.vocabulary import AccessRefusal, AgencyKind, PersonalField
+from services.case.plan_reader import read_case_plan
 from services.identifier.blind_index import BlindIndex
 from services.runtime.case_keys import CaseKeys, read_key_ring
 from services.runtime.eventstore import EventStore, History
@@ -85,12 +85,13 @@ def register(host: ServiceHost) -> None:
             # id nobody registered is text the sender chose (its notice is rate-limited).
             raise reject("agency_id", ErrorCode.UNKNOWN_AGENCY, "not an agency of the registry")
         case_id = str(command.case_id)
-        referral_filters = [
-            aggregate_filter("referral", str(referral_id_for(case_id, s))) for s in Service
-        ]
-        case_events = await store().read(aggregate_filter("case", case_id), *referral_filters)
+        # The case's referrals, every attempt of every need (found through its need events).
+        case_plan = await read_case_plan(store(), case_id)
+        case_events = await store().read(aggregate_filter("case", case_id))
         key_events = await store().read(aggregate_filter("agency", command.agency_id))
-        access = domain.fold_case_access([e.event for e in case_events])
+        access = domain.fold_case_access(
+            [*(e.event for e in case_events), *case_plan.referral_events]
+        )
         agency_key = domain.current_key([e.event for e in key_events])
         agency = runtime.registry.get(command.agency_id)
         decision = domain.decide_access(access, agency, agency_key, command, runtime.clock())

@@ -365,11 +365,21 @@ def decide_close(
     agency: Agency | None,
     active_referrals: Sequence[UUID],
 ) -> list[Event]:
-    """Close an active case; refused while any referral of it is still active (requested,
-    waitlisted or accepted): those are revoked or completed first."""
+    """Close an active case. While referrals of it are active (requested, waitlisted or
+    accepted) it closes only if the command names every one of them in `revoke_referrals`:
+    `case.closed` carries them and the referral service revokes them. Naming a referral that
+    is not an active one of the case is refused."""
     case = _managed_case(case, agency)
-    if active_referrals:
-        listed = ", ".join(str(r) for r in sorted(active_referrals))
+    named = set(command.revoke_referrals)
+    if named - set(active_referrals):
+        raise reject(
+            "revoke_referrals",
+            ErrorCode.INVALID_FIELD,
+            "names a referral that is not an active referral of the case",
+        )
+    left = sorted(set(active_referrals) - named)
+    if left:
+        listed = ", ".join(str(r) for r in left)
         raise reject(
             "case_id",
             ErrorCode.INVALID_STATE,
@@ -381,6 +391,7 @@ def decide_close(
             owner=case.owner,
             closed_by=command.agency_id,
             reason=command.reason,
+            revoked_referrals=tuple(sorted(named)),
         )
     ]
 

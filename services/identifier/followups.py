@@ -21,11 +21,10 @@ from contracts.events import (
     FollowUpRecorded,
     FollowUpScheduled,
 )
-from contracts.subjects import aggregate_filter
-from contracts.vocabulary import Service
 from services.case.case import fold_case
-from services.case.ids import followup_id_for_command, referral_id_for
-from services.case.referrals import Referral, fold_referral
+from services.case.ids import followup_id_for_command
+from services.case.plan_reader import read_case_plan
+from services.case.referrals import Referral
 from services.runtime.eventstore import History
 from services.runtime.keyvalue import KeyNotFound, KeyValue
 from services.runtime.logging import get_logger
@@ -40,17 +39,11 @@ log = get_logger("nrm.identifier")
 
 
 async def case_referrals(runtime: Runtime, case_id: str) -> list[Referral]:
-    """Every referral of the case, whatever its state: the one place the follow-ups find a
-    case's referrals (a case has at most one referral per service, `referral_id_for`)."""
+    """Every referral of the case, whatever its state (every attempt of every need, found
+    through the case's needs: services/case/plan_reader.py)."""
     assert runtime.store is not None, "not connected"
-    ids = [str(referral_id_for(case_id, service)) for service in Service]
-    stored = await runtime.store.read(*(aggregate_filter("referral", r) for r in ids))
-    found: list[Referral] = []
-    for referral_id in ids:
-        referral = fold_referral([e.event for e in stored if e.event.aggregate_id() == referral_id])
-        if referral is not None:
-            found.append(referral)
-    return found
+    plan = await read_case_plan(runtime.store, case_id)
+    return list(plan.referrals().values())
 
 
 def due_key(case_id: str, followup_id: str) -> str:

@@ -34,12 +34,12 @@ from contracts.events import Event, LikelyDuplicateFound
 from contracts.public_key_sealing import key_id, public_key_b64, read_private_key
 from contracts.replies import CommandAccepted
 from contracts.sealed import seal
-from contracts.subjects import INTAKE_KEY_SUBJECT, aggregate_filter
-from contracts.vocabulary import Service
+from contracts.subjects import INTAKE_KEY_SUBJECT
 from services.agencies.registry import Agency
 from services.case.case import Case, fold_case
-from services.case.ids import case_id_for_screening, consent_id_for_command, referral_id_for
-from services.case.referrals import ACTIVE, fold_referral
+from services.case.ids import case_id_for_screening, consent_id_for_command
+from services.case.plan_reader import read_case_plan
+from services.case.referrals import ACTIVE
 from services.identifier.blind_index import BlindIndex, blind_index
 from services.identifier.intake import open_interview
 from services.runtime.case_keys import CaseKeys, KeyCustodyError, read_key_ring, read_secret
@@ -191,20 +191,12 @@ def register(host: ServiceHost) -> None:
 
     # --- case lifecycle: ownership, transfer, closure
     async def active_referrals(case_id: str) -> list[UUID]:
-        """The case's referrals still requested, waitlisted or accepted. A case has at most one
-        referral per service (`referral_id_for`), so no index is needed. Read before the
-        append: a referral requested in between is not seen (the referral service does not
-        yet look at the case's status)."""
+        """The case's referrals still requested, waitlisted or accepted: every attempt of
+        every need, found through the case's need events (services/case/plan_reader.py).
+        Read before the append: a referral requested in between is not seen."""
         assert runtime.store is not None, "not connected"
-        ids = [str(referral_id_for(case_id, service)) for service in Service]
-        stored = await runtime.store.read(*(aggregate_filter("referral", r) for r in ids))
-        found: list[UUID] = []
-        for referral_id in ids:
-            events = [e.event for e in stored if e.event.aggregate_id() == referral_id]
-            referral = fold_referral(events)
-            if referral is not None and referral.status in ACTIVE:
-                found.append(referral.request.referral_id)
-        return found
+        referrals = (await read_case_plan(runtime.store, case_id)).referrals()
+        return sorted(r for r, referral in referrals.items() if referral.status in ACTIVE)
 
     async def close_case(command: CloseCase) -> tuple[str, Outcome]:
         active = await active_referrals(str(command.case_id))

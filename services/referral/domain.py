@@ -14,6 +14,7 @@ from contracts.commands import (
     CompleteReferral,
     DeclineReferral,
     DeliveredItem,
+    DeliverService,
     RevokeReferral,
 )
 from contracts.events import (
@@ -26,6 +27,7 @@ from contracts.events import (
     ReferralEvent,
     ReferralRequested,
     ReferralRevoked,
+    ReferralServiceDelivered,
     ReferralWaitlisted,
     ShelterAdmitted,
     ShelterDischarged,
@@ -35,8 +37,15 @@ from contracts.events import (
     VictimPresumed,
 )
 from contracts.replies import ErrorCode, reject
-from contracts.vocabulary import DeliveryUnit, PersonalField, Service, UnmetReason
-from services.agencies.registry import AgencyRegistry
+from contracts.vocabulary import (
+    DeliveryUnit,
+    EscalationCause,
+    PersonalField,
+    Service,
+    UnmetReason,
+)
+from services.agencies.registry import Agency, AgencyRegistry
+from services.case.case import Case, may_manage
 from services.case.consent import not_withheld
 from services.case.ids import need_id_for, referral_id_for
 from services.case.referrals import (
@@ -187,28 +196,61 @@ def decide_complete(referral: Referral | None, command: CompleteReferral) -> lis
     ]
 
 
-def decide_revoke(referral: Referral | None, command: RevokeReferral) -> list[ReferralEvent]:
+def decide_revoke(
+    referral: Referral | None, case: Case | None, agency: Agency | None, command: RevokeReferral
+) -> list[ReferralEvent]:
+    """The referrer, the case's owner or the coordinating body revokes an active referral."""
     ref = _existing(referral, command.referral_id)
-    if command.agency_id != ref.request.referrer_id:
-        raise reject("agency_id", ErrorCode.NOT_AUTHORISED, "only the referrer may revoke")
+    allowed = command.agency_id == ref.request.referrer_id or (
+        case is not None and agency is not None and may_manage(case, agency)
+    )
+    if not allowed:
+        raise reject(
+            "agency_id",
+            ErrorCode.NOT_AUTHORISED,
+            "only the referrer, the case owner or the coordinating body may revoke",
+        )
     _in(ref, ACTIVE, "revoke")
     return [ReferralRevoked(**ref.ids, revoked_by=command.agency_id, reason=command.reason)]
 
 
+def decide_deliver(referral: Referral | None, command: DeliverService) -> list[ReferralEvent]:
+    """The provider of an accepted referral records service delivered so far."""
+    ref = _existing(referral, command.referral_id)
+    _as_provider(ref, command.agency_id)
+    _in(ref, frozenset({Status.ACCEPTED}), "record service on")
+    return [
+        ReferralServiceDelivered(
+            **ref.ids, provider_id=command.agency_id, delivered=command.delivered
+        )
+    ]
+
+
 def decide_escalation(
-    referral: Referral | None, now: dt.datetime, coordinating_body: str
+    referral: Referral | None,
+    now: dt.datetime,
+    coordinating_body: str,
+    cause: EscalationCause = EscalationCause.NO_ANSWER,
+    due: dt.datetime | None = None,
 ) -> list[ReferralEvent]:
-    """Escalate once a referral nobody acted on passes its deadline."""
-    if referral is None or referral.escalated or referral.status is not Status.REQUESTED:
+    """Escalate, once per cause: a referral nobody answered by its deadline (`no_answer`),
+    or one on a waiting list since longer than allowed (`waitlisted_too_long`, `due` is
+    when it became too long)."""
+    if referral is None or cause in referral.escalations:
         return []
-    if now < referral.request.respond_by:
+    if cause is EscalationCause.NO_ANSWER:
+        status, overdue_since = Status.REQUESTED, referral.request.respond_by
+    else:
+        status, overdue_since = Status.WAITLISTED, due or referral.request.respond_by
+    if referral.status is not status or now < overdue_since:
         return []
     return [
         ReferralEscalated(
             **referral.ids,
             provider_id=referral.request.provider_id,
-            overdue_since=referral.request.respond_by,
+            overdue_since=overdue_since,
             escalated_to=coordinating_body,
+            cause=cause,
         )
     ]
 

@@ -2,10 +2,11 @@
 NRM_FEEDS for each agency it is addressed to, so that NATS permissions can let an agency read
 its own referrals and nothing else (the event subject does not name the provider).
 
-Addressed to: the provider; the referrer (the case's identifying agency, from the referral's
-request), so it can follow its case; for an escalation, the coordinating body. An unmet need
-(`need.unmet`, `nrm.feed.<agency>.<need id>.need.unmet`) goes to the coordinating body and
-the identifying agency, both named in the event.
+Addressed to: the provider; the referrer (from the referral's request: the case's owner when
+the referral was requested), so it can follow its case; for an escalation, the coordinating
+body. A need event (`nrm.feed.<agency>.<need id>.need.<type>`: added, referred, unmet,
+removed) goes to the coordinating body and the identifying agency (named in a `need.unmet`,
+from the case otherwise) and, if another agency owns the case now, to its owner.
 
 The copy is the stored event's exact bytes; `Nats-Msg-Id` is `<event id>:<agency>`, so a
 redelivered event inside the stream's duplicate window is not copied twice. Outside it an
@@ -16,8 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from contracts.events import Event, NeedUnmet, ReferralEscalated, ReferralEvent, ReferralRequested
+from contracts.events import (
+    Event,
+    NeedEvent,
+    NeedUnmet,
+    ReferralEscalated,
+    ReferralEvent,
+    ReferralRequested,
+)
 from contracts.subjects import feed_subject
+from services.case.case import fold_case
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.service_table import consumer
@@ -25,13 +34,22 @@ from services.runtime.service_table import consumer
 log = get_logger("nrm.referral.feed")
 
 
-def addressees(event: ReferralEvent | NeedUnmet, history: Iterable[Event]) -> tuple[str, ...]:
+def addressees(
+    event: ReferralEvent | NeedEvent, history: Iterable[Event], coordinating_body: str = ""
+) -> tuple[str, ...]:
     """Who an event is for. A referral event: its provider (from the event, else from the
     referral's request, e.g. for a revocation), the referrer (from the request: the event
-    itself or the referral's history) and, for an escalation, the body it went to. An unmet
-    need: the coordinating body and the identifying agency."""
-    if isinstance(event, NeedUnmet):
-        return tuple(dict.fromkeys((event.coordinating_body, event.identifying_agency)))
+    itself or the referral's history) and, for an escalation, the body it went to. A need
+    event: the coordinating body, the identifying agency and the case's owner (from the
+    case's history; a `need.unmet` names the first two itself)."""
+    if isinstance(event, NeedEvent):
+        case = fold_case(list(history))
+        found = [event.coordinating_body] if isinstance(event, NeedUnmet) else [coordinating_body]
+        if isinstance(event, NeedUnmet):
+            found.append(event.identifying_agency)
+        if case is not None:
+            found += [case.record.agency_id, case.owner]
+        return tuple(dict.fromkeys(a for a in found if a))
     request = (
         event
         if isinstance(event, ReferralRequested)
@@ -48,10 +66,15 @@ def addressees(event: ReferralEvent | NeedUnmet, history: Iterable[Event]) -> tu
     return tuple(dict.fromkeys(str(a) for a in found))
 
 
-def needs_history(event: ReferralEvent | NeedUnmet) -> bool:
-    """A request and an unmet need name everyone they are for; any other referral event
-    needs its referral's request (the referrer, and the provider of a revocation): one load."""
-    return not isinstance(event, ReferralRequested | NeedUnmet)
+def history_to_load(event: ReferralEvent | NeedEvent) -> tuple[str, str] | None:
+    """The aggregate whose history says who else an event is for: a request names everyone;
+    any other referral event needs its referral's request (the referrer, and the provider of
+    a revocation); a need event its case (identifying agency, owner)."""
+    if isinstance(event, ReferralRequested):
+        return None
+    if isinstance(event, NeedEvent):
+        return "case", str(event.case_id)
+    return event.AGGREGATE, event.aggregate_id()
 
 
 class AgencyFeed:
@@ -64,14 +87,15 @@ class AgencyFeed:
 
     async def on_referral_event(self, delivery: Delivery) -> None:
         event = delivery.event
-        if not isinstance(event, ReferralEvent | NeedUnmet):
+        if not isinstance(event, ReferralEvent | NeedEvent):
             return
         history: list[Event] = []
-        if needs_history(event):
+        load = history_to_load(event)
+        if load is not None:
             assert self.runtime.store is not None, "not connected"
-            loaded = await self.runtime.store.load(event.AGGREGATE, event.aggregate_id())
+            loaded = await self.runtime.store.load(*load)
             history = [e.event for e in loaded.events]
-        agencies = addressees(event, history)
+        agencies = addressees(event, history, self.runtime.registry.coordinating_body)
         for agency in agencies:
             await self.runtime.jetstream.publish(
                 feed_subject(agency, event.aggregate_id(), event.NAME),

@@ -24,6 +24,7 @@ from nats.js.api import ConsumerConfig
 from contracts.commands import (
     AcceptCaseTransfer,
     AcceptReferral,
+    AddNeed,
     AssignIdentificationReview,
     CloseCase,
     Command,
@@ -32,12 +33,16 @@ from contracts.commands import (
     DecideScreening,
     DeclineCaseTransfer,
     DeclineReferral,
+    DeliverService,
     DischargeFromShelter,
     EraseCase,
+    ReassignReferral,
     RecordConsent,
     RecordFollowUp,
+    ReferNeed,
     RegisterAgencyKey,
     RegisterShelter,
+    RemoveNeed,
     ReopenCase,
     RequestAccess,
     RequestCaseTransfer,
@@ -55,7 +60,7 @@ from contracts.events import (
     FollowUpOverdue,
     FollowUpRecorded,
     FollowUpScheduled,
-    NeedUnmet,
+    NeedReferred,
     ReferralAccepted,
     ReferralCompleted,
     ReferralCrossBorderRequested,
@@ -204,9 +209,9 @@ TABLE: tuple[Entry, ...] = (
             ),
         ),
         writes=("case",),
-        # A case closes only when none of its referrals is active; a provider schedules a
-        # follow-up only on a case it took on.
-        loads=("case", "referral"),
+        # A case closes only when none of its referrals is active, and a provider schedules
+        # a follow-up only on a case it took on: its referrals are found through its needs.
+        loads=("case", "referral", "need"),
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET, FOLLOWUPS_DUE_BUCKET),
         answers=(INTAKE_KEY_SUBJECT,),
         keys=(Key.KEK, Key.INTAKE, Key.BLIND_INDEX),
@@ -217,8 +222,16 @@ TABLE: tuple[Entry, ...] = (
             AcceptReferral: (Sender.PROVIDER,),
             DeclineReferral: (Sender.PROVIDER,),
             CompleteReferral: (Sender.PROVIDER,),
+            DeliverService: (Sender.PROVIDER,),
+            # The referrer, the case's owner or the coordinating body (the domain checks which).
             RevokeReferral: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
             RequestCrossBorderReferral: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            # The case plan: the case's owner (an agency that may identify) or the
+            # coordinating body; the domain checks it is this case's owner.
+            AddNeed: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            RemoveNeed: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            ReferNeed: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            ReassignReferral: (Sender.COORDINATING_BODY,),
         },
         consumers=(
             ConsumerSpec(
@@ -252,17 +265,33 @@ TABLE: tuple[Entry, ...] = (
             ),
             ConsumerSpec(
                 "referral-feed",
-                # Oversight: unmet needs go to the coordinating body's and identifier's feeds.
-                (f"{EVENT_PREFIX}.referral.>", event_type_filter(NeedUnmet)),
-                "copies each referral event and unmet need to the feeds of the agencies it is "
+                # Oversight: the case plan (needs added, referred, unmet, removed) goes to the
+                # coordinating body's and the case's agencies' feeds.
+                (f"{EVENT_PREFIX}.referral.>", f"{EVENT_PREFIX}.need.>"),
+                "copies each referral and need event to the feeds of the agencies it is "
                 "addressed to",
+            ),
+            ConsumerSpec(
+                "referral-on-need",
+                (event_type_filter(NeedReferred),),
+                "turns each order to refer a need into its referral request",
+            ),
+            ConsumerSpec(
+                "referral-on-decline",
+                (event_type_filter(ReferralDeclined),),
+                "re-refers a declined need to the next provider, or records it unmet",
+            ),
+            ConsumerSpec(
+                "referral-on-close",
+                (event_type_filter(CaseClosed),),
+                "revokes the referrals a closed case named",
             ),
         ),
         # Cross-border referrals (docs/CROSSBORDER.md): egress opens the minimal fields of a
         # case and re-seals them for the peer, ingress records the case received from abroad,
         # so the referral service holds case-key and case-event rights it would otherwise not
         # need. Moving those two steps into the identifier would narrow this again.
-        writes=("referral", "case", "need"),  # need: unmet needs (oversight)
+        writes=("referral", "case", "need"),  # need: the case plan
         loads=("referral", "case", "need"),
         buckets=(REFERRAL_DEADLINES_BUCKET, CASE_KEYS_BUCKET),
         publishes=(f"{FEED_PREFIX}.>",),
@@ -279,8 +308,12 @@ TABLE: tuple[Entry, ...] = (
         consumers=(
             ConsumerSpec(
                 "shelter-on-referral",
-                (event_type_filter(ReferralRequested), event_type_filter(ReferralRevoked)),
-                "places shelter referrals and drops revoked ones from waiting lists",
+                (
+                    event_type_filter(ReferralRequested),
+                    event_type_filter(ReferralRevoked),
+                    event_type_filter(ReferralDeclined),
+                ),
+                "places shelter referrals and drops revoked or declined ones from waiting lists",
             ),
         ),
         writes=("shelter",),
@@ -328,7 +361,7 @@ TABLE: tuple[Entry, ...] = (
             ),
         ),
         writes=("access", "agency"),
-        loads=("access", "agency", "case", "referral"),
+        loads=("access", "agency", "case", "referral", "need"),
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
         keys=(Key.KEK,),
     ),

@@ -60,6 +60,12 @@ class Settings(BaseModel):
         description="NRM_IDENTIFICATION_DECISION_DAYS: a presumed victim's identification is "
         "due this many days after the presumption",
     )
+    waitlist_escalation_seconds: float = Field(
+        default=14 * 86400,
+        gt=0,
+        description="NRM_WAITLIST_ESCALATION_SECONDS a referral may wait on a waiting list "
+        "before it is escalated to the coordinating body",
+    )
     deadline_sweep_seconds: float = Field(
         default=30.0, gt=0, description="NRM_DEADLINE_SWEEP_SECONDS between escalation sweeps"
     )

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from contracts.commands import DischargeFromShelter, RegisterShelter
 from contracts.events import (
+    ReferralDeclined,
     ReferralRequested,
     ReferralRevoked,
     ShelterAdmitted,
@@ -143,8 +144,11 @@ def decide_discharge(shelter: Shelter, command: DischargeFromShelter) -> list[Sh
     return [discharged, *serve_waiting_list(_after(shelter, [discharged]))]
 
 
-def decide_revocation(shelter: Shelter, revoked: ReferralRevoked) -> list[ShelterEvent]:
-    """A revoked referral leaves the waiting list; a resident stays until discharged."""
+def decide_revocation(
+    shelter: Shelter, revoked: ReferralRevoked | ReferralDeclined
+) -> list[ShelterEvent]:
+    """A revoked or declined referral leaves the waiting list (a declined person waiting
+    would otherwise be admitted at the next free bed); a resident stays until discharged."""
     stay = next((s for s in shelter.waiting if s.referral_id == revoked.referral_id), None)
     if stay is None:
         return []

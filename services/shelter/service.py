@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import services.shelter.domain as domain
 from contracts.commands import DischargeFromShelter, RegisterShelter
-from contracts.events import ReferralRequested, ReferralRevoked, ShelterEvent
+from contracts.events import ReferralDeclined, ReferralRequested, ReferralRevoked, ShelterEvent
 from contracts.vocabulary import Service
 from services.case.shelter_beds import fold_shelter
 from services.runtime.eventstore import History
@@ -53,7 +53,7 @@ def register(host: ServiceHost) -> None:
                 shelter = fold_shelter(shelter_id, [e.event for e in history.events])
                 return domain.decide_placement(shelter, placement)
 
-        elif isinstance(event, ReferralRevoked):
+        elif isinstance(event, ReferralRevoked | ReferralDeclined):
             addressed_to = await provider_of(str(event.referral_id))
             if addressed_to is None:
                 return

@@ -26,6 +26,7 @@ from contracts.events import (
     Event,
     FollowUpRecorded,
     FollowUpScheduled,
+    NeedRemoved,
     NeedUnmet,
     ReferralAccepted,
     ReferralCompleted,
@@ -35,6 +36,7 @@ from contracts.events import (
     ReferralRevoked,
     ReferralWaitlisted,
     ScreeningRecord,
+    VictimPresumed,
 )
 
 
@@ -138,6 +140,19 @@ def _open_referrals_of_need(state: WorklistState, case_id: UUID, service: str) -
 @handles(ScreeningRecord)
 def _screened(state: WorklistState, event: ScreeningRecord, envelope: Envelope) -> None:
     state.regions[event.case_id] = event.region.value
+    # A later outcome of a presumed victim (identified or not) is the decision.
+    state.decisions.pop(event.case_id, None)
+
+
+@handles(VictimPresumed)
+def _presumed(state: WorklistState, event: VictimPresumed, envelope: Envelope) -> None:
+    state.regions[event.case_id] = event.region.value
+    state.decisions[event.case_id] = _Decision(
+        case_id=event.case_id,
+        due=event.decision_due,
+        agency=event.agency_id,
+        presumed_at=envelope.time,
+    )
 
 
 @handles(ReferralRequested)
@@ -174,6 +189,11 @@ def _escalated(state: WorklistState, event: ReferralEscalated, envelope: Envelop
 @handles(ReferralAccepted, ReferralDeclined, ReferralCompleted, ReferralRevoked)
 def _answered(state: WorklistState, event: Any, envelope: Envelope) -> None:
     state.referrals.pop(event.referral_id, None)
+
+
+@handles(NeedRemoved)
+def _removed(state: WorklistState, event: NeedRemoved, envelope: Envelope) -> None:
+    state.unmet.pop(event.need_id, None)  # off the case plan: nothing left to find
 
 
 @handles(NeedUnmet)

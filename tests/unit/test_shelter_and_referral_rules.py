@@ -203,7 +203,7 @@ def test_only_the_provider_answers_and_only_the_referrer_revokes() -> None:
         reason=RevokeReason.REFERRED_IN_ERROR,
     )
     with pytest.raises(CommandRejection):
-        referral.decide_revoke(state, revoke)
+        referral.decide_revoke(state, None, None, revoke)
 
 
 def test_answers_follow_the_state_machine() -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import uuid
 
+from contracts.commands import Consent
 from contracts.envelope import Envelope, wrap_event
 from contracts.events import (
     CaseClosed,
@@ -14,19 +15,25 @@ from contracts.events import (
     Event,
     FollowUpRecorded,
     FollowUpScheduled,
+    NeedRemoved,
     NeedUnmet,
     ReferralAccepted,
     ReferralEscalated,
     ReferralRequested,
     ReferralWaitlisted,
+    VictimIdentified,
+    VictimPresumed,
 )
 from contracts.vocabulary import (
     AgeBand,
+    AgencyKind,
     ClosureReason,
     FollowUpOutcome,
     FollowUpPurpose,
+    NeedRemovalReason,
     Region,
     ReopenReason,
+    Sector,
     Service,
     Sex,
     ShelterCategory,
@@ -242,3 +249,59 @@ def test_closing_a_case_cancels_its_follow_ups_for_good() -> None:
     )
     state = _fold((T0, scheduled), (T0, closed), (T0, reopened))
     assert rows(state, Worklist.OVERDUE, T0 + dt.timedelta(days=30)) == []
+
+
+def test_a_presumed_victims_decision_is_overdue_after_its_due_date_until_decided() -> None:
+    presumed = VictimPresumed.model_validate(
+        {
+            **_identified().model_dump(exclude={"purposes"}),
+            "decision_due": T0 + dt.timedelta(days=30),
+        }
+    )
+    state = _fold((T0, presumed))
+    assert rows(state, Worklist.OVERDUE, T0 + dt.timedelta(days=29)) == []
+    [row] = rows(state, Worklist.OVERDUE, T0 + dt.timedelta(days=33))
+    assert (row.item, row.case_id, row.days, row.detail) == (
+        "decision",
+        str(CASE),
+        3,
+        "identification_decision_due",
+    )
+    decided = _identified()
+    apply(state, _envelope(decided), decided)
+    assert rows(state, Worklist.OVERDUE, T0 + dt.timedelta(days=33)) == []
+
+
+def test_a_need_taken_off_the_plan_leaves_the_unmet_list() -> None:
+    removed = NeedRemoved(
+        need_id=NEED,
+        case_id=CASE,
+        service=Service.GUARDIANSHIP,
+        reason=NeedRemovalReason.DECLINED_BY_PERSON,
+        removed_by="kg-police",
+        recorded_at=T0,
+    )
+    state = _fold((T0, _unmet()), (T0, removed))
+    assert rows(state, Worklist.UNMET, T0) == []
+
+
+def _identified() -> VictimIdentified:
+    return VictimIdentified(
+        case_id=CASE,
+        agency_id="kg-mia-bishkek",
+        agency_kind=AgencyKind.INTERNAL_AFFAIRS,
+        sector=Sector.GOVERNMENT,
+        region=Region.CHUY,
+        interviewed_on=T0.date(),
+        sex=Sex.MALE,
+        age_band=AgeBand.FROM_25_TO_34,
+        is_child=False,
+        citizenship="KG",
+        country_of_exploitation=None,
+        forms_of_exploitation=(),
+        vulnerabilities=(),
+        personal_data={},
+        purposes=(),
+        needs=(Service.SHELTER,),
+        consent=Consent(),
+    )
