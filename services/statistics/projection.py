@@ -111,6 +111,7 @@ class ReferralFacts:
     is_child: bool
     placement_category: str | None
     requested_at: dt.datetime
+    attempt: int = 0  # 0: the need's first referral; 1, 2, ...: re-referrals of the need
     outcome: str = "pending"  # pending | accepted | waitlisted | declined | completed | revoked
     decline_reason: str | None = None
     escalated: bool = False
@@ -385,6 +386,7 @@ def _requested(state: StatsState, event: ReferralRequested, envelope: Envelope) 
         is_child=event.is_child,
         placement_category=event.placement_category.value if event.placement_category else None,
         requested_at=event.requested_at,
+        attempt=event.attempt,
     )
 
 

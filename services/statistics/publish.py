@@ -80,6 +80,11 @@ STANDARD: tuple[Query, ...] = (
         title="Time from identification to closure",
     ),
     Query("referrals", ("service", "outcome"), title="Referrals by service and outcome"),
+    Query(
+        "referrals",
+        ("service", "referral_kind"),
+        title="First referrals and re-referrals by service",
+    ),
     Query("placements", ("category", "status"), title="Shelter placements by category"),
     Query("placements", ("category", "wait"), title="Shelter waiting time by category"),
     Query(

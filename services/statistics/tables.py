@@ -320,7 +320,7 @@ def _referral_age_group(r: ReferralFacts, at: dt.datetime) -> str:
 
 REFERRALS = Unit(
     name="referrals",
-    meaning="referrals to a service provider (one per service per case), dated by request",
+    meaning="referrals to a service provider (each attempt of each need), dated by request",
     facts=lambda s: list(s.referrals.values()),
     day=lambda r: r.requested_at.date(),
     case=lambda r: r.case,
@@ -338,6 +338,13 @@ REFERRALS = Unit(
             "why a provider declined",
             lambda r, at: r.decline_reason or "none",
             (*_enum(DeclineReason), "none"),
+        ),
+        Dimension(
+            "referral_kind",
+            "first referral of a need, or a re-referral (after a decline, revocation or "
+            "reassignment)",
+            lambda r, at: "re_referral" if r.attempt else "first",
+            ("first", "re_referral"),
         ),
         Dimension(
             "escalated",

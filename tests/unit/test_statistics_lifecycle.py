@@ -152,3 +152,19 @@ def test_a_pending_follow_up_makes_an_open_case_follow_up() -> None:
         [_at(case, 0), _at(scheduled, 1), _at(_closed(case.case_id, ClosureReason.OTHER), 2)]
     )
     assert _cells(closed, ("case_status",), late) == {"closed": 1}
+
+
+def test_re_referrals_are_counted_apart_from_first_referrals() -> None:
+    from services.referral.domain import plan_needs
+    from tests.unit.test_statistics_unmet_needs import REGISTRY
+
+    case = _case(Region.OSH_CITY, False, (Service.LEGAL_AID,))
+    [(_, first)] = plan_needs(case, REGISTRY, T0, dt.timedelta(hours=72))[0]
+    again = first.model_copy(update={"referral_id": uuid.uuid4(), "attempt": 1})
+    state = fold([_at(case, 0), _at(first, 0), _at(again, 3)])
+    table = count(state, Query("referrals", ("service", "referral_kind")), T0)
+    row = dict(zip(table.rows, table.cells, strict=True))["legal_aid"]
+    assert dict(zip((c[0] for c in table.cols), row, strict=True)) == {
+        "first": 1,
+        "re_referral": 1,
+    }
