@@ -5,10 +5,16 @@ aid; the Border Service in Batken identifies a 15-year-old girl (for a child the
 element is not required, and guardianship is notified); a man in forced labour fills the
 only bed of the men's shelter, so the next man is wait-listed and admitted after a discharge;
 a prosecution body's attempt to identify is refused; a screening without means is recorded
-as not identified. The shelter opens the woman's name with its own key (it is entitled: her
-shelter referral); the police, without her consent, are refused.
-The timeline prints as events arrive; the exit status is 0 only if every
-expected outcome happened. Personal data in the scenario is fictional and never printed.
+as not identified. A third man finds the men's shelter full: it declines, the hub finds no
+other men's shelter and records the need as unmet; once a bed is free his case owner refers
+him again and he is admitted; his case moves from the labour inspectorate to the social
+development office, which follows him up after discharge, closes the case as reintegrated and
+reopens it when he comes back. A woman waiting for a bed in Osh is on the coordinating body's
+worklist, which reassigns her to a shelter in Bishkek with a free bed. The shelter opens
+the first woman's name with its own key (it is entitled: her shelter referral); the police,
+without her consent, are refused. The timeline prints as events arrive; the exit status is
+0 only if every expected outcome happened. Personal data in the scenario is fictional and
+never printed.
 """
 
 from __future__ import annotations
@@ -30,13 +36,22 @@ from nats.errors import NoRespondersError
 from nats.js.api import DeliverPolicy
 
 from contracts.commands import (
+    AcceptCaseTransfer,
     AcceptReferral,
+    CloseCase,
     CompleteReferral,
     CriteriaAnswers,
+    DeclineReferral,
     DeliveredItem,
     DischargeFromShelter,
     PersonalData,
+    ReassignReferral,
+    RecordFollowUp,
+    ReferNeed,
     RegisterShelter,
+    ReopenCase,
+    RequestCaseTransfer,
+    ScheduleFollowUp,
     ScreeningInterview,
 )
 from contracts.envelope import Envelope
@@ -44,23 +59,34 @@ from contracts.public_key_sealing import generate_private_key
 from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
 from contracts.vocabulary import (
     Act,
+    ClosureReason,
     DataPurpose,
+    DeclineReason,
     DeliveryUnit,
     DischargeReason,
+    FollowUpOutcome,
+    FollowUpPurpose,
     FormOfExploitation,
     Means,
     PersonalField,
     Purpose,
+    ReassignReason,
     Region,
+    ReopenReason,
     Service,
     Sex,
     ShelterCategory,
+    TransferReason,
 )
 from services.bootstrap import local_hub, running_services
 from services.client import AccessRefusedError, AgencyClient, HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.connection import connect_operator
 from services.runtime.settings import Settings
+from services.statistics.reader import replay
+from services.statistics.tables import Query, count
+from services.worklists.command import read_worklists
+from services.worklists.projection import Worklist, rows
 
 WAIT_SECONDS = 10.0
 Match = Callable[[Envelope], bool]
@@ -128,6 +154,7 @@ def _is(event_type: str, **fields: Any) -> Match:
 class Scenario:
     client: HubClient
     timeline: Timeline
+    operator: Client  # the operators' connection: worklists and statistics read the stream
     failures: list[str] = field(default_factory=list)
     passed: int = 0
 
@@ -212,7 +239,7 @@ async def play(scenario: Scenario) -> None:
     s = scenario
     print("Shelters register their beds")
     for agency, beds in (
-        ("kg-ngo-osh-crisis-centre", {ShelterCategory.WOMEN: 4, ShelterCategory.CHILDREN: 2}),
+        ("kg-ngo-osh-crisis-centre", {ShelterCategory.WOMEN: 1, ShelterCategory.CHILDREN: 2}),
         ("kg-ngo-bishkek-crisis-centre", {ShelterCategory.WOMEN: 6, ShelterCategory.CHILDREN: 4}),
         ("kg-ngo-bishkek-mens-shelter", {ShelterCategory.MEN: 1}),
     ):
@@ -425,6 +452,270 @@ async def play(scenario: Scenario) -> None:
         "recorded as not identified (means)",
         _is("victim.not_identified", case_id=unmet.get("aggregate_id")),
     )
+    second_admitted = await s.timeline.wait_for(
+        _is("shelter.admitted", case_id=second.get("aggregate_id"), from_waiting_list=True)
+    )
+    await case_lifecycle(s, second_admitted)
+    await reassignment(s)
+
+
+def _referral_of(case: str | None, service: Service, attempt: int = 0) -> Match:
+    return lambda e: (
+        e.type == "referral.requested"
+        and e.data.get("case_id") == case
+        and e.data.get("service") == service.value
+        and e.data.get("attempt", 0) == attempt
+    )
+
+
+async def case_lifecycle(s: Scenario, second_admitted: Envelope | None) -> None:
+    """Issue 14's story: a declined referral re-made, an ownership transfer, follow-ups after
+    discharge, closure as reintegrated, reopening; and an unmet need (issue 15)."""
+    mens_shelter, owner, social = (
+        "kg-ngo-bishkek-mens-shelter",
+        "kg-labour-inspectorate-chuy",
+        "kg-social-bishkek",
+    )
+    print("A third man in Chuy: the men's shelter is full and declines")
+    third = await s.command(
+        f"screening by {owner}",
+        _screening(
+            owner,
+            Region.CHUY,
+            Sex.MALE,
+            37,
+            citizenship="KG",
+            country_of_exploitation="RU",
+            criteria=CriteriaAnswers(
+                acts={Act.RECRUITMENT}, means={Means.DECEPTION}, purposes={Purpose.FORCED_LABOUR}
+            ),
+            forms_of_exploitation={FormOfExploitation.FORCED_LABOUR},
+            needs={Service.SHELTER},
+            personal_data=PersonalData(full_name="Demo Person Seven"),
+        ),
+    )
+    case = third.get("aggregate_id")
+    first_try = await s.expect(
+        "third man wait-listed at the men's shelter",
+        _is("shelter.waitlisted", case_id=case, shelter_id=mens_shelter),
+    )
+    if first_try is None or case is None or second_admitted is None:
+        s.check(False, "the third man's story can go on")
+        return
+    await s.command(
+        "the men's shelter declines: no capacity",
+        DeclineReferral(
+            command_id=uuid.uuid4(),
+            agency_id=mens_shelter,
+            referral_id=uuid.UUID(first_try.data["referral_id"]),
+            reason=DeclineReason.NO_CAPACITY,
+        ),
+    )
+    await s.expect(
+        "no other men's shelter: the need is recorded unmet (no_capacity)",
+        _is("need.unmet", case_id=case, service="shelter", reason="no_capacity"),
+    )
+    state = await read_worklists(s.operator)
+    listed = rows(state, Worklist.UNMET, dt.datetime.now(dt.UTC), service="shelter")
+    s.check(
+        any(r.case_id == case and r.detail == "no_capacity" for r in listed),
+        "and it is on the coordinating body's worklist (nrm cases unmet)",
+    )
+    await s.command(
+        "a bed frees up: the men's shelter discharges the second man",
+        DischargeFromShelter(
+            command_id=uuid.uuid4(),
+            agency_id=mens_shelter,
+            referral_id=uuid.UUID(second_admitted.data["referral_id"]),
+            reason=DischargeReason.RETURNED_HOME,
+        ),
+    )
+    await s.command(
+        "the labour inspectorate refers him to the men's shelter again",
+        ReferNeed(
+            command_id=uuid.uuid4(),
+            agency_id=owner,
+            case_id=uuid.UUID(case),
+            service=Service.SHELTER,
+            provider_id=mens_shelter,
+        ),
+    )
+    await s.expect(
+        "a second referral of the need (attempt 1)", _referral_of(case, Service.SHELTER, 1)
+    )
+    admitted = await s.expect(
+        "third man admitted", _is("shelter.admitted", case_id=case, shelter_id=mens_shelter)
+    )
+
+    print("His case moves to the social development office, which follows him up")
+    await s.command(
+        "the labour inspectorate asks the social development office to take the case",
+        RequestCaseTransfer(
+            command_id=uuid.uuid4(),
+            agency_id=owner,
+            case_id=uuid.UUID(case),
+            to_agency=social,
+            reason=TransferReason.SPECIALISED_ASSISTANCE,
+        ),
+    )
+    await s.command(
+        "the social development office accepts",
+        AcceptCaseTransfer(command_id=uuid.uuid4(), agency_id=social, case_id=uuid.UUID(case)),
+    )
+    await s.expect("case transferred", _is("case.transferred", case_id=case, to_agency=social))
+    if admitted is not None:
+        await s.command(
+            "the men's shelter discharges him",
+            DischargeFromShelter(
+                command_id=uuid.uuid4(),
+                agency_id=mens_shelter,
+                referral_id=uuid.UUID(admitted.data["referral_id"]),
+                reason=DischargeReason.REHABILITATION_COMPLETED,
+            ),
+        )
+        await s.expect(
+            "his shelter referral completed",
+            _is("referral.completed", referral_id=admitted.data["referral_id"]),
+        )
+    schedule = ScheduleFollowUp(
+        command_id=uuid.uuid4(),
+        agency_id=social,
+        case_id=uuid.UUID(case),
+        due_on=dt.date.today() + dt.timedelta(days=30),
+        purpose=FollowUpPurpose.POST_DISCHARGE,
+    )
+    scheduled = await s.command("a follow-up 30 days after discharge", schedule)
+    followup = await s.expect("follow-up scheduled", _is("case.followup_scheduled", case_id=case))
+    if followup is not None:
+        await s.command(
+            "the follow-up is recorded: in contact, stable",
+            RecordFollowUp(
+                command_id=uuid.uuid4(),
+                agency_id=social,
+                case_id=uuid.UUID(case),
+                followup_id=uuid.UUID(followup.data["followup_id"]),
+                outcome=FollowUpOutcome.IN_CONTACT_STABLE,
+            ),
+        )
+    retried = await s.client.send(schedule)
+    s.check(
+        retried.get("duplicate") is True and retried.get("event_ids") == scheduled.get("event_ids"),
+        "a retried command changes nothing",
+    )
+    await s.command(
+        "the social development office closes the case: reintegrated",
+        CloseCase(
+            command_id=uuid.uuid4(),
+            agency_id=social,
+            case_id=uuid.UUID(case),
+            reason=ClosureReason.REINTEGRATED,
+        ),
+    )
+    await s.expect("case closed", _is("case.closed", case_id=case, reason="reintegrated"))
+    late = await s.client.send(
+        ScheduleFollowUp(
+            command_id=uuid.uuid4(),
+            agency_id=social,
+            case_id=uuid.UUID(case),
+            due_on=dt.date.today() + dt.timedelta(days=90),
+            purpose=FollowUpPurpose.REINTEGRATION_CHECK,
+        )
+    )
+    s.check(
+        late.get("status") == "rejected"
+        and any(e["field"] == "case_id" for e in late.get("errors", [])),
+        "a follow-up on a closed case is rejected (case_id)",
+    )
+    await s.command(
+        "he comes back: the case is reopened",
+        ReopenCase(
+            command_id=uuid.uuid4(),
+            agency_id=social,
+            case_id=uuid.UUID(case),
+            reason=ReopenReason.NEW_NEEDS,
+        ),
+    )
+    await s.expect("case reopened", _is("case.reopened", case_id=case))
+    await _counted(s)
+
+
+async def _counted(s: Scenario) -> None:
+    """Every step is counted: the statistics read the same stream."""
+    state = (await replay(s.operator)).state
+    at = dt.datetime.now(dt.UTC)
+    kinds = count(state, Query("referrals", ("referral_kind",)), at)
+    totals = dict(zip(kinds.rows, kinds.row_totals, strict=True))
+    s.check((totals.get("re_referral") or 0) >= 1, "the statistics count the re-referral")
+    reopened = count(state, Query("cases", ("reopened",)), at)
+    s.check(
+        dict(zip(reopened.rows, reopened.row_totals, strict=True)).get("yes", 0) >= 1,
+        "and the reopened case",
+    )
+    unmet = count(state, Query("unmet_needs", ("reason",)), at)
+    s.check(
+        dict(zip(unmet.rows, unmet.row_totals, strict=True)).get("no_capacity", 0) >= 1,
+        "and the unmet need",
+    )
+
+
+async def reassignment(s: Scenario) -> None:
+    """Issue 15: a woman waits for a bed in Osh; the coordinating body sees her on its
+    worklist and reassigns her to the Bishkek crisis centre, which has a free bed. (The hub
+    escalates a waiting list after NRM_WAITLIST_ESCALATION_SECONDS, 14 days by default: the
+    demo does not wait for it.)"""
+    print("A second woman in Osh waits for a bed; the coordinating body reassigns her")
+    woman = await s.command(
+        "screening by kg-mia-osh",
+        _screening(
+            "kg-mia-osh",
+            Region.OSH_CITY,
+            Sex.FEMALE,
+            27,
+            citizenship="KG",
+            country_of_exploitation="TR",
+            criteria=CriteriaAnswers(
+                acts={Act.TRANSPORTATION},
+                means={Means.DECEPTION},
+                purposes={Purpose.SEXUAL_EXPLOITATION},
+            ),
+            forms_of_exploitation={FormOfExploitation.SEX_TRAFFICKING},
+            needs={Service.SHELTER},
+            personal_data=PersonalData(full_name="Demo Person Eight"),
+        ),
+    )
+    case = woman.get("aggregate_id")
+    waiting = await s.expect(
+        "wait-listed at the Osh crisis centre (its one women's bed is taken)",
+        _is("shelter.waitlisted", case_id=case, shelter_id="kg-ngo-osh-crisis-centre"),
+    )
+    if waiting is None:
+        return
+    # The referral follows the shelter's answer: the worklist reads the referral's state.
+    await s.timeline.wait_for(_is("referral.waitlisted", referral_id=waiting.data["referral_id"]))
+    state = await read_worklists(s.operator)
+    listed = rows(state, Worklist.WAITING, dt.datetime.now(dt.UTC), region="osh_city")
+    s.check(
+        any(r.item_id == waiting.data["referral_id"] for r in listed),
+        "she is on the coordinating body's worklist (nrm cases waiting)",
+    )
+    await s.command(
+        "the coordinating body reassigns her referral to the Bishkek crisis centre",
+        ReassignReferral(
+            command_id=uuid.uuid4(),
+            agency_id="kg-coordinating-body",
+            referral_id=uuid.UUID(waiting.data["referral_id"]),
+            provider_id="kg-ngo-bishkek-crisis-centre",
+            reason=ReassignReason.WAITING_TOO_LONG,
+        ),
+    )
+    await s.expect(
+        "the Osh referral is revoked (reassigned)",
+        _is("referral.revoked", referral_id=waiting.data["referral_id"], reason="reassigned"),
+    )
+    await s.expect(
+        "admitted in Bishkek",
+        _is("shelter.admitted", case_id=case, shelter_id="kg-ngo-bishkek-crisis-centre"),
+    )
 
 
 async def run_scenario(nats_url: str, settings: Settings) -> int:
@@ -445,7 +736,7 @@ async def run_scenario(nats_url: str, settings: Settings) -> int:
         deliver_policy=DeliverPolicy.NEW,
     )
     client = HubClient(nc, connect_as=connect_as)
-    scenario = Scenario(client, timeline)
+    scenario = Scenario(client, timeline, nc)
     try:
         await play(scenario)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from uuid import UUID
 
 from contracts.commands import DischargeFromShelter, RegisterShelter
 from contracts.events import (
@@ -44,14 +45,27 @@ def _after(shelter: Shelter, events: Sequence[ShelterEvent]) -> Shelter:
     return projected
 
 
-def serve_waiting_list(shelter: Shelter) -> list[ShelterEvent]:
+def serve_waiting_list(
+    shelter: Shelter, ended: frozenset[UUID] = frozenset()
+) -> list[ShelterEvent]:
     """Admit people waiting, first come first served per category, while their category has
     a free bed. Every decision that frees or adds beds ends with this, in the same atomic
-    append, so that no one waits while a bed of their category is free."""
+    append, so that no one waits while a bed of their category is free. A stay whose referral
+    has `ended` (declined or revoked while the shelter had not yet heard) leaves the list
+    instead of taking the bed."""
     admitted: list[ShelterEvent] = []
     free = {c: shelter.capacity.get(c, 0) - shelter.occupied(c) for c in ShelterCategory}
     for stay in shelter.waiting:
-        if free[stay.category] > 0:
+        if stay.referral_id in ended:
+            admitted.append(
+                ShelterWaitlistLeft(
+                    shelter_id=shelter.shelter_id,
+                    referral_id=stay.referral_id,
+                    case_id=stay.case_id,
+                    category=stay.category,
+                )
+            )
+        elif free[stay.category] > 0:
             free[stay.category] -= 1
             admitted.append(
                 ShelterAdmitted(
@@ -66,7 +80,10 @@ def serve_waiting_list(shelter: Shelter) -> list[ShelterEvent]:
 
 
 def decide_register(
-    agency: Agency | None, shelter: Shelter, command: RegisterShelter
+    agency: Agency | None,
+    shelter: Shelter,
+    command: RegisterShelter,
+    ended: frozenset[UUID] = frozenset(),
 ) -> list[ShelterEvent]:
     """Register a shelter or change its beds; added beds go to the waiting list first."""
     if agency is None:
@@ -96,10 +113,12 @@ def decide_register(
     registered = ShelterRegistered(
         shelter_id=agency.id, region=agency.region, capacity=command.capacity
     )
-    return [registered, *serve_waiting_list(_after(shelter, [registered]))]
+    return [registered, *serve_waiting_list(_after(shelter, [registered]), ended)]
 
 
-def decide_placement(shelter: Shelter, referral: ReferralRequested) -> list[ShelterEvent]:
+def decide_placement(
+    shelter: Shelter, referral: ReferralRequested, ended: frozenset[UUID] = frozenset()
+) -> list[ShelterEvent]:
     """Admit, wait-list or refuse a shelter referral addressed to this shelter."""
     category = referral.placement_category
     if category is None or shelter.knows(referral.referral_id):
@@ -116,7 +135,7 @@ def decide_placement(shelter: Shelter, referral: ReferralRequested) -> list[Shel
         return [ShelterPlacementRefused(**ids, reason=DeclineReason.CATEGORY_NOT_ACCEPTED)]
     # Those already waiting come first: a free bed found here (a history written before
     # added beds were served) goes to them, and the newcomer only gets one left over.
-    events = serve_waiting_list(shelter)
+    events = serve_waiting_list(shelter, ended)
     now = _after(shelter, events)
     if now.has_bed(category):
         return [*events, ShelterAdmitted(**ids, from_waiting_list=False)]
@@ -124,7 +143,9 @@ def decide_placement(shelter: Shelter, referral: ReferralRequested) -> list[Shel
     return [*events, ShelterWaitlisted(**ids, position=position)]
 
 
-def decide_discharge(shelter: Shelter, command: DischargeFromShelter) -> list[ShelterEvent]:
+def decide_discharge(
+    shelter: Shelter, command: DischargeFromShelter, ended: frozenset[UUID] = frozenset()
+) -> list[ShelterEvent]:
     if not shelter.registered:
         raise reject("agency_id", ErrorCode.UNKNOWN_ID, "no shelter registered for the agency")
     stay = shelter.residents.get(command.referral_id)
@@ -141,7 +162,7 @@ def decide_discharge(shelter: Shelter, command: DischargeFromShelter) -> list[Sh
         category=stay.category,
         reason=command.reason,
     )
-    return [discharged, *serve_waiting_list(_after(shelter, [discharged]))]
+    return [discharged, *serve_waiting_list(_after(shelter, [discharged]), ended)]
 
 
 def decide_revocation(

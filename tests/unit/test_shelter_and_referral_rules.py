@@ -256,6 +256,26 @@ def test_a_revoked_referral_leaves_the_waiting_list_and_is_not_admitted() -> Non
     assert admitted.referral_id == next_in_line.referral_id
 
 
+def test_a_free_bed_never_goes_to_a_referral_that_ended_before_the_shelter_heard() -> None:
+    """A decline or revocation reaches the shelter through its consumer; a discharge a moment
+    later must not admit that person: the shelter service says which referrals have ended."""
+    history = _registered({ShelterCategory.MEN: 1})
+    resident, declined, next_in_line = (_request(ShelterCategory.MEN) for _ in range(3))
+    for request in (resident, declined, next_in_line):
+        _apply(history, shelter.decide_placement(fold_shelter(MEN, history), request))
+    discharge = DischargeFromShelter(
+        command_id=uuid.uuid4(),
+        agency_id=MEN,
+        referral_id=resident.referral_id,
+        reason=DischargeReason.LEFT_VOLUNTARILY,
+    )
+    ended = frozenset({declined.referral_id})
+    _, left, admitted = shelter.decide_discharge(fold_shelter(MEN, history), discharge, ended)
+    assert isinstance(left, ShelterWaitlistLeft) and left.referral_id == declined.referral_id
+    assert isinstance(admitted, ShelterAdmitted)
+    assert admitted.referral_id == next_in_line.referral_id
+
+
 def _register(beds: dict[ShelterCategory, int], shelter_id: str = MEN) -> RegisterShelter:
     return RegisterShelter(command_id=uuid.uuid4(), agency_id=shelter_id, capacity=beds)
 
