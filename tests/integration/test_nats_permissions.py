@@ -312,6 +312,10 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.screening.decide.{CRISIS}",
             f"nrm.cmd.identification.review_request.{CRISIS}",
             f"nrm.cmd.identification.review_decide.{CRISIS}",
+            # the case plan of its own cases (the referral service checks the owner)
+            f"nrm.cmd.need.add.{CRISIS}",
+            f"nrm.cmd.need.remove.{CRISIS}",
+            f"nrm.cmd.need.refer.{CRISIS}",
             f"nrm.cmd.access.request.{CRISIS}",
             f"nrm.cmd.referral.cross_border.{CRISIS}",  # its own cases (referral checks)
             "nrm.ctl.intake.key",  # it identifies: it seals personal data to the hub
@@ -362,6 +366,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.identification.review_assign.{CRISIS}",  # the coordinating body's
             f"nrm.cmd.identification.review_request.{COORD}",
             evt("case", "case.review_requested"),
+            f"nrm.cmd.referral.reassign.{CRISIS}",  # only the coordinating body reassigns
+            f"nrm.cmd.need.refer.{COORD}",
+            evt("need", "need.referred"),
         ),
         (f"_INBOX.{CRISIS}.x",),
         ("nrm.cmd.>", "nrm.evt.>", f"nrm.feed.{CRISIS}.>", "nrm.audit.>", f"_INBOX.{CLINIC}.>"),
@@ -380,6 +387,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.followup.record.{CLINIC}",
             # an NGO speaks for the person: it may ask for a review of a non-identification
             f"nrm.cmd.identification.review_request.{CLINIC}",
+            # a provider records the service it delivers as it happens
+            f"nrm.cmd.referral.deliver.{CLINIC}",
         ),
         (
             f"nrm.cmd.screening.submit.{CLINIC}",  # it does not identify
@@ -403,6 +412,11 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.screening.decide.{CLINIC}",
             f"nrm.cmd.identification.review_decide.{CLINIC}",
             f"nrm.cmd.identification.review_assign.{CLINIC}",
+            # it owns no case: no case plan; it reassigns nothing
+            f"nrm.cmd.need.add.{CLINIC}",
+            f"nrm.cmd.need.refer.{CLINIC}",
+            f"nrm.cmd.referral.reassign.{CLINIC}",
+            f"nrm.cmd.referral.deliver.{CRISIS}",
         ),
         (f"_INBOX.{CLINIC}.x",),
         (f"nrm.feed.{CLINIC}.>", "nrm.cmd.referral.accept"),
@@ -423,6 +437,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.screening.decide.{COORD}",
             f"nrm.cmd.identification.review_assign.{COORD}",
             f"nrm.cmd.identification.review_decide.{COORD}",
+            f"nrm.cmd.referral.reassign.{COORD}",
+            f"nrm.cmd.need.add.{COORD}",
+            f"nrm.cmd.need.refer.{COORD}",
         ),
         (
             f"nrm.cmd.referral.accept.{COORD}",
@@ -436,6 +453,12 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             evt("case", "case.closed"),
             f"nrm.cmd.identification.review_request.{COORD}",  # it does not represent anyone
             f"nrm.cmd.identification.review_decide.{CRISIS}",
+            f"nrm.cmd.referral.reassign.{CRISIS}",
+            f"nrm.cmd.referral.deliver.{COORD}",  # it provides no service
+            # The worklists (`nrm cases`) and statistics read the whole event stream: the
+            # operators' admin user does, for the secretariat; no agency user may.
+            f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",
+            f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}",
         ),
         (f"_INBOX.{COORD}.x",),
         ("nrm.evt.>",),
