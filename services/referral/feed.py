@@ -3,10 +3,11 @@ NRM_FEEDS for each agency it is addressed to, so that NATS permissions can let a
 its own referrals and nothing else (the event subject does not name the provider).
 
 Addressed to: the provider; the referrer (from the referral's request: the case's owner when
-the referral was requested), so it can follow its case; for an escalation, the coordinating
-body. A need event (`nrm.feed.<agency>.<need id>.need.<type>`: added, referred, unmet,
-removed) goes to the coordinating body and the identifying agency (named in a `need.unmet`,
-from the case otherwise) and, if another agency owns the case now, to its owner.
+the referral was requested), the case's identifying agency and its owner now (from the
+case), so they can follow their case; for an escalation, the coordinating body. A need event
+(`nrm.feed.<agency>.<need id>.need.<type>`: added, referred, unmet, removed) goes to the
+coordinating body and the identifying agency (named in a `need.unmet`, from the case
+otherwise) and, if another agency owns the case now, to its owner.
 
 The copy is the stored event's exact bytes; `Nats-Msg-Id` is `<event id>:<agency>`, so a
 redelivered event inside the stream's duplicate window is not copied twice. Outside it an
@@ -25,7 +26,7 @@ from contracts.events import (
     ReferralEvent,
     ReferralRequested,
 )
-from contracts.subjects import feed_subject
+from contracts.subjects import aggregate_filter, feed_subject
 from services.case.case import fold_case
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
@@ -61,20 +62,22 @@ def addressees(
     found = [provider] if provider is not None else []
     if request is not None:
         found.append(request.referrer_id)
+    case = fold_case([e for e in history if e.AGGREGATE == "case"])
+    if case is not None:  # the identifying agency, and the owner if another took it over
+        found += [case.record.agency_id, case.owner]
     if isinstance(event, ReferralEscalated):
         found.append(event.escalated_to)
-    return tuple(dict.fromkeys(str(a) for a in found))
+    return tuple(dict.fromkeys(str(a) for a in found if a))
 
 
-def history_to_load(event: ReferralEvent | NeedEvent) -> tuple[str, str] | None:
-    """The aggregate whose history says who else an event is for: a request names everyone;
-    any other referral event needs its referral's request (the referrer, and the provider of
-    a revocation); a need event its case (identifying agency, owner)."""
-    if isinstance(event, ReferralRequested):
-        return None
-    if isinstance(event, NeedEvent):
-        return "case", str(event.case_id)
-    return event.AGGREGATE, event.aggregate_id()
+def histories_to_load(event: ReferralEvent | NeedEvent) -> tuple[tuple[str, str], ...]:
+    """The aggregates whose histories say who else an event is for: always its case (the
+    identifying agency, the owner now); for a referral event other than the request, its
+    referral too (the request names the provider of a revocation and the referrer)."""
+    case = ("case", str(event.case_id))
+    if isinstance(event, ReferralRequested | NeedEvent):
+        return (case,)
+    return (case, (event.AGGREGATE, event.aggregate_id()))
 
 
 class AgencyFeed:
@@ -89,12 +92,11 @@ class AgencyFeed:
         event = delivery.event
         if not isinstance(event, ReferralEvent | NeedEvent):
             return
-        history: list[Event] = []
-        load = history_to_load(event)
-        if load is not None:
-            assert self.runtime.store is not None, "not connected"
-            loaded = await self.runtime.store.load(*load)
-            history = [e.event for e in loaded.events]
+        assert self.runtime.store is not None, "not connected"
+        stored = await self.runtime.store.read(
+            *(aggregate_filter(*aggregate) for aggregate in histories_to_load(event))
+        )
+        history = [e.event for e in stored]
         agencies = addressees(event, history, self.runtime.registry.coordinating_body)
         for agency in agencies:
             await self.runtime.jetstream.publish(

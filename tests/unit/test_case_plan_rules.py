@@ -597,3 +597,15 @@ def test_need_events_go_to_the_coordinating_body_identifier_and_owner() -> None:
         IDENTIFIER,
         OTHER,
     )
+
+
+def test_referral_events_reach_the_identifying_agency_and_the_owner_now() -> None:
+    accepted = ReferralAccepted(
+        referral_id=FIRST, case_id=CASE, provider_id=MENS_SHELTER, accepted_at=NOW
+    )
+    history: list[Event] = [identified(), request(provider=MENS_SHELTER)]
+    before = addressees(accepted, history)
+    assert IDENTIFIER in before and OTHER not in before
+    moved = [*history, CaseTransferred(case_id=CASE, from_agency=IDENTIFIER, to_agency=OTHER)]
+    after = addressees(accepted, moved)
+    assert IDENTIFIER in after and OTHER in after and MENS_SHELTER in after
