@@ -7,7 +7,10 @@ the referral was requested), the case's identifying agency and its owner now (fr
 case), so they can follow their case; for an escalation, the coordinating body. A need event
 (`nrm.feed.<agency>.<need id>.need.<type>`: added, referred, unmet, removed) goes to the
 coordinating body and the identifying agency (named in a `need.unmet`, from the case
-otherwise) and, if another agency owns the case now, to its owner.
+otherwise) and, if another agency owns the case now, to its owner. Case events that ask an
+agency to act (`nrm.feed.<agency>.<case id>.<type>`): a transfer requested, accepted or
+declined; a follow-up overdue; a review requested, assigned or decided (see
+`case_event_addressees`).
 
 The copy is the stored event's exact bytes; `Nats-Msg-Id` is `<event id>:<agency>`, so a
 redelivered event inside the stream's duplicate window is not copied twice. Outside it an
@@ -19,7 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from contracts.events import (
+    CaseReviewAssigned,
+    CaseReviewDecided,
+    CaseReviewRequested,
+    CaseTransferDeclined,
+    CaseTransferred,
+    CaseTransferRequested,
     Event,
+    FollowUpOverdue,
+    FollowUpScheduled,
     NeedEvent,
     NeedUnmet,
     ReferralEscalated,
@@ -35,14 +46,67 @@ from services.runtime.service_table import consumer
 log = get_logger("nrm.referral.feed")
 
 
+# The case events the feed copies: the service table's `CASE_EVENTS_FOR_FEED`, which filters
+# the durable on them (a unit test keeps the two equal).
+CaseEventForFeed = (
+    CaseTransferRequested
+    | CaseTransferred
+    | CaseTransferDeclined
+    | FollowUpOverdue
+    | CaseReviewRequested
+    | CaseReviewAssigned
+    | CaseReviewDecided
+)
+FeedEvent = ReferralEvent | NeedEvent | CaseEventForFeed
+
+
+def case_event_addressees(
+    event: CaseEventForFeed, history: Iterable[Event], coordinating_body: str
+) -> tuple[str, ...]:
+    """A transfer: both agencies and whoever asked. An overdue follow-up: the body it was
+    escalated to, the agency that scheduled it and the owner. A review: the coordinating body,
+    the requester (from the request), the agency assigned and the case's owner."""
+    past = list(history)
+    case = fold_case([e for e in past if e.AGGREGATE == "case"])
+    owner = [case.owner] if case is not None else []
+    found: list[str]
+    if isinstance(event, CaseTransferRequested):
+        found = [event.to_agency, event.from_agency, event.requested_by]
+    elif isinstance(event, CaseTransferred | CaseTransferDeclined):
+        found = [event.to_agency, event.from_agency]
+    elif isinstance(event, FollowUpOverdue):
+        scheduled = [
+            e.scheduled_by
+            for e in past
+            if isinstance(e, FollowUpScheduled) and e.followup_id == event.followup_id
+        ]
+        found = [event.escalated_to, *scheduled, *owner]
+    else:
+        requested = [
+            e.requested_by
+            for e in [event, *past]
+            if isinstance(e, CaseReviewRequested) and e.review_id == event.review_id
+        ]
+        assigned = [
+            e.assigned_to
+            for e in [event, *past]
+            if isinstance(e, CaseReviewAssigned) and e.review_id == event.review_id
+        ]
+        found = [coordinating_body, *requested, *assigned, *owner]
+    return tuple(dict.fromkeys(a for a in found if a))
+
+
 def addressees(
-    event: ReferralEvent | NeedEvent, history: Iterable[Event], coordinating_body: str = ""
+    event: FeedEvent, history: Iterable[Event], coordinating_body: str = ""
 ) -> tuple[str, ...]:
     """Who an event is for. A referral event: its provider (from the event, else from the
     referral's request, e.g. for a revocation), the referrer (from the request: the event
     itself or the referral's history) and, for an escalation, the body it went to. A need
     event: the coordinating body, the identifying agency and the case's owner (from the
-    case's history; a `need.unmet` names the first two itself)."""
+    case's history; a `need.unmet` names the first two itself). A case event: see
+    `case_event_addressees`."""
+    if isinstance(event, CaseEventForFeed):
+        return case_event_addressees(event, history, coordinating_body)
     if isinstance(event, NeedEvent):
         case = fold_case(list(history))
         found = [event.coordinating_body] if isinstance(event, NeedUnmet) else [coordinating_body]
@@ -70,12 +134,12 @@ def addressees(
     return tuple(dict.fromkeys(str(a) for a in found if a))
 
 
-def histories_to_load(event: ReferralEvent | NeedEvent) -> tuple[tuple[str, str], ...]:
+def histories_to_load(event: FeedEvent) -> tuple[tuple[str, str], ...]:
     """The aggregates whose histories say who else an event is for: always its case (the
     identifying agency, the owner now); for a referral event other than the request, its
     referral too (the request names the provider of a revocation and the referrer)."""
     case = ("case", str(event.case_id))
-    if isinstance(event, ReferralRequested | NeedEvent):
+    if not isinstance(event, ReferralEvent) or isinstance(event, ReferralRequested):
         return (case,)
     return (case, (event.AGGREGATE, event.aggregate_id()))
 
@@ -90,7 +154,7 @@ class AgencyFeed:
 
     async def on_referral_event(self, delivery: Delivery) -> None:
         event = delivery.event
-        if not isinstance(event, ReferralEvent | NeedEvent):
+        if not isinstance(event, ReferralEvent | NeedEvent | CaseEventForFeed):
             return
         assert self.runtime.store is not None, "not connected"
         stored = await self.runtime.store.read(

@@ -57,6 +57,13 @@ from contracts.events import (
     CaseClosed,
     CaseErased,
     CaseReceivedFromAbroad,
+    CaseReviewAssigned,
+    CaseReviewDecided,
+    CaseReviewRequested,
+    CaseTransferDeclined,
+    CaseTransferred,
+    CaseTransferRequested,
+    Event,
     FollowUpOverdue,
     FollowUpRecorded,
     FollowUpScheduled,
@@ -98,6 +105,19 @@ from services.runtime.topology import (
 )
 
 JS = "$JS.API"
+
+# Case events that ask an agency to act, copied to its feed by the referral service (a
+# transfer to answer, an overdue follow-up, a review to assign or decide or learn the
+# outcome of). Other case events stay in the stream.
+CASE_EVENTS_FOR_FEED: tuple[type[Event], ...] = (
+    CaseTransferRequested,
+    CaseTransferred,
+    CaseTransferDeclined,
+    FollowUpOverdue,
+    CaseReviewRequested,
+    CaseReviewAssigned,
+    CaseReviewDecided,
+)
 
 
 class Sender(Enum):
@@ -266,8 +286,13 @@ TABLE: tuple[Entry, ...] = (
             ConsumerSpec(
                 "referral-feed",
                 # Oversight: the case plan (needs added, referred, unmet, removed) goes to the
-                # coordinating body's and the case's agencies' feeds.
-                (f"{EVENT_PREFIX}.referral.>", f"{EVENT_PREFIX}.need.>"),
+                # coordinating body's and the case's agencies' feeds, and so do the case
+                # events that ask an agency to act (transfers, overdue follow-ups, reviews).
+                (
+                    f"{EVENT_PREFIX}.referral.>",
+                    f"{EVENT_PREFIX}.need.>",
+                    *(event_type_filter(e) for e in CASE_EVENTS_FOR_FEED),
+                ),
                 "copies each referral and need event to the feeds of the agencies it is "
                 "addressed to",
             ),

@@ -26,8 +26,13 @@ from contracts.commands import (
 )
 from contracts.events import (
     CaseClosed,
+    CaseReviewDecided,
+    CaseReviewRequested,
     CaseTransferred,
+    CaseTransferRequested,
     Event,
+    FollowUpOverdue,
+    FollowUpScheduled,
     NeedAdded,
     NeedReferred,
     NeedRemoved,
@@ -47,11 +52,15 @@ from contracts.vocabulary import (
     DeclineReason,
     DeliveryUnit,
     EscalationCause,
+    FollowUpPurpose,
     NeedRemovalReason,
     ReassignReason,
+    ReviewGrounds,
+    ReviewOutcome,
     RevokeReason,
     Service,
     ShelterCategory,
+    TransferReason,
     UnmetReason,
 )
 from services.agencies.registry import AgencyRegistry, load_registry
@@ -609,3 +618,61 @@ def test_referral_events_reach_the_identifying_agency_and_the_owner_now() -> Non
     moved = [*history, CaseTransferred(case_id=CASE, from_agency=IDENTIFIER, to_agency=OTHER)]
     after = addressees(accepted, moved)
     assert IDENTIFIER in after and OTHER in after and MENS_SHELTER in after
+
+
+def test_case_events_that_ask_an_agency_to_act_reach_its_feed() -> None:
+    asked = CaseTransferRequested(
+        case_id=CASE,
+        from_agency=IDENTIFIER,
+        to_agency=OTHER,
+        requested_by=COORDINATING_BODY,
+        reason=TransferReason.PERSON_RELOCATED,
+    )
+    assert set(addressees(asked, [identified()], COORDINATING_BODY)) == {
+        OTHER,
+        IDENTIFIER,
+        COORDINATING_BODY,
+    }
+    followup = uuid.uuid4()
+    scheduled = FollowUpScheduled(
+        case_id=CASE,
+        followup_id=followup,
+        due_on=NOW.date(),
+        purpose=FollowUpPurpose.POST_DISCHARGE,
+        scheduled_by=MENS_SHELTER,
+        recorded_at=NOW,
+    )
+    overdue = FollowUpOverdue(
+        case_id=CASE, followup_id=followup, due_on=NOW.date(), escalated_to=COORDINATING_BODY
+    )
+    assert set(addressees(overdue, [identified(), scheduled], COORDINATING_BODY)) == {
+        COORDINATING_BODY,
+        MENS_SHELTER,
+        IDENTIFIER,
+    }
+    review = uuid.uuid4()
+    requested = CaseReviewRequested(
+        case_id=CASE,
+        review_id=review,
+        requested_by="kg-ngo-osh-legal-clinic",
+        grounds=ReviewGrounds.NEW_INFORMATION,
+        recorded_at=NOW,
+    )
+    decided = CaseReviewDecided(
+        case_id=CASE,
+        review_id=review,
+        outcome=ReviewOutcome.UPHELD,
+        decided_by=COORDINATING_BODY,
+    )
+    assert "kg-ngo-osh-legal-clinic" in addressees(
+        decided, [identified(), requested], COORDINATING_BODY
+    )
+
+
+def test_the_feed_copies_exactly_the_case_events_its_durable_receives() -> None:
+    from typing import get_args
+
+    from services.referral.feed import CaseEventForFeed
+    from services.runtime.service_table import CASE_EVENTS_FOR_FEED
+
+    assert set(get_args(CaseEventForFeed)) == set(CASE_EVENTS_FOR_FEED)
