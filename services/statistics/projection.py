@@ -58,8 +58,8 @@ from contracts.events import (
     VictimNotIdentified,
     VictimPresumed,
 )
-from contracts.vocabulary import DataPurpose
-from services.case.consent import unexpired
+from contracts.vocabulary import DataPurpose, LegalBasis
+from services.case.consent import basis_valid_for, unexpired
 
 
 @dataclass
@@ -96,9 +96,16 @@ class CaseFacts:
 class ConsentFacts:
     purposes: frozenset[str]
     expires_at: dt.datetime | None
+    legal_basis: LegalBasis = LegalBasis.INFORMED_CONSENT
 
-    def allows_statistics(self, at: dt.datetime) -> bool:
-        return unexpired(self.expires_at, at) and DataPurpose.STATISTICS.value in self.purposes
+    def allows_statistics(self, at: dt.datetime, is_child: bool = False) -> bool:
+        """Unexpired, covering statistics, and on a basis valid for the person: a child's own
+        consent is not (services/case/consent.py `basis_valid_for`)."""
+        return (
+            unexpired(self.expires_at, at)
+            and DataPurpose.STATISTICS.value in self.purposes
+            and basis_valid_for(is_child, self.legal_basis)
+        )
 
 
 @dataclass
@@ -192,11 +199,13 @@ class StatsState:
     def publishable_cases(self, at: dt.datetime) -> set[int]:
         """Which cases may appear in public statistics at `at` (as Python object ids, never
         case ids): their consent in force (the latest `consent.recorded`, not withdrawn, not
-        expired) covers `statistics`. An erased case never does."""
+        expired) covers `statistics`, given by someone who may (a child's guardian, not the
+        child). An erased case never does."""
         return {
             id(facts)
             for case_id, facts in (*self.cases.items(), *self.received_cases.items())
-            if (consent := self.consents.get(case_id)) is not None and consent.allows_statistics(at)
+            if (consent := self.consents.get(case_id)) is not None
+            and consent.allows_statistics(at, facts.is_child)
         }
 
 
@@ -319,7 +328,9 @@ def _consent_recorded(state: StatsState, event: ConsentRecorded, envelope: Envel
     # Kept even before the case is seen (events of one case arrive in order, but a consent
     # could be recorded in the same batch); only cases in `cases` are ever published.
     state.consents[event.case_id] = ConsentFacts(
-        purposes=frozenset(p.value for p in event.purposes), expires_at=event.expires_at
+        purposes=frozenset(p.value for p in event.purposes),
+        expires_at=event.expires_at,
+        legal_basis=event.legal_basis,
     )
 
 

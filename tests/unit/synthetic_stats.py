@@ -231,7 +231,10 @@ def generate(seed: int, n: int) -> Synthetic:
                     case_id=case_id,
                     consent_id=uuid.uuid4(),
                     recorded_by=agency_id,
-                    legal_basis=LegalBasis.INFORMED_CONSENT,
+                    # A child's consent is given by a guardian (services/case/consent.py).
+                    legal_basis=(
+                        LegalBasis.GUARDIAN_CONSENT if age < 18 else LegalBasis.INFORMED_CONSENT
+                    ),
                     purposes=tuple(purposes),
                     recipients=(),
                     recipient_kinds=(),

@@ -20,6 +20,7 @@ from contracts.vocabulary import (
     ClosureReason,
     FollowUpOutcome,
     FollowUpPurpose,
+    LegalBasis,
     Region,
     ReopenReason,
     Service,
@@ -168,3 +169,12 @@ def test_re_referrals_are_counted_apart_from_first_referrals() -> None:
         "first": 1,
         "re_referral": 1,
     }
+
+
+def test_a_childs_own_consent_does_not_make_the_case_public() -> None:
+    child = _case(Region.BATKEN, True, (Service.SHELTER,))
+    own = _statistics_consent(child)  # informed consent: the child's own
+    guardian = own.model_copy(update={"legal_basis": LegalBasis.GUARDIAN_CONSENT})
+    at = T0 + dt.timedelta(days=1)
+    assert fold([_at(child, 0), _at(own, 0)]).publishable_cases(at) == set()
+    assert len(fold([_at(child, 0), _at(guardian, 0)]).publishable_cases(at)) == 1
