@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.operations import AuditActor, AuditEntry, AuditSource
+from nrm_tools.bench.audit_replay import VerificationFailed, synthetic_bundle
 from services.audit.bundle import LEAVES_FILE, default_jobs
 from services.audit.log import LogState
 from services.audit.merkle import CompactRange
@@ -41,10 +42,6 @@ report = verify_bundle(Path(sys.argv[1]), jobs=int(sys.argv[2]))
 print(json.dumps({"leaves": report.leaves, "ok": report.failure is None,
                   "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}))
 """
-
-
-class VerifyFailed(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -98,10 +95,10 @@ def measure(bundle: Path, jobs: int) -> VerifyRun:
     done.set()
     watcher.join()
     if child.returncode != 0:
-        raise VerifyFailed(f"the verifier exited {child.returncode}")
+        raise VerificationFailed(f"the verifier exited {child.returncode}")
     result = json.loads(out)
     if not result["ok"]:
-        raise VerifyFailed(f"the synthetic bundle did not verify ({result['leaves']} leaves)")
+        raise VerificationFailed(f"the synthetic bundle did not verify ({result['leaves']} leaves)")
     own = peaks.pop(child.pid, 0)
     # The forkserver that starts the workers is a small process of its own: the largest
     # of the rest is the largest worker.
@@ -178,21 +175,19 @@ def describe(item: dict[str, object]) -> list[str]:
     mark = {True: "met", False: "MISSED"}
     leaves = f"{item['leaves']:,}"
     return [
-        f"audit.verify leaves={leaves} jobs=1: {item['leaves_per_s_jobs_1']:,} leaves/s "
+        f"verify leaves={leaves} jobs=1: {item['leaves_per_s_jobs_1']:,} leaves/s "
         f"(target {TARGET_LEAVES_S:,}: {mark[bool(item['met_jobs_1'])]}), "
         f"peak RSS {item['peak_rss_kib_jobs_1']:,} KiB",
-        f"audit.verify leaves={leaves} jobs={item['jobs']}: {item['leaves_per_s_jobs_n']:,} "
+        f"verify leaves={leaves} jobs={item['jobs']}: {item['leaves_per_s_jobs_n']:,} "
         f"leaves/s (target {TARGET_LEAVES_S:,}: {mark[bool(item['met_jobs_n'])]}), peak RSS "
         f"{item['peak_rss_kib_jobs_n']:,} KiB + largest worker {item['worker_peak_rss_kib']:,} KiB",
-        f"audit.verify leaves={leaves} ceiling (SHA-256 + compact range only): "
+        f"verify leaves={leaves} ceiling (SHA-256 + compact range only): "
         f"{item['sha256_and_compact_range_leaves_per_s']:,} leaves/s",
     ]
 
 
 def main() -> int:
-    from nrm_tools.bench.audit_replay import synthetic_bundle
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="offline audit verification speed and memory")
     parser.add_argument("--leaves", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--jobs", type=int, default=default_jobs())
     args = parser.parse_args()
@@ -200,7 +195,7 @@ def main() -> int:
         for leaves in args.leaves:
             bundle = Path(tmp) / f"bundle-{leaves}"
             synthetic_bundle(template_leaf(), leaves, bundle)
-            print("\n".join(describe(figures(bundle, args.jobs))), flush=True)
+            print("\n".join(f"audit.{line}" for line in describe(figures(bundle, args.jobs))))
     return 0
 
 

@@ -43,6 +43,7 @@ EVENTS_FILE = "events.jsonl"  # optional: the audited events, for replay
 NOTE_SUFFIX = ".note"
 
 EXIT_OK, EXIT_INTEGRITY, EXIT_UNREADABLE, EXIT_TRUST = 0, 1, 2, 3
+PROGRESS_EVERY = 10_000  # leaves between progress reports
 Progress = Callable[[int], None]
 
 
@@ -274,6 +275,7 @@ class _LeafWalk:
         progress: Progress | None,
     ) -> None:
         self.tree, self.roots, self.report, self.progress = tree, roots, report, progress
+        self.sizes = deque(sorted(roots))  # checkpoint sizes not yet reached
         self.last_hash = b""  # of the leaf before the next one
         self.suspect: int | None = None  # a broken link into leaf `suspect`: the next decides
 
@@ -293,18 +295,28 @@ class _LeafWalk:
             raise _Stop(Failure("integrity", "the last line is cut short", position))
 
     def _append(self, hashes: bytes, start: int, stop: int) -> None:
-        tree, roots, report, progress = self.tree, self.roots, self.report, self.progress
-        for j in range(start, stop):
-            tree.append(hashes[32 * j : 32 * j + 32])
+        """Leaves [start, stop) of the chunk into the tree, stopping at each checkpoint size
+        to compare roots (and every 10,000 leaves to report progress)."""
+        tree, roots, first = self.tree, self.roots, start
+        while start < stop:
+            size = tree.size
+            step = min(stop - start, PROGRESS_EVERY - size % PROGRESS_EVERY)
+            while self.sizes and self.sizes[0] <= size:
+                self.sizes.popleft()
+            if self.sizes:
+                step = min(step, self.sizes[0] - size)
+            tree.extend(hashes[32 * start : 32 * (start + step)])
+            start += step
             known = roots.get(tree.size)
             if known is not None and known[1] != tree.root():
                 position = tree.size - 1
+                self.report.leaves = position  # the leaves before it passed
                 reason = f"leaves 0..{position} do not hash to the root signed in {known[0]}"
                 raise _Stop(Failure("integrity", reason, position, known[0]))
-            report.leaves = tree.size
-            if progress is not None and tree.size % 10_000 == 0:
-                progress(tree.size)
-        if stop > start:
+            self.report.leaves = tree.size
+            if self.progress is not None and tree.size % PROGRESS_EVERY == 0:
+                self.progress(tree.size)
+        if stop > first:
             self.last_hash = hashes[32 * stop - 32 : 32 * stop]
 
     def _one(self, chunk: Chunk, j: int, position: int, linked: bool) -> None:
@@ -336,7 +348,7 @@ class _LeafWalk:
             self.tree.append(chunk.hashes[32 * j : 32 * j + 32])
             self.last_hash = chunk.hashes[32 * j : 32 * j + 32]
             self.report.leaves = self.tree.size
-            if self.progress is not None and self.tree.size % 10_000 == 0:
+            if self.progress is not None and self.tree.size % PROGRESS_EVERY == 0:
                 self.progress(self.tree.size)
 
 

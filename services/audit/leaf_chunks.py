@@ -64,30 +64,34 @@ _ENTRY_SHAPES = _shapes(
 )
 _ACTOR_SHAPES = _shapes({}, {"agency": str, "role": str, "service": str})
 _SOURCE_SHAPES = _shapes({"stream": str, "sequence": int, "sha256": str}, {"id": str})
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX_DIGITS = "0123456789abcdef"
 # The writer's time form (pydantic writes UTC as Z); any other form takes the slow path.
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
 _TIMES_KEPT = 4096
-_times: dict[str, bool] = {}  # time strings already judged: leaves written together share them
+_times: set[str] = set()  # times already found good: leaves written together share them
 
 CHUNK_BYTES = 1 << 20  # ~1,300 leaves: big enough to pay for a trip to a worker
 
 
-def _is_time(value: object) -> bool:
-    if type(value) is not str:
+def _is_time(value: str) -> bool:
+    """A time pydantic reads as a datetime, in the writer's form (checked once per string)."""
+    if value in _times:
+        return True
+    if _TIME.fullmatch(value) is None:
         return False
-    known = _times.get(value)
-    if known is None:
-        known = _TIME.fullmatch(value) is not None
-        if known:
-            try:
-                dt.datetime.fromisoformat(value)
-            except ValueError:  # e.g. 2026-02-30: let pydantic say so
-                known = False
-        if len(_times) >= _TIMES_KEPT:
-            _times.clear()
-        _times[value] = known
-    return known
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError:  # e.g. 2026-02-30: let pydantic say so
+        return False
+    if len(_times) >= _TIMES_KEPT:
+        _times.clear()
+    _times.add(value)
+    return True
+
+
+def _is_hex64(value: str) -> bool:
+    """`^[0-9a-f]{64}$`: strip removes the allowed characters, nothing may be left."""
+    return len(value) == 64 and not value.strip(_HEX_DIGITS)
 
 
 def _all_text(values: Iterable[object]) -> bool:
@@ -131,7 +135,7 @@ def quick_leaf(raw: bytes) -> tuple[int, str | None] | None:
         or index < 0
         or value["subject"] != str(index)
         or source["sequence"] < 1
-        or _HEX64.fullmatch(source["sha256"]) is None
+        or not _is_hex64(source["sha256"])
         or not _is_time(value["time"])
         or ("time" in data and not _is_time(data["time"]))
         or not _all_text(ids.values())
@@ -142,7 +146,7 @@ def quick_leaf(raw: bytes) -> tuple[int, str | None] | None:
             if type(item) is not str and (type(item) is not list or not _all_text(item)):
                 return None
     prev = data.get("prev")
-    if prev is not None and _HEX64.fullmatch(prev) is None:
+    if prev is not None and not _is_hex64(prev):
         return None
     return index, prev
 
