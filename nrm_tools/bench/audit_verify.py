@@ -180,7 +180,12 @@ def describe(item: dict[str, object]) -> list[str]:
         f"peak RSS {item['peak_rss_kib_jobs_1']:,} KiB",
         f"verify leaves={leaves} jobs={item['jobs']}: {item['leaves_per_s_jobs_n']:,} "
         f"leaves/s (target {TARGET_LEAVES_S:,}: {mark[bool(item['met_jobs_n'])]}), peak RSS "
-        f"{item['peak_rss_kib_jobs_n']:,} KiB + largest worker {item['worker_peak_rss_kib']:,} KiB",
+        f"{item['peak_rss_kib_jobs_n']:,} KiB + "
+        + (
+            f"largest worker {item['worker_peak_rss_kib']:,} KiB"
+            if item["worker_peak_rss_kib"]
+            else "no worker (one chunk: nothing to share)"
+        ),
         f"verify leaves={leaves} ceiling (SHA-256 + compact range only): "
         f"{item['sha256_and_compact_range_leaves_per_s']:,} leaves/s",
     ]

@@ -283,3 +283,52 @@ def test_a_chunk_records_each_leafs_facts_and_where_it_stops_being_clean() -> No
 @pytest.mark.parametrize("raw", [b'"' + bytes([c]) + b'"' for c in (0x7F, 0x80, 0xFF)])
 def test_bytes_outside_ascii_or_del_never_take_the_fast_path(raw: bytes) -> None:
     assert quick_leaf(raw) is None
+
+
+def test_the_hubs_own_leaves_take_the_fast_path() -> None:
+    """Leaves as the audit service writes them: an access grant, an unreadable message, a
+    rejected command (the forms of test_audit_leaves.py)."""
+    from contracts.events import AccessGranted
+    from contracts.operations import CommandRejectionNoted
+    from contracts.vocabulary import AgencyKind, DataPurpose, PersonalField
+    from services.audit.domain import entry_for_event, entry_for_rejection
+    from tests.unit.test_audit_leaves import CASE, NOW, REGISTRY, stored
+
+    granted = stored(
+        AccessGranted(
+            case_id=CASE,
+            request_id=uuid.uuid4(),
+            agency_id="kg-ngo-osh-crisis-centre",
+            agency_kind=AgencyKind.NGO,
+            purpose=DataPurpose.ASSISTANCE,
+            fields=(PersonalField.FULL_NAME, PersonalField.PHONE),
+            basis="consent",
+            key_id="0123456789abcdef",
+        )
+    )
+    notice = CommandRejectionNoted(
+        command="referral.accept",
+        command_id=uuid.uuid4(),
+        agency_id="kg-prosecutor-general",
+        errors=({"field": "agency_id", "code": "not_authorised"},),  # type: ignore[arg-type]
+    )
+    from contracts.envelope import Envelope
+
+    rejected = Envelope(
+        id=str(uuid.uuid4()),
+        source="urn:nrm-hub:kg:referral",
+        type=CommandRejectionNoted.TYPE,
+        time=NOW,
+        data=notice.model_dump(mode="json"),
+    ).to_bytes()
+    entries = [
+        entry_for_event(0, "NRM_EVENTS", 1, granted, REGISTRY),
+        entry_for_event(1, "NRM_EVENTS", 2, b"{not json", REGISTRY),
+        entry_for_rejection(2, "NRM_REJECTIONS", 1, rejected, REGISTRY),
+    ]
+    state = LogState()
+    for entry in entries:
+        raw = state.leaf_for(entry, "urn:nrm-hub:kg:audit", NOW)
+        state.appended(raw)
+        fast = agrees(raw)
+        assert fast is not None and fast[0] == entry.index
