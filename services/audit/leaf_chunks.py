@@ -64,7 +64,7 @@ _ENTRY_SHAPES = _shapes(
 )
 _ACTOR_SHAPES = _shapes({}, {"agency": str, "role": str, "service": str})
 _SOURCE_SHAPES = _shapes({"stream": str, "sequence": int, "sha256": str}, {"id": str})
-_HEX_DIGITS = "0123456789abcdef"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 # The writer's time form (pydantic writes UTC as Z); any other form takes the slow path.
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
 _TIMES_KEPT = 4096
@@ -89,11 +89,6 @@ def _is_time(value: str) -> bool:
     return True
 
 
-def _is_hex64(value: str) -> bool:
-    """`^[0-9a-f]{64}$`: strip removes the allowed characters, nothing may be left."""
-    return len(value) == 64 and not value.strip(_HEX_DIGITS)
-
-
 def _all_text(values: Iterable[object]) -> bool:
     try:
         "".join(values)  # type: ignore[arg-type]  # TypeError on anything but str, in C
@@ -102,9 +97,10 @@ def _all_text(values: Iterable[object]) -> bool:
     return True
 
 
-def quick_leaf(raw: bytes) -> tuple[int, str | None] | None:
+def quick_leaf(raw: bytes, expected_prev: str | None = None) -> tuple[int, str | None] | None:
     """(index, prev) of a leaf proven canonical and following the contract, or None when
-    only `parse_leaf` can say (it may still accept the leaf)."""
+    only `parse_leaf` can say (it may still accept the leaf). `expected_prev`, the hex leaf
+    hash of the leaf before, only saves checking the form of a prev equal to it."""
     if not raw.isascii() or b"\x7f" in raw:
         return None
     try:
@@ -135,9 +131,9 @@ def quick_leaf(raw: bytes) -> tuple[int, str | None] | None:
         or index < 0
         or value["subject"] != str(index)
         or source["sequence"] < 1
-        or not _is_hex64(source["sha256"])
-        or not _is_time(value["time"])
-        or ("time" in data and not _is_time(data["time"]))
+        or _HEX64.fullmatch(source["sha256"]) is None
+        or (value["time"] not in _times and not _is_time(value["time"]))
+        or ("time" in data and data["time"] not in _times and not _is_time(data["time"]))
         or not _all_text(ids.values())
     ):
         return None
@@ -146,7 +142,7 @@ def quick_leaf(raw: bytes) -> tuple[int, str | None] | None:
             if type(item) is not str and (type(item) is not list or not _all_text(item)):
                 return None
     prev = data.get("prev")
-    if prev is not None and not _is_hex64(prev):
+    if prev is not None and prev != expected_prev and _HEX64.fullmatch(prev) is None:
         return None
     return index, prev
 
@@ -187,11 +183,11 @@ def check_lines(data: bytes) -> Chunk:
     errors = chunk.errors
     sha256 = hashlib.sha256
     clean = -1
-    previous_hex = ""
+    previous_hex: str | None = None  # hex leaf hash of the line before (none before the first)
     for j, raw in enumerate(lines):
         digest = sha256(b"\x00" + raw).digest()
         hashes += digest
-        facts = quick_leaf(raw)
+        facts = quick_leaf(raw, previous_hex)
         if facts is None:
             found = slow_leaf(raw)
             if isinstance(found, str):

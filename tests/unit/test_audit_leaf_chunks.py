@@ -219,6 +219,7 @@ def edge_cases() -> list[bytes]:
         _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23T12:00:03.5Z"'),
         _edit(raw, b'"prev":"', b'"prev":"A'),
         _edit(raw, b'"prev":"', b'"prev":"0'),
+        canonical_json({**value, "data": {**value["data"], "prev": ""}}),
         _edit(raw, b'"ids":{', b'"ids":{"a":1,'),
         _edit(raw, b'"ids":{', b'"ids":{"a":["b"],'),
         _edit(raw, b'"ids":{', b'"ids":{"a":"b","a":"b",'),
@@ -258,6 +259,23 @@ def test_edge_cases_agree_with_parse_leaf() -> None:
     accepted = [raw for raw in edge_cases() if agrees(raw) is not None]
     # The hub's own forms take the fast path; the optional members written as text too.
     assert len(accepted) >= 5
+
+
+def test_a_prev_equal_to_the_expected_hash_is_the_only_one_not_rechecked() -> None:
+    leaves, _ = generated(8)
+    value = json.loads(leaves[3])
+    empty = canonical_json({**value, "data": {**value["data"], "prev": ""}})
+    assert quick_leaf(empty) is None and quick_leaf(empty, None) is None
+    upper = value["data"]["prev"].upper()
+    shouted = canonical_json({**value, "data": {**value["data"], "prev": upper}})
+    assert quick_leaf(shouted) is None
+    # A chunk starting with such a leaf, or holding it after a sound one: the slow path's
+    # reason, never a fast acceptance.
+    for lines in ([empty, leaves[4]], [leaves[2], empty], [leaves[2], shouted]):
+        chunk = check_lines(b"".join(raw + b"\n" for raw in lines))
+        bad = 0 if lines[0] in (empty, shouted) else 1
+        assert set(chunk.errors) == {bad} and chunk.clean == bad
+        assert "contract" in chunk.errors[bad]
 
 
 def test_slow_leaf_gives_parse_leafs_reason() -> None:
