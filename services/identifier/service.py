@@ -54,8 +54,6 @@ class Admitted:
     command: SubmitScreening
     interview: ScreeningInterview
     agency: Agency
-
-
 CaseRule = Callable[[Case | None, Any, Agency | None], list[Event]]
 CaseCommandHandler = Callable[[Any], Awaitable[tuple[str, Outcome]]]
 

@@ -70,6 +70,7 @@ def broker_options(settings: Settings, role: str) -> dict[str, Any]:
     return options
 
 
+
 # `nrm` exits with this when the hub's NATS cannot be reached (README, "Running it").
 EXIT_UNREACHABLE = 3
 
