@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import multiprocessing.context
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -256,9 +257,12 @@ def default_jobs() -> int:
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers import only leaf_chunks (no pydantic until a leaf needs the slow
-    # path), and nothing of the parent's state or threads is copied into them.
+    """fork when this process has one thread: workers start in ~10 ms with every module
+    already loaded. With other threads running, a forked child could inherit a lock held by
+    one of them, so forkserver (~0.8 s to start: a fresh interpreter imports the checker)."""
     methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
