@@ -1,8 +1,9 @@
 """Audit bundles on disk (docs/AUDIT-BUNDLE.md): offline verification, streamed, and inclusion
 proofs. No NATS here: an auditor runs this on a copy, trusting only the keys they hold.
 
-Verification reads the leaves one line at a time and keeps a compact range, so memory stays
-O(log n) however long the log. Every leaf is checked (not only the ends): canonical form,
+Verification streams the leaves in runs of ~1 MiB of whole lines (checked in worker processes
+with jobs > 1, services/audit/leaf_chunks.py) and keeps a compact range, so memory is bounded
+by a run, however long the log. Every leaf is checked (not only the ends): canonical form,
 index = position, the link to the previous leaf, and the root at every checkpoint's size.
 """
 
