@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nrm_tools.bench import audit_verify
+
 # Every figure the table prints, per sync setting (the smoke test checks each is present).
 RAW_KEYS = (
     "awaited_publish_msg_per_s",
@@ -86,10 +88,7 @@ def table(figures: dict[str, Any]) -> str:
     audit = figures["audit"]
     lines += ["", f"audit.checkpoint_sign_us: {_fmt(audit['checkpoint_sign_us'])}"]
     for item in audit["synthetic"]:
-        lines.append(
-            f"audit.synthetic leaves={item['leaves']:,}: {_fmt(item['leaves_per_s'])} leaves/s, "
-            f"peak {_fmt(item['peak_kib'])} KiB"
-        )
+        lines += [f"audit.synthetic {line}" for line in audit_verify.describe(item)]
     if "growth" in figures:
         lines += ["", "growth (sync default, saturation): n, events, events/s, us/event, p99 ms"]
         for g in figures["growth"]:

@@ -1,22 +1,31 @@
 """Audit bundles on disk (docs/AUDIT-BUNDLE.md): offline verification, streamed, and inclusion
 proofs. No NATS here: an auditor runs this on a copy, trusting only the keys they hold.
 
-Verification reads the leaves one line at a time and keeps a compact range, so memory stays
-O(log n) however long the log. Every leaf is checked (not only the ends): canonical form,
+Verification streams the leaves in runs of ~1 MiB of whole lines (checked in worker processes
+with jobs > 1, services/audit/leaf_chunks.py) and keeps a compact range, so memory is bounded
+by a run, however long the log. Every leaf is checked (not only the ends): canonical form,
 index = position, the link to the previous leaf, and the root at every checkpoint's size.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import multiprocessing
+import multiprocessing.context
+import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from services.audit.checkpoint import Checkpoint, NoteError, TrustError, VerifierKey, open_note
 from services.audit.domain import LeafError, parse_leaf
+from services.audit.leaf_chunks import CHUNK_BYTES, Chunk, check_range, chunk_bounds
 from services.audit.merkle import (
     CompactRange,
     ProofError,
@@ -36,6 +45,7 @@ EVENTS_FILE = "events.jsonl"  # optional: the audited events, for replay
 NOTE_SUFFIX = ".note"
 
 EXIT_OK, EXIT_INTEGRITY, EXIT_UNREADABLE, EXIT_TRUST = 0, 1, 2, 3
+PROGRESS_EVERY = 10_000  # leaves between progress reports
 Progress = Callable[[int], None]
 
 
@@ -146,14 +156,17 @@ def verify_bundle(
     trusted: list[VerifierKey] | None = None,
     since: bytes | None = None,
     progress: Progress | None = None,
+    jobs: int = 1,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Report:
-    """Check everything in the bundle; the report names the first failure, if any."""
+    """Check everything in the bundle; the report names the first failure, if any. With
+    jobs > 1, leaves are parsed and hashed in that many processes; the verdict is the same."""
     report = Report(trust="given keys" if trusted is not None else "bundle keys (unpinned)")
     keys = trusted if trusted is not None else read_keys(directory / KEYS_FILE)
     if trusted is None:
         report.warnings.append("trusting the keys inside the bundle: pass --key to pin yours")
     try:
-        _verify(directory, keys, since, report, progress)
+        _verify(directory, keys, since, report, progress, jobs, chunk_bytes)
     except _Stop as stop:
         report.failure = stop.failure
     return report
@@ -165,6 +178,8 @@ def _verify(
     since: bytes | None,
     report: Report,
     progress: Progress | None,
+    jobs: int,
+    chunk_bytes: int,
 ) -> None:
     roots: dict[int, tuple[str, bytes]] = {}  # size -> (checkpoint name, root)
     previous_size = -1
@@ -191,50 +206,155 @@ def _verify(
     report.signed_size = max((s for s, (n, _) in roots.items() if n != "--since"), default=0)
 
     tree = CompactRange()
-    hashes: list[bytes] = []  # the last two leaf hashes, for the link checks
-    suspect: int | None = None  # a broken link into leaf `suspect`: decided by the next leaf
     if 0 in roots and roots[0][1] != tree.root():
         raise _Stop(Failure("integrity", "the empty tree has another root", None, roots[0][0]))
-    for position, raw in iter_leaves(directory / LEAVES_FILE):
-        try:
-            entry = parse_leaf(raw)
-        except LeafError as exc:
-            raise _Stop(Failure("integrity", str(exc), position)) from None
-        if entry.index != position:
-            reason = (
-                f"the leaf at this position says index {entry.index}: "
-                "a leaf was deleted, inserted or moved"
-            )
-            raise _Stop(Failure("integrity", reason, position))
-        if position == 0 and entry.prev is not None:
-            raise _Stop(Failure("integrity", "the first leaf names a previous leaf", 0))
-        linked = position == 0 or entry.prev == hashes[-1].hex()
-        if suspect is not None:
-            # The link into `suspect` broke. If the link out of it broke too, `suspect` itself
-            # was changed; otherwise the leaf before it was.
-            if linked:
-                raise _Stop(Failure("integrity", _changed(suspect - 1), suspect - 1))
-            raise _Stop(Failure("integrity", _changed(suspect), suspect))
-        if not linked:
-            suspect = position
-        hashed = leaf_hash(raw)
-        tree.append(hashed)
-        hashes = [*hashes[-1:], hashed]
-        known = roots.get(tree.size)
-        if suspect is None and known is not None and known[1] != tree.root():
-            reason = f"leaves 0..{position} do not hash to the root signed in {known[0]}"
-            raise _Stop(Failure("integrity", reason, position, known[0]))
-        report.leaves = tree.size
-        if progress is not None and tree.size % 10_000 == 0:
-            progress(tree.size)
-    if suspect is not None:
-        raise _Stop(Failure("integrity", _changed(suspect - 1), suspect - 1))
+    walk = _LeafWalk(tree, roots, report, progress)
+    for chunk in _checked_chunks(directory / LEAVES_FILE, jobs, chunk_bytes):
+        walk.take(chunk)
+    if walk.suspect is not None:
+        raise _Stop(Failure("integrity", _changed(walk.suspect - 1), walk.suspect - 1))
     report.root = tree.root().hex()
     biggest = max(roots, default=0)
     if tree.size < biggest:
         name = roots[biggest][0]
         reason = f"the bundle ends after {tree.size} leaves but {name} covers {biggest}"
         raise _Stop(Failure("integrity", reason, tree.size, name))
+
+
+def _checked_chunks(path: Path, jobs: int, chunk_bytes: int) -> Iterator[Chunk]:
+    """The file's chunks, checked (leaf hashes, parsing, links inside each chunk), in file
+    order; with jobs > 1 in that many worker processes, at most 2 x jobs chunks in flight,
+    so memory stays flat however long the file."""
+    try:
+        bounds = chunk_bounds(path, chunk_bytes)
+        first = next(bounds, None)
+    except OSError as exc:
+        raise BundleUnreadable(f"cannot read {path}: {type(exc).__name__}") from None
+    if first is None:
+        return
+    second = next(bounds, None)
+    if jobs <= 1 or second is None:  # one process: no pool to start
+        for start, end in itertools.chain([first], [second] if second else [], bounds):
+            yield check_range(path, start, end)
+        return
+    pool = ProcessPoolExecutor(jobs, mp_context=_worker_context())
+    try:
+        pending: deque[Future[Chunk]] = deque()
+        for start, end in itertools.chain([first, second], bounds):
+            pending.append(pool.submit(check_range, path, start, end))
+            if len(pending) >= 2 * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # also when the walk stops at a failure: drop the chunks not yet checked
+        pool.shutdown(cancel_futures=True)
+
+
+def default_jobs() -> int:
+    """The cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """fork when this process has one thread: workers start in ~10 ms with every module
+    already loaded. With other threads running, a forked child could inherit a lock held by
+    one of them, so forkserver (~0.8 s to start: a fresh interpreter imports the checker)."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class _LeafWalk:
+    """The sequential part of §6 steps 3-5, fed one checked chunk at a time: index = position,
+    the links (and which leaf a broken one points at), the compact range and the root at
+    every checkpoint size. The first failure in leaf order stops it."""
+
+    def __init__(
+        self,
+        tree: CompactRange,
+        roots: dict[int, tuple[str, bytes]],
+        report: Report,
+        progress: Progress | None,
+    ) -> None:
+        self.tree, self.roots, self.report, self.progress = tree, roots, report, progress
+        self.sizes = deque(sorted(roots))  # checkpoint sizes not yet reached
+        self.last_hash = b""  # of the leaf before the next one
+        self.suspect: int | None = None  # a broken link into leaf `suspect`: the next decides
+
+    def take(self, chunk: Chunk) -> None:
+        base = self.tree.size
+        first_linked = (
+            chunk.first_prev is None if base == 0 else chunk.first_prev == self.last_hash.hex()
+        )
+        clean = 0
+        if self.suspect is None and chunk.clean and chunk.indices[0] == base and first_linked:
+            clean = chunk.clean  # leaves that pass steps 3-4: only the tree is left to do
+        self._append(chunk.hashes, 0, clean)
+        for j in range(clean, chunk.count):
+            self._one(chunk, j, base + j, first_linked if j == 0 else bool(chunk.links[j]))
+        if chunk.cut:
+            position = base + chunk.count
+            raise _Stop(Failure("integrity", "the last line is cut short", position))
+
+    def _append(self, hashes: bytes, start: int, stop: int) -> None:
+        """Leaves [start, stop) of the chunk into the tree, stopping at each checkpoint size
+        to compare roots (and every 10,000 leaves to report progress)."""
+        tree, roots, first = self.tree, self.roots, start
+        while start < stop:
+            size = tree.size
+            step = min(stop - start, PROGRESS_EVERY - size % PROGRESS_EVERY)
+            while self.sizes and self.sizes[0] <= size:
+                self.sizes.popleft()
+            if self.sizes:
+                step = min(step, self.sizes[0] - size)
+            tree.extend(hashes[32 * start : 32 * (start + step)])
+            start += step
+            known = roots.get(tree.size)
+            if known is not None and known[1] != tree.root():
+                position = tree.size - 1
+                self.report.leaves = position  # the leaves before it passed
+                reason = f"leaves 0..{position} do not hash to the root signed in {known[0]}"
+                raise _Stop(Failure("integrity", reason, position, known[0]))
+            self.report.leaves = tree.size
+            if self.progress is not None and tree.size % PROGRESS_EVERY == 0:
+                self.progress(tree.size)
+        if stop > first:
+            self.last_hash = hashes[32 * stop - 32 : 32 * stop]
+
+    def _one(self, chunk: Chunk, j: int, position: int, linked: bool) -> None:
+        """One leaf, every check in the order of §6 (the slow, exact path)."""
+        error = chunk.errors.get(j)
+        if error is not None:
+            raise _Stop(Failure("integrity", error, position))
+        index = chunk.indices[j]
+        if index != position:
+            reason = (
+                f"the leaf at this position says index {index}: "
+                "a leaf was deleted, inserted or moved"
+            )
+            raise _Stop(Failure("integrity", reason, position))
+        if position == 0 and chunk.first_prev is not None:
+            raise _Stop(Failure("integrity", "the first leaf names a previous leaf", 0))
+        linked = position == 0 or linked
+        if self.suspect is not None:
+            # The link into `suspect` broke. If the link out of it broke too, `suspect` itself
+            # was changed; otherwise the leaf before it was.
+            if linked:
+                raise _Stop(Failure("integrity", _changed(self.suspect - 1), self.suspect - 1))
+            raise _Stop(Failure("integrity", _changed(self.suspect), self.suspect))
+        if not linked:
+            self.suspect = position
+        if self.suspect is None:
+            self._append(chunk.hashes, j, j + 1)
+        else:  # no root check while a link is broken: the next leaf names the changed one
+            self.tree.append(chunk.hashes[32 * j : 32 * j + 32])
+            self.last_hash = chunk.hashes[32 * j : 32 * j + 32]
+            self.report.leaves = self.tree.size
+            if self.progress is not None and self.tree.size % PROGRESS_EVERY == 0:
+                self.progress(self.tree.size)
 
 
 def _changed(index: int) -> str:

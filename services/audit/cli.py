@@ -39,6 +39,7 @@ from services.audit.bundle import (
     BundleUnreadable,
     BundleWriter,
     build_inclusion_proof,
+    default_jobs,
     read_keys,
     verify_bundle,
     verify_inclusion_proof,
@@ -73,6 +74,12 @@ def add_parser(sub: Any, with_url: Any) -> None:
     verify.add_argument("--since", type=Path, help="a checkpoint note you kept earlier")
     verify.add_argument("--key", type=Path, help="verifier keys you trust (default: the bundle's)")
     verify.add_argument("--json", action="store_true", help="machine-readable report")
+    verify.add_argument(
+        "--jobs",
+        type=_positive,
+        default=default_jobs(),
+        help="processes that parse and hash leaves (default: the cores, here %(default)s)",
+    )
     prove = cmds.add_parser("prove", help="write an inclusion proof for one leaf")
     prove.add_argument("bundle", type=Path)
     prove.add_argument("--index", type=int, required=True)
@@ -88,6 +95,13 @@ def add_parser(sub: Any, with_url: Any) -> None:
     access.add_argument("--bundle", type=Path, help="read a bundle instead of the live hub")
     access.add_argument("--json", action="store_true")
     cmds.add_parser("key", help="print the verifier key of this hub's audit signing key")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 async def run(args: argparse.Namespace, settings: Settings, nats_url: Any) -> int:
@@ -192,7 +206,9 @@ def _verify(args: argparse.Namespace) -> int:
             since = args.since.read_bytes()
         except OSError as exc:
             raise BundleUnreadable(f"cannot read {args.since}: {type(exc).__name__}") from None
-    report = verify_bundle(args.bundle, _trusted(args.key), since, _progress("verified"))
+    report = verify_bundle(
+        args.bundle, _trusted(args.key), since, _progress("verified"), jobs=args.jobs
+    )
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
         return report.exit_code

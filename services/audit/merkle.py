@@ -49,6 +49,18 @@ class CompactRange:
         self.nodes.append(node)
         self.size += 1
 
+    def extend(self, hashes: bytes) -> None:
+        """`append` each 32-byte leaf hash of `hashes` in turn (the verifier's hot loop)."""
+        nodes, size, sha256 = self.nodes, self.size, hashlib.sha256
+        for at in range(0, len(hashes), HASH_SIZE):
+            node, carry = hashes[at : at + HASH_SIZE], size
+            while carry & 1:
+                node = sha256(b"\x01" + nodes.pop() + node).digest()
+                carry >>= 1
+            nodes.append(node)
+            size += 1
+        self.size = size
+
     def root(self) -> bytes:
         if not self.nodes:
             return EMPTY_ROOT

@@ -292,3 +292,17 @@ def test_all_proofs_round_trip_on_random_sizes(size: int, data: st.DataObject) -
     assert old in (0,) or not _accepts_consistency(
         old, size, SOME_HASH, root, consistency_proof(old, hashed)
     )
+
+
+@given(st.integers(0, 300), st.integers(0, 300))
+def test_extend_is_append_leaf_by_leaf(before: int, count: int) -> None:
+    """The verifier's batch append builds the same compact range as one append per leaf."""
+    hashes = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(before + count)]
+    one_by_one, batched = CompactRange(), CompactRange()
+    for hashed in hashes:
+        one_by_one.append(hashed)
+    for hashed in hashes[:before]:
+        batched.append(hashed)
+    batched.extend(b"".join(hashes[before:]))
+    assert (batched.size, batched.nodes) == (one_by_one.size, one_by_one.nodes)
+    assert batched.root() == one_by_one.root() == root_of(hashes)

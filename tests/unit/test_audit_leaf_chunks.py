@@ -1,0 +1,352 @@
+"""The fast leaf check (services/audit/leaf_chunks.py) never disagrees with `parse_leaf`, and
+orjson's sorted output is the canonical form wherever the fast path relies on it.
+
+Two claims, each tested here:
+1. orjson with OPT_SORT_KEYS writes exactly `canonical_json`'s bytes for any value without
+   nulls or floats whose strings are ASCII without DEL (every ASCII character is escaped the
+   same way; keys sort the same way); it differs on DEL and non-ASCII text, which therefore
+   take the slow path.
+2. `quick_leaf(raw)` is either None (the slow path decides) or exactly `parse_leaf`'s index and
+   prev, never accepting a leaf that `parse_leaf` refuses: over the test vectors, leaves with
+   random content (non-ASCII text included), random byte flips and hand-made edge cases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts.operations import AuditActor, AuditEntry, AuditSource
+from services.audit.domain import LeafError, canonical_json, leaf_bytes, parse_leaf
+from services.audit.leaf_chunks import check_lines, quick_leaf, slow_leaf
+from services.audit.log import LogState
+from tests.unit.test_audit_bundle import generated
+
+T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+def sorted_orjson(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def agrees(raw: bytes) -> tuple[int, str | None] | None:
+    """quick_leaf's answer, after checking it against parse_leaf's."""
+    fast = quick_leaf(raw)
+    try:
+        entry = parse_leaf(raw)
+    except LeafError:
+        assert fast is None, f"the fast path accepted a leaf parse_leaf refuses: {raw!r}"
+        return None
+    assert fast is None or fast == (entry.index, entry.prev), raw
+    return fast
+
+
+# --- 1. orjson's bytes and the canonical form ---------------------------------------------
+
+
+def test_every_ascii_character_is_escaped_as_the_canonical_form_does_but_del() -> None:
+    for code in range(0x80):
+        text = f"a{chr(code)}b"
+        same = sorted_orjson({"k": text}) == canonical_json({"k": text})
+        assert same == (code != 0x7F), hex(code)
+
+
+def test_non_ascii_text_is_where_orjson_differs() -> None:
+    for text in ["é", "Бишкек", "\u2014", "\U0001f600", "\u00a0"]:
+        assert sorted_orjson(text) != canonical_json(text)
+        assert canonical_json(text).isascii() and not sorted_orjson(text).isascii()
+
+
+_ascii_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x7E), max_size=12)
+_any_text = st.text(max_size=12)
+_int64 = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+
+
+def _json_values(text: st.SearchStrategy[str], scalars: st.SearchStrategy[Any]) -> Any:
+    return st.recursive(
+        scalars | text,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+        max_leaves=20,
+    )
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(_json_values(_ascii_text, st.booleans() | _int64))
+def test_orjson_sorted_is_the_canonical_form_for_ascii_values(value: Any) -> None:
+    assert sorted_orjson(value) == canonical_json(value)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(_json_values(_any_text, st.booleans() | _int64 | st.floats() | st.none()))
+def test_where_orjson_and_the_canonical_form_differ_the_fast_path_says_no(value: Any) -> None:
+    """Any value at all (non-ASCII, floats, nulls, nesting): where orjson's bytes are not the
+    canonical form, a leaf holding that value in its detail is not accepted by the fast path
+    unless parse_leaf accepts it too."""
+    try:
+        canonical = canonical_json(value)
+    except ValueError:  # a float: the canonical form has none
+        canonical = None
+    try:
+        fast_bytes = sorted_orjson(value)
+    except TypeError:  # an int beyond 64 bits
+        fast_bytes = None
+    if canonical is not None and fast_bytes == canonical:
+        assert canonical.isascii()
+    entry = make_entry(0)
+    leaf = json.loads(LogState().leaf_for(entry, "urn:nrm-hub:kg:audit", T0))
+    leaf["data"]["detail"] = {"v": value}
+    for raw in (fast_bytes and sorted_orjson(leaf), _canonical_or_none(leaf)):
+        if raw is not None and b"\n" not in raw:
+            agrees(raw)
+
+
+def _canonical_or_none(value: Any) -> bytes | None:
+    try:
+        return canonical_json(value)
+    except ValueError:
+        return None
+
+
+# --- 2. quick_leaf agrees with parse_leaf -------------------------------------------------
+
+
+def make_entry(index: int, rng: random.Random | None = None, text: str = "") -> AuditEntry:
+    rng = rng or random.Random(index)
+    return AuditEntry(
+        index=index,
+        time=T0 + dt.timedelta(seconds=rng.randrange(10**6), microseconds=rng.randrange(10**6)),
+        action=rng.choice(["victim.identified", "access.granted", "unreadable"]) + text,
+        actor=AuditActor(
+            agency=rng.choice([None, "kg-ngo-osh-crisis-centre" + text]),
+            role=rng.choice([None, "ngo"]),
+            service=rng.choice([None, "urn:nrm-hub:kg:referral"]),
+        ),
+        ids={f"k{i}_id{text}": str(uuid.UUID(int=rng.getrandbits(128))) for i in range(3)},
+        purpose=rng.choice([None, "assistance" + text]),
+        detail=rng.choice(
+            [{}, {"basis": "consent" + text}, {"fields": ["full_name", text], "reason": "x"}]
+        ),
+        source=AuditSource(
+            stream="NRM_EVENTS",
+            sequence=index + 1,
+            id=rng.choice([None, str(uuid.UUID(int=rng.getrandbits(128)))]),
+            sha256=hashlib.sha256(index.to_bytes(8, "big")).hexdigest(),
+        ),
+    )
+
+
+def test_the_bundle_test_vectors_all_take_the_fast_path() -> None:
+    leaves, _ = generated(1000)
+    for raw in leaves:
+        entry = parse_leaf(raw)
+        assert quick_leaf(raw) == (entry.index, entry.prev)
+        assert sorted_orjson(json.loads(raw)) == raw == canonical_json(json.loads(raw))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10**6), _any_text)
+def test_random_leaves_agree_and_ascii_ones_take_the_fast_path(index: int, text: str) -> None:
+    previous = hashlib.sha256(text.encode()).digest() if index else None
+    entry = make_entry(index, random.Random(index), text)
+    raw = leaf_bytes(entry, previous, "urn:nrm-hub:kg:audit", T0)
+    fast = agrees(raw)
+    plain = all(ord(c) < 0x7F for c in text)  # control characters are escaped alike
+    assert (fast is not None) == plain  # non-ASCII text or DEL: the slow path
+    if plain:
+        assert fast == (index, previous.hex() if previous else None)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 63), st.data())
+def test_flipped_bytes_never_make_the_paths_disagree(index: int, data: st.DataObject) -> None:
+    leaves, _ = generated(64)
+    raw = bytearray(leaves[index])
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    agrees(bytes(raw))
+
+
+def _edit(raw: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in raw
+    return raw.replace(old, new, 1)
+
+
+def edge_cases() -> list[bytes]:
+    leaves, _ = generated(8)
+    raw = leaves[3]  # has time, prev, ids, source.id
+    value = json.loads(raw)
+    cases = [
+        _edit(raw, b'"index":3', b'"index":3.0'),
+        _edit(raw, b'"index":3', b'"index":true'),
+        _edit(raw, b'"index":3', b'"index":-3'),
+        _edit(raw, b'"index":3', b'"index":"3"'),
+        _edit(raw, b'"index":3', b'"index":30000000000000000000000'),
+        _edit(raw, b'"subject":"3"', b'"subject":"03"'),
+        _edit(raw, b'"subject":"3"', b'"subject":3'),
+        _edit(raw, b'"sequence":4', b'"sequence":0'),
+        _edit(raw, b'"sequence":4', b'"sequence":null'),
+        _edit(raw, b'"specversion":"1.0"', b'"specversion":"1.1"'),
+        _edit(raw, b'"specversion":"1.0"', b'"specversion":1.0'),
+        _edit(raw, b'"type":"audit.recorded"', b'"type":"audit.recordee"'),
+        _edit(raw, b'"source":"urn', b'"source":"\\u0075rn'),
+        _edit(raw, b'"source":"urn', b'"source":"\x7furn'),
+        _edit(raw, b'"action":"', b'"action":"\\"'),
+        _edit(raw, b'"action":"', b'"action":"\\u00e9'),
+        _edit(raw, b'"action":"', b'"action":"\\ud800'),
+        _edit(raw, b'"action":"', b'"action":"\xc3\xa9'),
+        _edit(raw, b'"action":"', b'"action":"\\t'),
+        _edit(raw, b'"action":"', b'"action":"\\u0009'),
+        _edit(raw, b'"action":"', b'"action":"\\u007f'),
+        _edit(raw, b'"action":"', b'"action":"\\/'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-02-30T12:00:03Z"'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23T12:00:03+00:00"'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23t12:00:03Z"'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23T12:00:03.1234567Z"'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23T12:00:60Z"'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23T24:00:00Z"'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"0000-11-23T12:00:03Z"'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"1700000000"'),
+        _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23T12:00:03.5Z"'),
+        _edit(raw, b'"prev":"', b'"prev":"A'),
+        _edit(raw, b'"prev":"', b'"prev":"0'),
+        canonical_json({**value, "data": {**value["data"], "prev": ""}}),
+        _edit(raw, b'"ids":{', b'"ids":{"a":1,'),
+        _edit(raw, b'"ids":{', b'"ids":{"a":["b"],'),
+        _edit(raw, b'"ids":{', b'"ids":{"a":"b","a":"b",'),
+        _edit(raw, b'"actor":{', b'"actor":{"x":"y",'),
+        _edit(raw, b'"data":{', b'"data":{"zzz":1,'),
+        _edit(raw, b'"data":{', b'"data":{"detail":{"a":[1]},'),
+        _edit(raw, b'"data":{', b'"data":{"detail":{"a":["b",null]},'),
+        _edit(raw, b'"data":{', b'"data":{"detail":{"a":["b"],"b":"c"},'),
+        _edit(raw, b'"data":{', b'"data":{"detail":{"a":{"b":"c"}},'),
+        _edit(raw, b'"data":{', b'"data":{"detail":{},'),
+        _edit(raw, b'"data":{', b'"data":{"purpose":null,'),
+        _edit(raw, b'"datacontenttype"', b'"dataschema":"x","datacontenttype"'),
+        _edit(raw, b'"id":"', b'"correlationid":null,"id":"'),
+        raw + b" ",
+        b" " + raw,
+        raw.replace(b",", b", ", 1),
+        b"[" + raw + b"]",
+        b"",
+        b"{}",
+        b"null",
+        canonical_json({**value, "id": ""}),
+        canonical_json({k: v for k, v in value.items() if k != "subject"}),
+        canonical_json({k: v for k, v in value.items() if k != "specversion"}),
+        canonical_json({k: v for k, v in value.items() if k != "datacontenttype"}),
+        canonical_json({**value, "causationid": "c", "correlationid": "d", "dataschema": "e"}),
+        canonical_json({**value, "data": {**value["data"], "actor": {}}}),
+        canonical_json({**value, "data": {**value["data"], "ids": {}}}),
+        canonical_json({**value, "data": {**value["data"], "prev": "0" * 63}}),
+        canonical_json({**value, "data": {**value["data"], "source": {"stream": "S"}}}),
+        json.dumps(value).encode(),  # spaces
+        json.dumps(value, separators=(",", ":")).encode(),  # unsorted keys
+    ]
+    return cases
+
+
+def test_edge_cases_agree_with_parse_leaf() -> None:
+    accepted = [raw for raw in edge_cases() if agrees(raw) is not None]
+    # The hub's own forms take the fast path; the optional members written as text too.
+    assert len(accepted) >= 5
+
+
+def test_a_prev_equal_to_the_expected_hash_is_the_only_one_not_rechecked() -> None:
+    leaves, _ = generated(8)
+    value = json.loads(leaves[3])
+    empty = canonical_json({**value, "data": {**value["data"], "prev": ""}})
+    assert quick_leaf(empty) is None and quick_leaf(empty, None) is None
+    upper = value["data"]["prev"].upper()
+    shouted = canonical_json({**value, "data": {**value["data"], "prev": upper}})
+    assert quick_leaf(shouted) is None
+    # A chunk starting with such a leaf, or holding it after a sound one: the slow path's
+    # reason, never a fast acceptance.
+    for lines in ([empty, leaves[4]], [leaves[2], empty], [leaves[2], shouted]):
+        chunk = check_lines(b"".join(raw + b"\n" for raw in lines))
+        bad = 0 if lines[0] in (empty, shouted) else 1
+        assert set(chunk.errors) == {bad} and chunk.clean == bad
+        assert "contract" in chunk.errors[bad]
+
+
+def test_slow_leaf_gives_parse_leafs_reason() -> None:
+    leaves, _ = generated(4)
+    assert slow_leaf(leaves[2]) == quick_leaf(leaves[2])
+    assert slow_leaf(b"{not json") == "the leaf is not JSON"
+
+
+def test_a_chunk_records_each_leafs_facts_and_where_it_stops_being_clean() -> None:
+    leaves, _ = generated(8)
+    broken = [*leaves[:5], b"{not json", *leaves[6:]]
+    chunk = check_lines(b"".join(raw + b"\n" for raw in broken) + b'{"cut')
+    assert chunk.count == 8 and chunk.cut and chunk.clean == 5
+    assert chunk.errors == {5: "the leaf is not JSON"}
+    assert list(chunk.indices[:5]) == [0, 1, 2, 3, 4] and chunk.first_prev is None
+    assert chunk.hashes[32 * 7 :] == hashlib.sha256(b"\x00" + leaves[7]).digest()
+    assert chunk.links[1:5] == b"\x01" * 4
+    later = check_lines(b"".join(raw + b"\n" for raw in [leaves[3], leaves[5]]))
+    assert later.clean == 1 and later.links == b"\x00\x00" and not later.cut
+    assert check_lines(b"") == check_lines(b"")
+
+
+@pytest.mark.parametrize("raw", [b'"' + bytes([c]) + b'"' for c in (0x7F, 0x80, 0xFF)])
+def test_bytes_outside_ascii_or_del_never_take_the_fast_path(raw: bytes) -> None:
+    assert quick_leaf(raw) is None
+
+
+def test_the_hubs_own_leaves_take_the_fast_path() -> None:
+    """Leaves as the audit service writes them: an access grant, an unreadable message, a
+    rejected command (the forms of test_audit_leaves.py)."""
+    from contracts.events import AccessGranted
+    from contracts.operations import CommandRejectionNoted
+    from contracts.vocabulary import AgencyKind, DataPurpose, PersonalField
+    from services.audit.domain import entry_for_event, entry_for_rejection
+    from tests.unit.test_audit_leaves import CASE, NOW, REGISTRY, stored
+
+    granted = stored(
+        AccessGranted(
+            case_id=CASE,
+            request_id=uuid.uuid4(),
+            agency_id="kg-ngo-osh-crisis-centre",
+            agency_kind=AgencyKind.NGO,
+            purpose=DataPurpose.ASSISTANCE,
+            fields=(PersonalField.FULL_NAME, PersonalField.PHONE),
+            basis="consent",
+            key_id="0123456789abcdef",
+        )
+    )
+    notice = CommandRejectionNoted(
+        command="referral.accept",
+        command_id=uuid.uuid4(),
+        agency_id="kg-prosecutor-general",
+        errors=({"field": "agency_id", "code": "not_authorised"},),  # type: ignore[arg-type]
+    )
+    from contracts.envelope import Envelope
+
+    rejected = Envelope(
+        id=str(uuid.uuid4()),
+        source="urn:nrm-hub:kg:referral",
+        type=CommandRejectionNoted.TYPE,
+        time=NOW,
+        data=notice.model_dump(mode="json"),
+    ).to_bytes()
+    entries = [
+        entry_for_event(0, "NRM_EVENTS", 1, granted, REGISTRY),
+        entry_for_event(1, "NRM_EVENTS", 2, b"{not json", REGISTRY),
+        entry_for_rejection(2, "NRM_REJECTIONS", 1, rejected, REGISTRY),
+    ]
+    state = LogState()
+    for entry in entries:
+        raw = state.leaf_for(entry, "urn:nrm-hub:kg:audit", NOW)
+        state.appended(raw)
+        fast = agrees(raw)
+        assert fast is not None and fast[0] == entry.index
