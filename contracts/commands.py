@@ -18,6 +18,7 @@ from contracts.vocabulary import (
     Act,
     AgencyId,
     AgencyKind,
+    AttestationRevocationReason,
     CanonicalUuid,
     ClosureReason,
     CountryCode,
@@ -509,6 +510,45 @@ class RequestCrossBorderReferral(Command):
     service: Service = Field(description="What the person needs there, e.g. repatriation")
 
 
+# --- Victim-status attestations (custody) --------------------------------------------------
+# docs/ATTESTATION.md. The credential the hub signs carries no name and no document number.
+
+
+class IssueAttestation(Command):
+    """The case owner (or the coordinating body) asks the hub to sign a victim-status
+    attestation for an identified victim, with the person's consent: a consent in force must
+    cover the purpose `attestation`. The reply (`attestation.credential`) carries the
+    credential text; `nrm attest qr` prints it as a QR code. A retry answers the same
+    credential."""
+
+    NAME: ClassVar[str] = "attestation.issue"
+
+    case_id: CanonicalUuid
+    valid_days: StrictInt = Field(
+        default=365, ge=1, le=730, description="Days the attestation is valid from issuance"
+    )
+
+
+class RevokeAttestation(Command):
+    """The case owner (or the coordinating body) revokes an attestation: its bit in the hub's
+    status list is set, and every verification with a status list published since fails."""
+
+    NAME: ClassVar[str] = "attestation.revoke"
+
+    attestation_id: CanonicalUuid
+    reason: AttestationRevocationReason
+
+
+class CheckAttestation(Command):
+    """Any agency asks the hub, online, whether an attestation is in force: the answer
+    (`attestation.status`) is recorded as `attestation.checked`, with who asked, so the
+    audit log shows every online check. Offline checks (`nrm attest verify`) need no hub."""
+
+    NAME: ClassVar[str] = "attestation.check"
+
+    attestation_id: CanonicalUuid = Field(description="The credential's jti")
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     SubmitScreening,
     AcceptReferral,
@@ -545,4 +585,9 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     RegisterAgencyKey,
     RequestAccess,
     RequestCrossBorderReferral,
+    # attestations
+    IssueAttestation,
+    RevokeAttestation,
+    CheckAttestation,
+    # end attestations
 )

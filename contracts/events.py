@@ -26,6 +26,8 @@ from contracts.vocabulary import (
     AgeBand,
     AgencyId,
     AgencyKind,
+    AttestationCheckResult,
+    AttestationRevocationReason,
     ClosureReason,
     CountryCode,
     DataPurpose,
@@ -54,6 +56,7 @@ from contracts.vocabulary import (
     TransferReason,
     TransferRefusal,
     UnmetReason,
+    VictimStatus,
     Vulnerability,
 )
 
@@ -654,6 +657,61 @@ class AgencyKeyRegistered(Event):
         return self.agency_id
 
 
+# --- Victim-status attestations (custody) --------------------------------------------------
+
+
+class AttestationEvent(Event):
+    """One attestation in one status list. Aggregate `attestation`, id = the status list's
+    id: the list is the fold of its history, and the next status index is the number of
+    attestations issued on it (optimistic concurrency keeps indexes unique). Ids, codes and
+    dates only: the credential itself is never stored."""
+
+    AGGREGATE: ClassVar[str] = "attestation"
+
+    status_list: str = Field(pattern=r"^[a-z0-9-]{1,32}$", description="The status list id")
+    attestation_id: UUID = Field(description="The credential's jti")
+    case_id: UUID
+    status_index: int = Field(ge=0, description="The attestation's bit in the status list")
+
+    def aggregate_id(self) -> str:
+        return self.status_list
+
+
+class AttestationIssued(AttestationEvent):
+    NAME: ClassVar[str] = "attestation.issued"
+
+    victim_status: VictimStatus
+    issued_by: AgencyId
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    bound: bool = Field(description="Whether the credential carries a document binding")
+    key_id: str = Field(description="RFC 7638 thumbprint of the hub key that signed it")
+
+
+class AttestationRevoked(AttestationEvent):
+    NAME: ClassVar[str] = "attestation.revoked"
+
+    revoked_by: AgencyId
+    reason: AttestationRevocationReason
+
+
+class AttestationChecked(Event):
+    """An agency asked the hub online whether an attestation is in force (`attestation.check`)
+    and was answered `result`. Aggregate `attestation_check`, id = the attestation id: the
+    attestation's own record of checks, apart from the status list it is on."""
+
+    AGGREGATE: ClassVar[str] = "attestation_check"
+    NAME: ClassVar[str] = "attestation.checked"
+
+    attestation_id: UUID
+    case_id: UUID
+    checked_by: AgencyId
+    result: AttestationCheckResult
+
+    def aggregate_id(self) -> str:
+        return str(self.attestation_id)
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     VictimIdentified,
     VictimNotIdentified,
@@ -709,6 +767,11 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     NeedAdded,
     NeedRemoved,
     NeedReferred,
+    # attestations
+    AttestationIssued,
+    AttestationRevoked,
+    AttestationChecked,
+    # end attestations
 )
 EVENTS_BY_NAME: dict[str, type[Event]] = {cls.NAME: cls for cls in ALL_EVENTS}
 

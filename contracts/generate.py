@@ -14,6 +14,8 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.commands import (
     ALL_COMMANDS,
+    CheckAttestation,
+    IssueAttestation,
     RequestAccess,
     RequestCrossBorderReferral,
     ScreeningInterview,
@@ -31,6 +33,8 @@ from contracts.public_key_sealing import SealedToKey
 from contracts.replies import (
     AccessDenied,
     AccessReleased,
+    AttestationCredential,
+    AttestationStatus,
     CommandAccepted,
     CommandRejected,
     TransferRefused,
@@ -72,6 +76,12 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     files["reply.cross-border-refused.json"] = _schema(
         TransferRefused, schema_uri(TransferRefused.TYPE, 1)
     )
+    files["reply.attestation-credential.json"] = _schema(
+        AttestationCredential, schema_uri(AttestationCredential.TYPE, 1)
+    )
+    files["reply.attestation-status.json"] = _schema(
+        AttestationStatus, schema_uri(AttestationStatus.TYPE, 1)
+    )
     files["sealed-to-key.v1.json"] = _schema(SealedToKey, schema_uri("sealed-to-key", 1))
     files["sealed-value.v2.json"] = _schema(SealedValue, schema_uri("sealed-value", 2))
     for model in (AuditEntry, CommandRejectionNoted, DeadLetterRecorded, DeadLetterResolved):
@@ -112,6 +122,8 @@ def asyncapi() -> dict[str, Any]:
         AccessReleased,
         AccessDenied,
         TransferRefused,
+        AttestationCredential,
+        AttestationStatus,
     )
     models: list[type[BaseModel]] = [*ALL_COMMANDS, *ALL_EVENTS, *replies]
     refs, defs = models_json_schema(
@@ -137,7 +149,8 @@ def asyncapi() -> dict[str, Any]:
         "address": None,
         "description": "The request's reply inbox (chosen by the requester). The reply is a "
         "CloudEvent (type command.accepted or command.rejected; access.released or "
-        "access.denied for access.request) whose data is one of these.",
+        "access.denied for access.request; attestation.credential for attestation.issue, "
+        "attestation.status for attestation.check) whose data is one of these.",
         "messages": {
             _type(reply): message(
                 _type(reply),
@@ -155,6 +168,10 @@ def asyncapi() -> dict[str, Any]:
         )
         if command is RequestCrossBorderReferral:
             answers.append(TransferRefused)
+        if command is IssueAttestation:  # the credential instead of a plain acceptance
+            answers = [AttestationCredential]
+        if command is CheckAttestation:
+            answers = [AttestationStatus]
         answers.append(CommandRejected)
         return [{"$ref": f"#/channels/reply/messages/{_type(r)}"} for r in answers]
 

@@ -4,6 +4,7 @@ submitted values (they may be personal data)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
 from typing import ClassVar, Literal
 from uuid import UUID
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.public_key_sealing import SealedToKey
 from contracts.sealed import SealedValue
-from contracts.vocabulary import AccessRefusal, TransferRefusal
+from contracts.vocabulary import AccessRefusal, AttestationCheckResult, TransferRefusal
 
 
 class ErrorCode(StrEnum):
@@ -125,3 +126,42 @@ class TransferRefused(BaseModel):
     referral_id: UUID
     reason: TransferRefusal
     event_ids: tuple[UUID, ...] = Field(description="The recorded refusal event")
+
+
+class AttestationCredential(BaseModel):
+    """The answer to an accepted `attestation.issue`: the credential to hand to the person
+    (docs/ATTESTATION.md). Not personal data: it names nobody and carries no document number,
+    only a salted, slow hash of it. A retried issuance answers the same credential."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = "attestation.credential"
+
+    status: Literal["issued"] = "issued"
+    command_id: UUID
+    aggregate_id: str = Field(description="The status list the attestation is on")
+    attestation_id: UUID
+    case_id: UUID
+    status_index: int = Field(ge=0)
+    expires_at: dt.datetime
+    bound: bool = Field(description="Whether it carries a document binding")
+    credential: str = Field(description="SD-JWT VC text (compact JWS + '~'), Ed25519-signed")
+    event_ids: tuple[UUID, ...]
+    duplicate: bool = False
+
+
+class AttestationStatus(BaseModel):
+    """The answer to `attestation.check`: whether the attestation is in force now, as the hub
+    knows it (recorded as `attestation.checked`). Ids, a code and a date only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = "attestation.status"
+
+    status: Literal["checked"] = "checked"
+    command_id: UUID
+    attestation_id: UUID
+    result: AttestationCheckResult
+    expires_at: dt.datetime
+    event_ids: tuple[UUID, ...]
+    duplicate: bool = False

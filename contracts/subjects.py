@@ -16,6 +16,9 @@ Subjects carry only opaque ids and type names, never personal data.
     nrm.dlq.<consumer>.resolved                       a dead letter re-driven successfully
     nrm.ctl.dlq.redrive.<consumer>                    request: re-drive one dead letter
     nrm.ctl.intake.key                                request: the hub's intake public key
+    nrm.ctl.attestation.key                           request: the hub's attestation public key
+    nrm.ctl.attestation.status_list                   request: the signed attestation status
+                                                      list, fresh (docs/ATTESTATION.md)
     nrm.ctl.ping                                      request: every service instance answers
     nrm.feed.<agency id>.<referral id>.<event type>   referral events addressed to one
                                                       agency (stream NRM_FEEDS)
@@ -39,6 +42,8 @@ DLQ_STREAM = "NRM_DLQ"
 FEEDS_STREAM = "NRM_FEEDS"
 
 INTAKE_KEY_SUBJECT = "nrm.ctl.intake.key"
+ATTESTATION_KEY_SUBJECT = "nrm.ctl.attestation.key"
+ATTESTATION_STATUS_SUBJECT = "nrm.ctl.attestation.status_list"
 
 
 def command_subject(command: type[Command]) -> str:

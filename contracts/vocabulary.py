@@ -185,6 +185,7 @@ class DataPurpose(StrEnum):
     INVESTIGATION = "investigation"  # law enforcement, criminal proceedings
     REPATRIATION = "repatriation"  # safe return and cross-border referral
     STATISTICS = "statistics"  # non-identifying reporting and publication
+    ATTESTATION = "attestation"  # a signed victim-status attestation the person carries
 
 
 class LegalBasis(StrEnum):
@@ -328,6 +329,33 @@ class TransferRefusal(StrEnum):
     GUARDIAN_CONSENT_REQUIRED = "guardian_consent_required"  # a child on informed consent
     PURPOSE_NOT_COVERED = "purpose_not_covered"
     COUNTRY_NOT_COVERED = "country_not_covered"
+
+
+# --- Victim-status attestations (custody) --------------------------------------------------
+
+
+class VictimStatus(StrEnum):
+    """What an attestation says of the person (docs/ATTESTATION.md)."""
+
+    IDENTIFIED = "identified"  # identified under the NRM (victim.identified)
+    PRESUMED = "presumed"  # presumed victim: issue 20, second part (not issued yet)
+
+
+class AttestationRevocationReason(StrEnum):
+    """Why an attestation was revoked: its bit in the hub's status list is set."""
+
+    NOT_A_TRAFFICKING_CASE = "not_a_trafficking_case"
+    CASE_ERASED = "case_erased"  # automatic on case.erased
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    ISSUED_IN_ERROR = "issued_in_error"
+
+
+class AttestationCheckResult(StrEnum):
+    """What the hub answered to an online `attestation.check` (recorded, audited)."""
+
+    VALID = "valid"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
 
 
 class DeclineReason(StrEnum):

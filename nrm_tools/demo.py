@@ -758,6 +758,7 @@ async def run_demo(settings: Settings) -> int:
                 "data_dir": Path(tmp),
                 "kek_file": None,
                 "audit_signing_key_file": None,
+                "attestation_signing_key_file": None,
                 "nats_credentials": Path(tmp) / "credentials",
             }
         )

@@ -15,6 +15,8 @@
     nrm keys init --out DIR | check   every secret the hub needs, created (0600) or checked
     nrm keys rotate-kek            new key-encryption key; re-wrap every case key under it
     nrm audit export|verify|prove|verify-proof|replay|access|key   the tamper-evident audit log
+    nrm attest issue|revoke|key|status-list|verify|qr   victim-status attestations (verify
+                                   works offline: docs/ATTESTATION.md)
     nrm bench [--out FILE]         hub speed beside raw NATS ceilings (docs/PERFORMANCE.md)
 
 Every command that talks to a running hub takes --nats-url (default: $NRM_NATS_URL, else
@@ -36,6 +38,7 @@ from pathlib import Path
 
 from nats.errors import NoRespondersError
 
+from contracts.attestation import issuer_for, read_signing_key
 from contracts.commands import Command, EraseCase, RegisterAgencyKey
 from contracts.operations import DeadLetterResolved, RedriveRequest
 from contracts.public_key_sealing import (
@@ -316,6 +319,7 @@ def cmd_keys_init(settings: Settings, out: Path) -> int:
             "intake_key_file": out / "intake.pem",
             "blind_index_key_file": out / "blind-index",
             "audit_signing_key_file": out / "audit-signing",
+            "attestation_signing_key_file": out / "attestation-signing",
         }
     )
     existing = [str(path) for path in hub_secrets(files).values() if path.exists()]
@@ -327,9 +331,12 @@ def cmd_keys_init(settings: Settings, out: Path) -> int:
     (out / "intake.pub").write_text(public_key_b64(intake) + "\n")
     signer = load_signer(files.audit_signing_key, origin_for(settings.country))
     (out / "audit-signing.vkey").write_text(signer.verifier.encode() + "\n")
+    attestation = read_signing_key(files.attestation_signing_key, issuer_for(settings.country))
+    (out / "attestation.key.json").write_text(attestation.public.to_json() + "\n")
     for setting, path in hub_secrets(files).items():
         print(f"{setting}={path}")
-    print(f"public: {out / 'intake.pub'} (agencies seal to it), {out / 'audit-signing.vkey'}")
+    print(f"public: {out / 'intake.pub'} (agencies seal to it), {out / 'audit-signing.vkey'},")
+    print(f"        {out / 'attestation.key.json'} (officers verify attestations with it)")
     return 0
 
 
@@ -340,6 +347,9 @@ def cmd_keys_check(settings: Settings) -> int:
         Key.INTAKE.value: read_private_key,
         Key.BLIND_INDEX.value: lambda path: read_secret(path, "blind-index key"),
         Key.AUDIT_SIGNING.value: lambda path: load_signer(path, origin_for(settings.country)),
+        Key.ATTESTATION_SIGNING.value: lambda path: read_signing_key(
+            path, issuer_for(settings.country)
+        ),
     }
     problems = 0
     for setting, path in hub_secrets(settings).items():
@@ -452,6 +462,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_worklists_parser(sub)
     audit_cli.add_parser(sub, with_url)
+    from services.custody.attest_command import add_parser as add_attest_parser
+
+    add_attest_parser(sub)
     from nrm_tools.bench.command import add_parser as add_bench_parser
 
     add_bench_parser(sub)
@@ -503,6 +516,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.worklists.command import run as run_worklists
 
             return asyncio.run(run_worklists(args, resolve_nats_url(settings), settings))
+        if args.command == "attest":
+            from services.custody import attest_command
+
+            offline = attest_command.run_offline(args)  # verify, qr: no hub, no NATS
+            if offline is not None:
+                return offline
+            return asyncio.run(
+                attest_command.run_online(args, settings, resolve_nats_url(settings))
+            )
         if args.command == "audit":
             return asyncio.run(audit_cli.run(args, settings, lambda: resolve_nats_url(settings)))
         if args.command == "demo" and args.cross_border:

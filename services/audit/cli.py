@@ -56,6 +56,12 @@ from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
 
 PROGRESS_EVERY = 10_000
 ACCESS_ACTIONS = ("access.granted", "access.refused")
+# A victim-status attestation states something about the person: shown beside the releases.
+ATTESTATION_ACTIONS = {
+    "attestation.issued": "attested",
+    "attestation.revoked": "revoked",
+    "attestation.checked": "checked",
+}
 
 
 def add_parser(sub: Any, with_url: Any) -> None:
@@ -296,7 +302,8 @@ async def _print_access(args: argparse.Namespace, leaves: AsyncIterator[bytes]) 
             entry = parse_leaf(raw)
         except LeafError:
             continue  # `nrm audit verify` is the place that reports broken leaves
-        if entry.action in ACCESS_ACTIONS and entry.ids.get("case_id") == args.case:
+        shown = entry.action in ACCESS_ACTIONS or entry.action in ATTESTATION_ACTIONS
+        if shown and entry.ids.get("case_id") == args.case:
             rows.append(entry)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
@@ -309,13 +316,16 @@ async def _print_access(args: argparse.Namespace, leaves: AsyncIterator[bytes]) 
         f"{'PURPOSE':<22} WHY / FIELDS"
     )
     for r in rows:
-        decision = "granted" if r.action == "access.granted" else "refused"
+        decision = ATTESTATION_ACTIONS.get(r.action) or (
+            "granted" if r.action == "access.granted" else "refused"
+        )
         why = r.detail.get("basis") or r.detail.get("reason") or ""
         fields = ",".join(r.detail.get("fields", []))
         when = r.time.strftime("%Y-%m-%d %H:%M:%S") if r.time else "?"
+        purpose = r.purpose or ("attestation" if r.action in ATTESTATION_ACTIONS else "?")
         print(
             f"{r.index:>6}  {when:<20} {r.actor.agency or '?':<28} {r.actor.role or '?':<14} "
-            f"{decision:<8} {r.purpose or '?':<22} {why} [{fields}]"
+            f"{decision:<8} {purpose:<22} {why} [{fields}]"
         )
     return EXIT_OK
 

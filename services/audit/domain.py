@@ -36,6 +36,8 @@ COMMAND_REJECTED = "command.rejected"
 _ACTOR_FIELDS = (
     "agency_id",
     "recorded_by",
+    "issued_by",  # attestation.issued
+    "checked_by",  # attestation.checked
     "revoked_by",
     "erased_by",
     "withdrawn_by",

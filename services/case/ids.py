@@ -58,3 +58,8 @@ def followup_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
 def review_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
     """The review of a non-identification opened by `identification.review_request`."""
     return derived_id("review", str(command_id))
+
+
+def attestation_id_for(command_id: uuid.UUID | str) -> uuid.UUID:
+    """An `attestation.issue` signs one attestation: a retry answers the same one."""
+    return derived_id("attestation", str(command_id))

@@ -9,7 +9,8 @@ The rules, in the order they are checked:
 2. the agency is registered and has registered a public key;
 3. a consent is in force (recorded, not withdrawn, not expired) and covers the purpose;
 4. law enforcement (prosecution, internal affairs, national security) is given data only for
-   `investigation`, whatever else the consent says;
+   `investigation`, whatever else the consent says; nobody is given data for `attestation`
+   (that purpose lets the hub sign a victim-status attestation, docs/ATTESTATION.md);
 5. the agency is entitled for the purpose: for `assistance` the identifying agency or the
    provider of an active referral of the case; for any other purpose an agency the consent
    names, by id or by kind;
@@ -109,6 +110,8 @@ def entitlement(
         raise Refused(AccessRefusal(consent.value))
     if not covers_purpose(consent, purpose):
         raise Refused(AccessRefusal.PURPOSE_NOT_COVERED)
+    if purpose is DataPurpose.ATTESTATION:  # consent to the hub's signed statement, never to
+        raise Refused(AccessRefusal.PURPOSE_NOT_COVERED)  # a release of the data itself
     if agency.kind in LAW_ENFORCEMENT and purpose is not DataPurpose.INVESTIGATION:
         raise Refused(AccessRefusal.PURPOSE_NOT_COVERED)
     allowed = frozenset(not_withheld(case.present_fields, consent.withheld_fields))

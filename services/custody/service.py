@@ -1,5 +1,6 @@
 """custody service: registers agency keys, decides every request for personal data (and
-records the decision), releases field keys sealed to the agency, shreds erased cases."""
+records the decision), releases field keys sealed to the agency, shreds erased cases, and
+signs and revokes victim-status attestations (attestation_handlers.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from contracts.sealed import b64encode, field_key
 from contracts.subjects import aggregate_filter
 from contracts.vocabulary import AccessRefusal, AgencyKind, PersonalField
 from services.case.plan_reader import read_case_plan
+from services.custody.attestation_handlers import register_attestations
 from services.identifier.blind_index import BlindIndex
 from services.runtime.case_keys import CaseKeys, read_key_ring
 from services.runtime.eventstore import EventStore, History
@@ -148,9 +150,12 @@ def register(host: ServiceHost) -> None:
             sealed_fields={f.value: access.case.record.personal_data[f] for f in recorded.fields},
         )
 
+    revoke_attestations = register_attestations(host, SERVICE, case_keys)
+
     async def on_erasure(delivery: Delivery) -> None:
         case_id = delivery.envelope.subject
         assert case_id is not None
+        await revoke_attestations(delivery)  # before the shredding: a retry redoes both
         await (await case_keys()).shred(case_id)
         await BlindIndex(await runtime.bucket(BLIND_INDEX_BUCKET)).remove_case(case_id)
 

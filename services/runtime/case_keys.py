@@ -7,7 +7,8 @@
 - Purging a case's record is crypto-shredding: the events stay, the person is unreadable.
 - The intake key (X25519, `NRM_INTAKE_KEY_FILE`) opens the personal data agencies seal to the
   hub; the blind-index key (`NRM_BLIND_INDEX_KEY_FILE`) keys the duplicate-detection HMAC;
-  the audit signing key (Ed25519) signs the audit log's checkpoints.
+  the audit signing key (Ed25519) signs the audit log's checkpoints; the attestation signing
+  key (Ed25519) signs victim-status attestations and their status list (custody).
 Neither a KEK nor a data key ever leaves the hub in clear.
 """
 
@@ -69,6 +70,8 @@ def create_hub_keys(settings: Settings) -> None:
         _write_secret(settings.blind_index_secret_file, os.urandom(KEY_BYTES))
     if not settings.audit_signing_key.exists():  # the audit log's checkpoint key: an Ed25519
         _write_secret(settings.audit_signing_key, os.urandom(32))  # seed (audit.checkpoint)
+    if not settings.attestation_signing_key.exists():  # victim-status attestations: an
+        _write_secret(settings.attestation_signing_key, os.urandom(32))  # Ed25519 seed
 
 
 def read_key_ring(path: Path) -> KeyRing:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 import uuid
@@ -519,11 +520,19 @@ class ServiceHost:
         await (await self._ledger()).claim(command.command_id, meaning(admitted))
         return await handle(admitted)
 
-    def answer(self, subject: str, produce: Callable[[], dict[str, Any]]) -> None:
-        """Serve a plain request (no command, nothing written), e.g. the intake public key."""
+    def answer(
+        self,
+        subject: str,
+        produce: Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]],
+    ) -> None:
+        """Serve a plain request (no command, nothing written), e.g. the intake public key;
+        `produce` may be a coroutine function (the attestation status list reads events)."""
 
         async def on_request(msg: NatsMessage) -> NatsResponse:
-            return NatsResponse(json.dumps(produce()).encode())
+            answer = produce()
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return NatsResponse(json.dumps(answer).encode())
 
         self.broker.subscriber(subject, queue=f"{self.service}-answers", title=subject)(on_request)
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts.subjects import (
+    ATTESTATION_KEY_SUBJECT,
+    ATTESTATION_STATUS_SUBJECT,
     AUDIT_PREFIX,
     AUDIT_STREAM,
     CHECKPOINT_REQUEST,
@@ -213,6 +215,8 @@ def agency_user(agency_id: str, registry: AgencyRegistry) -> User:
     publish = [agency_command_subject(c, agency.id) for c in may_send(agency, registry)]
     if agency.may_identify:
         publish.append(INTAKE_KEY_SUBJECT)
+    # Any agency may fetch the hub's attestation key and status list to verify attestations.
+    publish += [ATTESTATION_KEY_SUBJECT, ATTESTATION_STATUS_SUBJECT]
     # One durable feed consumer per agency, named after it and filtered on its own feed:
     # the filter is part of the create subject, so no other filter can be asked for.
     publish += [
@@ -237,7 +241,15 @@ def admin_user(country: str) -> User:
         HUB,
         Permissions(
             # `nrm audit export` asks the audit service to sign a checkpoint first.
-            publish=(f"{JS}.>", "nrm.ctl.dlq.redrive.>", PING_SUBJECT, CHECKPOINT_REQUEST),
+            # `nrm attest key|status-list` export what officers verify attestations with.
+            publish=(
+                f"{JS}.>",
+                "nrm.ctl.dlq.redrive.>",
+                PING_SUBJECT,
+                CHECKPOINT_REQUEST,
+                ATTESTATION_KEY_SUBJECT,
+                ATTESTATION_STATUS_SUBJECT,
+            ),
             subscribe=(f"{inbox_prefix('admin')}.>",),
             deny_publish=_protected_denies(),
         ),

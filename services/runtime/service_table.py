@@ -26,6 +26,7 @@ from contracts.commands import (
     AcceptReferral,
     AddNeed,
     AssignIdentificationReview,
+    CheckAttestation,
     CloseCase,
     Command,
     CompleteReferral,
@@ -36,6 +37,7 @@ from contracts.commands import (
     DeliverService,
     DischargeFromShelter,
     EraseCase,
+    IssueAttestation,
     ReassignReferral,
     RecordConsent,
     RecordFollowUp,
@@ -48,6 +50,7 @@ from contracts.commands import (
     RequestCaseTransfer,
     RequestCrossBorderReferral,
     RequestIdentificationReview,
+    RevokeAttestation,
     RevokeReferral,
     ScheduleFollowUp,
     SubmitScreening,
@@ -78,6 +81,8 @@ from contracts.events import (
     VictimPresumed,
 )
 from contracts.subjects import (
+    ATTESTATION_KEY_SUBJECT,
+    ATTESTATION_STATUS_SUBJECT,
     AUDIT_PREFIX,
     AUDIT_STREAM,
     CHECKPOINT_REQUEST,
@@ -152,6 +157,7 @@ class Key(Enum):
     INTAKE = "NRM_INTAKE_KEY_FILE"  # the hub's private intake key (agencies seal to it)
     BLIND_INDEX = "NRM_BLIND_INDEX_KEY_FILE"  # keys the duplicate-detection index
     AUDIT_SIGNING = "NRM_AUDIT_SIGNING_KEY_FILE"  # signs audit checkpoints
+    ATTESTATION_SIGNING = "NRM_ATTESTATION_SIGNING_KEY_FILE"  # signs attestations, status list
 
     def path(self, settings: Settings) -> Path:
         """Where the settings put this key file."""
@@ -161,6 +167,8 @@ class Key(Enum):
             return settings.intake_private_key_file
         if self is Key.BLIND_INDEX:
             return settings.blind_index_secret_file
+        if self is Key.ATTESTATION_SIGNING:
+            return settings.attestation_signing_key
         return settings.audit_signing_key
 
 
@@ -377,18 +385,27 @@ TABLE: tuple[Entry, ...] = (
             RegisterAgencyKey: (Sender.COORDINATING_BODY,),
             # Any agency may ask for personal data (custody decides, and records the refusal).
             RequestAccess: (Sender.ANY,),
+            # Victim-status attestations (docs/ATTESTATION.md): the case owner (always an
+            # agency that may identify) or the coordinating body; the domain checks which case.
+            IssueAttestation: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            RevokeAttestation: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            # Any agency may check one online; the check is recorded (attestation.checked).
+            CheckAttestation: (Sender.ANY,),
         },
         consumers=(
             ConsumerSpec(
                 "custody-on-erasure",
                 (event_type_filter(CaseErased),),
-                "shreds an erased case's data key and drops it from the blind index",
+                "revokes an erased case's attestations, shreds its data key and drops it "
+                "from the blind index",
             ),
         ),
-        writes=("access", "agency"),
-        loads=("access", "agency", "case", "referral", "need"),
+        writes=("access", "agency", "attestation", "attestation_check"),
+        loads=("access", "agency", "case", "referral", "need", "attestation", "attestation_check"),
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET),
-        keys=(Key.KEK,),
+        answers=(ATTESTATION_KEY_SUBJECT, ATTESTATION_STATUS_SUBJECT),
+        # The KEK opens a case's document number for the attestation's binding.
+        keys=(Key.KEK, Key.ATTESTATION_SIGNING),
     ),
 )
 

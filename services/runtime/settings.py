@@ -123,6 +123,11 @@ class Settings(BaseModel):
         default=None,
         description="NRM_AUDIT_SIGNING_KEY_FILE: Ed25519 key; None = DATA_DIR/keys/audit-signing",
     )
+    attestation_signing_key_file: Path | None = Field(
+        default=None,
+        description="NRM_ATTESTATION_SIGNING_KEY_FILE: Ed25519 seed that signs victim-status "
+        "attestations and their status list; None = DATA_DIR/keys/attestation-signing",
+    )
     checkpoint_interval_seconds: float = Field(
         default=60.0, gt=0, description="NRM_CHECKPOINT_INTERVAL_SECONDS between audit checkpoints"
     )
@@ -157,6 +162,10 @@ class Settings(BaseModel):
     @property
     def audit_signing_key(self) -> Path:
         return self.audit_signing_key_file or self.data_dir / "keys" / "audit-signing"
+
+    @property
+    def attestation_signing_key(self) -> Path:
+        return self.attestation_signing_key_file or self.data_dir / "keys" / "attestation-signing"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -366,6 +366,7 @@ async def test_the_entrypoint_runs_each_service_until_ready(
         ("identifier", "intake.pem", "NRM_INTAKE_KEY_FILE"),
         ("identifier", "blind-index", "NRM_BLIND_INDEX_KEY_FILE"),
         ("custody", "kek", "NRM_KEK_FILE"),
+        ("custody", "attestation-signing", "NRM_ATTESTATION_SIGNING_KEY_FILE"),
         ("audit", "audit-signing", "NRM_AUDIT_SIGNING_KEY_FILE"),
     ],
 )

@@ -227,6 +227,16 @@ def test_the_identifying_agency_gets_every_field_not_withheld() -> None:
             True,
             AccessRefusal.RECIPIENT_NOT_COVERED,
         ),
+        # Consent to an attestation lets the hub sign one; it never releases the data, not
+        # even to an agency the consent names.
+        (
+            [identified(), consent(purposes={"attestation"}, recipients={SHELTER})],
+            SHELTER,
+            DataPurpose.ATTESTATION,
+            set(),
+            True,
+            AccessRefusal.PURPOSE_NOT_COVERED,
+        ),
         # Law enforcement never receives data for assistance, whatever the consent says.
         (
             [identified(), consent(recipient_kinds={"internal_affairs"})],

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from contracts.commands import ALL_COMMANDS, RequestAccess, RequestCrossBorderReferral
+from contracts.commands import (
+    ALL_COMMANDS,
+    CheckAttestation,
+    IssueAttestation,
+    RequestAccess,
+    RequestCrossBorderReferral,
+)
 from contracts.envelope import schema_uri
 from contracts.events import ALL_EVENTS
 from contracts.generate import asyncapi, check_all, json_schemas, write_all
@@ -108,6 +114,10 @@ def test_commands_are_received_with_a_reply_and_events_sent() -> None:
         )
         if command is RequestCrossBorderReferral:
             answers = {"command.accepted", "cross_border.refused"}
+        if command is IssueAttestation:
+            answers = {"attestation.credential"}
+        if command is CheckAttestation:
+            answers = {"attestation.status"}
         assert {m["$ref"] for m in operation["reply"]["messages"]} == {
             f"#/channels/reply/messages/{t}" for t in (*answers, "command.rejected")
         }

@@ -9,7 +9,7 @@ import pytest
 
 from services.cli import main
 
-SECRETS = ("kek", "intake.pem", "blind-index", "audit-signing")
+SECRETS = ("kek", "intake.pem", "blind-index", "audit-signing", "attestation-signing")
 
 
 def _env_for(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,6 +17,7 @@ def _env_for(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NRM_INTAKE_KEY_FILE", str(out / "intake.pem"))
     monkeypatch.setenv("NRM_BLIND_INDEX_KEY_FILE", str(out / "blind-index"))
     monkeypatch.setenv("NRM_AUDIT_SIGNING_KEY_FILE", str(out / "audit-signing"))
+    monkeypatch.setenv("NRM_ATTESTATION_SIGNING_KEY_FILE", str(out / "attestation-signing"))
 
 
 def test_init_makes_every_secret_owner_only_and_never_overwrites(
@@ -28,6 +29,7 @@ def test_init_makes_every_secret_owner_only_and_never_overwrites(
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
     assert (out / "intake.pub").read_text().strip()
     assert (out / "audit-signing.vkey").read_text().startswith("nrm-hub.kg/audit+")
+    assert '"iss": "urn:nrm-hub:kg"' in (out / "attestation.key.json").read_text()
     before = {name: (out / name).read_bytes() for name in SECRETS}
     assert main(["keys", "init", "--out", str(out)]) == 2
     assert "not overwriting" in capsys.readouterr().err
@@ -42,7 +44,7 @@ def test_check_names_the_setting_of_each_missing_or_malformed_secret(
     _env_for(out, monkeypatch)
     capsys.readouterr()
     assert main(["keys", "check"]) == 0
-    assert capsys.readouterr().out.count(": ok ") == 4
+    assert capsys.readouterr().out.count(": ok ") == 5
     (out / "blind-index").unlink()
     (out / "kek").write_bytes(b"32 random bytes are not a key ring")
     assert main(["keys", "check"]) == 1
