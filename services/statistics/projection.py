@@ -282,36 +282,28 @@ def _incoming_of(state: StatsState, event: Any) -> CrossBorderFacts | None:
     return facts
 
 
-def _sent(state: StatsState, event: ReferralCrossBorderRequested, envelope: Envelope) -> None:
-    state.cross_border.setdefault(
-        event.referral_id,
-        CrossBorderFacts(
-            case=state.cases.get(event.case_id),
-            country=event.destination,
-            direction="outgoing",
-            purpose=event.purpose.value,
-            service=event.service.value,
-            outcome="requested",
-            requested_at=envelope.time,
-        ),
-    )
+def _outgoing(outcome: str) -> Handler:
+    """A cross-border referral sent (`requested`) or refused before it left (`refused`)."""
 
+    def handle(
+        state: StatsState,
+        event: ReferralCrossBorderRequested | ReferralCrossBorderRefused,
+        envelope: Envelope,
+    ) -> None:
+        state.cross_border.setdefault(
+            event.referral_id,
+            CrossBorderFacts(
+                case=state.cases.get(event.case_id),
+                country=event.destination,
+                direction="outgoing",
+                purpose=event.purpose.value,
+                service=event.service.value,
+                outcome=outcome,
+                requested_at=envelope.time,
+            ),
+        )
 
-def _refused_abroad(
-    state: StatsState, event: ReferralCrossBorderRefused, envelope: Envelope
-) -> None:
-    state.cross_border.setdefault(
-        event.referral_id,
-        CrossBorderFacts(
-            case=state.cases.get(event.case_id),
-            country=event.destination,
-            direction="outgoing",
-            purpose=event.purpose.value,
-            service=event.service.value,
-            outcome="refused",
-            requested_at=envelope.time,
-        ),
-    )
+    return handle
 
 
 def _answered_abroad(outcome: str) -> Handler:
@@ -517,8 +509,8 @@ _HANDLERS: dict[type[Event], Handler] = {
     ShelterPlacementRefused: _refused,
     NeedUnmet: _unmet,
     CaseReceivedFromAbroad: _received,
-    ReferralCrossBorderRequested: _sent,
-    ReferralCrossBorderRefused: _refused_abroad,
+    ReferralCrossBorderRequested: _outgoing("requested"),
+    ReferralCrossBorderRefused: _outgoing("refused"),
     ReferralCrossBorderReceived: _answered_abroad("received"),
     ReferralCrossBorderAccepted: _answered_abroad("accepted"),
     ReferralCrossBorderDeclined: _answered_abroad("declined"),

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nats.errors import Error as NatsError
@@ -130,3 +133,28 @@ def screening(
             full_name=CANARY_NAME, phone=CANARY_PHONE, narrative=CANARY_NARRATIVE
         ),
     )
+
+
+async def nrm_output(url: str, *args: str, cwd: Path) -> str:
+    """`nrm <args> --nats-url URL` as a process, without blocking the hub running in this
+    loop; it must succeed and print no canary (stdout or stderr)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[2])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        *args,
+        "--nats-url",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+    raw_out, raw_err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    out, err = raw_out.decode(), raw_err.decode()
+    assert proc.returncode == 0, err[-2000:]
+    for canary in CANARIES:
+        assert canary not in out and canary not in err
+    return out

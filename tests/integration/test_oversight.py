@@ -6,10 +6,7 @@ worklists then no longer list her. No personal data in any output."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,10 +19,9 @@ from contracts.vocabulary import ReassignReason, Service, ShelterCategory
 from services.case.ids import referral_id_for, referral_id_for_attempt
 from services.client import HubClient
 from services.runtime.settings import Settings
-from tests.integration.hub_reads import CANARIES, events, screening, wait_until
+from tests.integration.hub_reads import events, nrm_output, screening, wait_until
 
 pytestmark = pytest.mark.integration
-NRM = [sys.executable, "-m", "services.cli"]
 OSH_SHELTER = "kg-ngo-osh-crisis-centre"
 BISHKEK_SHELTER = "kg-ngo-bishkek-crisis-centre"
 OSH_POLICE = "kg-mia-osh"
@@ -44,26 +40,9 @@ def accepted(reply: dict[str, Any]) -> dict[str, Any]:
 
 
 async def worklist(url: str, name: str, cwd: Path) -> list[dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
-    env["PYTHONPATH"] = str(Path(__file__).parents[2])
-    proc = await asyncio.create_subprocess_exec(
-        *NRM,
-        "cases",
-        name,
-        "--format",
-        "json",
-        "--nats-url",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
+    rows: list[dict[str, Any]] = json.loads(
+        await nrm_output(url, "cases", name, "--format", "json", cwd=cwd)
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    for canary in CANARIES:
-        assert canary not in out.decode() and canary not in err.decode()
-    rows: list[dict[str, Any]] = json.loads(out)
     return rows
 
 

@@ -3,7 +3,6 @@ come out of the event stream, equal to what was submitted, with no personal data
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import io
@@ -42,6 +41,7 @@ from tests.integration.hub_reads import (
     CANARY_NARRATIVE,
     CANARY_PHONE,
     events,
+    nrm_output,
     wait_until,
 )
 
@@ -87,29 +87,6 @@ def _screening(
     )
 
 
-async def _nrm(url: str, *args: str, cwd: Path) -> str:
-    """Run `nrm stats ...` as a process without blocking the hub running in this loop."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
-    env["PYTHONPATH"] = str(Path(__file__).parents[2])
-    proc = await asyncio.create_subprocess_exec(
-        *NRM,
-        "stats",
-        *args,
-        "--nats-url",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-    raw_out, raw_err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    out, err = raw_out.decode(), raw_err.decode()
-    assert proc.returncode == 0, err[-2000:]
-    for canary in CANARIES:
-        assert canary not in out and canary not in err
-    return out
-
-
 def _cells(table: dict[str, Any]) -> Counter[tuple[str, ...]]:
     """The table's cells (not its margins) with a non-zero count."""
     found: Counter[tuple[str, ...]] = Counter()
@@ -139,15 +116,18 @@ async def test_stats_from_a_running_hub_equal_what_was_submitted(
     await wait_until(referred, timeout=30)
 
     by_region = json.loads(
-        await _nrm(hub.nats_url, "--by", "region,status", "--format", "json", cwd=tmp_path)
+        await nrm_output(
+            hub.nats_url, "stats", "--by", "region,status", "--format", "json", cwd=tmp_path
+        )
     )
     assert _cells(by_region["tables"][0]) == Counter(
         (p[1].value, "identified" if p[4] else "not_identified") for p in PEOPLE
     )
     assert by_region["public"] is False and by_region["events_read"] >= len(PEOPLE)
     by_sex_age = json.loads(
-        await _nrm(
+        await nrm_output(
             hub.nats_url,
+            "stats",
             "--by",
             "sex,age_group",
             "--where",
@@ -161,8 +141,16 @@ async def test_stats_from_a_running_hub_equal_what_was_submitted(
         (p[2].value, "child" if p[3] < 18 else "adult") for p in identified
     )
     referrals = json.loads(
-        await _nrm(
-            hub.nats_url, "--of", "referrals", "--by", "service", "--format", "json", cwd=tmp_path
+        await nrm_output(
+            hub.nats_url,
+            "stats",
+            "--of",
+            "referrals",
+            "--by",
+            "service",
+            "--format",
+            "json",
+            cwd=tmp_path,
         )
     )
     assert _cells(referrals["tables"][0]) == Counter(
@@ -171,7 +159,9 @@ async def test_stats_from_a_running_hub_equal_what_was_submitted(
 
     # Nobody has consented to statistics yet: the public figures show nothing at all.
     public = json.loads(
-        await _nrm(hub.nats_url, "--public", "--by", "region", "--format", "json", cwd=tmp_path)
+        await nrm_output(
+            hub.nats_url, "stats", "--public", "--by", "region", "--format", "json", cwd=tmp_path
+        )
     )
     assert all(e["count"] is None for e in public["tables"][0]["entries"])
 
@@ -201,8 +191,9 @@ async def test_stats_from_a_running_hub_equal_what_was_submitted(
         )
         await js.publish(event_subject(consent), envelope.to_bytes())
     public = json.loads(
-        await _nrm(
+        await nrm_output(
             hub.nats_url,
+            "stats",
             "--public",
             "--threshold",
             "2",
@@ -220,14 +211,18 @@ async def test_stats_from_a_running_hub_equal_what_was_submitted(
     assert all(v is None for k, v in shown.items() if k != "(all)")
 
     # Every output: table, CSV, the report files and HTCDS; no personal data in any.
-    table = await _nrm(hub.nats_url, cwd=tmp_path)
+    table = await nrm_output(hub.nats_url, "stats", cwd=tmp_path)
     assert "Identified victims by region and sex" in table
     rows = list(
-        csv.DictReader(io.StringIO(await _nrm(hub.nats_url, "--format", "csv", cwd=tmp_path)))
+        csv.DictReader(
+            io.StringIO(await nrm_output(hub.nats_url, "stats", "--format", "csv", cwd=tmp_path))
+        )
     )
     assert any(r["table"] == "Referrals by service and outcome" for r in rows)
-    await _nrm(hub.nats_url, "report", "--out", str(tmp_path / "report"), cwd=tmp_path)
-    htcds = await _nrm(hub.nats_url, "htcds", cwd=tmp_path)
+    await nrm_output(
+        hub.nats_url, "stats", "report", "--out", str(tmp_path / "report"), cwd=tmp_path
+    )
+    htcds = await nrm_output(hub.nats_url, "stats", "htcds", cwd=tmp_path)
     total = list(csv.DictReader(io.StringIO(htcds)))[-1]
     assert total["nrm_Count"] == str(len(identified))
     written = sorted((tmp_path / "report").iterdir())

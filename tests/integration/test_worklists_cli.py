@@ -4,13 +4,10 @@ filters narrow the list; no personal data comes out."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import io
 import json
-import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,37 +17,14 @@ from contracts.commands import CriteriaAnswers, PersonalData, ScreeningInterview
 from contracts.vocabulary import Act, FormOfExploitation, Purpose, Region, Service, Sex
 from services.client import HubClient
 from services.runtime.settings import Settings
-from tests.integration.hub_reads import CANARIES, CANARY_NAME, events, wait_until
+from tests.integration.hub_reads import CANARY_NAME, events, nrm_output, wait_until
 
 pytestmark = pytest.mark.integration
-NRM = [sys.executable, "-m", "services.cli"]
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"country": "kz"})
-
-
-async def _cases(url: str, *args: str, cwd: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
-    env["PYTHONPATH"] = str(Path(__file__).parents[2])
-    proc = await asyncio.create_subprocess_exec(
-        *NRM,
-        "cases",
-        *args,
-        "--nats-url",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-    raw_out, raw_err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    out, err = raw_out.decode(), raw_err.decode()
-    assert proc.returncode == 0, err[-2000:]
-    for canary in CANARIES:
-        assert canary not in out and canary not in err
-    return out
 
 
 async def test_a_childs_unmet_guardianship_is_on_the_unmet_worklist(
@@ -83,7 +57,9 @@ async def test_a_childs_unmet_guardianship_is_on_the_unmet_worklist(
         return any(e.type == "need.unmet" for e in await events(nc.jetstream()))  # type: ignore[attr-defined]
 
     await wait_until(recorded, timeout=30)
-    [row] = json.loads(await _cases(hub.nats_url, "unmet", "--format", "json", cwd=tmp_path))
+    [row] = json.loads(
+        await nrm_output(hub.nats_url, "cases", "unmet", "--format", "json", cwd=tmp_path)
+    )
     assert (row["case_id"], row["service"], row["detail"], row["region"]) == (
         case_id,
         "guardianship",
@@ -95,8 +71,9 @@ async def test_a_childs_unmet_guardianship_is_on_the_unmet_worklist(
     table = list(
         csv.DictReader(
             io.StringIO(
-                await _cases(
+                await nrm_output(
                     hub.nats_url,
+                    "cases",
                     "unmet",
                     "--service",
                     "guardianship",
@@ -110,12 +87,29 @@ async def test_a_childs_unmet_guardianship_is_on_the_unmet_worklist(
     assert [r["case_id"] for r in table] == [case_id]
     assert (
         json.loads(
-            await _cases(
-                hub.nats_url, "unmet", "--service", "shelter", "--format", "json", cwd=tmp_path
+            await nrm_output(
+                hub.nats_url,
+                "cases",
+                "unmet",
+                "--service",
+                "shelter",
+                "--format",
+                "json",
+                cwd=tmp_path,
             )
         )
         == []
     )
     # The psychologist's referral is neither waiting nor late.
-    assert json.loads(await _cases(hub.nats_url, "waiting", "--format", "json", cwd=tmp_path)) == []
-    assert json.loads(await _cases(hub.nats_url, "overdue", "--format", "json", cwd=tmp_path)) == []
+    assert (
+        json.loads(
+            await nrm_output(hub.nats_url, "cases", "waiting", "--format", "json", cwd=tmp_path)
+        )
+        == []
+    )
+    assert (
+        json.loads(
+            await nrm_output(hub.nats_url, "cases", "overdue", "--format", "json", cwd=tmp_path)
+        )
+        == []
+    )
