@@ -1,6 +1,7 @@
 """`nrm cases unmet | waiting | overdue`: the coordinating body's worklists.
 
 nrm cases LIST [--region REGION] [--service SERVICE] [--format table|csv|json] [--nats-url URL]
+nrm cases show CASE_ID [--format table|json]   one case: status, owner, plan, follow-ups
 
 Read from the whole event stream as the operators' `admin` user (like `nrm stats`): an agency's
 NATS user may not read the event stream, so only the hub's operators and the coordinating
@@ -15,15 +16,21 @@ import datetime as dt
 import io
 import json
 import sys
+import uuid
+from typing import Any
 
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
 from contracts.vocabulary import Region, Service
+from services.case.case import fold_case
+from services.case.plan_reader import read_case_plan
 from services.runtime.connection import connect_operator
+from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.settings import Settings
 from services.runtime.stored_messages import NoDirectGet, StreamReader, decoded_event
+from services.worklists.case_view import case_view, render_case
 from services.worklists.projection import COLUMNS, Row, Worklist, WorklistState, apply, rows
 
 _HELP = {
@@ -36,6 +43,12 @@ _HELP = {
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cases = sub.add_parser("cases", help="worklists for the coordinating body")
     lists = cases.add_subparsers(dest="worklist", required=True)
+    show = lists.add_parser("show", help="one case: status, owner, plan, follow-ups")
+    show.add_argument("case_id", type=uuid.UUID)
+    show.add_argument("--format", choices=("table", "json"), default="table")
+    show.add_argument(
+        "--nats-url", default=None, help="NATS URL (default: $NRM_NATS_URL or the local hub)"
+    )
     for worklist in Worklist:
         p = lists.add_parser(worklist.value, help=_HELP[worklist])
         p.add_argument("--region", choices=[r.value for r in Region], help="only this region")
@@ -74,8 +87,31 @@ def render(found: list[Row], fmt: str) -> str:
     return "\n".join(line.rstrip() for line in lines) + f"\n({len(found)} rows)\n"
 
 
+async def show_case(nc: Client, case_id: uuid.UUID) -> dict[str, Any] | None:
+    store = JetStreamEventStore(nc)
+    history = await store.load("case", str(case_id))
+    case = fold_case([e.event for e in history.events])
+    if case is None:
+        return None
+    return case_view(case, await read_case_plan(store, case_id))
+
+
 async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> int:
     nc = await connect_operator(settings, nats_url)  # HubUnreachable: one line, by `nrm`
+    if args.worklist == "show":
+        try:
+            view = await show_case(nc, args.case_id)
+        except (NotFoundError, NoDirectGet):
+            print(f"nrm cases: no {EVENTS_STREAM} stream at {nats_url}", file=sys.stderr)
+            return 1
+        finally:
+            await nc.close()
+        if view is None:
+            print(f"nrm cases show: no case {args.case_id}", file=sys.stderr)
+            return 1
+        out = json.dumps(view, indent=2) + "\n" if args.format == "json" else render_case(view)
+        sys.stdout.write(out)
+        return 0
     try:
         state = await read_worklists(nc)
     except (NotFoundError, NoDirectGet):

@@ -112,3 +112,15 @@ async def test_a_woman_waiting_too_long_is_escalated_listed_and_reassigned(
     )
     assert await worklist(hub.nats_url, "overdue", tmp_path) == []
     assert await worklist(hub.nats_url, "waiting", tmp_path) == []
+    view = json.loads(
+        await nrm_output(
+            hub.nats_url, "cases", "show", second["aggregate_id"], "--format", "json", cwd=tmp_path
+        )
+    )
+    [shelter_need] = view["needs"]
+    assert shelter_need["status"] == "being_served"
+    assert [(r["attempt"], r["provider_id"], r["status"]) for r in shelter_need["referrals"]] == [
+        (0, OSH_SHELTER, "revoked"),
+        (1, BISHKEK_SHELTER, "accepted"),
+    ]
+    assert (view["owner"], view["status"]) == (OSH_POLICE, "active")
