@@ -338,7 +338,7 @@ class VictimStatus(StrEnum):
     """What an attestation says of the person (docs/ATTESTATION.md)."""
 
     IDENTIFIED = "identified"  # identified under the NRM (victim.identified)
-    PRESUMED = "presumed"  # presumed victim: issue 20, second part (not issued yet)
+    PRESUMED = "presumed"  # presumed victim (victim.presumed), until the decision is due
 
 
 class AttestationRevocationReason(StrEnum):

@@ -25,7 +25,13 @@ from contracts.attestation import (
     status_list_uri,
 )
 from contracts.commands import CheckAttestation, IssueAttestation, RevokeAttestation
-from contracts.events import AttestationChecked, AttestationIssued, CaseErased, Event
+from contracts.events import (
+    AttestationChecked,
+    AttestationIssued,
+    CaseErased,
+    Event,
+    VictimNotIdentified,
+)
 from contracts.replies import AttestationCredential, AttestationStatus, ErrorCode, reject
 from contracts.sealed import open_sealed
 from contracts.subjects import (
@@ -42,12 +48,14 @@ from services.custody.attestations import (
     decide_check,
     decide_issue,
     decide_revoke,
+    decide_revoke_on_decision,
     decide_revoke_on_erasure,
     fold_attestations,
 )
 from services.runtime.case_keys import CaseKeys, KeyCustodyError
 from services.runtime.eventstore import EventStore, History
 from services.runtime.messaging import Delivery, ServiceHost
+from services.runtime.service_table import consumer
 from services.runtime.writer import Outcome
 
 AGGREGATE = "attestation"
@@ -204,6 +212,18 @@ def register_attestations(
             decide=lambda history: decide_revoke_on_erasure(fold(history), erased),
         )
 
+    async def revoke_on_decision(delivery: Delivery) -> None:
+        decided = delivery.event
+        if not isinstance(decided, VictimNotIdentified):
+            return
+        await runtime.writer(service).execute(
+            AGGREGATE,
+            STATUS_LIST_ID,
+            cause=delivery.envelope.id,
+            correlation=delivery.envelope.correlationid,
+            decide=lambda history: decide_revoke_on_decision(fold(history), decided),
+        )
+
     async def status_list() -> dict[str, Any]:
         attestations = fold(await store().load(AGGREGATE, STATUS_LIST_ID))
         token = attestations.status().sign(signing, list_uri, runtime.clock())
@@ -214,4 +234,5 @@ def register_attestations(
     host.command(CheckAttestation, check)
     host.answer(ATTESTATION_KEY_SUBJECT, lambda: json.loads(public.to_json()))
     host.answer(ATTESTATION_STATUS_SUBJECT, status_list)
+    host.consume(consumer("custody-on-decision"), revoke_on_decision)
     return revoke_on_erasure

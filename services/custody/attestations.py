@@ -24,6 +24,8 @@ from contracts.events import (
     CaseErased,
     Event,
     VictimIdentified,
+    VictimNotIdentified,
+    VictimPresumed,
 )
 from contracts.replies import ErrorCode, reject
 from contracts.vocabulary import (
@@ -79,13 +81,22 @@ def fold_attestations(list_id: str, events: Sequence[Event]) -> AttestationList:
 
 
 def victim_status(case: Case) -> VictimStatus | None:
-    """What the hub may attest of this case's person: identified victims only, for now. The
-    hook for presumed victims (issue 20, second part): a case whose record is still
-    `victim.presumed` would return `VictimStatus.PRESUMED` here, with a validity bounded by
-    its `decision_due` and a revocation when `screening.decide` finds it not identified."""
+    """What the hub may attest of this case's person: an identified victim, or a presumed one
+    while the decision is pending (valid until `decision_due` at most, and revoked when the
+    decision is "not identified": `decide_revoke_on_decision`)."""
     if isinstance(case.record, VictimIdentified):
         return VictimStatus.IDENTIFIED
+    if isinstance(case.record, VictimPresumed):
+        return VictimStatus.PRESUMED
     return None
+
+
+def valid_until(case: Case, now: dt.datetime, valid_days: int) -> dt.datetime:
+    """The asked validity; a presumed victim's ends with the decision's due date."""
+    asked = now + dt.timedelta(days=valid_days)
+    if isinstance(case.record, VictimPresumed):
+        return min(asked, case.record.decision_due)
+    return asked
 
 
 def binds_document(case: Case, now: dt.datetime) -> bool:
@@ -120,7 +131,9 @@ def decide_issue(
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
     status = victim_status(case)
     if status is None:
-        raise reject("case_id", ErrorCode.INVALID_STATE, "the case is not an identified victim")
+        raise reject(
+            "case_id", ErrorCode.INVALID_STATE, "the case is not an identified or presumed victim"
+        )
     consent = consent_in_force(case, now)
     if isinstance(consent, ConsentGap):
         raise reject(
@@ -140,7 +153,7 @@ def decide_issue(
         victim_status=status,
         issued_by=agency.id,
         issued_at=now,
-        expires_at=now + dt.timedelta(days=command.valid_days),
+        expires_at=valid_until(case, now, command.valid_days),
         bound=binds_document(case, now),
         key_id=key_id,
     )
@@ -175,6 +188,18 @@ def decide_revoke_on_erasure(
     return [
         _revocation(e.issued, erased.erased_by, AttestationRevocationReason.CASE_ERASED)
         for e in attestations.of_case(erased.case_id)
+        if e.revoked is None
+    ]
+
+
+def decide_revoke_on_decision(
+    attestations: AttestationList, decided: VictimNotIdentified
+) -> list[AttestationRevoked]:
+    """A presumed victim decided not identified (or any case recorded so): every attestation
+    of the case still in force is revoked as not a trafficking case."""
+    return [
+        _revocation(e.issued, decided.agency_id, AttestationRevocationReason.NOT_A_TRAFFICKING_CASE)
+        for e in attestations.of_case(decided.case_id)
         if e.revoked is None
     ]
 

@@ -78,6 +78,7 @@ from contracts.events import (
     ReferralRequested,
     ReferralRevoked,
     VictimIdentified,
+    VictimNotIdentified,
     VictimPresumed,
 )
 from contracts.subjects import (
@@ -398,6 +399,11 @@ TABLE: tuple[Entry, ...] = (
                 (event_type_filter(CaseErased),),
                 "revokes an erased case's attestations, shreds its data key and drops it "
                 "from the blind index",
+            ),
+            ConsumerSpec(
+                "custody-on-decision",
+                (event_type_filter(VictimNotIdentified),),
+                "revokes a presumed victim's attestations when the case is decided not identified",
             ),
         ),
         writes=("access", "agency", "attestation", "attestation_check"),

@@ -18,6 +18,7 @@ from contracts.attestation import Verdict, status_list_uri, verify
 from contracts.commands import (
     CheckAttestation,
     Consent,
+    DecideScreening,
     EraseCase,
     IssueAttestation,
     PersonalData,
@@ -26,7 +27,12 @@ from contracts.commands import (
     ScreeningInterview,
     WithdrawConsent,
 )
-from contracts.events import AttestationIssued, AttestationRevoked
+from contracts.events import (
+    AttestationIssued,
+    AttestationRevoked,
+    VictimNotIdentified,
+    VictimPresumed,
+)
 from contracts.replies import (
     AttestationCredential,
     AttestationStatus,
@@ -382,3 +388,40 @@ async def test_a_kazakh_hubs_attestation_verifies_with_its_key_and_not_the_kyrgy
     assert verify(credential, kyrgyz_key, await status_list(hosts[1]), at).verdict is (
         Verdict.WRONG_ISSUER
     )
+
+
+async def test_a_presumed_victim_is_attested_until_the_decision_and_revoked_if_not_identified(
+    hosts: tuple[ServiceHost, ServiceHost], runtime: Runtime
+) -> None:
+    identifier_host, custody_host = hosts
+    interview = with_document(screening(IDENTIFIER, consent=WITH_ATTESTATION), CANARY_DOCUMENT)
+    presumed = interview.model_copy(update={"presumed": True})
+    reply = await identifier_host.execute(sealed(presumed, intake_key(identifier_host)))
+    assert isinstance(reply, CommandAccepted)
+    case_id = uuid.UUID(reply.aggregate_id)
+    credential = await issued(custody_host, issue(case_id, days=365))
+    assert _claims(credential.credential)["victim_status"] == "presumed"
+    assert runtime.store is not None
+    [record] = [e.event for e in (await runtime.store.load("case", str(case_id))).events[:1]]
+    assert isinstance(record, VictimPresumed)
+    assert credential.expires_at == record.decision_due  # not the 365 days asked
+    assert await check(custody_host, credential.credential) is Verdict.VALID
+
+    decide = DecideScreening(
+        command_id=uuid.uuid4(),
+        agency_id=IDENTIFIER,
+        case_id=case_id,
+        criteria=presumed.criteria.model_copy(update={"means": frozenset()}),
+    )
+    await identifier_host.execute(decide)
+    (decided,) = (await runtime.store.load("case", str(case_id))).caused_by(str(decide.command_id))
+    assert isinstance(decided.event, VictimNotIdentified)
+    on_decision = custody_host.event_handlers["custody-on-decision"]
+    await on_decision(delivery(decided))
+    await on_decision(delivery(decided))  # redelivered: revoked once
+    history = await runtime.store.load("attestation", STATUS_LIST_ID)
+    revoked = [e.event for e in history.events if isinstance(e.event, AttestationRevoked)]
+    assert [(r.attestation_id, r.reason) for r in revoked] == [
+        (credential.attestation_id, AttestationRevocationReason.NOT_A_TRAFFICKING_CASE)
+    ]
+    assert await check(custody_host, credential.credential) is Verdict.REVOKED
