@@ -26,7 +26,6 @@ from contracts.events import (
 from contracts.replies import ErrorCode, reject
 from contracts.vocabulary import (
     AgencyKind,
-    CaseStatus,
     ReassignReason,
     RevokeReason,
     Service,
@@ -69,7 +68,7 @@ def _plan_case(case: Case | None, agency: Agency | None) -> Case:
         )
     if case.erased:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case was erased")
-    if case.status is CaseStatus.CLOSED:
+    if case.is_closed:
         raise reject("case_id", ErrorCode.INVALID_STATE, "the case is closed; reopen it first")
     return case
 
@@ -258,7 +257,7 @@ def decide_after_decline(
     that has not declined it; with nobody left the need is recorded unmet. Nothing on a
     closed or erased case, a case received from abroad, nor when the need has moved on
     since."""
-    if case is None or case.erased or case.status is CaseStatus.CLOSED:
+    if case is None or case.erased or case.is_closed:
         return []
     if isinstance(case.record, CaseReceivedFromAbroad):
         return []  # its origin is told of the decline (cross-border answer) and decides
@@ -300,7 +299,7 @@ def decide_reassign(
         raise reject(
             "agency_id", ErrorCode.NOT_AUTHORISED, "only the coordinating body may reassign"
         )
-    if case is None or case.erased or case.status is CaseStatus.CLOSED:
+    if case is None or case.erased or case.is_closed:
         raise reject("referral_id", ErrorCode.INVALID_STATE, "the case is closed or erased")
     _active(referral, "reassign")
     service = referral.request.service
@@ -358,7 +357,7 @@ def request_for(
     as referrer, the service's minimal fields less those withheld. None on a closed or
     erased case, or if the provider left the registry."""
     provider = registry.get(order.provider_id)
-    if provider is None or case.erased or case.status is CaseStatus.CLOSED:
+    if provider is None or case.erased or case.is_closed:
         return None
     withheld = case.consent.withheld_fields if case.consent is not None else ()
     return referral_request(

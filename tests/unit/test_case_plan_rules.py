@@ -297,6 +297,17 @@ def test_who_may_change_the_plan_and_on_which_case() -> None:
     assert refused(
         lambda: plan.decide_add_need(closed, None, agency(IDENTIFIER), REGISTRY, add(), NOW)
     ) == [("case_id", ErrorCode.INVALID_STATE)]
+    abroad = case_of(
+        CaseClosed(
+            case_id=CASE,
+            owner=IDENTIFIER,
+            closed_by=IDENTIFIER,
+            reason=ClosureReason.TRANSFERRED_ABROAD,
+        )
+    )  # closed_referred is closed too
+    assert refused(
+        lambda: plan.decide_refer_need(abroad, None, agency(IDENTIFIER), REGISTRY, refer(), NOW)
+    ) == [("case_id", ErrorCode.INVALID_STATE)]
     erased = dataclasses.replace(case, erased=True)
     assert refused(
         lambda: plan.decide_refer_need(erased, None, agency(IDENTIFIER), REGISTRY, refer(), NOW)
