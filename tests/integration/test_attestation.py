@@ -119,7 +119,7 @@ async def test_an_attestation_issued_with_consent_verifies_offline_until_revoked
     for case, agency_id, reason in (
         (cases["consented"], OTHER, "only the case owner or the coordinating body"),
         (cases["assistance_only"], OWNER, "does not cover the purpose attestation"),
-        (cases["not_identified"], OWNER, "not an identified victim"),
+        (cases["not_identified"], OWNER, "not an identified or presumed victim"),
     ):
         code, _, err = await nrm(env, "attest", "issue", case, "--agency", agency_id)
         assert code == 1 and reason in err, err
