@@ -56,9 +56,9 @@ contracts: $(STAMP)
 $(CHROMIUM):
 	@echo "installing chromium (Debian) for the statistics report test"
 	@export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 || \
 	  { apt-get update -qq >/dev/null && \
-	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -41,6 +41,19 @@ class Region(StrEnum):
     UZ_SAMARKAND = "uz_samarkand"
 
 
+# A partner country's regions carry its code as a prefix (`kz_`, `uz_`); the others are the
+# Kyrgyz Republic's, where the NRM the hub was built for runs; `abroad` is nobody's.
+PARTNER_REGION_PREFIXES = ("kz", "uz")
+
+
+def region_country(region: str) -> str | None:
+    """The country (ISO 3166-1 alpha-2, lower case) a region belongs to; None for abroad."""
+    if region == Region.ABROAD:
+        return None
+    prefix = region.split("_", 1)[0]
+    return prefix if prefix in PARTNER_REGION_PREFIXES else "kg"
+
+
 class Sex(StrEnum):
     FEMALE = "female"
     MALE = "male"

@@ -33,6 +33,11 @@ class Settings(BaseModel):
 
     nats_url: str | None = Field(default=None, description="NRM_NATS_URL; None = embedded hub")
     country: str = Field(default="kg", pattern=r"^[a-z]{2}$", description="NRM_COUNTRY")
+    lang: str = Field(
+        default="en",
+        pattern=r"^(en|ru|ky)$",
+        description="NRM_LANG: language of the statistics for people (en, ru, ky)",
+    )
     data_dir: Path = Field(default=Path("var"), description="NRM_DATA_DIR: embedded state, keys")
     agency_registry: Path | None = Field(
         default=None, description="NRM_AGENCY_REGISTRY: registry file; None = the packaged one"

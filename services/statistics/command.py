@@ -20,6 +20,7 @@ from contracts.subjects import EVENTS_STREAM
 from services.runtime.connection import connect_operator
 from services.runtime.settings import Settings
 from services.runtime.stored_messages import NoDirectGet
+from services.statistics.i18n import LANGUAGES, language
 from services.statistics.publish import (
     DEFAULT_THRESHOLD,
     STANDARD,
@@ -80,6 +81,13 @@ def _common(p: argparse.ArgumentParser, inherit: bool) -> None:
     p.add_argument(
         "--nats-url", default=d(None), help="NATS URL (default: $NRM_NATS_URL or the local hub)"
     )
+    p.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        default=d(None),
+        help="language of titles, headers and names: en, ru, ky (default: $NRM_LANG or en); "
+        "JSON keeps the codes",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -134,6 +142,7 @@ async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> in
     finally:
         await nc.close()
     at = dt.datetime.now(dt.UTC)
+    lang = language(getattr(args, "lang", None) or settings.lang)
     try:
         if args.stats_command == "htcds":
             from services.statistics.htcds import export
@@ -167,7 +176,7 @@ async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> in
     if args.stats_command == "report":
         from services.statistics.report import write_report
 
-        page = write_report(result, args.out, replay_seconds=read.seconds)
+        page = write_report(result, args.out, replay_seconds=read.seconds, lang=lang)
         print(
             f"report written to {page} ({read.state.events_applied} events read in "
             f"{read.seconds:.2f} s)"
@@ -176,9 +185,9 @@ async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> in
     if args.format == "json":
         print(as_json(result))
     elif args.format == "csv":
-        print(as_csv(result.tables), end="")
+        print(as_csv(result.tables, lang=lang), end="")
     else:
-        print(as_text(result), end="")
+        print(as_text(result, lang), end="")
     return 0
 
 

@@ -192,6 +192,7 @@ class StatsState:
     last_sequence: int = 0  # NRM_EVENTS stream sequence of the last event applied
     ignored: Counter[str] = field(default_factory=Counter)
     last_event_at: dt.datetime | None = None
+    country: str = ""  # the hub's, from its events' source (urn:nrm-hub:<country>:<service>)
 
     def all_cases(self) -> list[CaseFacts]:
         return [*self.cases.values(), *self.erased_cases]
@@ -538,9 +539,16 @@ def apply(state: StatsState, envelope: Envelope, sequence: int | None = None) ->
     else:
         handler(state, event, envelope)
     state.events_applied += 1
+    if not state.country:
+        state.country = _hub_country(envelope.source)
     if state.last_event_at is None or envelope.time > state.last_event_at:
         state.last_event_at = envelope.time
     return state
+
+
+def _hub_country(source: str) -> str:
+    parts = source.split(":")
+    return parts[2] if len(parts) > 3 and parts[:2] == ["urn", "nrm-hub"] else ""
 
 
 def fold(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.statistics.disclosure import Position, Suppression, suppress
+from services.statistics.i18n import Language, language
 from services.statistics.projection import StatsState
 from services.statistics.tables import ALL, UNITS, Query, Table, count
 
@@ -346,27 +347,46 @@ def _show(value: int | None) -> str:
     return HIDDEN if value is None else str(value)
 
 
-def as_text(f: Figures) -> str:
-    lines = [
-        f"NRM statistics{' (public)' if f.public else ''} as of {f.generated_at:%Y-%m-%d %H:%M} "
-        f"UTC; period {f.start or 'start'} to {f.end or 'now'}; {f.events_read} events read"
-    ]
+def _words(lang: Language, values: Sequence[str]) -> str:
+    return " / ".join(lang.word(v) for v in values)
+
+
+def as_text(f: Figures, lang: Language | None = None) -> str:
+    """The figures as text tables for people: titles, headers and codes in `lang`'s words."""
+    lang = lang or language()
+    period = lang.text("period")
+    frame = (
+        f"{lang.text('NRM statistics')}{' ' + lang.text('(public)') if f.public else ''} "
+        f"{lang.text('as of')} {f.generated_at:%Y-%m-%d %H:%M} UTC; {period} "
+        f"{f.start or lang.text('start')} - {f.end or lang.text('now')}; "
+        f"{f.events_read} {lang.text('events read')}"
+    )
+    lines = [frame]
     if f.public:
         lines.append(
-            f"Only cases whose consent covers statistics; entries below {f.threshold} "
-            f"and those that would reveal them are shown as {HIDDEN}."
+            lang.text(
+                "Only cases whose consent covers statistics; entries below {threshold} and "
+                "those that would reveal them are shown as {hidden}.",
+                threshold=f.threshold,
+                hidden=HIDDEN,
+            )
         )
+    total = lang.field("total")
     for t in f.tables:
-        lines += ["", t.query.title or f"{t.query.unit} by {', '.join(t.query.by)}"]
-        head = [t.query.by[0]] + [" / ".join(c) or "count" for c in t.cols]
+        title = t.query.title or f"{t.query.unit} by {', '.join(t.query.by)}"
+        lines += ["", lang.text(title)]
+        head = [lang.field(t.query.by[0])] + [
+            _words(lang, c) or lang.field("count") for c in t.cols
+        ]
         two_way = len(t.query.by) > 1
         if two_way:
-            head.append("total")
+            head.append(total)
         body = [
-            [r, *(_show(v) for v in t.cells[i])] + ([_show(t.row_totals[i])] if two_way else [])
+            [lang.word(r), *(_show(v) for v in t.cells[i])]
+            + ([_show(t.row_totals[i])] if two_way else [])
             for i, r in enumerate(t.rows)
         ]
-        foot = ["total", *(_show(v) for v in t.col_totals)] if two_way else ["total"]
+        foot = [total, *(_show(v) for v in t.col_totals)] if two_way else [total]
         foot.append(_show(t.total))
         grid = [head, *body, foot]
         widths = [max(len(row[k]) for row in grid) for k in range(len(head))]
@@ -377,22 +397,30 @@ def as_text(f: Figures) -> str:
                     for k, (c, w) in enumerate(zip(row, widths, strict=True))
                 )
             )
-    beds = ", ".join(f"{k} {v}" for k, v in f.shelter_capacity.items()) or "none registered"
-    lines += ["", f"Shelter beds: {beds}"]
-    lines += [f"Note: {n}" for n in f.notes]
+    beds = ", ".join(f"{lang.word(k)} {v}" for k, v in f.shelter_capacity.items()) or lang.text(
+        "none registered"
+    )
+    lines += ["", f"{lang.text('Shelter beds')}: {beds}"]
+    lines += [f"{lang.text('Note')}: {n}" for n in f.notes]
     return "\n".join(lines) + "\n"
 
 
-def as_csv(tables: Sequence[Published], *, with_table: bool = True) -> str:
+def as_csv(
+    tables: Sequence[Published], *, with_table: bool = True, lang: Language | None = None
+) -> str:
+    """One row per entry. The header and the table titles are in `lang`; the values stay
+    codes, the same in every language, for whoever reads the file with a program."""
+    lang = lang or language()
     fields: list[str] = []
     for t in tables:
         fields += [f for f in t.query.by if f not in fields]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow((["table", "unit"] if with_table else []) + fields + ["count"])
+    names = (["table", "unit"] if with_table else []) + fields + ["count"]
+    writer.writerow([lang.field(n) for n in names])
     for t in tables:
         for entry in t.entries():
-            prefix = [t.query.title, t.query.unit] if with_table else []
+            prefix = [lang.text(t.query.title), t.query.unit] if with_table else []
             writer.writerow(prefix + [entry.get(f, "") for f in fields] + [_show(entry["count"])])
     return out.getvalue()
 

@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from services.statistics.i18n import Language, language
 from services.statistics.publish import HIDDEN, Figures, Published, as_csv
 
 CHARTS = (
@@ -67,12 +68,24 @@ th:first-child,td:first-child{text-align:left}
 .legend span{display:inline-block;margin-right:.8rem;font-size:.8rem}
 .legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.25rem;vertical-align:-1px}
 svg text{font-size:11px;fill:#333}
+@media print{
+body{margin:0;max-width:none;font-size:10pt}
+.charts{display:block}figure{break-inside:avoid;page-break-inside:avoid;margin-bottom:.6rem}
+svg.chart{max-width:100%;height:auto}
+h3{break-after:avoid;page-break-after:avoid}
+table{width:100%;table-layout:fixed;font-size:8pt;break-inside:auto}
+tr{break-inside:avoid;page-break-inside:avoid}
+td,th{padding:.05rem .2rem;overflow-wrap:anywhere}
+thead{display:table-header-group}
+}
 """
 
 # Draws stacked bar charts from the embedded figures. No library: a few dozen lines.
 _SCRIPT = """
 (function () {
   var F = JSON.parse(document.getElementById('figures').textContent);
+  var WORDS = JSON.parse(document.getElementById('words').textContent);
+  function word(code) { return WORDS[code] || code; }
   var NS = 'http://www.w3.org/2000/svg';
   var COLOURS = ['#1f77b4','#ff7f0e','#2ca02c','#d62728','#9467bd','#8c564b','#e377c2',
                  '#7f7f7f','#bcbd22','#17becf','#393b79','#637939'];
@@ -107,7 +120,7 @@ _SCRIPT = """
       };
       // Free beds only where residents are published: otherwise they would reveal them.
       return {labels: cats, totals: cats.map(function (c) {
-          return F.shelter_capacity[c] + ' beds'; }),
+          return F.shelter_capacity[c] + ' ' + word('beds'); }),
         series: [
           {name: 'residents', values: cats.map(function (c) { return at(c, 'resident'); })},
           {name: 'free beds', values: cats.map(function (c) {
@@ -174,7 +187,8 @@ _SCRIPT = """
         r.setAttribute('data-label', label);
         r.setAttribute('data-series', s.name);
         if (!s.grey) r.setAttribute('data-value', v);
-        el('title', {}, r).textContent = label + ' / ' + s.name + (s.grey ? '' : ': ' + v);
+        el('title', {}, r).textContent = word(label) + ' / ' + word(s.name)
+          + (s.grey ? '' : ': ' + v);
         offset += size;
       });
       var total = d.totals[i] === null || d.totals[i] === undefined ? 'x' : d.totals[i];
@@ -184,12 +198,12 @@ _SCRIPT = """
                          'text-anchor': 'end',
                          transform: 'rotate(-60 ' + (pad + i * band + 10) + ' '
                                     + (20 + len * 0.5 + 14) + ')'}, svg);
-        tl.textContent = label;
+        tl.textContent = word(label);
         el('text', {x: pad + i * band, y: 14 + len * 0.5 - offset, 'class': 'total'},
            svg).textContent = total;
       } else {
         tl = el('text', {x: pad - 6, y: 10 + i * band + band / 2, 'text-anchor': 'end'}, svg);
-        tl.textContent = label;
+        tl.textContent = word(label);
         el('text', {x: pad + offset + 4, y: 10 + i * band + band / 2, 'class': 'total'},
            svg).textContent = total;
       }
@@ -202,7 +216,7 @@ _SCRIPT = """
         var swatch = document.createElement('i');
         swatch.style.background = s.grey ? '#bbbbbb' : COLOURS[k % COLOURS.length];
         item.appendChild(swatch);
-        item.appendChild(document.createTextNode(s.name));
+        item.appendChild(document.createTextNode(word(s.name)));
         legend.appendChild(item);
       });
       holder.appendChild(legend);
@@ -214,23 +228,29 @@ _SCRIPT = """
 """
 
 
-def _table_html(t: Published) -> str:
+def _table_html(t: Published, lang: Language) -> str:
     def show(v: int | None) -> str:
         return HIDDEN if v is None else str(v)
 
+    def words(values: tuple[str, ...]) -> str:
+        return " / ".join(lang.word(v) for v in values)
+
     two_way = len(t.query.by) > 1
-    head = [t.query.by[0], *(" / ".join(c) or "count" for c in t.cols)]
-    head += ["total"] if two_way else []
+    total = lang.field("total")
+    head = [lang.field(t.query.by[0]), *(words(c) or lang.field("count") for c in t.cols)]
+    head += [total] if two_way else []
     out = ["<table><thead><tr>", *(f"<th>{html.escape(h)}</th>" for h in head), "</tr></thead>"]
     out.append("<tbody>")
     for i, r in enumerate(t.rows):
         cells = [show(v) for v in t.cells[i]] + ([show(t.row_totals[i])] if two_way else [])
         out.append(
-            f"<tr><td>{html.escape(r)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+            f"<tr><td>{html.escape(lang.word(r))}</td>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
         )
     foot = [show(v) for v in t.col_totals] if two_way else []
     out.append(
-        "<tr><th>total</th>"
+        f"<tr><th>{html.escape(total)}</th>"
         + "".join(f"<th>{c}</th>" for c in [*foot, show(t.total)])
         + "</tr></tbody></table>"
     )
@@ -241,78 +261,106 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "table"
 
 
-def _summary(f: Figures) -> list[str]:
+def _summary(f: Figures, lang: Language) -> list[str]:
     def total(unit: str, by: tuple[str, ...]) -> str:
         for t in f.tables:
             if t.query.unit == unit and t.query.by == by:
                 return HIDDEN if t.total is None else str(t.total)
         return "?"
 
+    beds = ", ".join(f"{lang.word(k)} {v}" for k, v in f.shelter_capacity.items())
     return [
-        f"Identified victims: <b id='total-identified'>{total('cases', ('region', 'sex'))}</b>",
-        f"Referrals: <b>{total('referrals', ('service', 'outcome'))}</b>",
-        f"Shelter placements: <b>{total('placements', ('category', 'status'))}</b>",
-        "Shelter beds: "
-        + (", ".join(f"{k} {v}" for k, v in f.shelter_capacity.items()) or "none registered"),
+        f"{lang.text('Identified victims')}: "
+        f"<b id='total-identified'>{total('cases', ('region', 'sex'))}</b>",
+        f"{lang.text('Referrals')}: <b>{total('referrals', ('service', 'outcome'))}</b>",
+        f"{lang.text('Shelter placements')}: <b>{total('placements', ('category', 'status'))}</b>",
+        f"{lang.text('Shelter beds')}: " + html.escape(beds or lang.text("none registered")),
     ]
 
 
-def render(f: Figures, replay_seconds: float | None = None) -> str:
+def _words(f: Figures, lang: Language) -> dict[str, str]:
+    """Every code the charts may show, as a word of `lang` (the script's labels)."""
+    codes = {"beds", "residents", "free beds", "waiting", "hidden (x)", "identified"}
+    for t in f.tables:
+        codes.update(t.rows)
+        codes.update(v for c in t.cols for v in c)
+    codes.update(f.shelter_capacity)
+    return {c: lang.word(c) for c in sorted(codes) if lang.word(c) != c}
+
+
+def render(f: Figures, replay_seconds: float | None = None, lang: Language | None = None) -> str:
+    lang = lang or language()
     data = json.dumps(f.to_json()).replace("</", "<\\/")
+    words = json.dumps(_words(f, lang), ensure_ascii=False).replace("</", "<\\/")
     charts = [
-        {"id": i, "title": title, "unit": u, "by": list(by), "kind": kind}
+        {"id": i, "title": lang.text(title), "unit": u, "by": list(by), "kind": kind}
         for i, title, u, by, kind in CHARTS
     ]
     scope = (
-        "Public figures: only cases whose consent covers statistics; counts below "
-        f"{f.threshold}, and counts that would reveal them, are shown as {HIDDEN}."
+        lang.text(
+            "Public figures: only cases whose consent covers statistics; counts below "
+            "{threshold}, and counts that would reveal them, are shown as {hidden}.",
+            threshold=f.threshold,
+            hidden=HIDDEN,
+        )
         if f.public
-        else "For the coordinating body: every case, no suppression. Do not publish; "
-        "use <code>nrm stats report --public</code> for publication."
+        else lang.text(
+            "For the coordinating body: every case, no suppression. Do not publish; "
+            "use <code>nrm stats report --public</code> for publication."
+        )
     )
-    read = (
-        f"; {f.events_read} events read in {replay_seconds:.2f} s"
-        if replay_seconds is not None
-        else f"; {f.events_read} events read"
-    )
+    seconds = f" ({replay_seconds:.2f} s)" if replay_seconds is not None else ""
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<!DOCTYPE html><html lang='{lang.code}'><head><meta charset='utf-8'>",
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">",
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
-        "<title>NRM statistics</title>",
+        f"<title>{html.escape(lang.text('NRM statistics'))}</title>",
         f"<style>{_STYLE}</style></head><body>",
-        "<h1>National Referral Mechanism: statistics</h1>",
-        f"<p class='note'>As of {f.generated_at:%Y-%m-%d %H:%M} UTC; period "
-        f"{f.start or 'from the first event'} to {f.end or 'now'}{read}.</p>",
+        f"<h1>{html.escape(lang.text('National Referral Mechanism: statistics'))}</h1>",
+        f"<p class='note'>{html.escape(lang.text('as of'))} {f.generated_at:%Y-%m-%d %H:%M} UTC; "
+        f"{html.escape(lang.text('period'))} "
+        f"{f.start or html.escape(lang.text('from the first event'))} - "
+        f"{f.end or html.escape(lang.text('now'))}; "
+        f"{f.events_read} {html.escape(lang.text('events read'))}{seconds}.</p>",
         f"<p class='note'>{scope}</p>",
-        "<p>" + " &middot; ".join(_summary(f)) + "</p>",
+        "<p>" + " &middot; ".join(_summary(f, lang)) + "</p>",
         "<div class='charts'>",
         *(
-            f"<figure><figcaption>{html.escape(title)}</figcaption><div id='{i}'></div></figure>"
+            f"<figure><figcaption>{html.escape(lang.text(title))}</figcaption>"
+            f"<div id='{i}'></div></figure>"
             for i, title, *_ in CHARTS
         ),
-        "</div><h2>Tables</h2>",
+        f"</div><h2>{html.escape(lang.text('Tables'))}</h2>",
     ]
     for t in f.tables:
-        parts.append(f"<h3>{html.escape(t.query.title)}</h3>")
-        parts.append(_table_html(t) if t.rows else "<p class='note'>No records.</p>")
-    parts += [f"<p class='note'>Note: {html.escape(n)}</p>" for n in f.notes]
+        parts.append(f"<h3>{html.escape(lang.text(t.query.title))}</h3>")
+        no_records = html.escape(lang.text("No records."))
+        parts.append(_table_html(t, lang) if t.rows else f"<p class='note'>{no_records}</p>")
+    parts += [
+        f"<p class='note'>{html.escape(lang.text('Note'))}: {html.escape(n)}</p>" for n in f.notes
+    ]
     parts += [
         f"<script type='application/json' id='figures'>{data}</script>",
-        f"<script>var CHARTS = {json.dumps(charts)};{_SCRIPT}</script>",
+        f"<script type='application/json' id='words'>{words}</script>",
+        f"<script>var CHARTS = {json.dumps(charts, ensure_ascii=False)};{_SCRIPT}</script>",
         "</body></html>",
     ]
     return "\n".join(parts)
 
 
-def write_report(f: Figures, out: Path, replay_seconds: float | None = None) -> Path:
+def write_report(
+    f: Figures, out: Path, replay_seconds: float | None = None, lang: Language | None = None
+) -> Path:
     """Write index.html, figures.json, all.csv and one CSV per table into `out`."""
+    lang = lang or language()
     out.mkdir(parents=True, exist_ok=True)
     page = out / "index.html"
-    page.write_text(render(f, replay_seconds))
+    page.write_text(render(f, replay_seconds, lang))
     (out / "figures.json").write_text(json.dumps(f.to_json(), indent=2))
-    (out / "all.csv").write_text(as_csv(f.tables))
+    (out / "all.csv").write_text(as_csv(f.tables, lang=lang))
     for n, t in enumerate(f.tables, start=1):
-        (out / f"{n:02d}-{_slug(t.query.title)}.csv").write_text(as_csv([t], with_table=False))
+        (out / f"{n:02d}-{_slug(t.query.title)}.csv").write_text(
+            as_csv([t], with_table=False, lang=lang)
+        )
     return page

@@ -27,6 +27,7 @@ from contracts.vocabulary import (
     Sex,
     ShelterCategory,
     UnmetReason,
+    region_country,
 )
 from services.statistics.projection import (
     CaseFacts,
@@ -537,6 +538,22 @@ def check(query: Query) -> Unit:
     return unit
 
 
+def _for_hub(
+    values: tuple[str, ...], country: str, labelled: list[list[tuple[str, ...]]], i: int
+) -> tuple[str, ...]:
+    """A region field lists the hub's own country's regions and abroad, not its partners'
+    (a Kyrgyz table has no row of zeros for Almaty); a value actually counted always stays."""
+    if not country or not set(values) & _REGIONS:
+        return values
+    seen = {v for row in labelled for v in row[i]}
+    return tuple(
+        v for v in values if v not in _REGIONS or region_country(v) in (country, None) or v in seen
+    )
+
+
+_REGIONS = frozenset(_enum(Region))
+
+
 def count(
     state: StatsState,
     query: Query,
@@ -574,7 +591,7 @@ def count(
         if dim.name in PERIODS:
             vocab.append(_period_values(dim.name, in_range, query))
         elif dim.values is not None:
-            vocab.append(dim.values)
+            vocab.append(_for_hub(dim.values, state.country, labelled, i))
         else:
             seen = Counter(v for row in labelled for v in row[i])
             rare = {v for v, n in seen.items() if n < rare_below}

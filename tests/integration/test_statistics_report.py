@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from services.statistics.i18n import language
 from services.statistics.projection import StatsState, fold
 from services.statistics.publish import STANDARD, Figures, Published, figures
 from services.statistics.report import write_report
@@ -139,3 +140,47 @@ def test_the_public_report_shows_no_count_below_the_threshold(
     assert shown and min(shown) >= 5
     regions = _bars(dom, "chart-regions")
     assert sum(regions.values()) <= _table(result, "cases", ("month", "region")).total
+
+
+def _has_font_for(char: str) -> bool:
+    found = subprocess.run(
+        ["fc-list", f":charset={ord(char):x}", "family"], capture_output=True, text=True, check=True
+    )
+    return bool(found.stdout.strip())
+
+
+@pytest.mark.parametrize(
+    ("code", "heading", "word"),
+    [
+        ("ru", "Национальный механизм перенаправления: статистика", "г. Бишкек"),
+        ("ky", "Улуттук жолдомо механизми: статистика", "Бишкек шаары"),
+    ],
+)
+def test_the_report_renders_in_russian_and_kyrgyz_with_every_glyph(
+    state: StatsState, tmp_path: Path, code: str, heading: str, word: str
+) -> None:
+    result = figures(state, STANDARD, REPORT_AT)
+    page = write_report(result, tmp_path / code, lang=language(code))
+    shot = tmp_path / f"{code}.png"
+    done = subprocess.run(
+        [
+            chromium(),
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    text = done.stdout.decode()
+    assert heading in text
+    assert f">{word}<" in text  # a chart label the script drew, in the page's language
+    assert shot.stat().st_size > 10_000  # the page was painted
+    letters = {ch for ch in text if ord(ch) > 0x7F}
+    assert any(ch in letters for ch in "өүң") or code == "ru"
+    missing = sorted(ch for ch in letters if not _has_font_for(ch))
+    assert missing == [], f"no installed font draws {missing}"
