@@ -15,7 +15,7 @@ import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from contracts.subjects import FEEDS_STREAM, feed_filter
 from services.runtime.connection import connect_options
@@ -117,8 +117,14 @@ async def read_feed_page(
     )
     try:
         info = await js.add_consumer(FEEDS_STREAM, config)
-    except BadRequestError:  # a reader that died left it with another start: replace it
-        await js.delete_consumer(FEEDS_STREAM, agency_id)
+    except NotFoundError:
+        raise
+    except APIError:
+        # A read cut short (a client that went away mid-read) left the consumer with another
+        # start sequence, which the server refuses to update ("start sequence can not be
+        # updated"): replace it, once; a second refusal is a real failure.
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(FEEDS_STREAM, agency_id)
         info = await js.add_consumer(FEEDS_STREAM, config)
     found: list[StoredMessage] = []
     try:
