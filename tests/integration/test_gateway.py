@@ -20,12 +20,16 @@ import pytest
 from contracts.commands import AcceptReferral, SubmitScreening
 from contracts.public_key_sealing import intake_info, public_key_from_b64, seal_to
 from contracts.vocabulary import Service
+from services.bootstrap import bootstrap, start_service
 from services.case.ids import referral_id_for
 from services.gateway.server import RunningGateway, start_gateway
+from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import free_port
 from services.runtime.logging import configure_logging
+from services.runtime.service_table import SERVICES
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import CANARIES, CANARY_NAME, screening, wait_until
+from tests.integration.secured_hub import SecuredCluster
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -310,3 +314,59 @@ async def test_no_client_certificate_no_connection(gateway: RunningGateway, cert
     ) as anonymous:
         with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
             await anonymous.get("/v1/feed")
+
+
+async def test_on_a_certificate_secured_cluster_the_agencys_own_certificate_signs_in(
+    tmp_path: Path,
+) -> None:
+    """deploy/nats/ (TLS users, no nkeys): the gateway signs in to NATS with each agency's
+    own client certificate (NRM_GATEWAY_AGENCY_CERTS) and the servers log no violation."""
+    secured = SecuredCluster(tmp_path / "hub")
+    secured.start()
+    services = []
+    try:
+        await bootstrap(secured.url, secured.settings("admin", tmp_path))
+        shared_kek = tmp_path / "kek"
+        for name in SERVICES:
+            settings = secured.settings(
+                name, tmp_path / name, retry_backoff_seconds=(0.05, 0.1), kek_file=shared_kek
+            )
+            create_hub_keys(settings)
+            services.append(await start_service(name, secured.url, settings))
+        certs = secured.certs
+        gateway_settings = Settings(
+            nats_url=secured.url,
+            data_dir=tmp_path / "gateway",
+            nats_tls_ca=certs / "ca.pem",
+            gateway_agency_certs=certs / "users",
+            gateway_port=free_port(),
+            gateway_tls_cert=certs / "nodes" / "nats-1.pem",  # any server certificate
+            gateway_tls_key=certs / "nodes" / "nats-1-key.pem",
+            gateway_tls_ca=certs / "ca.pem",
+        )
+        gateway = await start_gateway(gateway_settings, secured.url, poll_seconds=0.1)
+        try:
+            async with (
+                client_for(gateway, certs, IDENTIFIER) as identifier,
+                client_for(gateway, certs, LEGAL_CLINIC) as clinic,
+            ):
+                case_id = await submitted_case(identifier)
+
+                async def referral() -> list[dict[str, Any]]:
+                    return [
+                        e
+                        for e in (await feed(clinic))["events"]
+                        if e["event"]["type"] == "referral.requested"
+                        and e["event"]["data"]["case_id"] == str(case_id)
+                    ]
+
+                await wait_until(referral, timeout=30)
+                body = await sealed_screening(identifier, LEGAL_CLINIC)
+                assert_problem(await post(clinic, "screening.submit", body), 403)
+        finally:
+            await gateway.stop()
+    finally:
+        for service in services:
+            await service.stop()
+        secured.stop()
+    assert secured.violations() == ""
