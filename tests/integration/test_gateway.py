@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -370,3 +372,42 @@ async def test_on_a_certificate_secured_cluster_the_agencys_own_certificate_sign
             await service.stop()
         secured.stop()
     assert secured.violations() == ""
+
+
+async def test_nrm_run_gateway_serves_until_sigterm(secured_hub: Settings, certs: Path) -> None:
+    """The process a container runs: it prints where it listens, answers, and stops cleanly
+    on SIGTERM (the CLI's signal handling, not uvicorn's)."""
+    assert secured_hub.nats_url is not None and secured_hub.nats_credentials is not None
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        NRM_NATS_URL=secured_hub.nats_url,
+        NRM_NATS_CREDENTIALS=str(secured_hub.nats_credentials),
+        NRM_DATA_DIR=str(secured_hub.data_dir),
+        NRM_GATEWAY_PORT=str(port),
+        NRM_GATEWAY_TLS_CERT=str(certs / "nodes" / "gateway.pem"),
+        NRM_GATEWAY_TLS_KEY=str(certs / "nodes" / "gateway-key.pem"),
+        NRM_GATEWAY_TLS_CA=str(certs / "ca.pem"),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run", "gateway"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        assert line.startswith(f"NRM gateway listening on https://127.0.0.1:{port}"), line
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        user = certs / "users" / IDENTIFIER
+        context.load_cert_chain(f"{user}.pem", f"{user}-key.pem")
+        async with httpx.AsyncClient(verify=context, timeout=15) as client:
+            key = await client.get(f"https://127.0.0.1:{port}/v1/intake-key")
+        assert key.status_code == 200 and key.json()["public_key"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+    assert code == 0

@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
 from contracts.commands import ALL_COMMANDS
@@ -71,21 +71,22 @@ def test_the_app_serves_exactly_the_documented_paths() -> None:
     assert served == set(openapi()["paths"])
 
 
-def test_without_a_certificate_naming_an_agency_everything_is_refused() -> None:
+async def test_without_a_certificate_naming_an_agency_everything_is_refused() -> None:
     """Plain HTTP (no TLS, so no peer certificate): 403 before anything else is read."""
-    client = TestClient(app())
-    body = {"command_id": str(uuid.uuid4()), "agency_id": "kg-mia-osh", "x": CANARY}
-    response = client.post(
-        "/v1/commands/screening.submit",
-        json=body,
-        headers={"Idempotency-Key": body["command_id"]},
-    )
-    assert response.status_code == 403
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert CANARY not in response.text
-    assert client.get("/v1/feed").status_code == 403
-    missing = client.get(f"/v1/nothing/{CANARY}")
-    assert missing.status_code == 404 and CANARY not in missing.text
+    transport = httpx.ASGITransport(app=app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        body = {"command_id": str(uuid.uuid4()), "agency_id": "kg-mia-osh", "x": CANARY}
+        response = await client.post(
+            "/v1/commands/screening.submit",
+            json=body,
+            headers={"Idempotency-Key": body["command_id"]},
+        )
+        assert response.status_code == 403
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert CANARY not in response.text
+        assert (await client.get("/v1/feed")).status_code == 403
+        missing = await client.get(f"/v1/nothing/{CANARY}")
+        assert missing.status_code == 404 and CANARY not in missing.text
 
 
 @pytest.mark.parametrize(
@@ -139,6 +140,17 @@ def test_a_rejection_becomes_problem_details_with_the_hubs_errors(code: ErrorCod
 def test_the_gateway_serves_mutual_tls_only() -> None:
     with pytest.raises(SettingsError, match="NRM_GATEWAY_TLS_CERT"):
         tls_files(Settings())
+
+
+def test_nrm_run_gateway_without_its_tls_files_stops_naming_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.cli import main
+
+    for name in ("NRM_GATEWAY_TLS_CERT", "NRM_GATEWAY_TLS_KEY", "NRM_GATEWAY_TLS_CA"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["run", "gateway", "--nats-url", "nats://127.0.0.1:1"]) == 2
+    assert "NRM_GATEWAY_TLS_CERT" in capsys.readouterr().err
 
 
 def test_gateway_settings_come_from_the_environment(tmp_path: Path) -> None:
