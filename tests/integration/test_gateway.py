@@ -245,7 +245,7 @@ async def test_feed_stream_resumes_after_a_disconnect_without_loss_or_repeat(
 
 
 async def test_refusals_are_problem_details_and_echo_nothing(
-    gateway: RunningGateway, certs: Path
+    gateway: RunningGateway, certs: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     async with (
         client_for(gateway, certs, IDENTIFIER) as identifier,
@@ -303,10 +303,22 @@ async def test_refusals_are_problem_details_and_echo_nothing(
         bad_page = await identifier.get("/v1/feed", params={"after": CANARY_NAME})
         assert_problem(bad_page, 400, "after")
         assert_problem(await identifier.get(f"/v1/commands/{CANARY_NAME}"), 404)
+        # Larger than the hub takes: refused before it is all read.
+        huge = await identifier.post(
+            "/v1/commands/screening.submit",
+            content=b'{"narrative": "' + CANARY_NAME.encode() * 20_000 + b'"}',
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert_problem(huge, 413)
         # The document the gateway serves is the committed one.
         served = (await identifier.get("/openapi.json")).json()
         committed = json.loads((ROOT / "contracts" / "schema" / "openapi.json").read_text())
         assert served == committed
+    # Every refusal was logged (route, agency, status), none of what was sent.
+    logs = capfd.readouterr()
+    assert '"status": 403' in logs.err and '"route": "(other)"' in logs.err
+    for canary in CANARIES:
+        assert canary not in logs.out and canary not in logs.err
 
 
 async def test_no_client_certificate_no_connection(gateway: RunningGateway, certs: Path) -> None:
