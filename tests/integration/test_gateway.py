@@ -19,9 +19,19 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts.commands import AcceptReferral, SubmitScreening
-from contracts.public_key_sealing import intake_info, public_key_from_b64, seal_to
-from contracts.vocabulary import Service
+from contracts.commands import AcceptReferral, RegisterAgencyKey, RequestAccess, SubmitScreening
+from contracts.public_key_sealing import (
+    generate_private_key,
+    intake_info,
+    open_sealed_to,
+    public_key_b64,
+    public_key_from_b64,
+    release_info,
+    seal_to,
+)
+from contracts.replies import AccessReleased
+from contracts.sealed import b64decode, open_with_field_key
+from contracts.vocabulary import DataPurpose, PersonalField, Service
 from services.bootstrap import bootstrap, start_service
 from services.case.ids import referral_id_for
 from services.gateway.server import RunningGateway, start_gateway
@@ -39,6 +49,8 @@ DEV_CERTS = ROOT / "deploy" / "scripts" / "dev-certs.py"
 IDENTIFIER = "kg-mia-osh"  # identifies in Osh, provides nothing
 LEGAL_CLINIC = "kg-ngo-osh-legal-clinic"  # legal aid in Osh; may not identify
 OTHER_POLICE = "kg-mia-bishkek"
+COORDINATING_BODY = "kg-coordinating-body"
+CRISIS_CENTRE = "kg-ngo-osh-crisis-centre"  # identifies, and assists the people it identifies
 NEEDS = frozenset({Service.LEGAL_AID, Service.PSYCHOLOGICAL})
 
 
@@ -46,7 +58,9 @@ NEEDS = frozenset({Service.LEGAL_AID, Service.PSYCHOLOGICAL})
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, the gateway's server certificate and the agencies' client certificates."""
     out = tmp_path_factory.mktemp("gateway-certs")
-    users = ",".join([IDENTIFIER, LEGAL_CLINIC, OTHER_POLICE, "referral"])
+    users = ",".join(
+        [IDENTIFIER, LEGAL_CLINIC, OTHER_POLICE, COORDINATING_BODY, CRISIS_CENTRE, "referral"]
+    )
     subprocess.run(
         [sys.executable, str(DEV_CERTS), str(out), "--nodes", "gateway", "--users", users],
         check=True,
@@ -124,8 +138,8 @@ async def feed(client: httpx.AsyncClient, after: int = 0, limit: int = 100) -> d
     return page
 
 
-async def submitted_case(identifier: httpx.AsyncClient) -> uuid.UUID:
-    body = await sealed_screening(identifier, IDENTIFIER)
+async def submitted_case(identifier: httpx.AsyncClient, agency_id: str = IDENTIFIER) -> uuid.UUID:
+    body = await sealed_screening(identifier, agency_id)
     reply = await post(identifier, "screening.submit", body)
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"].startswith("application/cloudevents+json")
@@ -423,3 +437,57 @@ async def test_nrm_run_gateway_serves_until_sigterm(secured_hub: Settings, certs
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 30)
     assert code == 0
+
+
+async def test_access_request_and_release_over_https(gateway: RunningGateway, certs: Path) -> None:
+    """The coordinating body registers the identifying agency's key, the agency asks for its
+    case's personal data and opens the release with its own private key: the release passes
+    through the gateway still sealed, and only the agency can open it."""
+    private_key = generate_private_key()
+    async with (
+        client_for(gateway, certs, CRISIS_CENTRE) as centre,
+        client_for(gateway, certs, COORDINATING_BODY) as coordinator,
+        client_for(gateway, certs, IDENTIFIER) as police,
+    ):
+        case_id = await submitted_case(centre, CRISIS_CENTRE)
+        register = RegisterAgencyKey(
+            command_id=uuid.uuid4(),
+            agency_id=COORDINATING_BODY,
+            for_agency=CRISIS_CENTRE,
+            public_key=public_key_b64(private_key.public_key()),
+        )
+        registered = await post(
+            coordinator, "agency.register_key", json.loads(register.model_dump_json())
+        )
+        assert registered.status_code == 200, registered.text
+        request = RequestAccess(
+            command_id=uuid.uuid4(),
+            agency_id=CRISIS_CENTRE,
+            case_id=case_id,
+            purpose=DataPurpose.ASSISTANCE,
+        )
+        reply = await post(centre, "access.request", json.loads(request.model_dump_json()))
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["type"] == "access.released"
+        assert CANARY_NAME not in reply.text  # sealed: the gateway never sees it in clear
+        released = AccessReleased.model_validate(reply.json()["data"])
+        info = release_info(str(case_id), str(request.command_id), CRISIS_CENTRE)
+        keys = json.loads(open_sealed_to(private_key, info, released.sealed_field_keys))
+        name = PersonalField.FULL_NAME.value
+        opened = open_with_field_key(
+            b64decode(keys["field_keys"][name], name),
+            str(case_id),
+            name,
+            released.sealed_fields[name],
+        )
+        assert opened == CANARY_NAME
+        # A refusal is a recorded decision, not an error: the hub's access.denied, 200.
+        other = RequestAccess(
+            command_id=uuid.uuid4(),
+            agency_id=IDENTIFIER,
+            case_id=case_id,
+            purpose=DataPurpose.ASSISTANCE,
+        )
+        denied = await post(police, "access.request", json.loads(other.model_dump_json()))
+        assert denied.status_code == 200, denied.text
+        assert denied.json()["type"] == "access.denied"
