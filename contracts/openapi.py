@@ -173,6 +173,7 @@ _PROBLEMS = {
     409: "Not in the present state of the case or referral",
     413: "The body is larger than the hub accepts",
     422: "A field is missing or invalid; `errors` names each",
+    502: "The hub's reply could not be read",
     503: "The hub is not answering or is restarting; retry with the same Idempotency-Key",
     504: "The hub did not answer in time; retry with the same Idempotency-Key",
 }
@@ -259,7 +260,7 @@ def openapi() -> dict[str, Any]:
                         "description": "The hub's reply, a CloudEvent",
                         "content": {CONTENT_TYPE: {"schema": _reply_envelope(answers, refs)}},
                     },
-                    **_problems(400, 403, 404, 409, 413, 422, 503, 504),
+                    **_problems(400, 403, 404, 409, 413, 422, 502, 503, 504),
                 },
             }
         }

@@ -24,6 +24,7 @@ from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.commands import ALL_COMMANDS, Command
@@ -99,19 +100,24 @@ def _error(field: str, code: ErrorCode, reason: str) -> ProblemError:
 
 def hub_answer(raw: bytes) -> Response:
     """The hub's reply as it came (a CloudEvent), or problem details for a rejection."""
+    unreadable = Problem(
+        502,
+        "bad_gateway",
+        "The hub's reply could not be read",
+        _error("", ErrorCode.UNAVAILABLE, "unreadable reply"),
+    )
     try:
-        envelope = json.loads(raw)
-        data = envelope["data"]
+        data = json.loads(raw)["data"]
     except (ValueError, KeyError, TypeError):
-        raise Problem(
-            502,
-            "bad_gateway",
-            "The hub's reply could not be read",
-            _error("", ErrorCode.UNAVAILABLE, "unreadable reply"),
-        ) from None
+        raise unreadable from None
+    if not isinstance(data, dict):
+        raise unreadable
     if data.get("status") != "rejected":
         return Response(raw, status_code=200, media_type=CONTENT_TYPE)
-    rejected = CommandRejected.model_validate(data)
+    try:
+        rejected = CommandRejected.model_validate(data)
+    except ValidationError:
+        raise unreadable from None
     first = rejected.errors[0].code
     raise Problem(
         STATUS_OF_CODE.get(first, 400),

@@ -171,3 +171,13 @@ def test_gateway_settings_come_from_the_environment(tmp_path: Path) -> None:
         Settings.from_env({"NRM_GATEWAY_TLS_CA": str(tmp_path / "missing.pem")})
     with pytest.raises(SettingsError, match="NRM_GATEWAY_HOST"):
         Settings.from_env({"NRM_GATEWAY_HOST": "anywhere"})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[]", b'{"data": []}', b'{"data": {"status": "rejected", "errors": []}}'],
+)
+def test_an_unreadable_reply_is_a_bad_gateway(raw: bytes) -> None:
+    with pytest.raises(Problem) as refused:
+        hub_answer(raw)
+    assert refused.value.details.status == 502
