@@ -162,26 +162,24 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _command_id(request: Request, body: dict[str, Any]) -> None:
-    """The Idempotency-Key header must be present and equal the body's command_id."""
-    header = request.headers.get(IDEMPOTENCY_KEY)
-    missing = Problem(
+def _key_problem(reason: str) -> Problem:
+    return Problem(
         400,
         "idempotency_key",
         "The Idempotency-Key header is missing or does not match",
-        _error(IDEMPOTENCY_KEY, ErrorCode.INVALID_FIELD, "required: the body's command_id"),
+        _error(IDEMPOTENCY_KEY, ErrorCode.INVALID_FIELD, reason),
     )
+
+
+def _command_id(request: Request, body: dict[str, Any]) -> None:
+    """The Idempotency-Key header must be present and equal the body's command_id."""
+    header = request.headers.get(IDEMPOTENCY_KEY)
     if not header:
-        raise missing
+        raise _key_problem("required: the body's command_id")
     try:
         key = uuid.UUID(header)
     except ValueError:
-        raise Problem(
-            400,
-            "idempotency_key",
-            "The Idempotency-Key header is missing or does not match",
-            _error(IDEMPOTENCY_KEY, ErrorCode.INVALID_FIELD, "must be a UUID"),
-        ) from None
+        raise _key_problem("must be a UUID") from None
     raw = body.get("command_id")
     try:
         command_id = uuid.UUID(raw) if isinstance(raw, str) else None
@@ -195,12 +193,7 @@ def _command_id(request: Request, body: dict[str, Any]) -> None:
             _error("command_id", ErrorCode.INVALID_FIELD, "required: a UUID"),
         )
     if command_id != key:
-        raise Problem(
-            400,
-            "idempotency_key",
-            "The Idempotency-Key header is missing or does not match",
-            _error(IDEMPOTENCY_KEY, ErrorCode.INVALID_FIELD, "must equal the body's command_id"),
-        )
+        raise _key_problem("must equal the body's command_id")
 
 
 class Gateway:
