@@ -1,6 +1,7 @@
-"""JSON Schema for every contract model and an AsyncAPI 3.0 document for the hub, generated
-from the models. The files in `contracts/schema/` are committed so integrators can read them
-without Python; a test fails when they drift from the code (`make contracts` regenerates)."""
+"""JSON Schema for every contract model, an AsyncAPI 3.0 document for the hub and an OpenAPI
+3.1 document for its HTTPS gateway (contracts/openapi.py), generated from the models. The files
+in `contracts/schema/` are committed so integrators can read them without Python; a test fails
+when they drift from the code (`make contracts` regenerates)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from contracts.commands import (
 )
 from contracts.envelope import CONTENT_TYPE, Envelope, schema_uri
 from contracts.events import ALL_EVENTS
+from contracts.openapi import OPENAPI_FILE, openapi
 from contracts.operations import (
     AuditEntry,
     CommandRejectionNoted,
@@ -250,6 +252,7 @@ def render(document: dict[str, Any]) -> str:
 def expected_files() -> dict[str, str]:
     files = {name: render(schema) for name, schema in json_schemas().items()}
     files[ASYNCAPI_FILE] = render(asyncapi())
+    files[OPENAPI_FILE] = render(openapi())  # the HTTPS gateway's (contracts/openapi.py)
     return files
 
 

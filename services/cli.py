@@ -2,6 +2,7 @@
 
     nrm up        start an embedded nats-server (unless --nats-url), bootstrap, run all services
     nrm run NAME  run one service against a running NATS (what a container runs)
+    nrm run gateway   HTTPS (mutual TLS) for agencies without NATS (docs/GATEWAY.md)
     nrm bootstrap create streams, consumers and buckets on a running NATS
     nrm demo      run the seed scenario end to end and check every outcome
     nrm demo --cross-border        three country hubs linked: referrals across borders
@@ -62,6 +63,7 @@ from services.bootstrap import (
     start_service,
 )
 from services.client import HubClient
+from services.gateway.server import running_gateway, start_gateway
 from services.runtime.case_keys import (
     CaseKeys,
     KeyCustodyError,
@@ -86,6 +88,8 @@ from services.runtime.status import hub_status
 from services.runtime.topology import CASE_KEYS_BUCKET
 
 READY_LINE = "NRM hub ready {url}"
+GATEWAY_LINE = "NRM gateway listening on https://{host}:{port}"
+GATEWAY = "gateway"  # `nrm run gateway`: not a service of the table (no commands of its own)
 
 
 def _hub_url_file(settings: Settings) -> Path:
@@ -154,10 +158,13 @@ async def cmd_up(settings: Settings, port: int | None, insecure: bool = False) -
     async with (
         local_hub(settings, port) as url,
         running_services(url, settings) as started,
+        running_gateway(settings, url) as gateway,
         health_server(settings, [s.host for s in started]),
     ):
         stop = _stop_on_signals()
         _hub_url_file(settings).write_text(url + "\n")
+        if gateway is not None:
+            print(GATEWAY_LINE.format(host=gateway.host, port=gateway.port), flush=True)
         print(READY_LINE.format(url=url), flush=True)
         try:
             await stop.wait()
@@ -168,6 +175,8 @@ async def cmd_up(settings: Settings, port: int | None, insecure: bool = False) -
 
 async def cmd_run(settings: Settings, service: str) -> int:
     url = resolve_nats_url(settings)
+    if service == GATEWAY:
+        return await cmd_gateway(settings, url)
     running = await start_service(service, url, settings)
     try:
         async with health_server(settings, [running.host]) as port:
@@ -177,6 +186,21 @@ async def cmd_run(settings: Settings, service: str) -> int:
             await stop.wait()
     finally:
         await running.stop()
+    return 0
+
+
+async def cmd_gateway(settings: Settings, url: str) -> int:
+    """The HTTPS gateway alone: a NATS client of the hub, acting for each agency with that
+    agency's own credentials (services/gateway/)."""
+    gateway = await start_gateway(settings, url)
+    try:
+        async with health_server(settings, []) as port:
+            health = f" (health on {settings.health_host}:{port})" if port else ""
+            stop = _stop_on_signals()
+            print(GATEWAY_LINE.format(host=gateway.host, port=gateway.port) + health, flush=True)
+            await stop.wait()
+    finally:
+        await gateway.stop()
     return 0
 
 
@@ -410,8 +434,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=("kg", "kz", "uz"),
         help="which country's hub (registry, source); default $NRM_COUNTRY or kg",
     )
-    run = with_url(sub.add_parser("run", help="run one service"))
-    run.add_argument("service", choices=SERVICES)
+    run = with_url(sub.add_parser("run", help="run one service, or the HTTPS gateway"))
+    run.add_argument(
+        "service",
+        choices=(*SERVICES, GATEWAY),
+        help="a service, or `gateway`: HTTPS with client certificates for agencies without "
+        "NATS (NRM_GATEWAY_HOST/PORT/TLS_CERT/TLS_KEY/TLS_CA; docs/GATEWAY.md)",
+    )
     with_url(sub.add_parser("bootstrap", help="create streams, consumers and buckets"))
     demo = with_url(sub.add_parser("demo", help="run the seed scenario and check the outcomes"))
     demo.add_argument(

@@ -101,8 +101,38 @@ class Settings(BaseModel):
         default=0, ge=0, le=65535, description="NRM_HEALTH_PORT: /livez /readyz /metrics; 0 = off"
     )
     health_host: str = Field(default="127.0.0.1", description="NRM_HEALTH_HOST: bind address")
+    # The HTTPS gateway for agencies without NATS (docs/GATEWAY.md): mutual TLS only.
+    gateway_host: str = Field(default="127.0.0.1", description="NRM_GATEWAY_HOST: bind address")
+    gateway_port: int = Field(
+        default=8443, ge=0, le=65535, description="NRM_GATEWAY_PORT: HTTPS port; 0 = a free one"
+    )
+    gateway_tls_cert: Path | None = Field(
+        default=None,
+        description="NRM_GATEWAY_TLS_CERT: the gateway's server certificate (PEM); "
+        "`nrm up` starts the gateway only when it is set",
+    )
+    gateway_tls_key: Path | None = Field(
+        default=None, description="NRM_GATEWAY_TLS_KEY: its private key (PEM)"
+    )
+    gateway_tls_ca: Path | None = Field(
+        default=None,
+        description="NRM_GATEWAY_TLS_CA: the CA that issues agencies' client certificates (PEM)",
+    )
+    gateway_agency_certs: Path | None = Field(
+        default=None,
+        description="NRM_GATEWAY_AGENCY_CERTS: on a hub whose agencies sign in to NATS with "
+        "client certificates, a directory of `<agency>.pem` and `<agency>-key.pem` the gateway "
+        "connects with; None = the agencies' nkey seeds in NRM_NATS_CREDENTIALS",
+    )
 
-    @field_validator("nats_tls_ca", "nats_tls_cert", "nats_tls_key")
+    @field_validator(
+        "nats_tls_ca",
+        "nats_tls_cert",
+        "nats_tls_key",
+        "gateway_tls_cert",
+        "gateway_tls_key",
+        "gateway_tls_ca",
+    )
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -118,7 +148,14 @@ class Settings(BaseModel):
             raise ValueError("give both NRM_NATS_TLS_CERT and NRM_NATS_TLS_KEY, or neither")
         return value
 
-    @field_validator("health_host")
+    @field_validator("gateway_agency_certs")
+    @classmethod
+    def _directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"no such directory: {value}")
+        return value
+
+    @field_validator("health_host", "gateway_host")
     @classmethod
     def _ip_address(cls, value: str) -> str:
         ipaddress.ip_address(value)  # ValueError names it: "does not appear to be an IPv4..."
