@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from contracts.commands import (
+    AcceptCaseTransfer,
     AcceptReferral,
     AddNeed,
     CloseCase,
@@ -33,8 +34,11 @@ from contracts.commands import (
     DeliveredItem,
     EraseCase,
     PersonalData,
+    RecordFollowUp,
     RegisterShelter,
+    RequestCaseTransfer,
     RequestCrossBorderReferral,
+    ScheduleFollowUp,
     ScreeningInterview,
     WithdrawConsent,
 )
@@ -53,6 +57,8 @@ from contracts.vocabulary import (
     DataPurpose,
     DeliveryUnit,
     ErasureReason,
+    FollowUpOutcome,
+    FollowUpPurpose,
     FormOfExploitation,
     Means,
     PersonalField,
@@ -61,6 +67,7 @@ from contracts.vocabulary import (
     Service,
     Sex,
     ShelterCategory,
+    TransferReason,
 )
 from nrm_tools.linked_hubs import LinkedHubs
 from services.client import AccessRefusedError, AgencyClient, HubClient
@@ -473,6 +480,7 @@ async def test_the_cross_border_demo_succeeds_and_prints_no_personal_data(
     assert await run_crossborder_demo(tmp_path) == 0
     out = capsys.readouterr().out
     assert "cross-border demo ok" in out
+    assert "uz custody now refuses releases: consent_withdrawn" in out
     assert not [s for s in ("Demo Person", "DEMO-0001", "+000 000 0000", "fictional") if s in out]
 
 
@@ -736,8 +744,39 @@ async def test_a_withdrawal_crosses_a_cut_link_once_and_the_received_case_lives_
             service=Service.SHELTER,
             provider_id="kz-ngo-almaty-shelter",
         )
-        assert (await kz.send(add))["status"] == "accepted", await kz.send(add)
+        added = await kz.send(add)
+        assert added["status"] == "accepted", added
         await wait_until(lambda: _count(kz, "shelter.admitted", 1), timeout=30)
+        # Transferred to the police in Almaty, who follow her up, like a local case.
+        owner = "kz-police-almaty"
+        for command in (
+            RequestCaseTransfer(
+                command_id=uuid.uuid4(),
+                agency_id="kz-coordinating-body",
+                case_id=local_case,
+                to_agency=owner,
+                reason=TransferReason.PERSON_RELOCATED,
+            ),
+            AcceptCaseTransfer(command_id=uuid.uuid4(), agency_id=owner, case_id=local_case),
+            ScheduleFollowUp(
+                command_id=uuid.uuid4(),
+                agency_id=owner,
+                case_id=local_case,
+                due_on=dt.date(2026, 12, 20),
+                purpose=FollowUpPurpose.REINTEGRATION_CHECK,
+            ),
+        ):
+            answered = await kz.send(command)
+            assert answered["status"] == "accepted", answered
+        scheduled = await wait_until(lambda: _count(kz, "case.followup_scheduled", 1), 30)
+        record = RecordFollowUp(
+            command_id=uuid.uuid4(),
+            agency_id=owner,
+            case_id=local_case,
+            followup_id=scheduled[0].data["followup_id"],
+            outcome=FollowUpOutcome.IN_CONTACT_STABLE,
+        )
+        assert (await kz.send(record))["status"] == "accepted"
         agency_key = generate_private_key()
         registered = await kz.register_agency_key(
             "kz-coordinating-body", provider, agency_key.public_key()
@@ -773,7 +812,7 @@ async def test_a_withdrawal_crosses_a_cut_link_once_and_the_received_case_lives_
         ]
         close = CloseCase(
             command_id=uuid.uuid4(),
-            agency_id="kz-coordinating-body",
+            agency_id=owner,
             case_id=local_case,
             reason=ClosureReason.REPATRIATED,
             revoke_referrals=tuple(active),
