@@ -60,6 +60,7 @@ from contracts.subjects import (
     redrive_subject,
 )
 from services.agencies.registry import AgencyRegistry, load_registry
+from services.runtime.crossborder_nats import DEPLOYMENT as LINK_DEPLOYMENT
 from services.runtime.crossborder_nats import account as pair_account
 from services.runtime.service_table import JS, SERVICES, entry, every_durable, may_send
 from services.runtime.topology import COMMAND_IDS_BUCKET, XB_INBOX_STREAM, XB_OUTBOX_STREAM
@@ -280,20 +281,26 @@ class HubAuth:
     country: str
     users: tuple[User, ...]
     peers: tuple[str, ...] = ()  # partner countries, lower case: one XB_<P> account each
+    dials: tuple[str, ...] = ()  # the partners whose leaf port this hub dials (the others dial it)
 
     def user(self, role: str) -> User:
         return next(u for u in self.users if u.role == user_name(role, self.country))
 
 
 def hub_auth(registry: AgencyRegistry, peers: Iterable[str] | None = None) -> HubAuth:
-    """Every user of the hub; `peers`: the partner countries (default: the registry's)."""
+    """Every user of the hub; `peers`: the partner countries (default: the registry's). Which
+    of them this hub dials is the deployment's star (crossborder_nats.DEPLOYMENT: Kyrgyzstan
+    accepts, Kazakhstan and Uzbekistan dial it)."""
     country = registry.country
     if peers is None:
         peers = [p.country for p in registry.peers]
+    peers = [p.lower() for p in peers]
+    deployed = LINK_DEPLOYMENT.get(country.lower())
+    dials = tuple(p for p in (deployed[2] if deployed else {}) if p in peers)
     users = [service_user(s, country) for s in SERVICES]
     users += [admin_user(country), auditor_user(country)]
     users += [agency_user(a.id, registry) for a in registry.agencies]
-    return HubAuth(country, tuple(users), tuple(p.lower() for p in peers))
+    return HubAuth(country, tuple(users), tuple(peers), dials)
 
 
 def _list(items: Iterable[str], indent: str) -> str:
@@ -408,8 +415,30 @@ def render_leaf_users(auth: HubAuth) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_leaf_remotes(auth: HubAuth) -> str:
+    """Included inside `leafnodes { ... }`: the partner hubs this hub dials, each bound to its
+    pair account, over TLS with the certificate the partner issued us (e-mail SAN
+    `leaf-<us>@<partner>.nrm-hub`) and the partner's CA. Addresses and files come from the
+    environment: XB_<P>_LEAF_URLS (e.g. [tls://nats-1.kg.example:7422]), XB_<P>_CA_FILE,
+    XB_<P>_LEAF_CERT_FILE, XB_<P>_LEAF_KEY_FILE."""
+    lines = [HEADER, "remotes: ["]
+    for peer in auth.dials:
+        env = f"XB_{peer.upper()}"
+        lines += [
+            f"  {{ urls: ${env}_LEAF_URLS, account: {pair_account(peer)}",
+            f"    tls {{ ca_file: ${env}_CA_FILE, cert_file: ${env}_LEAF_CERT_FILE,",
+            f"          key_file: ${env}_LEAF_KEY_FILE }} }}",
+        ]
+    lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
 def rendered(auth: HubAuth) -> dict[str, str]:
-    return {"accounts.conf": render_accounts(auth), "leaf-users.conf": render_leaf_users(auth)}
+    return {
+        "accounts.conf": render_accounts(auth),
+        "leaf-users.conf": render_leaf_users(auth),
+        "leaf-remotes.conf": render_leaf_remotes(auth),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
