@@ -34,6 +34,7 @@ from contracts.commands import (
     DeliveredItem,
     EraseCase,
     PersonalData,
+    RecordConsent,
     RecordFollowUp,
     RegisterShelter,
     RequestCaseTransfer,
@@ -860,3 +861,54 @@ async def test_a_withdrawal_crosses_a_cut_link_once_and_the_received_case_lives_
         assert case_id.encode() not in world.taps["kz"].blob()
         assert not [c for c in CANARIES if c.encode() in world.taps["kz"].blob()]
         await proxy.cut()
+
+
+async def test_a_narrower_consent_crosses_and_the_destination_releases_only_what_remains(
+    world: World,
+) -> None:
+    """The man's new consent in Kyrgyzstan drops `assistance`: Uzbekistan's consent for the
+    case it received narrows to `repatriation`, so its custody refuses a release for
+    assistance; a same-or-wider consent afterwards sends nothing."""
+    kg, uz = world.clients["kg"], world.clients["uz"]
+    case_id = await identify(kg, interview("kg-mia-osh", Region.OSH_CITY, "UZ", frozenset({"UZ"})))
+    reply = await kg.send(refer("kg-mia-osh", case_id, "UZ", "repatriation", "repatriation"))
+    referral_id = reply["aggregate_id"]
+    received = (await wait_until(lambda: _count(uz, "case.received_from_abroad", 1), 30))[0]
+    local_case = received.data["case_id"]
+    requested = await wait_until(lambda: _count(uz, "referral.requested", 1), timeout=30)
+    provider = requested[0].data["provider_id"]
+    agency_key = generate_private_key()
+    registered = await uz.register_agency_key(
+        "uz-coordinating-body", provider, agency_key.public_key()
+    )
+    assert registered["status"] == "accepted", registered
+    agency = AgencyClient(uz.connection, provider, agency_key)
+    assert await agency.open_fields(uuid.UUID(local_case), DataPurpose.ASSISTANCE)
+
+    def record(purposes: set[DataPurpose]) -> RecordConsent:
+        return RecordConsent.model_validate(
+            {
+                "command_id": uuid.uuid4(),
+                "agency_id": "kg-mia-osh",
+                "case_id": case_id,
+                "given_on": "2026-11-25",
+                "consent": {"purposes": purposes, "recipient_countries": {"UZ"}},
+            }
+        )
+
+    narrower = await kg.send(record({DataPurpose.REPATRIATION}))
+    assert narrower["status"] == "accepted", narrower
+    await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_notice_applied"), 30)
+    consents = [
+        e.data["purposes"]
+        for e in await of_type(uz, "consent.recorded")
+        if e.data["case_id"] == local_case
+    ]
+    assert consents == [["assistance", "repatriation"], ["repatriation"]]
+    with pytest.raises(AccessRefusedError, match="purpose_not_covered"):
+        await agency.open_fields(uuid.UUID(local_case), DataPurpose.ASSISTANCE)
+    wider = await kg.send(record({DataPurpose.REPATRIATION, DataPurpose.ASSISTANCE}))
+    assert wider["status"] == "accepted", wider
+    await asyncio.sleep(2.0)  # a widening never crosses
+    notices = [e for e in await referral_events(kg, referral_id) if e.endswith("notice_sent")]
+    assert len(notices) == 1
