@@ -355,6 +355,10 @@ async def test_consent_withdrawal_crosses_secured_hubs_once_through_a_cut_link(
         ]
         # Uzbekistan, linked to Kyrgyzstan too, received nothing of this.
         assert not await of_type(uz, "case.received_from_abroad")
+        # Each hub's event stream holds only its own events: none crossed, only packages did.
+        for hub in hubs.values():
+            sources = {e.source.split(":")[2] for e in await of_type_all(hub)}
+            assert sources <= {hub.country}, (hub.country, sources)
 
         await audit_verifies(
             kg,
