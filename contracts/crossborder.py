@@ -9,6 +9,9 @@ header `Nats-Msg-Id: <package_id>`; the receiver stores it, then acknowledges wi
   `nrm-xb/1|<package_id>|<origin>|<destination>`, plaintext the JSON object
   {"<field>": "<value>"} of the fields listed in `fields`).
 - `answer`: destination -> origin. What became of the referral; never personal data.
+- `notice`: origin -> destination. The person's consent changed, or the case was erased, after
+  the transfer: ids and codes only (what the consent covers at the destination now).
+- `notice_applied`: destination -> origin. The destination applied that notice.
 
 Countries are ISO 3166-1 alpha-2 in upper case here; subjects use the lower-case form.
 """
@@ -60,6 +63,16 @@ class AnswerStatus(StrEnum):
     ACCEPTED = "accepted"
     DECLINED = "declined"
     COMPLETED = "completed"
+    CLOSED = "closed"  # the destination closed the case it received
+
+
+class NoticeKind(StrEnum):
+    """What changed at the origin after a transfer."""
+
+    WITHDRAWN = "withdrawn"  # consent withdrawn: no further release at the destination
+    NARROWED = "narrowed"  # a new consent covers less there (purposes, expiry, the country)
+    EXPIRED = "expired"  # the new consent has already expired
+    ERASED = "erased"  # the case was erased: the destination erases its copy
 
 
 class Profile(BaseModel):
@@ -112,7 +125,39 @@ class AnswerPackage(PackageBase):
         return self
 
 
-Package = Annotated[ReferralPackage | AnswerPackage, Field(discriminator="kind")]
+class NoticePackage(PackageBase):
+    """Origin -> destination: what the person's consent covers at the destination now, or
+    that the case was erased. `referral_id` is the origin's referral the case came with."""
+
+    kind: Literal["notice"] = "notice"
+    notice: NoticeKind
+    consent_purposes: tuple[DataPurpose, ...] = Field(
+        default=(),
+        description="When narrowed: what the consent covers at the destination now (empty: "
+        "nothing, the destination is no longer named or no purpose it had remains)",
+    )
+    consent_expires_at: dt.datetime | None = Field(
+        default=None, description="When narrowed: when the narrowed consent ends"
+    )
+
+    @model_validator(mode="after")
+    def _consent_only_when_narrowed(self) -> NoticePackage:
+        narrowed = self.notice is NoticeKind.NARROWED
+        if not narrowed and (self.consent_purposes or self.consent_expires_at is not None):
+            raise ValueError("consent_purposes and consent_expires_at go with narrowed only")
+        return self
+
+
+class NoticeAppliedPackage(PackageBase):
+    """Destination -> origin: the notice `notice_id` was applied to the case received."""
+
+    kind: Literal["notice_applied"] = "notice_applied"
+    notice_id: UUID = Field(description="The notice package applied")
+    notice: NoticeKind
+
+
+AnyPackage = ReferralPackage | AnswerPackage | NoticePackage | NoticeAppliedPackage
+Package = Annotated[AnyPackage, Field(discriminator="kind")]
 
 
 class PackageEnvelope(BaseModel):
@@ -129,5 +174,5 @@ class PackageAck(BaseModel):
     package_id: UUID
 
 
-def parse_package(raw: bytes) -> ReferralPackage | AnswerPackage:
+def parse_package(raw: bytes) -> AnyPackage:
     return PackageEnvelope.model_validate({"package": json.loads(raw)}).package

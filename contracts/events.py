@@ -19,7 +19,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import Consent, DeliveredItem
-from contracts.crossborder import ReferralPackage
+from contracts.crossborder import NoticeKind, NoticePackage, ReferralPackage
 from contracts.sealed import SealedValue
 from contracts.vocabulary import (
     AccessRefusal,
@@ -203,6 +203,20 @@ class CaseReceivedFromAbroad(ScreeningRecord):
     package_id: UUID
     purpose: DataPurpose
     service: Service
+
+
+class CaseNoticeFromAbroadApplied(CaseEvent):
+    """The origin's notice about a case received from abroad (consent withdrawn, narrowed or
+    expired, or the case erased there) was applied here; the same write records what it led
+    to (`consent.withdrawn`, `consent.recorded`, `case.erased`), or nothing if that already
+    held. Ids and codes only."""
+
+    NAME: ClassVar[str] = "case.cross_border_notice_applied"
+
+    origin: CountryCode
+    origin_referral_id: UUID
+    notice_id: UUID = Field(description="The notice package applied")
+    notice: NoticeKind
 
 
 # --- Case lifecycle: ownership, transfer, closure (identifier) -----------------------------
@@ -477,6 +491,36 @@ class ReferralCrossBorderCompleted(CrossBorderAnswer):
     NAME: ClassVar[str] = "referral.cross_border_completed"
 
 
+class ReferralCrossBorderClosed(CrossBorderAnswer):
+    """The destination closed the case it received (its outcome code; never its details)."""
+
+    NAME: ClassVar[str] = "referral.cross_border_closed"
+
+
+class ReferralCrossBorderNoticeSent(CrossBorderReferralEvent):
+    """The case's consent changed or it was erased after the transfer: the notice below is
+    queued for the destination. `consent_purposes`/`consent_expires_at` (when narrowed) are
+    what the consent covers there from now on."""
+
+    NAME: ClassVar[str] = "referral.cross_border_notice_sent"
+
+    notice: NoticeKind
+    consent_purposes: tuple[DataPurpose, ...]
+    consent_expires_at: dt.datetime | None
+    package_id: UUID
+    package: NoticePackage
+
+
+class ReferralCrossBorderNoticeApplied(CrossBorderReferralEvent):
+    """The destination answered that it applied the notice `notice_id`."""
+
+    NAME: ClassVar[str] = "referral.cross_border_notice_applied"
+
+    package_id: UUID = Field(description="The answer package this was recorded from")
+    notice_id: UUID
+    notice: NoticeKind
+
+
 # --- Need (referral): the case plan, one need per case and service --------------------------
 
 
@@ -720,6 +764,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     CaseErased,
     LikelyDuplicateFound,
     CaseReceivedFromAbroad,
+    CaseNoticeFromAbroadApplied,
     # case lifecycle
     CaseTransferRequested,
     CaseTransferred,
@@ -752,6 +797,9 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ReferralCrossBorderAccepted,
     ReferralCrossBorderDeclined,
     ReferralCrossBorderCompleted,
+    ReferralCrossBorderClosed,
+    ReferralCrossBorderNoticeSent,
+    ReferralCrossBorderNoticeApplied,
     ShelterRegistered,
     ShelterAdmitted,
     ShelterWaitlisted,

@@ -214,6 +214,8 @@ class ErasureReason(StrEnum):
     RETENTION_ENDED = "retention_ended"
     ERASURE_REQUEST = "erasure_request"
     RECORDED_IN_ERROR = "recorded_in_error"
+    # A case received from abroad whose origin erased it (a cross-border erasure notice).
+    ERASED_AT_ORIGIN = "erased_at_origin"
 
 
 # --- Case lifecycle: ownership, transfer, closure ------------------------------------------

@@ -9,6 +9,9 @@ nats-server, keys and registry, linked by leaf connections with one account per 
    (assistance, Kyrgyzstan) she is referred back to a shelter in Bishkek: data crosses
    kz -> kg, the Bishkek crisis centre admits her, and Kazakhstan hears "accepted".
 3. A transfer without consent for the country is refused, recorded, and nothing leaves.
+4. The Uzbek man withdraws his consent in Kyrgyzstan: the withdrawal crosses the border as a
+   notice, Uzbekistan records it on the case it received and acknowledges it, and from then
+   on Uzbekistan's custody refuses to release his data to its provider.
 
 Prints the cross-border events as they are recorded (no personal data); exits 0 only if every
 expected outcome happened.
@@ -38,8 +41,10 @@ from contracts.commands import (
     RegisterShelter,
     RequestCrossBorderReferral,
     ScreeningInterview,
+    WithdrawConsent,
 )
 from contracts.envelope import Envelope
+from contracts.public_key_sealing import generate_private_key
 from contracts.vocabulary import (
     Act,
     DataPurpose,
@@ -53,7 +58,7 @@ from contracts.vocabulary import (
     ShelterCategory,
 )
 from nrm_tools.linked_hubs import LinkedHubs
-from services.client import HubClient
+from services.client import AccessRefusedError, AgencyClient, HubClient
 
 WAIT_SECONDS = 30.0
 SHOWN = (
@@ -62,6 +67,8 @@ SHOWN = (
     "referral.accepted",
     "referral.completed",
     "shelter.admitted",
+    "consent.withdrawn",
+    "case.cross_border_notice_applied",
 )
 
 
@@ -77,7 +84,14 @@ class Timeline:
             if envelope.type.startswith("referral.cross_border") or envelope.type in SHOWN:
                 facts = {
                     k: envelope.data[k]
-                    for k in ("destination", "origin", "provider_id", "reason", "fields_sent")
+                    for k in (
+                        "destination",
+                        "origin",
+                        "provider_id",
+                        "reason",
+                        "fields_sent",
+                        "notice",
+                    )
                     if k in envelope.data
                 }
                 elapsed = time.monotonic() - self.started
@@ -165,8 +179,12 @@ async def _scenario(clients: dict[str, HubClient], timeline: Timeline) -> list[s
     referral = reply.get("aggregate_id")
     local = await timeline.wait_for("uz", "referral.requested", referrer_id="uz-coordinating-body")
     check(local is not None, "uz opens a local case and refers him to a provider")
+    provider_client: AgencyClient | None = None
     if local is not None:
         provider, local_id = local.data["provider_id"], local.data["referral_id"]
+        provider_client = await _provider_with_key(clients["uz"], provider)
+        released = await _released(provider_client, local.data["case_id"])
+        check(released == "released", "uz custody releases his data to its provider")
         await clients["uz"].send(
             AcceptReferral(command_id=uuid.uuid4(), agency_id=provider, referral_id=local_id)
         )
@@ -226,7 +244,43 @@ async def _scenario(clients: dict[str, HubClient], timeline: Timeline) -> list[s
     await asyncio.sleep(1.0)
     leaked = [e for c, e in timeline.seen if c == "kz" and e.type == "case.received_from_abroad"]
     check(not leaked, "kz received nothing")
+
+    print("4. The Uzbek man withdraws his consent in Kyrgyzstan: the withdrawal crosses the border")
+    withdraw = WithdrawConsent(command_id=uuid.uuid4(), agency_id="kg-mia-osh", case_id=case_id)
+    check((await kg.send(withdraw))["status"] == "accepted", "kg records consent.withdrawn")
+    notice = await timeline.wait_for(
+        "kg", "referral.cross_border_notice_sent", referral_id=referral, notice="withdrawn"
+    )
+    check(notice is not None, "kg sends uz a withdrawal notice (ids and codes only)")
+    withdrawn = await timeline.wait_for("uz", "consent.withdrawn")
+    check(withdrawn is not None, "uz records the withdrawal on the case it received")
+    applied = await timeline.wait_for(
+        "kg", "referral.cross_border_notice_applied", referral_id=referral, notice="withdrawn"
+    )
+    check(applied is not None, "kg hears that uz applied the withdrawal")
+    if provider_client is not None and local is not None:
+        after = await _released(provider_client, local.data["case_id"])
+        check(after == "consent_withdrawn", f"uz custody now refuses releases: {after}")
     return failed
+
+
+async def _provider_with_key(client: HubClient, provider: str) -> AgencyClient:
+    """The provider with a key registered by Uzbekistan's coordinating body."""
+    key = generate_private_key()
+    registered = await client.register_agency_key(
+        "uz-coordinating-body", provider, key.public_key()
+    )
+    assert registered["status"] == "accepted", registered
+    return AgencyClient(client.connection, provider, key)
+
+
+async def _released(agency: AgencyClient, case_id: str) -> str:
+    """'released' if custody releases the case's data for assistance, else its reason."""
+    try:
+        await agency.open_fields(uuid.UUID(case_id), DataPurpose.ASSISTANCE)
+    except AccessRefusedError as refused:
+        return str(refused)
+    return "released"
 
 
 async def run_crossborder_demo(base_dir: Path | None = None) -> int:

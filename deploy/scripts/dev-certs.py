@@ -149,12 +149,22 @@ def make_user(
     _leaf(ca, user, country, sans, [ExtendedKeyUsageOID.CLIENT_AUTH], out / "users" / user)
 
 
-def agency_ids(registry: Path | None) -> list[str]:
+def _registry(registry: Path | None) -> dict[str, list[dict[str, str]]]:
     import json
 
     if registry is None:
         registry = Path(__file__).resolve().parents[2] / "services" / "agencies" / "kg.json"
-    return [agency["id"] for agency in json.loads(registry.read_text("utf-8"))["agencies"]]
+    loaded: dict[str, list[dict[str, str]]] = json.loads(registry.read_text("utf-8"))
+    return loaded
+
+
+def agency_ids(registry: Path | None) -> list[str]:
+    return [agency["id"] for agency in _registry(registry)["agencies"]]
+
+
+def peer_countries(registry: Path | None) -> list[str]:
+    """The registry's cross-border partners: each gets a leaf certificate."""
+    return [peer["country"] for peer in _registry(registry).get("peers", [])]
 
 
 def generate(out: Path, country: str, nodes: list[str], users: list[str]) -> None:
@@ -173,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", default="nats-1,nats-2,nats-3")
     parser.add_argument("--registry", type=Path, help="agency registry (default: packaged kg)")
     parser.add_argument(
-        "--peers", default="kz", help="cross-border peer countries (leaf certs leaf-<country>)"
+        "--peers",
+        help="cross-border peer countries (leaf certs leaf-<country>; default: the registry's)",
     )
     parser.add_argument(
         "--users", help="only these users (default: every service, operator, agency and peer)"
@@ -182,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.users:
         users = [u for u in args.users.split(",") if u]
     else:
-        peers = [f"leaf-{p}" for p in args.peers.split(",") if p]
+        countries = peer_countries(args.registry) if args.peers is None else args.peers.split(",")
+        peers = [f"leaf-{p}" for p in countries if p]
         users = [*SERVICES, *OPERATORS, *agency_ids(args.registry), *peers]
     generate(args.out, args.country, [n for n in args.nodes.split(",") if n], users)
     print(

@@ -6,6 +6,11 @@ relay to each partner hub, the receiver, and ingress. Rules are in `crossborder.
     peer's receiver: stores in its NRM_XB_IN (Nats-Msg-Id = package id), then acknowledges
            on nrm.xb.<dest>.<me>.ack;  its ingress applies each package once, in order.
 
+After a transfer, a withdrawal, narrowing or expiry of the case's consent, or its erasure,
+is recorded on each referral that went abroad as `referral.cross_border_notice_sent` (the
+notice inside) and travels the same way; the destination applies it to the case it received
+and answers `notice_applied`.
+
 A link that is down only delays: the relay keeps the package and retries with backoff; a
 package sent twice (lost acknowledgement) is dropped by the receiver's deduplication, and
 acknowledged again.
@@ -30,6 +35,9 @@ import services.referral.crossborder as crossborder
 from contracts.commands import RequestCrossBorderReferral
 from contracts.crossborder import (
     AnswerPackage,
+    AnyPackage,
+    NoticeAppliedPackage,
+    NoticePackage,
     PackageAck,
     ReferralPackage,
     ack_subject,
@@ -38,8 +46,12 @@ from contracts.crossborder import (
     pkg_subject,
 )
 from contracts.events import (
+    CaseErased,
     CaseReceivedFromAbroad,
+    ConsentRecorded,
+    ConsentWithdrawn,
     Event,
+    ReferralCrossBorderNoticeSent,
     ReferralCrossBorderRefused,
     ReferralCrossBorderRequested,
 )
@@ -176,8 +188,11 @@ class CrossBorderLink:
 
     async def on_event(self, delivery: Delivery) -> None:
         event = delivery.event
-        package: ReferralPackage | AnswerPackage | None = None
-        if isinstance(event, ReferralCrossBorderRequested):
+        package: AnyPackage | None = None
+        if isinstance(event, ConsentWithdrawn | ConsentRecorded | CaseErased):
+            await self._notify(delivery, event)
+            return
+        if isinstance(event, ReferralCrossBorderRequested | ReferralCrossBorderNoticeSent):
             package = event.package
         elif isinstance(event, CaseReceivedFromAbroad):
             package = crossborder.answer_for(
@@ -207,6 +222,40 @@ class CrossBorderLink:
             package.model_dump_json().encode(),
             headers={"Nats-Msg-Id": str(package.package_id)},
         )
+
+    async def _notify(
+        self, delivery: Delivery, change: ConsentWithdrawn | ConsentRecorded | CaseErased
+    ) -> None:
+        """A consent change or erasure of a case sent abroad: a notice on each of its
+        cross-border referrals requested before it (the notice is queued when the outbox
+        reads that event, in order after the referral package). A local case, nearly every
+        one, has none: one filtered read, nothing written."""
+        found = await self.store.read(
+            f"{EVENT_PREFIX}.referral.*.{ReferralCrossBorderRequested.NAME}"
+        )
+        referral_ids = [
+            str(e.event.referral_id)
+            for e in found
+            if isinstance(e.event, ReferralCrossBorderRequested)
+            and e.event.case_id == change.case_id
+            and e.stream_sequence < delivery.stream_sequence  # a replayed older change: no
+        ]
+        cause = delivery.envelope.id
+        for referral_id in referral_ids:
+            package_id = derived_id("xb-notice", cause, referral_id)
+
+            def decide(history: History, package_id: uuid.UUID = package_id) -> list[Event]:
+                referral = crossborder.fold([e.event for e in history.events])
+                now = delivery.envelope.time
+                return crossborder.decide_notice(referral, change, package_id, self.here, now)
+
+            await self.runtime.writer(SERVICE).execute(
+                "referral",
+                referral_id,
+                cause=cause,
+                correlation=delivery.envelope.correlationid or cause,
+                decide=decide,
+            )
 
     # --- relay: one package at a time to one peer, until acknowledged ---------------------
 
@@ -318,9 +367,23 @@ class CrossBorderLink:
     async def _apply_once(self, message: Taken) -> None:
         await self.apply(parse_package(message.data))
 
-    async def apply(self, package: ReferralPackage | AnswerPackage) -> None:
+    async def apply(self, package: AnyPackage) -> None:
         writer = self.runtime.writer(SERVICE)
         cause = str(package.package_id)
+        if isinstance(package, NoticePackage):
+            await self._apply_notice(package)
+            return
+        if isinstance(package, NoticeAppliedPackage):
+            await writer.execute(
+                "referral",
+                str(package.referral_id),
+                cause=cause,
+                correlation=cause,
+                decide=lambda history: crossborder.decide_notice_applied(
+                    crossborder.fold([e.event for e in history.events]), package
+                ),
+            )
+            return
         if isinstance(package, AnswerPackage):
             await writer.execute(
                 "referral",
@@ -358,6 +421,40 @@ class CrossBorderLink:
         await writer.execute(
             "referral", str(referral_id), cause=cause, correlation=cause, decide=_once([requested])
         )
+
+    async def _apply_notice(self, notice: NoticePackage) -> None:
+        """The notice applied to the case received with the origin's referral (found by the
+        origin's referral id, as a partner's hub names it), once: `cause` = notice id."""
+        found = await self.store.read(
+            f"{EVENT_PREFIX}.{CaseReceivedFromAbroad.AGGREGATE}.*.{CaseReceivedFromAbroad.NAME}"
+        )
+        received = next(
+            (
+                e.event
+                for e in found
+                if isinstance(e.event, CaseReceivedFromAbroad)
+                and e.event.origin == notice.origin
+                and e.event.origin_referral_id == notice.referral_id
+            ),
+            None,
+        )
+        if received is None:
+            # Never received (refused by this hub's allow-list, or did not open): nothing here.
+            log.warning("xb.notice_for_unknown_case", origin=notice.origin)
+            return
+        cause = str(notice.package_id)
+        case_id = str(received.case_id)
+
+        def decide(history: History) -> list[Event]:
+            case = fold_case([e.event for e in history.events])
+            by = case.owner if case is not None else received.agency_id
+            consent_id = derived_id("consent", "xb-notice", cause)
+            return crossborder.apply_notice(case, received, notice, by, consent_id)
+
+        await self.runtime.writer(SERVICE).execute(
+            "case", case_id, cause=cause, correlation=cause, decide=decide
+        )
+        log.info("xb.notice_applied", origin=notice.origin, notice=notice.notice.value)
 
     async def _reseal(
         self, package: ReferralPackage, case_id: str

@@ -13,8 +13,12 @@ Accounts:
   entries in one account.
 - AUDIT: the oversight body's `auditor`, which sees the audit entries (a stream export of
   `nrm.audit.>` from HUB) and can publish nothing.
-- CROSSBORDER: leaf connections from other countries' hubs; only `nrm.xb.>` crosses, in
-  both directions, through explicit exports and imports.
+- XB_<P>, one per partner country P in the registry's `peers`: P's leaf connection lands
+  there (its certificate's e-mail SAN `leaf-<p>@<country>.nrm-hub`, leaf-users.conf). HUB
+  exports only `nrm.xb.<country>.<p>.>` to it and imports only `nrm.xb.<p>.<country>.>` from
+  it (services/runtime/crossborder_nats.py, the same pair accounts as the loopback hubs):
+  a partner sees nothing else of HUB (events, audit, commands, keys, the JetStream API), not
+  even what crosses to another partner, and cannot speak as another partner.
 
 Broad grants, and why: a service loading an aggregate reads NRM_EVENTS by batched direct
 get (services/runtime/stored_messages.py), whose filter is in the request body: NATS cannot
@@ -31,7 +35,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.subjects import (
@@ -56,10 +60,12 @@ from contracts.subjects import (
     redrive_subject,
 )
 from services.agencies.registry import AgencyRegistry, load_registry
+from services.runtime.crossborder_nats import DEPLOYMENT as LINK_DEPLOYMENT
+from services.runtime.crossborder_nats import account as pair_account
 from services.runtime.service_table import JS, SERVICES, entry, every_durable, may_send
 from services.runtime.topology import COMMAND_IDS_BUCKET, XB_INBOX_STREAM, XB_OUTBOX_STREAM
 
-HUB, AUDIT, CROSSBORDER, ANONYMOUS = "HUB", "AUDIT", "CROSSBORDER", "ANONYMOUS"
+HUB, AUDIT, ANONYMOUS = "HUB", "AUDIT", "ANONYMOUS"
 ANONYMOUS_USER = "anonymous"
 PROTECTED_STREAMS = (
     EVENTS_STREAM,
@@ -69,7 +75,6 @@ PROTECTED_STREAMS = (
     CHECKPOINTS_STREAM,
 )
 CROSSBORDER_PREFIX = "nrm.xb"
-DEFAULT_PEERS = ("kz",)
 DEPLOY_NATS = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 
 
@@ -275,18 +280,27 @@ def auditor_user(country: str) -> User:
 class HubAuth:
     country: str
     users: tuple[User, ...]
-    peers: tuple[str, ...] = field(default=DEFAULT_PEERS)
+    peers: tuple[str, ...] = ()  # partner countries, lower case: one XB_<P> account each
+    dials: tuple[str, ...] = ()  # the partners whose leaf port this hub dials (the others dial it)
 
     def user(self, role: str) -> User:
         return next(u for u in self.users if u.role == user_name(role, self.country))
 
 
-def hub_auth(registry: AgencyRegistry, peers: Iterable[str] = DEFAULT_PEERS) -> HubAuth:
+def hub_auth(registry: AgencyRegistry, peers: Iterable[str] | None = None) -> HubAuth:
+    """Every user of the hub; `peers`: the partner countries (default: the registry's). Which
+    of them this hub dials is the deployment's star (crossborder_nats.DEPLOYMENT: Kyrgyzstan
+    accepts, Kazakhstan and Uzbekistan dial it)."""
     country = registry.country
+    if peers is None:
+        peers = [p.country for p in registry.peers]
+    peers = [p.lower() for p in peers]
+    deployed = LINK_DEPLOYMENT.get(country.lower())
+    dials = tuple(p for p in (deployed[2] if deployed else {}) if p in peers)
     users = [service_user(s, country) for s in SERVICES]
     users += [admin_user(country), auditor_user(country)]
     users += [agency_user(a.id, registry) for a in registry.agencies]
-    return HubAuth(country, tuple(users), tuple(peers))
+    return HubAuth(country, tuple(users), tuple(peers), dials)
 
 
 def _list(items: Iterable[str], indent: str) -> str:
@@ -335,18 +349,23 @@ def render_accounts(
 ) -> str:
     """The `accounts` block; `anonymous` (a password nobody is given) adds the powerless
     account that `no_auth_user` maps clients without credentials to."""
+    me = auth.country.lower()
     lines = [HEADER, "accounts {"]
-    for account in (HUB, AUDIT, CROSSBORDER):
+    for account in (HUB, AUDIT, *(pair_account(p) for p in auth.peers)):
         lines.append(f"  {account} {{")
         if account == HUB:
             lines.append("    jetstream: enabled")
             lines += [
                 "    exports: [",
                 f'      {{ stream: "{AUDIT_PREFIX}.>", accounts: [{AUDIT}] }}',
-                f'      {{ stream: "{CROSSBORDER_PREFIX}.out.>", accounts: [{CROSSBORDER}] }}',
+                *(
+                    f'      {{ stream: "{CROSSBORDER_PREFIX}.{me}.{p}.>", '
+                    f"accounts: [{pair_account(p)}] }}"
+                    for p in auth.peers
+                ),
                 "    ]",
                 "    imports: [",
-                _import(CROSSBORDER, f"{CROSSBORDER_PREFIX}.in.>"),
+                *(_import(pair_account(p), f"{CROSSBORDER_PREFIX}.{p}.{me}.>") for p in auth.peers),
                 "    ]",
             ]
         elif account == AUDIT:
@@ -355,13 +374,14 @@ def render_accounts(
                 _import(HUB, f"{AUDIT_PREFIX}.>"),
                 "    ]",
             ]
-        else:
+        else:  # XB_<P>: what we send P in, what P sends us out; no JetStream, no users
+            peer = next(p for p in auth.peers if pair_account(p) == account)
             lines += [
                 "    exports: [",
-                f'      {{ stream: "{CROSSBORDER_PREFIX}.in.>", accounts: [{HUB}] }}',
+                f'      {{ stream: "{CROSSBORDER_PREFIX}.{peer}.{me}.>", accounts: [{HUB}] }}',
                 "    ]",
                 "    imports: [",
-                _import(HUB, f"{CROSSBORDER_PREFIX}.out.>"),
+                _import(HUB, f"{CROSSBORDER_PREFIX}.{me}.{peer}.>"),
                 "    ]",
             ]
         members = [u for u in auth.users if u.account == account]
@@ -385,28 +405,51 @@ def render_accounts(
 
 
 def render_leaf_users(auth: HubAuth) -> str:
-    """Included inside `leafnodes { authorization { ... } }`: one user per peer country."""
+    """Included inside `leafnodes { authorization { ... } }`: one user per peer country, in
+    its own pair account."""
     lines = [HEADER, "users: ["]
     for peer in auth.peers:
-        lines.append(
-            f'  {{ user: "{user_name("leaf-" + peer, auth.country)}", account: {CROSSBORDER} }}'
-        )
+        leaf_user = user_name("leaf-" + peer, auth.country)
+        lines.append(f'  {{ user: "{leaf_user}", account: {pair_account(peer)} }}')
+    lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
+def render_leaf_remotes(auth: HubAuth) -> str:
+    """Included inside `leafnodes { ... }`: the partner hubs this hub dials, each bound to its
+    pair account, over TLS with the certificate the partner issued us (e-mail SAN
+    `leaf-<us>@<partner>.nrm-hub`) and the partner's CA. Addresses and files come from the
+    environment: XB_<P>_LEAF_URLS (e.g. [tls://nats-1.kg.example:7422]), XB_<P>_CA_FILE,
+    XB_<P>_LEAF_CERT_FILE, XB_<P>_LEAF_KEY_FILE."""
+    lines = [HEADER, "remotes: ["]
+    for peer in auth.dials:
+        env = f"XB_{peer.upper()}"
+        lines += [
+            f"  {{ urls: ${env}_LEAF_URLS, account: {pair_account(peer)}",
+            f"    tls {{ ca_file: ${env}_CA_FILE, cert_file: ${env}_LEAF_CERT_FILE,",
+            f"          key_file: ${env}_LEAF_KEY_FILE }} }}",
+        ]
     lines.append("]")
     return "\n".join(lines) + "\n"
 
 
 def rendered(auth: HubAuth) -> dict[str, str]:
-    return {"accounts.conf": render_accounts(auth), "leaf-users.conf": render_leaf_users(auth)}
+    return {
+        "accounts.conf": render_accounts(auth),
+        "leaf-users.conf": render_leaf_users(auth),
+        "leaf-remotes.conf": render_leaf_remotes(auth),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.runtime.permissions")
     parser.add_argument("--registry", type=Path, help="agency registry (default: packaged)")
-    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS), help="cross-border peers")
+    parser.add_argument("--peers", help="cross-border peers, e.g. kz,uz (default: the registry's)")
     parser.add_argument("--out", type=Path, default=DEPLOY_NATS)
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args(argv)
-    auth = hub_auth(load_registry(args.registry), [p for p in args.peers.split(",") if p])
+    peers = None if args.peers is None else [p for p in args.peers.split(",") if p]
+    auth = hub_auth(load_registry(args.registry), peers)
     stale = []
     for name, text in rendered(auth).items():
         path = args.out / name

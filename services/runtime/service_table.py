@@ -59,6 +59,7 @@ from contracts.commands import (
 from contracts.events import (
     CaseClosed,
     CaseErased,
+    CaseNoticeFromAbroadApplied,
     CaseReceivedFromAbroad,
     CaseReviewAssigned,
     CaseReviewDecided,
@@ -66,6 +67,8 @@ from contracts.events import (
     CaseTransferDeclined,
     CaseTransferred,
     CaseTransferRequested,
+    ConsentRecorded,
+    ConsentWithdrawn,
     Event,
     FollowUpOverdue,
     FollowUpRecorded,
@@ -73,6 +76,7 @@ from contracts.events import (
     NeedReferred,
     ReferralAccepted,
     ReferralCompleted,
+    ReferralCrossBorderNoticeSent,
     ReferralCrossBorderRequested,
     ReferralDeclined,
     ReferralRequested,
@@ -288,8 +292,18 @@ TABLE: tuple[Entry, ...] = (
                     event_type_filter(ReferralAccepted),
                     event_type_filter(ReferralDeclined),
                     event_type_filter(ReferralCompleted),
+                    # A received case closed here: the origin hears `closed`.
+                    event_type_filter(CaseClosed),
+                    # After a transfer: consent changes and erasure at the origin become
+                    # notices; the destination's acknowledgement of one goes back.
+                    event_type_filter(ConsentWithdrawn),
+                    event_type_filter(ConsentRecorded),
+                    event_type_filter(CaseErased),
+                    event_type_filter(ReferralCrossBorderNoticeSent),
+                    event_type_filter(CaseNoticeFromAbroadApplied),
                 ),
-                "queues cross-border packages: referrals to partner hubs and answers to them",
+                "queues cross-border packages: referrals, notices of consent changes and "
+                "erasure to partner hubs, and answers to them",
                 max_ack_pending=1,
             ),
             ConsumerSpec(

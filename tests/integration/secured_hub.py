@@ -21,10 +21,22 @@ NATS_CONFIGS = DEPLOY / "nats"
 DEV_CERTS = DEPLOY / "scripts" / "dev-certs.py"
 
 
-def make_certs(out: Path, nodes: list[str]) -> Path:
-    """Run the dev-certs script as ops would, into `out`."""
+def make_certs(
+    out: Path, nodes: list[str], country: str = "kg", registry: Path | None = None
+) -> Path:
+    """Run the dev-certs script as ops would, into `out` (a CA of `country`'s own)."""
+    extra = ["--registry", str(registry)] if registry is not None else []
     subprocess.run(
-        [sys.executable, str(DEV_CERTS), str(out), "--nodes", ",".join(nodes)],
+        [
+            sys.executable,
+            str(DEV_CERTS),
+            str(out),
+            "--nodes",
+            ",".join(nodes),
+            "--country",
+            country,
+            *extra,
+        ],
         check=True,
         capture_output=True,
     )
@@ -32,7 +44,12 @@ def make_certs(out: Path, nodes: list[str]) -> Path:
 
 
 def node_env(
-    certs: Path, node: str, ports: dict[str, int], routes: list[int], store: Path
+    certs: Path,
+    node: str,
+    ports: dict[str, int],
+    routes: list[int],
+    store: Path,
+    country: str = "kg",
 ) -> dict[str, str]:
     """The environment deploy/nats/hub.conf reads, for one node on loopback."""
     route_list = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
@@ -41,6 +58,7 @@ def node_env(
         "NATS_CLIENT_LISTEN": f"127.0.0.1:{ports['client']}",
         "NATS_MONITOR_LISTEN": f"127.0.0.1:{ports['monitor']}",
         "NATS_CLUSTER_LISTEN": f"127.0.0.1:{ports['cluster']}",
+        "NATS_CLUSTER_NAME": f"nrm-{country}",
         "NATS_ROUTES": f"[{route_list}]",
         "NATS_LEAF_LISTEN": f"127.0.0.1:{ports['leaf']}",
         "NATS_STORE_DIR": str(store),
@@ -109,25 +127,33 @@ class SecuredNode:
 
 @dataclass
 class SecuredCluster:
-    """Three nodes of deploy/nats/hub.conf with generated certificates, all on loopback."""
+    """Three nodes of deploy/nats/hub.conf with generated certificates, all on loopback.
+    Another country's hub: its `country`, `registry` (for its certificates) and a
+    `config_dir` holding hub.conf with that country's generated files; `extra_env` for its
+    leaf remotes."""
 
     base: Path
     size: int = 3
+    country: str = "kg"
+    registry: Path | None = None
+    config_dir: Path = NATS_CONFIGS
+    extra_env: dict[str, str] = field(default_factory=dict)
     certs: Path = field(init=False)
     nodes: list[SecuredNode] = field(init=False)
 
     def __post_init__(self) -> None:
         names = [f"nats-{i + 1}" for i in range(self.size)]
-        self.certs = make_certs(self.base / "certs", names)
+        self.certs = make_certs(self.base / "certs", names, self.country, self.registry)
         ports = [{k: free_port() for k in ("client", "monitor", "cluster", "leaf")} for _ in names]
         self.nodes = []
         for i, name in enumerate(names):
             peers = [p["cluster"] for j, p in enumerate(ports) if j != i]
-            env = node_env(self.certs, name, ports[i], peers, self.base / name / "js")
+            store = self.base / name / "js"
+            env = node_env(self.certs, name, ports[i], peers, store, self.country)
+            env.update(self.extra_env)
             (self.base / name).mkdir(parents=True, exist_ok=True)
-            self.nodes.append(
-                SecuredNode(name, env, self.base / name / "nats.log", NATS_CONFIGS / "hub.conf")
-            )
+            config = self.config_dir / "hub.conf"
+            self.nodes.append(SecuredNode(name, env, self.base / name / "nats.log", config))
 
     @property
     def url(self) -> str:

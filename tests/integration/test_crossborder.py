@@ -24,14 +24,22 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from contracts.commands import (
+    AcceptCaseTransfer,
     AcceptReferral,
+    AddNeed,
+    CloseCase,
     CompleteReferral,
     Consent,
     CriteriaAnswers,
     DeliveredItem,
+    EraseCase,
     PersonalData,
+    RecordConsent,
+    RecordFollowUp,
     RegisterShelter,
+    RequestCaseTransfer,
     RequestCrossBorderReferral,
+    ScheduleFollowUp,
     ScreeningInterview,
     WithdrawConsent,
 )
@@ -46,8 +54,12 @@ from contracts.public_key_sealing import (
 from contracts.subjects import EVENTS_STREAM
 from contracts.vocabulary import (
     Act,
+    ClosureReason,
     DataPurpose,
     DeliveryUnit,
+    ErasureReason,
+    FollowUpOutcome,
+    FollowUpPurpose,
     FormOfExploitation,
     Means,
     PersonalField,
@@ -56,9 +68,10 @@ from contracts.vocabulary import (
     Service,
     Sex,
     ShelterCategory,
+    TransferReason,
 )
 from nrm_tools.linked_hubs import LinkedHubs
-from services.client import AgencyClient, HubClient
+from services.client import AccessRefusedError, AgencyClient, HubClient
 from services.runtime.embedded import free_port
 from services.runtime.settings import Settings
 from services.runtime.topology import XB_OUTBOX_STREAM
@@ -468,6 +481,7 @@ async def test_the_cross_border_demo_succeeds_and_prints_no_personal_data(
     assert await run_crossborder_demo(tmp_path) == 0
     out = capsys.readouterr().out
     assert "cross-border demo ok" in out
+    assert "uz custody now refuses releases: consent_withdrawn" in out
     assert not [s for s in ("Demo Person", "DEMO-0001", "+000 000 0000", "fictional") if s in out]
 
 
@@ -677,3 +691,224 @@ async def test_the_outbox_keeps_up_with_domestic_referral_answers(
 
     await wait_until(drained, timeout=10.0)
     assert (await js.stream_info(XB_OUTBOX_STREAM)).state.messages == 0  # nothing to send
+
+
+async def test_a_withdrawal_crosses_a_cut_link_once_and_the_received_case_lives_there(
+    tmp_path: Path,
+) -> None:
+    """Kyrgyzstan's coordinating body sends a Kazakh national home; Kazakhstan's receiving
+    authority refers her on to a local shelter; her withdrawal in Kyrgyzstan, made while the
+    link is cut, reaches Kazakhstan once when it returns, and Kazakhstan's custody refuses
+    releases from then on; Kazakhstan closes the case (Kyrgyzstan hears `closed`, nothing
+    more); Kyrgyzstan's erasure erases Kazakhstan's copy. Each hub audits its side."""
+    proxy_port = free_port()
+    async with linked_world(tmp_path, {"kz": proxy_port}) as world:
+        proxy = LinkProxy(proxy_port, world.hubs.leaf_port)
+        await proxy.restore()
+        kg, kz = world.clients["kg"], world.clients["kz"]
+        woman = interview(
+            "kg-mia-bishkek",
+            Region.BISHKEK_CITY,
+            "KZ",
+            frozenset({"KZ"}),
+            sex=Sex.FEMALE,
+            needs=frozenset({Service.SHELTER}),
+        )
+        case_id = await identify(kg, woman)
+        reply = await kg.send(
+            refer("kg-coordinating-body", case_id, "KZ", "repatriation", "repatriation")
+        )
+        assert reply["status"] == "accepted", reply
+        referral_id = reply["aggregate_id"]
+        received = (await wait_until(lambda: _count(kz, "case.received_from_abroad", 1), 30))[0]
+        local_case = received.data["case_id"]
+        assert received.data["agency_id"] == "kz-coordinating-body"  # the owner there
+        requested = await wait_until(lambda: _count(kz, "referral.requested", 1), timeout=30)
+        provider = requested[0].data["provider_id"]
+        accept = AcceptReferral(
+            command_id=uuid.uuid4(),
+            agency_id=provider,
+            referral_id=requested[0].data["referral_id"],
+        )
+        assert (await kz.send(accept))["status"] == "accepted"
+        # The receiving authority refers her on to a local shelter, like a local case.
+        shelter = RegisterShelter(
+            command_id=uuid.uuid4(),
+            agency_id="kz-ngo-almaty-shelter",
+            capacity={ShelterCategory.WOMEN: 2},
+        )
+        assert (await kz.send(shelter))["status"] == "accepted"
+        add = AddNeed(
+            command_id=uuid.uuid4(),
+            agency_id="kz-coordinating-body",
+            case_id=local_case,
+            service=Service.SHELTER,
+            provider_id="kz-ngo-almaty-shelter",
+        )
+        added = await kz.send(add)
+        assert added["status"] == "accepted", added
+        await wait_until(lambda: _count(kz, "shelter.admitted", 1), timeout=30)
+        # Transferred to the police in Almaty, who follow her up, like a local case.
+        owner = "kz-police-almaty"
+        for command in (
+            RequestCaseTransfer(
+                command_id=uuid.uuid4(),
+                agency_id="kz-coordinating-body",
+                case_id=local_case,
+                to_agency=owner,
+                reason=TransferReason.PERSON_RELOCATED,
+            ),
+            AcceptCaseTransfer(command_id=uuid.uuid4(), agency_id=owner, case_id=local_case),
+            ScheduleFollowUp(
+                command_id=uuid.uuid4(),
+                agency_id=owner,
+                case_id=local_case,
+                due_on=dt.date(2026, 12, 20),
+                purpose=FollowUpPurpose.REINTEGRATION_CHECK,
+            ),
+        ):
+            answered = await kz.send(command)
+            assert answered["status"] == "accepted", answered
+        scheduled = await wait_until(lambda: _count(kz, "case.followup_scheduled", 1), 30)
+        record = RecordFollowUp(
+            command_id=uuid.uuid4(),
+            agency_id=owner,
+            case_id=local_case,
+            followup_id=scheduled[0].data["followup_id"],
+            outcome=FollowUpOutcome.IN_CONTACT_STABLE,
+        )
+        assert (await kz.send(record))["status"] == "accepted"
+        agency_key = generate_private_key()
+        registered = await kz.register_agency_key(
+            "kz-coordinating-body", provider, agency_key.public_key()
+        )
+        assert registered["status"] == "accepted", registered
+        agency = AgencyClient(kz.connection, provider, agency_key)
+        opened = await agency.open_fields(uuid.UUID(local_case), DataPurpose.ASSISTANCE)
+        assert opened[PersonalField.FULL_NAME] == NAME
+
+        # The link is cut; she withdraws her consent in Kyrgyzstan.
+        await proxy.cut()
+        withdraw = WithdrawConsent(
+            command_id=uuid.uuid4(), agency_id="kg-mia-bishkek", case_id=case_id
+        )
+        assert (await kg.send(withdraw))["status"] == "accepted"
+        await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_notice_sent"), 30)
+        await asyncio.sleep(3.0)  # the relay retries against the cut link
+        assert not await of_type(kz, "case.cross_border_notice_applied")
+        assert await agency.open_fields(uuid.UUID(local_case), DataPurpose.ASSISTANCE)
+
+        await proxy.restore()
+        await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_notice_applied"), 60)
+        withdrawn = await of_type(kz, "consent.withdrawn")
+        assert [e.data["case_id"] for e in withdrawn] == [local_case]
+        with pytest.raises(AccessRefusedError, match="consent_withdrawn"):
+            await agency.open_fields(uuid.UUID(local_case), DataPurpose.ASSISTANCE)
+
+        # Kazakhstan closes the case it received: Kyrgyzstan hears `closed`, no details.
+        active = [
+            e.data["referral_id"]
+            for e in await of_type(kz, "referral.requested")
+            if e.data["case_id"] == local_case
+        ]
+        close = CloseCase(
+            command_id=uuid.uuid4(),
+            agency_id=owner,
+            case_id=local_case,
+            reason=ClosureReason.REPATRIATED,
+            revoke_referrals=tuple(active),
+        )
+        closed = await kz.send(close)
+        assert closed["status"] == "accepted", closed
+        await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_closed"), 30)
+
+        # Erased in Kyrgyzstan: Kazakhstan erases its copy (its custody shreds the key).
+        erase = EraseCase(
+            command_id=uuid.uuid4(),
+            agency_id="kg-mia-bishkek",
+            case_id=case_id,
+            reason=ErasureReason.ERASURE_REQUEST,
+        )
+        assert (await kg.send(erase))["status"] == "accepted"
+        erased = await wait_until(lambda: _count(kz, "case.erased", 1), timeout=30)
+        assert erased[0].data["reason"] == "erased_at_origin"
+        await wait_until(lambda: _count(kz, "case.cross_border_notice_applied", 2), 30)
+
+        await asyncio.sleep(2.0)  # nothing arrives, nor is applied, twice
+        assert len(await of_type(kz, "consent.withdrawn")) == 1
+        assert len(await of_type(kz, "case.erased")) == 1
+        assert len(await of_type(kz, "case.cross_border_notice_applied")) == 2
+        assert await referral_events(kg, referral_id) == [
+            "referral.cross_border_requested",
+            "referral.cross_border_received",
+            "referral.cross_border_accepted",
+            "referral.cross_border_notice_sent",
+            "referral.cross_border_notice_applied",
+            "referral.cross_border_closed",
+            "referral.cross_border_notice_sent",
+            "referral.cross_border_notice_applied",
+        ]
+        for client, audited in (
+            (kg, "referral.cross_border_notice_sent"),
+            (kg, "referral.cross_border_notice_applied"),
+            (kg, "referral.cross_border_closed"),
+            (kz, "case.cross_border_notice_applied"),
+            (kz, "case.erased"),
+        ):
+            js = client.connection.jetstream()
+            await wait_until(lambda js=js, audited=audited: _audited(js, audited), timeout=20)
+        # Only link subjects crossed; the origin's case id never did.
+        assert case_id.encode() not in world.taps["kz"].blob()
+        assert not [c for c in CANARIES if c.encode() in world.taps["kz"].blob()]
+        await proxy.cut()
+
+
+async def test_a_narrower_consent_crosses_and_the_destination_releases_only_what_remains(
+    world: World,
+) -> None:
+    """The man's new consent in Kyrgyzstan drops `assistance`: Uzbekistan's consent for the
+    case it received narrows to `repatriation`, so its custody refuses a release for
+    assistance; a same-or-wider consent afterwards sends nothing."""
+    kg, uz = world.clients["kg"], world.clients["uz"]
+    case_id = await identify(kg, interview("kg-mia-osh", Region.OSH_CITY, "UZ", frozenset({"UZ"})))
+    reply = await kg.send(refer("kg-mia-osh", case_id, "UZ", "repatriation", "repatriation"))
+    referral_id = reply["aggregate_id"]
+    received = (await wait_until(lambda: _count(uz, "case.received_from_abroad", 1), 30))[0]
+    local_case = received.data["case_id"]
+    requested = await wait_until(lambda: _count(uz, "referral.requested", 1), timeout=30)
+    provider = requested[0].data["provider_id"]
+    agency_key = generate_private_key()
+    registered = await uz.register_agency_key(
+        "uz-coordinating-body", provider, agency_key.public_key()
+    )
+    assert registered["status"] == "accepted", registered
+    agency = AgencyClient(uz.connection, provider, agency_key)
+    assert await agency.open_fields(uuid.UUID(local_case), DataPurpose.ASSISTANCE)
+
+    def record(purposes: set[DataPurpose]) -> RecordConsent:
+        return RecordConsent.model_validate(
+            {
+                "command_id": uuid.uuid4(),
+                "agency_id": "kg-mia-osh",
+                "case_id": case_id,
+                "given_on": "2026-11-25",
+                "consent": {"purposes": purposes, "recipient_countries": {"UZ"}},
+            }
+        )
+
+    narrower = await kg.send(record({DataPurpose.REPATRIATION}))
+    assert narrower["status"] == "accepted", narrower
+    await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_notice_applied"), 30)
+    consents = [
+        e.data["purposes"]
+        for e in await of_type(uz, "consent.recorded")
+        if e.data["case_id"] == local_case
+    ]
+    assert consents == [["assistance", "repatriation"], ["repatriation"]]
+    with pytest.raises(AccessRefusedError, match="purpose_not_covered"):
+        await agency.open_fields(uuid.UUID(local_case), DataPurpose.ASSISTANCE)
+    wider = await kg.send(record({DataPurpose.REPATRIATION, DataPurpose.ASSISTANCE}))
+    assert wider["status"] == "accepted", wider
+    await asyncio.sleep(2.0)  # a widening never crosses
+    notices = [e for e in await referral_events(kg, referral_id) if e.endswith("notice_sent")]
+    assert len(notices) == 1

@@ -752,9 +752,11 @@ async def test_the_hub_runs_on_the_secured_cluster_without_a_single_violation(
 async def test_a_peer_hub_sees_only_the_cross_border_subjects(
     cluster: SecuredCluster, tmp_path: Path
 ) -> None:
-    """Another country's hub joins as a leaf node with its certificate and lands in the
-    CROSSBORDER account: nrm.xb.out.> reaches it, nrm.xb.in.> comes back, nothing else
-    crosses in either direction."""
+    """Kazakhstan's hub joins as a leaf node with its certificate and lands in its own pair
+    account XB_KZ: what Kyrgyzstan sends Kazakhstan (nrm.xb.kg.kz.>) reaches it, what it sends
+    Kyrgyzstan (nrm.xb.kz.kg.>) comes back; nothing else crosses in either direction: no
+    events, audit entries, commands or keys, nothing sent to Uzbekistan, nothing Kazakhstan
+    sends in Uzbekistan's name."""
     env = {
         "NATS_SERVER_NAME": "peer-kz",
         "NATS_CLIENT_LISTEN": f"127.0.0.1:{free_port()}",
@@ -779,29 +781,32 @@ async def test_a_peer_hub_sees_only_the_cross_border_subjects(
                 connected(cluster, "audit") as audit,
                 connected(cluster, "referral") as referral,
             ):
-                incoming = await referral.nc.subscribe("nrm.xb.in.>")
+                incoming = await referral.nc.subscribe("nrm.xb.*.kg.>")
                 commands = await identifier.nc.subscribe("nrm.cmd.screening.submit")
                 tagged = await identifier.nc.subscribe("nrm.cmd.screening.submit.*")
                 await identifier.nc.publish(evt("case", "victim.identified"), b"{}")
                 await audit.nc.publish("nrm.audit.victim.identified", b"{}")
-                await identifier.nc.flush()
-                await audit.nc.flush()
+                await referral.nc.publish("nrm.xb.kg.uz.pkg", b"{}")  # Uzbekistan's, not kz's
+                await referral.nc.publish("nrm.xb.outbox.kz.x", b"{}")  # local: never crosses
+                for nc in (identifier.nc, audit.nc, referral.nc):
+                    await nc.flush()
 
                 async def crossed() -> bool:
-                    await referral.nc.publish("nrm.xb.out.probe", b"{}")
+                    await referral.nc.publish("nrm.xb.kg.kz.pkg", b"{}")
                     await asyncio.sleep(0.1)
-                    return "nrm.xb.out.probe" in seen
+                    return "nrm.xb.kg.kz.pkg" in seen
 
                 await wait_until(crossed, timeout=15)
-                assert set(seen) == {"nrm.xb.out.probe"}, seen
+                assert set(seen) == {"nrm.xb.kg.kz.pkg"}, seen
 
                 async def came_back() -> bool:
                     await peer_nc.publish("nrm.cmd.screening.submit", b"{}")
                     await peer_nc.publish(f"nrm.cmd.screening.submit.{CRISIS}", b"{}")
                     await peer_nc.publish("nrm.evt.case.x.victim.identified", b"{}")
-                    await peer_nc.publish("nrm.xb.in.probe", b"{}")
+                    await peer_nc.publish("nrm.xb.uz.kg.pkg", b"{}")  # posing as Uzbekistan
+                    await peer_nc.publish("nrm.xb.kz.kg.ack", b"{}")
                     try:
-                        return (await incoming.next_msg(timeout=0.2)).subject == "nrm.xb.in.probe"
+                        return (await incoming.next_msg(timeout=0.2)).subject == "nrm.xb.kz.kg.ack"
                     except NatsTimeoutError:
                         return False
 
@@ -809,6 +814,12 @@ async def test_a_peer_hub_sees_only_the_cross_border_subjects(
                 for sub in (commands, tagged):
                     with pytest.raises(NatsTimeoutError):
                         await sub.next_msg(timeout=0.5)
+                while True:  # of everything the peer sent, only its own pair's subject came
+                    try:
+                        msg = await incoming.next_msg(timeout=0.3)
+                    except NatsTimeoutError:
+                        break
+                    assert msg.subject == "nrm.xb.kz.kg.ack", msg.subject
         finally:
             await peer_nc.close()
     finally:

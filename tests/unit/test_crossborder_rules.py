@@ -12,16 +12,32 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.commands import Consent, RequestCrossBorderReferral
-from contracts.crossborder import AnswerPackage, AnswerStatus, ReferralPackage, parse_package
+from contracts.crossborder import (
+    AnswerPackage,
+    AnswerStatus,
+    NoticeAppliedPackage,
+    NoticeKind,
+    NoticePackage,
+    ReferralPackage,
+    parse_package,
+)
 from contracts.events import (
+    CaseClosed,
     CaseErased,
+    CaseNoticeFromAbroadApplied,
+    CaseReceivedFromAbroad,
+    ConsentRecorded,
     ConsentWithdrawn,
     Event,
     ReferralAccepted,
     ReferralCrossBorderAccepted,
+    ReferralCrossBorderClosed,
     ReferralCrossBorderCompleted,
     ReferralCrossBorderDeclined,
+    ReferralCrossBorderNoticeApplied,
+    ReferralCrossBorderNoticeSent,
     ReferralCrossBorderReceived,
+    ReferralCrossBorderRequested,
     ReferralDeclined,
     UnmetCriterion,
     VictimIdentified,
@@ -32,9 +48,11 @@ from contracts.sealed import seal
 from contracts.vocabulary import (
     AgeBand,
     AgencyKind,
+    ClosureReason,
     CountryCode,
     DataPurpose,
     DeclineReason,
+    ErasureReason,
     PersonalField,
     Region,
     Sector,
@@ -45,6 +63,7 @@ from contracts.vocabulary import (
 from services.agencies.registry import AgencyRegistry, Peer, load_registry
 from services.bootstrap import build_service
 from services.case.case import fold_case
+from services.case.consent import ConsentGap, consent_in_force
 from services.identifier.domain import consent_recorded
 from services.referral import crossborder as xb
 from services.runtime.case_keys import create_hub_keys
@@ -413,3 +432,249 @@ def test_every_event_consumer_pulls_no_more_than_it_may_hold(tmp_path: Path) -> 
     assert set(pulls) == {d.durable for d in every_durable() if d.service != "audit"}
     for durable, batch in pulls.items():
         assert batch <= consumer(durable).config(settings).max_ack_pending, durable
+
+
+# --- after a transfer: notices of consent changes and erasure; closure -----------------------
+
+LATER = NOW + dt.timedelta(days=1)
+
+
+def requested() -> ReferralCrossBorderRequested:
+    cmd = command()
+    transfer = decide([identified(), consent()], cmd)
+    assert isinstance(transfer, xb.Transfer)
+    return xb.requested_event(cmd, package(transfer, cmd))
+
+
+def notice(referral: list[Event], change: Event, at: dt.datetime = LATER) -> list[Event]:
+    assert isinstance(change, ConsentWithdrawn | ConsentRecorded | CaseErased)
+    return xb.decide_notice(xb.fold(referral), change, uuid.uuid4(), "kg", at)
+
+
+def sent(events: list[Event]) -> ReferralCrossBorderNoticeSent:
+    assert len(events) == 1 and isinstance(events[0], ReferralCrossBorderNoticeSent)
+    return events[0]
+
+
+def test_a_withdrawal_is_a_notice_with_ids_and_codes_only() -> None:
+    request = requested()
+    event = sent(notice([request], ConsentWithdrawn(case_id=CASE, withdrawn_by=IDENTIFIER)))
+    assert event.notice is NoticeKind.WITHDRAWN and event.destination == "UZ"
+    pkg = event.package
+    assert (pkg.origin, pkg.destination, pkg.referral_id) == ("KG", "UZ", request.referral_id)
+    assert set(pkg.model_dump()) == {
+        "v",
+        "kind",
+        "package_id",
+        "origin",
+        "destination",
+        "referral_id",
+        "sent_at",
+        "notice",
+        "consent_purposes",
+        "consent_expires_at",
+    }
+    assert str(CASE) not in pkg.model_dump_json()  # the origin's case id never leaves
+    assert parse_package(pkg.model_dump_json().encode()) == pkg
+
+
+def test_an_erasure_is_a_notice_even_after_a_withdrawal() -> None:
+    request = requested()
+    withdrawn = notice([request], ConsentWithdrawn(case_id=CASE, withdrawn_by=IDENTIFIER))
+    erased = CaseErased(case_id=CASE, erased_by=IDENTIFIER, reason=ErasureReason.ERASURE_REQUEST)
+    assert sent(notice([request, *withdrawn], erased)).notice is NoticeKind.ERASED
+    # After a withdrawal, a new consent is not sent (a widening takes a new referral).
+    assert notice([request, *withdrawn], consent(purposes=["repatriation"])) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "purposes"),
+    [
+        ({"purposes": ["repatriation"]}, (DataPurpose.REPATRIATION,)),
+        ({"recipient_countries": ["KZ"]}, ()),  # the destination no longer named
+        ({"purposes": ["investigation"]}, ()),
+    ],
+)
+def test_a_narrowing_says_what_the_consent_covers_there_now(
+    changes: dict[str, object], purposes: tuple[DataPurpose, ...]
+) -> None:
+    event = sent(notice([requested()], consent(**changes)))
+    assert (event.notice, event.consent_purposes) == (NoticeKind.NARROWED, purposes)
+
+
+def test_the_same_or_a_wider_consent_sends_nothing() -> None:
+    request = requested()
+    assert notice([request], consent()) == []
+    wider = consent(purposes=["assistance", "repatriation", "investigation"])
+    assert notice([request], wider) == []
+
+
+def test_an_earlier_expiry_narrows_and_an_expired_consent_is_an_expiry() -> None:
+    request = requested()
+    soon = (NOW + dt.timedelta(days=30)).isoformat()
+    event = sent(notice([request], consent(expires_at=soon)))
+    assert event.notice is NoticeKind.NARROWED
+    assert event.consent_expires_at == NOW + dt.timedelta(days=30)
+    assert event.consent_purposes == request.package.consent_purposes
+    # Narrowed once: the same consent again is not a second notice.
+    assert notice([request, event], consent(expires_at=soon)) == []
+    past = consent(expires_at=NOW.isoformat())
+    assert sent(notice([request], past, at=LATER)).notice is NoticeKind.EXPIRED
+
+
+def test_no_request_no_notice_and_a_notice_is_recorded_once() -> None:
+    withdrawal = ConsentWithdrawn(case_id=CASE, withdrawn_by=IDENTIFIER)
+    assert xb.decide_notice(None, withdrawal, uuid.uuid4(), "kg", NOW) == []
+    request = requested()
+    package_id = uuid.uuid4()
+    first = xb.decide_notice(xb.fold([request]), withdrawal, package_id, "kg", NOW)
+    again = xb.decide_notice(xb.fold([request, *first]), withdrawal, package_id, "kg", NOW)
+    assert len(first) == 1 and again == []
+
+
+def test_a_notice_package_carries_a_consent_only_when_narrowed() -> None:
+    with pytest.raises(ValidationError, match="narrowed"):
+        NoticePackage(
+            package_id=uuid.uuid4(),
+            origin="KG",
+            destination="UZ",
+            referral_id=uuid.uuid4(),
+            sent_at=NOW,
+            notice=NoticeKind.WITHDRAWN,
+            consent_purposes=(DataPurpose.ASSISTANCE,),
+        )
+
+
+# --- the destination ---------------------------------------------------------------------
+
+
+def received_case() -> tuple[list[Event], CaseReceivedFromAbroad]:
+    cmd = command()
+    transfer = decide([identified(), consent()], cmd)
+    assert isinstance(transfer, xb.Transfer)
+    pkg = package(transfer, cmd)
+    uz = load_registry(country="uz")
+    events, _ = xb.plan_reception(
+        pkg, uz, uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), {}, NOW, dt.timedelta(hours=1)
+    )
+    received = events[0]
+    assert isinstance(received, CaseReceivedFromAbroad)
+    return events, received
+
+
+def notice_for(
+    received: CaseReceivedFromAbroad, kind: NoticeKind, **consent: object
+) -> NoticePackage:
+    return NoticePackage.model_validate(
+        {
+            "package_id": uuid.uuid4(),
+            "origin": received.origin,
+            "destination": "UZ",
+            "referral_id": received.origin_referral_id,
+            "sent_at": LATER,
+            "notice": kind,
+            **consent,
+        }
+    )
+
+
+def apply(events: list[Event], received: CaseReceivedFromAbroad, pkg: NoticePackage) -> list[Event]:
+    return xb.apply_notice(fold_case(events), received, pkg, "uz-coordinating-body", uuid.uuid4())
+
+
+@pytest.mark.parametrize("kind", [NoticeKind.WITHDRAWN, NoticeKind.EXPIRED])
+def test_a_withdrawal_or_expiry_withdraws_the_local_consent(kind: NoticeKind) -> None:
+    events, received = received_case()
+    applied = apply(events, received, notice_for(received, kind))
+    assert [type(e) for e in applied] == [ConsentWithdrawn, CaseNoticeFromAbroadApplied]
+    case = fold_case([*events, *applied])
+    assert case is not None and consent_in_force(case, LATER) is ConsentGap.CONSENT_WITHDRAWN
+    # Already withdrawn: only acknowledged.
+    again = apply([*events, *applied], received, notice_for(received, kind))
+    assert [type(e) for e in again] == [CaseNoticeFromAbroadApplied]
+
+
+def test_an_erasure_erases_the_received_case() -> None:
+    events, received = received_case()
+    applied = apply(events, received, notice_for(received, NoticeKind.ERASED))
+    assert [type(e) for e in applied] == [CaseErased, CaseNoticeFromAbroadApplied]
+    erased = applied[0]
+    assert isinstance(erased, CaseErased) and erased.reason is ErasureReason.ERASED_AT_ORIGIN
+    assert erased.case_id == received.case_id
+
+
+def test_a_narrowing_never_widens_the_local_consent() -> None:
+    events, received = received_case()
+    soon = LATER + dt.timedelta(days=5)
+    pkg = notice_for(
+        received,
+        NoticeKind.NARROWED,
+        consent_purposes=["repatriation", "investigation"],
+        consent_expires_at=soon,
+    )
+    applied = apply(events, received, pkg)
+    narrowed = applied[0]
+    assert isinstance(narrowed, ConsentRecorded)
+    assert narrowed.purposes == (DataPurpose.REPATRIATION,)  # investigation never came
+    assert narrowed.expires_at == soon
+    empty = notice_for(received, NoticeKind.NARROWED, consent_purposes=[])
+    assert next(type(e) for e in apply(events, received, empty)) is ConsentWithdrawn
+
+
+def test_a_notice_from_another_country_is_not_applied() -> None:
+    events, received = received_case()
+    pkg = notice_for(received, NoticeKind.WITHDRAWN).model_copy(update={"origin": "KZ"})
+    assert apply(events, received, pkg) == []
+
+
+def test_the_acknowledgement_and_the_closure_go_back_as_codes() -> None:
+    events, received = received_case()
+    pkg = notice_for(received, NoticeKind.WITHDRAWN)
+    applied = apply(events, received, pkg)[-1]
+    answer = xb.answer_for(applied, received, uuid.uuid4(), "uz", LATER)
+    assert isinstance(answer, NoticeAppliedPackage)
+    assert (answer.notice_id, answer.referral_id, answer.destination) == (
+        pkg.package_id,
+        received.origin_referral_id,
+        "KG",
+    )
+    closed = CaseClosed(
+        case_id=received.case_id,
+        owner="uz-coordinating-body",
+        closed_by="uz-coordinating-body",
+        reason=ClosureReason.REINTEGRATED,
+    )
+    closure = xb.answer_for(closed, received, uuid.uuid4(), "uz", LATER)
+    assert isinstance(closure, AnswerPackage) and closure.status is AnswerStatus.CLOSED
+
+
+def test_the_origin_records_the_acknowledgement_once_and_the_closure() -> None:
+    request = requested()
+    notices = notice([request], ConsentWithdrawn(case_id=CASE, withdrawn_by=IDENTIFIER))
+    notice_id = sent(notices).package_id
+    ack = NoticeAppliedPackage(
+        package_id=uuid.uuid4(),
+        origin="UZ",
+        destination="KG",
+        referral_id=request.referral_id,
+        sent_at=LATER,
+        notice_id=notice_id,
+        notice=NoticeKind.WITHDRAWN,
+    )
+    recorded = xb.decide_notice_applied(xb.fold([request, *notices]), ack)
+    assert [type(e) for e in recorded] == [ReferralCrossBorderNoticeApplied]
+    assert xb.decide_notice_applied(xb.fold([request, *notices, *recorded]), ack) == []
+    assert xb.decide_notice_applied(xb.fold([request]), ack) == []  # no such notice sent
+    wrong = ack.model_copy(update={"origin": "KZ"})
+    assert xb.decide_notice_applied(xb.fold([request, *notices]), wrong) == []
+    closure = AnswerPackage(
+        package_id=uuid.uuid4(),
+        origin="UZ",
+        destination="KG",
+        referral_id=request.referral_id,
+        sent_at=LATER,
+        status=AnswerStatus.CLOSED,
+    )
+    closed = xb.decide_answer(xb.fold([request]), closure)
+    assert [type(e) for e in closed] == [ReferralCrossBorderClosed]
+    assert xb.decide_answer(xb.fold([request, *closed]), closure) == []

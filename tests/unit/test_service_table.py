@@ -6,18 +6,31 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
-from contracts.commands import ALL_COMMANDS, Command, RequestAccess, SubmitScreening
+from contracts.commands import (
+    ALL_COMMANDS,
+    Command,
+    RequestAccess,
+    RequestCrossBorderReferral,
+    SubmitScreening,
+)
 from contracts.subjects import agency_command_subject, command_subject
 from services import bootstrap
 from services.agencies.registry import load_registry
 from services.bootstrap import REGISTER, RegistrationDrift, build_service
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import free_port
-from services.runtime.permissions import agency_user, service_user
+from services.runtime.permissions import (
+    agency_user,
+    hub_auth,
+    render_accounts,
+    render_leaf_users,
+    service_user,
+)
 from services.runtime.service_table import (
     SERVICES,
     TABLE,
@@ -214,3 +227,46 @@ def test_dev_certificates_are_made_for_every_service() -> None:
         and any(isinstance(t, ast.Name) and t.id == "SERVICES" for t in node.targets)
     )
     assert set(listed) == set(SERVICES)
+
+
+@pytest.mark.parametrize("country", ["kg", "kz", "uz"])
+def test_cross_border_permissions_follow_the_table_in_every_country(country: str) -> None:
+    """Each agency of each country may send `referral.cross_border` exactly when a role the
+    table names for it admits it (an agency that may identify, the coordinating body), only
+    in its own name; no agency may touch a link subject; only the referral service runs the
+    link; each partner's leaf lands in its own pair account, which carries only that pair's
+    subjects (events, audit, commands and keys never cross)."""
+    registry = load_registry(country=country)
+    roles = entry("referral").commands[RequestCrossBorderReferral]
+    assert set(roles) == {Sender.IDENTIFYING, Sender.COORDINATING_BODY}
+    auth = hub_auth(registry)
+    senders = set()
+    for agency in registry.agencies:
+        publish = auth.user(agency.id).permissions.publish
+        granted = [s for s in publish if s.startswith(command_subject(RequestCrossBorderReferral))]
+        if any(role.admits(agency, registry) for role in roles):
+            senders.add(agency.id)
+            assert granted == [agency_command_subject(RequestCrossBorderReferral, agency.id)]
+        else:
+            assert granted == [], agency.id
+        subscribe = auth.user(agency.id).permissions.subscribe
+        assert not [s for s in (*publish, *subscribe) if s.startswith("nrm.xb")], agency.id
+    assert registry.coordinating_body in senders
+    assert senders == {a.id for a in registry.agencies if a.may_identify} | {
+        registry.coordinating_body
+    }
+    link_users = [
+        u.name for u in auth.users if any(s.startswith("nrm.xb") for s in u.permissions.publish)
+    ]
+    assert link_users == ["referral"]
+    peers = [p.country for p in registry.peers]
+    assert auth.peers == tuple(peers) and peers
+    accounts = render_accounts(auth)
+    leaf_users = render_leaf_users(auth)
+    for peer in peers:
+        pair = "XB_" + peer.upper()
+        assert f'"leaf-{peer}@{country}.nrm-hub", account: {pair} }}' in leaf_users
+        block = accounts[accounts.index(f"  {pair} {{") :].split("\n  }")[0]
+        subjects = set(re.findall(r'"([^"]+)"', block))
+        assert subjects == {f"nrm.xb.{peer}.{country}.>", f"nrm.xb.{country}.{peer}.>"}
+        assert "users" not in block and "jetstream" not in block
