@@ -37,6 +37,7 @@ from contracts.events import (
     ReferralAccepted,
     ReferralCompleted,
     ReferralCrossBorderAccepted,
+    ReferralCrossBorderClosed,
     ReferralCrossBorderCompleted,
     ReferralCrossBorderDeclined,
     ReferralCrossBorderReceived,
@@ -157,7 +158,7 @@ class CrossBorderFacts:
     direction: str  # outgoing | incoming
     purpose: str
     service: str
-    outcome: str  # requested | refused | received | accepted | declined | completed
+    outcome: str  # requested | refused | received | accepted | declined | completed | closed
     requested_at: dt.datetime
     answered_at: dt.datetime | None = None  # the first answer (received counts for outgoing)
 
@@ -310,7 +311,7 @@ def _outgoing(outcome: str) -> Handler:
 def _answered_abroad(outcome: str) -> Handler:
     def handle(state: StatsState, event: Any, envelope: Envelope) -> None:
         facts = state.cross_border.get(event.referral_id)
-        if facts is not None and facts.outcome != "completed":
+        if facts is not None and facts.outcome != "closed":  # nothing follows a closure
             facts.outcome = outcome
             facts.answered_at = facts.answered_at or envelope.time
 
@@ -346,6 +347,10 @@ def _duplicate(state: StatsState, event: LikelyDuplicateFound, envelope: Envelop
 
 
 def _closed(state: StatsState, event: CaseClosed, envelope: Envelope) -> None:
+    incoming = state.incoming.get(event.case_id)
+    if incoming is not None:  # a case received from abroad, closed here
+        incoming.outcome = "closed"
+        incoming.answered_at = incoming.answered_at or envelope.time
     facts = state.cases.get(event.case_id)
     if facts is not None:
         facts.closed_at, facts.closure_reason = envelope.time, event.reason.value
@@ -516,6 +521,7 @@ _HANDLERS: dict[type[Event], Handler] = {
     ReferralCrossBorderAccepted: _answered_abroad("accepted"),
     ReferralCrossBorderDeclined: _answered_abroad("declined"),
     ReferralCrossBorderCompleted: _answered_abroad("completed"),
+    ReferralCrossBorderClosed: _answered_abroad("closed"),
 }
 
 

@@ -387,7 +387,15 @@ PLACEMENTS = Unit(
 
 ANSWER_BANDS = ((24.0, "under_1_day"), (168.0, "1_to_7_days"), (720.0, "7_to_30_days"))
 ANSWER_VALUES = (*(n for _, n in ANSWER_BANDS), "over_30_days", "no_answer_yet")
-CROSS_BORDER_OUTCOMES = ("requested", "refused", "received", "accepted", "declined", "completed")
+CROSS_BORDER_OUTCOMES = (
+    "requested",
+    "refused",
+    "received",
+    "accepted",
+    "declined",
+    "completed",
+    "closed",
+)
 
 
 def time_to_answer(x: CrossBorderFacts, at: dt.datetime) -> str:
@@ -411,7 +419,7 @@ CROSS_BORDER = Unit(
         Dimension(
             "outcome",
             "the latest outcome code: requested / refused (never left) / received / accepted / "
-            "declined / completed",
+            "declined / completed / closed",
             lambda x, at: x.outcome,
             CROSS_BORDER_OUTCOMES,
         ),

@@ -9,8 +9,14 @@ import uuid
 
 from contracts.crossborder import AnswerPackage, AnswerStatus
 from contracts.envelope import Envelope, wrap_event
-from contracts.events import Event, ReferralAccepted
-from contracts.vocabulary import DataPurpose, TransferRefusal
+from contracts.events import (
+    CaseClosed,
+    Event,
+    ReferralAccepted,
+    ReferralCrossBorderClosed,
+    ReferralCrossBorderCompleted,
+)
+from contracts.vocabulary import ClosureReason, DataPurpose, TransferRefusal
 from services.agencies.registry import load_registry
 from services.referral import crossborder as xb
 from services.statistics.projection import fold
@@ -109,3 +115,41 @@ def test_the_destination_counts_what_it_received_and_what_its_provider_did() -> 
     assert _cells(state, ("time_to_answer",)) == {("under_1_day",): 1}
     # A received case is not an identification of this country.
     assert count(state, Query("cases", ("status",)), T0).total == 0
+
+
+def test_a_closure_abroad_is_the_last_outcome_on_both_sides() -> None:
+    cmd = command()
+    transfer = decide([identified(), consent()], cmd)
+    assert isinstance(transfer, xb.Transfer)
+    requested = xb.requested_event(cmd, package(transfer, cmd))
+    ids = {
+        "referral_id": requested.referral_id,
+        "case_id": requested.case_id,
+        "destination": "UZ",
+        "package_id": uuid.uuid4(),
+    }
+    closed = ReferralCrossBorderClosed(**ids)
+    late = ReferralCrossBorderCompleted(**{**ids, "package_id": uuid.uuid4()})
+    state = fold([_at(identified(), 0), _at(requested, 1), _at(closed, 50), _at(late, 60)])
+    assert _cells(state, ("direction", "outcome")) == {("outgoing", "closed"): 1}
+
+    pkg = package(transfer, cmd)
+    local_case = uuid.uuid4()
+    case_events, local_request = xb.plan_reception(
+        pkg,
+        load_registry(country="uz"),
+        local_case,
+        uuid.uuid4(),
+        uuid.uuid4(),
+        {},
+        T0,
+        dt.timedelta(hours=72),
+    )
+    here = CaseClosed(
+        case_id=local_case,
+        owner="uz-coordinating-body",
+        closed_by="uz-coordinating-body",
+        reason=ClosureReason.REINTEGRATED,
+    )
+    state = fold([_at(e, 0) for e in case_events] + [_at(local_request, 0), _at(here, 30)])
+    assert _cells(state, ("direction", "outcome")) == {("incoming", "closed"): 1}
