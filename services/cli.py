@@ -356,11 +356,11 @@ def cmd_keys_init(settings: Settings, out: Path) -> int:
     signer = load_signer(files.audit_signing_key, origin_for(settings.country))
     (out / "audit-signing.vkey").write_text(signer.verifier.encode() + "\n")
     attestation = read_signing_key(files.attestation_signing_key, issuer_for(settings.country))
-    (out / "attestation.key.json").write_text(attestation.public.to_json() + "\n")
+    (out / "attestation.pub").write_text(attestation.public.to_json() + "\n")
     for setting, path in hub_secrets(files).items():
         print(f"{setting}={path}")
     print(f"public: {out / 'intake.pub'} (agencies seal to it), {out / 'audit-signing.vkey'},")
-    print(f"        {out / 'attestation.key.json'} (officers verify attestations with it)")
+    print(f"        {out / 'attestation.pub'} (officers verify attestations with it)")
     return 0
 
 
@@ -491,7 +491,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_worklists_parser(sub)
     audit_cli.add_parser(sub, with_url)
-    from services.custody.attest_command import add_parser as add_attest_parser
+    from services.attest_command import add_parser as add_attest_parser
 
     add_attest_parser(sub)
     from nrm_tools.bench.command import add_parser as add_bench_parser
@@ -546,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_worklists(args, resolve_nats_url(settings), settings))
         if args.command == "attest":
-            from services.custody import attest_command
+            from services import attest_command
 
             offline = attest_command.run_offline(args)  # verify, qr: no hub, no NATS
             if offline is not None:

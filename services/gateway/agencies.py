@@ -6,7 +6,6 @@ agency connecting itself. Connections are opened on the first request of each ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,12 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError, NotFoundError
 
-from contracts.subjects import FEEDS_STREAM, feed_filter
 from services.runtime.connection import connect_options
 from services.runtime.logging import get_logger
 from services.runtime.permissions import inbox_prefix
 from services.runtime.settings import Settings, nats_servers
-from services.runtime.stored_messages import StoredMessage
+from services.runtime.stored_messages import StoredMessage, read_feed
 
 log = get_logger("nrm.gateway")
 
@@ -104,50 +100,5 @@ async def read_feed_page(
     nc: Client, agency_id: str, after: int, limit: int, timeout: float = 5.0
 ) -> list[StoredMessage]:
     """Up to `limit` messages of the agency's feed after stream sequence `after`, oldest
-    first, through the one consumer the agency may create (named after it, filtered on its
-    feed; services/runtime/stored_messages.py read_feed). The caller holds the feed lock."""
-    js = nc.jetstream()
-    config = ConsumerConfig(
-        name=agency_id,
-        filter_subject=feed_filter(agency_id),
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
-        opt_start_seq=after + 1 if after else None,
-        ack_policy=AckPolicy.NONE,
-        inactive_threshold=30.0,
-    )
-    try:
-        info = await js.add_consumer(FEEDS_STREAM, config)
-    except NotFoundError:
-        raise
-    except APIError:
-        # A read cut short (a client that went away mid-read) left the consumer with another
-        # start sequence, which the server refuses to update ("start sequence can not be
-        # updated"): replace it, once; a second refusal is a real failure.
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(FEEDS_STREAM, agency_id)
-        info = await js.add_consumer(FEEDS_STREAM, config)
-    found: list[StoredMessage] = []
-    try:
-        wanted = min(limit, info.num_pending or 0)
-        if wanted == 0:
-            return found
-        sub = await js.pull_subscribe_bind(agency_id, FEEDS_STREAM)
-        try:
-            while len(found) < wanted:
-                batch = await sub.fetch(wanted - len(found), timeout=timeout)
-                found.extend(
-                    StoredMessage(
-                        FEEDS_STREAM,
-                        msg.metadata.sequence.stream,
-                        msg.subject,
-                        msg.data,
-                        dict(msg.headers or {}),
-                    )
-                    for msg in batch
-                )
-        finally:
-            await sub.unsubscribe()
-    finally:
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(FEEDS_STREAM, agency_id)
-    return found
+    first, through the hub's one feed reader. The caller holds the feed lock."""
+    return await read_feed(nc, agency_id, timeout, after=after, limit=limit)

@@ -23,6 +23,7 @@ Failures of the read itself (timeout, no stream, permission, a server error) rai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
 from collections.abc import AsyncIterator, Iterable
@@ -32,6 +33,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
 from prometheus_client import Counter
 from pydantic import ValidationError
 
@@ -201,25 +203,47 @@ class StreamReader:
         return info.state.last_seq if info.state.messages else 0
 
 
-async def read_feed(nc: Client, agency_id: str, timeout: float = 5.0) -> list[StoredMessage]:
-    """Everything on one agency's feed, read through the consumer named after it: the one
-    consumer a reader creates (agencies may not use direct get; see the module doc)."""
+async def read_feed(
+    nc: Client,
+    agency_id: str,
+    timeout: float = 5.0,
+    *,
+    after: int = 0,
+    limit: int | None = None,
+) -> list[StoredMessage]:
+    """The agency's feed after stream sequence `after` (all of it by default), oldest first,
+    up to `limit` messages, read through the one consumer an agency may create (named after
+    it, filtered on its feed: agencies may not use direct get; see the module doc). The
+    consumer is deleted afterwards; callers serialise reads of one agency's feed."""
     js = nc.jetstream()
     config = ConsumerConfig(
         name=agency_id,
         filter_subject=feed_filter(agency_id),
-        deliver_policy=DeliverPolicy.ALL,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
+        opt_start_seq=after + 1 if after else None,
         ack_policy=AckPolicy.NONE,
         inactive_threshold=30.0,
     )
-    info = await js.add_consumer(FEEDS_STREAM, config)
+    try:
+        info = await js.add_consumer(FEEDS_STREAM, config)
+    except NotFoundError:
+        raise
+    except APIError:
+        # A read cut short (a reader that went away mid-read) left the consumer with another
+        # start sequence, which the server refuses to update: replace it, once.
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(FEEDS_STREAM, agency_id)
+        info = await js.add_consumer(FEEDS_STREAM, config)
     found: list[StoredMessage] = []
     try:
-        remaining = info.num_pending or 0
+        pending = info.num_pending or 0
+        wanted = pending if limit is None else min(limit, pending)
+        if wanted == 0:
+            return found
         sub = await js.pull_subscribe_bind(agency_id, FEEDS_STREAM)
         try:
-            while remaining > 0:
-                for msg in await sub.fetch(min(remaining, BATCH), timeout=timeout):
+            while len(found) < wanted:
+                for msg in await sub.fetch(min(wanted - len(found), BATCH), timeout=timeout):
                     found.append(
                         StoredMessage(
                             FEEDS_STREAM,
@@ -229,9 +253,9 @@ async def read_feed(nc: Client, agency_id: str, timeout: float = 5.0) -> list[St
                             dict(msg.headers or {}),
                         )
                     )
-                    remaining = msg.metadata.num_pending
         finally:
             await sub.unsubscribe()
     finally:
-        await js.delete_consumer(FEEDS_STREAM, agency_id)
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(FEEDS_STREAM, agency_id)
     return found

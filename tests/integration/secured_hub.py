@@ -49,7 +49,6 @@ def node_env(
     ports: dict[str, int],
     routes: list[int],
     store: Path,
-    country: str = "kg",
 ) -> dict[str, str]:
     """The environment deploy/nats/hub.conf reads, for one node on loopback."""
     route_list = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
@@ -58,7 +57,6 @@ def node_env(
         "NATS_CLIENT_LISTEN": f"127.0.0.1:{ports['client']}",
         "NATS_MONITOR_LISTEN": f"127.0.0.1:{ports['monitor']}",
         "NATS_CLUSTER_LISTEN": f"127.0.0.1:{ports['cluster']}",
-        "NATS_CLUSTER_NAME": f"nrm-{country}",
         "NATS_ROUTES": f"[{route_list}]",
         "NATS_LEAF_LISTEN": f"127.0.0.1:{ports['leaf']}",
         "NATS_STORE_DIR": str(store),
@@ -83,6 +81,7 @@ class SecuredNode:
     env: dict[str, str]
     log: Path
     config: Path
+    country: str = "kg"  # its cluster is named nrm-<country>: leaf links need distinct names
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,7 +99,13 @@ class SecuredNode:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(nats_server_binary()), "-c", str(self.config)],
+                [
+                    str(nats_server_binary()),
+                    "-c",
+                    str(self.config),
+                    "--cluster_name",
+                    f"nrm-{self.country}",
+                ],
                 stdout=log,
                 stderr=log,
                 env={**os.environ, **self.env},
@@ -149,11 +154,13 @@ class SecuredCluster:
         for i, name in enumerate(names):
             peers = [p["cluster"] for j, p in enumerate(ports) if j != i]
             store = self.base / name / "js"
-            env = node_env(self.certs, name, ports[i], peers, store, self.country)
+            env = node_env(self.certs, name, ports[i], peers, store)
             env.update(self.extra_env)
             (self.base / name).mkdir(parents=True, exist_ok=True)
             config = self.config_dir / "hub.conf"
-            self.nodes.append(SecuredNode(name, env, self.base / name / "nats.log", config))
+            self.nodes.append(
+                SecuredNode(name, env, self.base / name / "nats.log", config, self.country)
+            )
 
     @property
     def url(self) -> str:

@@ -138,7 +138,8 @@ def test_compose_file_holds_together() -> None:
                 assert (DEPLOY / source).resolve().is_relative_to(DEPLOY), (name, source)
     for name, node in nodes.items():
         assert re.fullmatch(r"nats:\d+\.\d+\.\d+-alpine", node["image"]), node["image"]
-        assert node["command"] == ["--config", "/etc/nats/nrm/hub.conf"]
+        # the country's own cluster name: leaf links between two same-named clusters fail
+        assert node["command"] == ["--config", "/etc/nats/nrm/hub.conf", "--cluster_name", "nrm-kg"]
         assert node["stop_signal"] == "SIGUSR2"  # lame duck
         assert "healthz?js-enabled-only=true" in " ".join(node["healthcheck"]["test"])
         env = node["environment"]

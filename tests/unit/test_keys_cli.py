@@ -29,7 +29,7 @@ def test_init_makes_every_secret_owner_only_and_never_overwrites(
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
     assert (out / "intake.pub").read_text().strip()
     assert (out / "audit-signing.vkey").read_text().startswith("nrm-hub.kg/audit+")
-    assert '"iss": "urn:nrm-hub:kg"' in (out / "attestation.key.json").read_text()
+    assert '"iss": "urn:nrm-hub:kg"' in (out / "attestation.pub").read_text()
     before = {name: (out / name).read_bytes() for name in SECRETS}
     assert main(["keys", "init", "--out", str(out)]) == 2
     assert "not overwriting" in capsys.readouterr().err
