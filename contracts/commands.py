@@ -22,6 +22,8 @@ from contracts.vocabulary import (
     CanonicalUuid,
     ClosureReason,
     CountryCode,
+    CourtOutcome,
+    CriminalArticle,
     DataPurpose,
     DeclineReason,
     DeliveryUnit,
@@ -41,11 +43,13 @@ from contracts.vocabulary import (
     ReviewGrounds,
     ReviewOutcome,
     RevokeReason,
+    SentenceBand,
     Service,
     Sex,
     ShelterCategory,
     TransferDeclineReason,
     TransferReason,
+    VictimParticipation,
     Vulnerability,
 )
 
@@ -549,6 +553,83 @@ class CheckAttestation(Command):
     attestation_id: CanonicalUuid = Field(description="The credential's jti")
 
 
+# --- Criminal proceedings (identifier, aggregate `proceeding`) ------------------------------
+# Ids, codes and dates only: a proceeding names the cases it concerns (the victims) by case id,
+# never a person, a defendant or a court file number. docs/ARCHITECTURE.md "Criminal
+# proceedings" says who may record what.
+
+CaseIds = Annotated[
+    frozenset[CanonicalUuid],
+    Field(min_length=1, max_length=50, description="The cases (victims) the proceeding concerns"),
+]
+
+
+class FileComplaint(Command):
+    """A criminal complaint was filed: by an NGO or the ombudsperson on the victim's behalf,
+    or received by the prosecution or internal affairs. Opens a proceeding whose id is derived
+    from `command_id` (the reply's `aggregate_id`)."""
+
+    NAME: ClassVar[str] = "proceeding.file_complaint"
+
+    case_ids: CaseIds
+    filed_on: dt.date
+
+
+class OpenInvestigation(Command):
+    """The prosecution or internal affairs opened a criminal investigation under `article`:
+    on a proceeding opened by a complaint (`proceeding_id`), or, without one, opening a new
+    proceeding whose id is derived from `command_id`. `case_ids`: the cases it concerns (a new
+    proceeding needs at least one; on an existing one, further cases to link)."""
+
+    NAME: ClassVar[str] = "proceeding.open_investigation"
+
+    proceeding_id: CanonicalUuid | None = Field(
+        default=None, description="None: a new proceeding (no complaint recorded)"
+    )
+    case_ids: frozenset[CanonicalUuid] = Field(default=frozenset(), max_length=50)
+    article: CriminalArticle
+    opened_on: dt.date
+
+
+class BringCharges(Command):
+    """The prosecution or internal affairs brought charges under `article` against
+    `defendants` persons (a count, never who): the case goes to court."""
+
+    NAME: ClassVar[str] = "proceeding.bring_charges"
+
+    proceeding_id: CanonicalUuid
+    article: CriminalArticle
+    defendants: StrictInt = Field(default=1, ge=1, le=100)
+    charged_on: dt.date
+
+
+class RecordCourtDecision(Command):
+    """The prosecution records the court's decision on the charges. `article`: the article
+    of the decision (None: the one charged; required, and different, when `reclassified`).
+    `sentence`: the band of the sentence of a conviction; `none` for an acquittal or a
+    dismissal."""
+
+    NAME: ClassVar[str] = "proceeding.record_decision"
+
+    proceeding_id: CanonicalUuid
+    outcome: CourtOutcome
+    article: CriminalArticle | None = Field(default=None, description="None: as charged")
+    sentence: SentenceBand = SentenceBand.NONE
+    decided_on: dt.date
+
+
+class RecordVictimParticipation(Command):
+    """The prosecution or internal affairs records how a victim (one of the proceeding's
+    cases) took part: testified in person or by video, protection measures, a civil claim."""
+
+    NAME: ClassVar[str] = "proceeding.record_participation"
+
+    proceeding_id: CanonicalUuid
+    case_id: CanonicalUuid
+    participation: frozenset[VictimParticipation] = Field(min_length=1)
+    recorded_on: dt.date
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     SubmitScreening,
     AcceptReferral,
@@ -590,4 +671,11 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     RevokeAttestation,
     CheckAttestation,
     # end attestations
+    # criminal proceedings
+    FileComplaint,
+    OpenInvestigation,
+    BringCharges,
+    RecordCourtDecision,
+    RecordVictimParticipation,
+    # end criminal proceedings
 )

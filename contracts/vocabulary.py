@@ -358,6 +358,51 @@ class AttestationCheckResult(StrEnum):
     EXPIRED = "expired"
 
 
+# --- Criminal proceedings (identifier, aggregate `proceeding`) ------------------------------
+
+
+class CriminalArticle(StrEnum):
+    """The criminal code article a proceeding is under, as the investigating body records it
+    (166: trafficking in persons; 159: engaging a person in prostitution by force, threat or
+    fraud; 167 and 170 as the prosecution reports them; anything else is `other`). Codes only:
+    the charge's wording stays in the case file."""
+
+    ART_166 = "art_166"
+    ART_167 = "art_167"
+    ART_170 = "art_170"
+    ART_159 = "art_159"
+    OTHER = "other"
+
+
+class CourtOutcome(StrEnum):
+    """What the court decided on the charges."""
+
+    CONVICTION = "conviction"
+    ACQUITTAL = "acquittal"
+    DISMISSAL = "dismissal"
+    RECLASSIFIED = "reclassified"  # convicted under another article than the one charged
+
+
+class SentenceBand(StrEnum):
+    """The sentence of a conviction, banded (the exact term is in the court record)."""
+
+    NONE = "none"  # no sentence: acquittal, dismissal, or a conviction without one
+    FINE_OR_NON_CUSTODIAL = "fine_or_non_custodial"
+    SUSPENDED = "suspended"
+    UNDER_3_YEARS = "under_3_years"
+    FROM_3_TO_8_YEARS = "3_to_8_years"
+    OVER_8_YEARS = "over_8_years"
+
+
+class VictimParticipation(StrEnum):
+    """How the victim took part in the proceedings."""
+
+    TESTIFIED = "testified"  # in person
+    TESTIFIED_BY_VIDEO = "testified_by_video"
+    PROTECTION_MEASURES = "protection_measures"  # the court or prosecution ordered protection
+    CIVIL_CLAIM = "civil_claim"  # claimed compensation in the proceedings
+
+
 class DeclineReason(StrEnum):
     NO_CAPACITY = "no_capacity"
     OUTSIDE_MANDATE = "outside_mandate"
