@@ -35,6 +35,7 @@ from services.statistics.tables import Query, count
 from tests.unit.test_statistics_unmet_needs import _case, _statistics_consent
 
 T0 = dt.datetime(2023, 1, 10, 9, tzinfo=dt.UTC)
+DAY0 = T0.date()
 AT = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 POLICE = "kg-mia-osh"
 PROSECUTOR = "kg-prosecutor-general"
@@ -52,7 +53,7 @@ def _env(event: Event, days: float = 0) -> Envelope:
     )
 
 
-def _victim(form: FormOfExploitation, on: dt.date = T0.date()) -> VictimIdentified:
+def _victim(form: FormOfExploitation, on: dt.date = DAY0) -> VictimIdentified:
     case = _case(Region.OSH_CITY, False, ())
     return case.model_copy(update={"forms_of_exploitation": (form,), "interviewed_on": on})
 
