@@ -11,7 +11,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contracts.public_key_sealing import SealedToKey
 from contracts.vocabulary import (
@@ -21,6 +30,7 @@ from contracts.vocabulary import (
     AttestationRevocationReason,
     CanonicalUuid,
     ClosureReason,
+    ControlMethod,
     CountryCode,
     CourtOutcome,
     CriminalArticle,
@@ -32,12 +42,16 @@ from contracts.vocabulary import (
     FollowUpOutcome,
     FollowUpPurpose,
     FormOfExploitation,
+    Gender,
+    LabourIndustry,
     LegalBasis,
     Means,
     NeedRemovalReason,
+    OnlinePlatform,
     PersonalField,
     Purpose,
     ReassignReason,
+    RecruitmentMethod,
     Region,
     ReopenReason,
     ReviewGrounds,
@@ -46,6 +60,7 @@ from contracts.vocabulary import (
     SentenceBand,
     Service,
     Sex,
+    SexualExploitationType,
     ShelterCategory,
     TransferDeclineReason,
     TransferReason,
@@ -148,6 +163,31 @@ class ScreeningFacts(Command):
         "in crisis); the person is recorded as a presumed victim (`victim.presumed`), gets the "
         "urgent referrals at once, and `screening.decide` decides later",
     )
+    # The data standard (HTCDS): optional codes for statistics; none is personal data.
+    gender: Gender | None = Field(
+        default=None, description="Gender beyond sex, or unknown (HTCDS); None: as `sex`"
+    )
+    recruitment_methods: frozenset[RecruitmentMethod] = frozenset()
+    online_platforms: frozenset[OnlinePlatform] = Field(
+        default=frozenset(),
+        description="Recruited online: where; needs `internet` in recruitment_methods",
+    )
+    methods_of_control: frozenset[ControlMethod] = Field(
+        default=frozenset(), description="Beyond criteria.means, which are recorded too"
+    )
+    labour_industries: frozenset[LabourIndustry] = frozenset()
+    sexual_exploitation_types: frozenset[SexualExploitationType] = frozenset()
+
+    @field_validator("online_platforms")
+    @classmethod
+    def _online_is_internet(
+        cls, value: frozenset[OnlinePlatform], info: ValidationInfo
+    ) -> frozenset[OnlinePlatform]:
+        # Field order: recruitment_methods is validated first (absent if it was invalid).
+        methods = info.data.get("recruitment_methods", frozenset())
+        if value and RecruitmentMethod.INTERNET not in methods:
+            raise ValueError("online platforms need internet among the recruitment methods")
+        return value
 
 
 class ScreeningInterview(ScreeningFacts):

@@ -29,6 +29,7 @@ from contracts.vocabulary import (
     AttestationCheckResult,
     AttestationRevocationReason,
     ClosureReason,
+    ControlMethod,
     CountryCode,
     CourtOutcome,
     CriminalArticle,
@@ -40,11 +41,16 @@ from contracts.vocabulary import (
     FollowUpOutcome,
     FollowUpPurpose,
     FormOfExploitation,
+    Gender,
+    LabourIndustry,
     LegalBasis,
+    Means,
     NeedRemovalReason,
+    OnlinePlatform,
     PersonalField,
     Purpose,
     ReassignReason,
+    RecruitmentMethod,
     Region,
     ReopenReason,
     ReviewGrounds,
@@ -54,6 +60,7 @@ from contracts.vocabulary import (
     SentenceBand,
     Service,
     Sex,
+    SexualExploitationType,
     ShelterCategory,
     TransferDeclineReason,
     TransferReason,
@@ -107,6 +114,17 @@ class ScreeningRecord(CaseEvent):
     personal_data: dict[PersonalField, SealedValue] = Field(
         description="Personal data, each field sealed to this case (contracts.sealed)"
     )
+    # The data standard (HTCDS). Optional with an empty default, so events stored before
+    # they existed read as "not recorded", which is what they are: no upcaster needed.
+    gender: Gender | None = Field(default=None, description="None: not recorded (see sex)")
+    means: tuple[Means, ...] = Field(
+        default=(), description="The criteria's means answers (HTCDS methods of control)"
+    )
+    recruitment_methods: tuple[RecruitmentMethod, ...] = ()
+    online_platforms: tuple[OnlinePlatform, ...] = ()
+    methods_of_control: tuple[ControlMethod, ...] = ()
+    labour_industries: tuple[LabourIndustry, ...] = ()
+    sexual_exploitation_types: tuple[SexualExploitationType, ...] = ()
 
 
 class VictimIdentified(ScreeningRecord):
