@@ -17,6 +17,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -98,6 +99,15 @@ class CaseFacts:
     # Criminal proceedings naming the case: the furthest stage any of them reached
     # (none | complaint | investigation | charged | decided).
     proceeding_stage: str = "none"
+    # The data standard (HTCDS): codes the screening recorded; empty when not recorded.
+    gender: str | None = None  # None: not recorded, the sex stands for it
+    vulnerabilities: tuple[str, ...] = ()
+    means: tuple[str, ...] = ()
+    recruitment_methods: tuple[str, ...] = ()
+    online_platforms: tuple[str, ...] = ()
+    methods_of_control: tuple[str, ...] = ()
+    labour_industries: tuple[str, ...] = ()
+    sexual_exploitation_types: tuple[str, ...] = ()
 
 
 @dataclass
@@ -264,8 +274,13 @@ def _screened(state: StatsState, event: ScreeningRecord, envelope: Envelope) -> 
                 facts.presumption = f"decided_{status}"
             facts.status = status
             facts.forms = tuple(sorted({f.value for f in event.forms_of_exploitation}))
+            facts.means = _codes(event.means)
         return
     state.cases[event.case_id] = _case_facts(event, envelope, status)
+
+
+def _codes(values: Iterable[StrEnum]) -> tuple[str, ...]:
+    return tuple(sorted({v.value for v in values}))
 
 
 def _case_facts(event: ScreeningRecord, envelope: Envelope, status: str) -> CaseFacts:
@@ -283,6 +298,14 @@ def _case_facts(event: ScreeningRecord, envelope: Envelope, status: str) -> Case
         citizenship=event.citizenship,
         country_of_exploitation=event.country_of_exploitation,
         forms=tuple(sorted({f.value for f in event.forms_of_exploitation})),
+        gender=event.gender.value if event.gender else None,
+        vulnerabilities=_codes(event.vulnerabilities),
+        means=_codes(event.means),
+        recruitment_methods=_codes(event.recruitment_methods),
+        online_platforms=_codes(event.online_platforms),
+        methods_of_control=_codes(event.methods_of_control),
+        labour_industries=_codes(event.labour_industries),
+        sexual_exploitation_types=_codes(event.sexual_exploitation_types),
     )
 
 

@@ -18,19 +18,27 @@ from contracts.vocabulary import (
     AgeBand,
     AgencyKind,
     ClosureReason,
+    ControlMethod,
     CourtOutcome,
     CriminalArticle,
     DataPurpose,
     DeclineReason,
     FormOfExploitation,
+    Gender,
+    LabourIndustry,
+    Means,
+    OnlinePlatform,
+    RecruitmentMethod,
     Region,
     Sector,
     SentenceBand,
     Service,
     Sex,
+    SexualExploitationType,
     ShelterCategory,
     UnmetReason,
     VictimParticipation,
+    Vulnerability,
 )
 from services.statistics.projection import (
     PROCEEDING_STAGES,
@@ -210,6 +218,23 @@ def _period_dimensions(unit: Unit) -> tuple[Dimension, ...]:
     return tuple(Dimension(name, meanings[name], getter(name)) for name in PERIODS)
 
 
+def _recorded(values: tuple[str, ...]) -> tuple[str, ...]:
+    """A multi-valued data-standard field: each value, or `not_recorded`."""
+    return values or (NOT_RECORDED,)
+
+
+def _standard(
+    name: str, meaning: str, get: Callable[[CaseFacts], tuple[str, ...]], values: type[StrEnum]
+) -> Dimension:
+    return Dimension(
+        name,
+        f"{meaning}; a case counts once under each (not_recorded: none given)",
+        lambda c, at: _recorded(get(c)),
+        (*_enum(values), NOT_RECORDED),
+        multi=True,
+    )
+
+
 def _age_group(is_child: bool) -> str:
     return "child" if is_child else "adult"
 
@@ -324,6 +349,50 @@ CASES = Unit(
             "flagged as a likely duplicate of an earlier case",
             lambda c, at: "suspected" if c.duplicate_suspected else "no",
             ("no", "suspected"),
+        ),
+        # The data standard (HTCDS): docs/STATISTICS.md "HTCDS export".
+        Dimension(
+            "gender",
+            "HTCDS gender: as recorded, else the sex",
+            lambda c, at: c.gender or c.sex,
+            _enum(Gender),
+        ),
+        _standard(
+            "vulnerability",
+            "vulnerability or vulnerable group",
+            lambda c: c.vulnerabilities,
+            Vulnerability,
+        ),
+        _standard("means", "the criteria's means answers", lambda c: c.means, Means),
+        _standard(
+            "recruitment",
+            "method of recruitment",
+            lambda c: c.recruitment_methods,
+            RecruitmentMethod,
+        ),
+        _standard(
+            "online_platform",
+            "site or app of an online recruitment",
+            lambda c: c.online_platforms,
+            OnlinePlatform,
+        ),
+        _standard(
+            "control",
+            "method of control beyond the means",
+            lambda c: c.methods_of_control,
+            ControlMethod,
+        ),
+        _standard(
+            "labour_industry",
+            "industry of labour exploitation",
+            lambda c: c.labour_industries,
+            LabourIndustry,
+        ),
+        _standard(
+            "sexual_exploitation",
+            "type of sexual exploitation",
+            lambda c: c.sexual_exploitation_types,
+            SexualExploitationType,
         ),
         Dimension(
             "proceeding_stage",
