@@ -22,10 +22,14 @@ from contracts.vocabulary import (
 )
 from services.client import HubClient
 from services.runtime.settings import Settings
-from tests.integration.hub_reads import screening
-from tests.integration.test_statistics_cli import _cells, _nrm
+from tests.integration.hub_reads import nrm_output, screening
+from tests.integration.test_statistics_cli import _cells
 
 pytestmark = pytest.mark.integration
+
+
+async def nrm_stats(url: str, *args: str, cwd: Path) -> str:
+    return await nrm_output(url, "stats", *args, cwd=cwd)
 
 
 async def test_standard_fields_go_in_with_the_screening_and_come_out_of_nrm_stats(
@@ -46,7 +50,7 @@ async def test_standard_fields_go_in_with_the_screening_and_come_out_of_nrm_stat
         assert reply["status"] == "accepted", reply
 
     by_platform = json.loads(
-        await _nrm(
+        await nrm_stats(
             hub.nats_url,
             "--by",
             "online_platform,gender",
@@ -60,7 +64,7 @@ async def test_standard_fields_go_in_with_the_screening_and_come_out_of_nrm_stat
     assert _cells(by_platform["tables"][0]) == Counter(
         {("odnoklassniki", "unknown"): 1, ("not_recorded", "female"): 1}
     )
-    fields = await _nrm(hub.nats_url, "htcds", "--fields", cwd=tmp_path)
+    fields = await nrm_stats(hub.nats_url, "htcds", "--fields", cwd=tmp_path)
     rows = {
         (r["htcds_Field"], r["nrm_Value"]): (r["htcds_Value"], r["nrm_Count"])
         for r in csv.DictReader(io.StringIO(fields))

@@ -37,10 +37,16 @@ from contracts.vocabulary import (
 )
 from services.client import HubClient
 from services.runtime.settings import Settings
-from tests.integration.hub_reads import CANARIES, CANARY_NAME, CANARY_PHONE, events
-from tests.integration.test_statistics_cli import _cells, _nrm
+from tests.integration.hub_reads import CANARIES, CANARY_NAME, CANARY_PHONE, events, nrm_output
+from tests.integration.test_statistics_cli import _cells
 
 pytestmark = pytest.mark.integration
+
+
+async def nrm_stats(url: str, *args: str, cwd: Path) -> str:
+    return await nrm_output(url, "stats", *args, cwd=cwd)
+
+
 POLICE = "kg-mia-osh"
 PROSECUTOR = "kg-prosecutor-general"
 NGO = "kg-ngo-osh-legal-clinic"
@@ -73,7 +79,9 @@ def _screening(form: FormOfExploitation) -> ScreeningInterview:
 
 
 async def _stats(url: str, tmp_path: Path, *args: str) -> dict[str, Any]:
-    out = await _nrm(url, "--of", "proceedings", *args, *YEAR, "--format", "json", cwd=tmp_path)
+    out = await nrm_stats(
+        url, "--of", "proceedings", *args, *YEAR, "--format", "json", cwd=tmp_path
+    )
     tables: list[dict[str, Any]] = json.loads(out)["tables"]
     return tables[0]
 
@@ -182,7 +190,7 @@ async def test_the_2023_figures_entered_as_commands_come_out_of_nrm_stats(
     convicted = await _stats(hub.nats_url, tmp_path, "--by", "convicted")
     assert _cells(convicted) == Counter({("no",): 30})
     reached = json.loads(
-        await _nrm(
+        await nrm_stats(
             hub.nats_url,
             "--by",
             "reached_court",
@@ -195,7 +203,7 @@ async def test_the_2023_figures_entered_as_commands_come_out_of_nrm_stats(
     )
     assert _cells(reached["tables"][0]) == Counter({("no",): 27, ("yes",): 3})
     # The standard tables print them too, and nothing personal is stored with them.
-    standard = await _nrm(hub.nats_url, cwd=tmp_path)
+    standard = await nrm_stats(hub.nats_url, cwd=tmp_path)
     assert "Criminal proceedings: investigations and prosecutions" in standard
     stored = [e for e in await events(nc.jetstream()) if e.type.startswith("proceeding.")]
     assert len(stored) == 30 + 1 + 3
