@@ -11,7 +11,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from contracts.public_key_sealing import SealedToKey
 from contracts.vocabulary import (
@@ -21,7 +30,10 @@ from contracts.vocabulary import (
     AttestationRevocationReason,
     CanonicalUuid,
     ClosureReason,
+    ControlMethod,
     CountryCode,
+    CourtOutcome,
+    CriminalArticle,
     DataPurpose,
     DeclineReason,
     DeliveryUnit,
@@ -30,22 +42,29 @@ from contracts.vocabulary import (
     FollowUpOutcome,
     FollowUpPurpose,
     FormOfExploitation,
+    Gender,
+    LabourIndustry,
     LegalBasis,
     Means,
     NeedRemovalReason,
+    OnlinePlatform,
     PersonalField,
     Purpose,
     ReassignReason,
+    RecruitmentMethod,
     Region,
     ReopenReason,
     ReviewGrounds,
     ReviewOutcome,
     RevokeReason,
+    SentenceBand,
     Service,
     Sex,
+    SexualExploitationType,
     ShelterCategory,
     TransferDeclineReason,
     TransferReason,
+    VictimParticipation,
     Vulnerability,
 )
 
@@ -144,6 +163,31 @@ class ScreeningFacts(Command):
         "in crisis); the person is recorded as a presumed victim (`victim.presumed`), gets the "
         "urgent referrals at once, and `screening.decide` decides later",
     )
+    # The data standard (HTCDS): optional codes for statistics; none is personal data.
+    gender: Gender | None = Field(
+        default=None, description="Gender beyond sex, or unknown (HTCDS); None: as `sex`"
+    )
+    recruitment_methods: frozenset[RecruitmentMethod] = frozenset()
+    online_platforms: frozenset[OnlinePlatform] = Field(
+        default=frozenset(),
+        description="Recruited online: where; needs `internet` in recruitment_methods",
+    )
+    methods_of_control: frozenset[ControlMethod] = Field(
+        default=frozenset(), description="Beyond criteria.means, which are recorded too"
+    )
+    labour_industries: frozenset[LabourIndustry] = frozenset()
+    sexual_exploitation_types: frozenset[SexualExploitationType] = frozenset()
+
+    @field_validator("online_platforms")
+    @classmethod
+    def _online_is_internet(
+        cls, value: frozenset[OnlinePlatform], info: ValidationInfo
+    ) -> frozenset[OnlinePlatform]:
+        # Field order: recruitment_methods is validated first (absent if it was invalid).
+        methods = info.data.get("recruitment_methods", frozenset())
+        if value and RecruitmentMethod.INTERNET not in methods:
+            raise ValueError("online platforms need internet among the recruitment methods")
+        return value
 
 
 class ScreeningInterview(ScreeningFacts):
@@ -549,6 +593,83 @@ class CheckAttestation(Command):
     attestation_id: CanonicalUuid = Field(description="The credential's jti")
 
 
+# --- Criminal proceedings (identifier, aggregate `proceeding`) ------------------------------
+# Ids, codes and dates only: a proceeding names the cases it concerns (the victims) by case id,
+# never a person, a defendant or a court file number. docs/ARCHITECTURE.md "Criminal
+# proceedings" says who may record what.
+
+CaseIds = Annotated[
+    frozenset[CanonicalUuid],
+    Field(min_length=1, max_length=50, description="The cases (victims) the proceeding concerns"),
+]
+
+
+class FileComplaint(Command):
+    """A criminal complaint was filed: by an NGO or the ombudsperson on the victim's behalf,
+    or received by the prosecution or internal affairs. Opens a proceeding whose id is derived
+    from `command_id` (the reply's `aggregate_id`)."""
+
+    NAME: ClassVar[str] = "proceeding.file_complaint"
+
+    case_ids: CaseIds
+    filed_on: dt.date
+
+
+class OpenInvestigation(Command):
+    """The prosecution or internal affairs opened a criminal investigation under `article`:
+    on a proceeding opened by a complaint (`proceeding_id`), or, without one, opening a new
+    proceeding whose id is derived from `command_id`. `case_ids`: the cases it concerns (a new
+    proceeding needs at least one; on an existing one, further cases to link)."""
+
+    NAME: ClassVar[str] = "proceeding.open_investigation"
+
+    proceeding_id: CanonicalUuid | None = Field(
+        default=None, description="None: a new proceeding (no complaint recorded)"
+    )
+    case_ids: frozenset[CanonicalUuid] = Field(default=frozenset(), max_length=50)
+    article: CriminalArticle
+    opened_on: dt.date
+
+
+class BringCharges(Command):
+    """The prosecution or internal affairs brought charges under `article` against
+    `defendants` persons (a count, never who): the case goes to court."""
+
+    NAME: ClassVar[str] = "proceeding.bring_charges"
+
+    proceeding_id: CanonicalUuid
+    article: CriminalArticle
+    defendants: StrictInt = Field(default=1, ge=1, le=100)
+    charged_on: dt.date
+
+
+class RecordCourtDecision(Command):
+    """The prosecution records the court's decision on the charges. `article`: the article
+    of the decision (None: the one charged; required, and different, when `reclassified`).
+    `sentence`: the band of the sentence of a conviction; `none` for an acquittal or a
+    dismissal."""
+
+    NAME: ClassVar[str] = "proceeding.record_decision"
+
+    proceeding_id: CanonicalUuid
+    outcome: CourtOutcome
+    article: CriminalArticle | None = Field(default=None, description="None: as charged")
+    sentence: SentenceBand = SentenceBand.NONE
+    decided_on: dt.date
+
+
+class RecordVictimParticipation(Command):
+    """The prosecution or internal affairs records how a victim (one of the proceeding's
+    cases) took part: testified in person or by video, protection measures, a civil claim."""
+
+    NAME: ClassVar[str] = "proceeding.record_participation"
+
+    proceeding_id: CanonicalUuid
+    case_id: CanonicalUuid
+    participation: frozenset[VictimParticipation] = Field(min_length=1)
+    recorded_on: dt.date
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     SubmitScreening,
     AcceptReferral,
@@ -590,4 +711,11 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     RevokeAttestation,
     CheckAttestation,
     # end attestations
+    # criminal proceedings
+    FileComplaint,
+    OpenInvestigation,
+    BringCharges,
+    RecordCourtDecision,
+    RecordVictimParticipation,
+    # end criminal proceedings
 )

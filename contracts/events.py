@@ -29,7 +29,10 @@ from contracts.vocabulary import (
     AttestationCheckResult,
     AttestationRevocationReason,
     ClosureReason,
+    ControlMethod,
     CountryCode,
+    CourtOutcome,
+    CriminalArticle,
     DataPurpose,
     DeclineReason,
     DischargeReason,
@@ -38,24 +41,32 @@ from contracts.vocabulary import (
     FollowUpOutcome,
     FollowUpPurpose,
     FormOfExploitation,
+    Gender,
+    LabourIndustry,
     LegalBasis,
+    Means,
     NeedRemovalReason,
+    OnlinePlatform,
     PersonalField,
     Purpose,
     ReassignReason,
+    RecruitmentMethod,
     Region,
     ReopenReason,
     ReviewGrounds,
     ReviewOutcome,
     RevokeReason,
     Sector,
+    SentenceBand,
     Service,
     Sex,
+    SexualExploitationType,
     ShelterCategory,
     TransferDeclineReason,
     TransferReason,
     TransferRefusal,
     UnmetReason,
+    VictimParticipation,
     VictimStatus,
     Vulnerability,
 )
@@ -103,6 +114,17 @@ class ScreeningRecord(CaseEvent):
     personal_data: dict[PersonalField, SealedValue] = Field(
         description="Personal data, each field sealed to this case (contracts.sealed)"
     )
+    # The data standard (HTCDS). Optional with an empty default, so events stored before
+    # they existed read as "not recorded", which is what they are: no upcaster needed.
+    gender: Gender | None = Field(default=None, description="None: not recorded (see sex)")
+    means: tuple[Means, ...] = Field(
+        default=(), description="The criteria's means answers (HTCDS methods of control)"
+    )
+    recruitment_methods: tuple[RecruitmentMethod, ...] = ()
+    online_platforms: tuple[OnlinePlatform, ...] = ()
+    methods_of_control: tuple[ControlMethod, ...] = ()
+    labour_industries: tuple[LabourIndustry, ...] = ()
+    sexual_exploitation_types: tuple[SexualExploitationType, ...] = ()
 
 
 class VictimIdentified(ScreeningRecord):
@@ -756,6 +778,88 @@ class AttestationChecked(Event):
         return str(self.attestation_id)
 
 
+# --- Criminal proceedings (identifier) -----------------------------------------------------
+
+
+class ProceedingEvent(Event):
+    """One criminal proceeding (aggregate `proceeding`, id derived from the command that
+    opened it). It names the cases it concerns by id; ids, codes and dates only: no person,
+    no defendant, no court file number. services/case/proceedings.py folds it."""
+
+    AGGREGATE: ClassVar[str] = "proceeding"
+
+    proceeding_id: UUID
+
+    def aggregate_id(self) -> str:
+        return str(self.proceeding_id)
+
+
+class ComplaintFiled(ProceedingEvent):
+    """A criminal complaint: filed by an NGO or the ombudsperson on the victim's behalf
+    (`on_behalf_of_victim`), or received by the prosecution or internal affairs."""
+
+    NAME: ClassVar[str] = "proceeding.complaint_filed"
+
+    case_ids: tuple[UUID, ...] = Field(min_length=1)
+    filed_by: AgencyId
+    filer_kind: AgencyKind
+    on_behalf_of_victim: bool
+    filed_on: dt.date
+    recorded_at: dt.datetime
+
+
+class InvestigationOpened(ProceedingEvent):
+    """A criminal investigation was opened. `case_ids`: the cases this event links (all of
+    them for a new proceeding; the further ones for a proceeding opened by a complaint)."""
+
+    NAME: ClassVar[str] = "proceeding.investigation_opened"
+
+    case_ids: tuple[UUID, ...]
+    article: CriminalArticle
+    opened_by: AgencyId
+    agency_kind: AgencyKind
+    opened_on: dt.date
+    recorded_at: dt.datetime
+
+
+class ChargesBrought(ProceedingEvent):
+    """Charges were brought (a prosecution): the case goes to court."""
+
+    NAME: ClassVar[str] = "proceeding.charges_brought"
+
+    article: CriminalArticle
+    defendants: int = Field(ge=1)
+    charged_by: AgencyId
+    charged_on: dt.date
+    recorded_at: dt.datetime
+
+
+class CourtDecisionRecorded(ProceedingEvent):
+    """The court decided on the charges. `article`: the article of the decision (another
+    than charged when `reclassified`)."""
+
+    NAME: ClassVar[str] = "proceeding.decision_recorded"
+
+    outcome: CourtOutcome
+    article: CriminalArticle
+    sentence: SentenceBand
+    decided_on: dt.date
+    recorded_by: AgencyId
+    recorded_at: dt.datetime
+
+
+class VictimParticipationRecorded(ProceedingEvent):
+    """How the victim of one of the proceeding's cases took part in it."""
+
+    NAME: ClassVar[str] = "proceeding.participation_recorded"
+
+    case_id: UUID
+    participation: tuple[VictimParticipation, ...] = Field(min_length=1)
+    recorded_on: dt.date
+    recorded_by: AgencyId
+    recorded_at: dt.datetime
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     VictimIdentified,
     VictimNotIdentified,
@@ -820,6 +924,13 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     AttestationRevoked,
     AttestationChecked,
     # end attestations
+    # criminal proceedings
+    ComplaintFiled,
+    InvestigationOpened,
+    ChargesBrought,
+    CourtDecisionRecorded,
+    VictimParticipationRecorded,
+    # end criminal proceedings
 )
 EVENTS_BY_NAME: dict[str, type[Event]] = {cls.NAME: cls for cls in ALL_EVENTS}
 

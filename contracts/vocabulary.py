@@ -55,8 +55,21 @@ def region_country(region: str) -> str | None:
 
 
 class Sex(StrEnum):
+    """Sex as the shelter beds and referrals need it (women's / men's beds). Gender beyond
+    it, or not known, is the separate optional `Gender`."""
+
     FEMALE = "female"
     MALE = "male"
+
+
+class Gender(StrEnum):
+    """HTCDS `prs_Gender`: recorded beside `Sex` when the person's gender is not simply their
+    sex or is not known; not given, the statistics use the sex."""
+
+    FEMALE = "female"
+    MALE = "male"
+    TRANSGENDER_OR_NON_CONFORMING = "transgender_or_non_conforming"
+    UNKNOWN = "unknown"
 
 
 class Sector(StrEnum):
@@ -159,6 +172,111 @@ class Vulnerability(StrEnum):
     LGBTQI = "lgbtqi"
     DEBT = "debt"
     DISPLACEMENT = "displacement"
+    # The groups the seeds name as vulnerable (TIP report 2024, Kyrgyz Republic).
+    RETURNED_MIGRANT = "returned_migrant"
+    BANNED_FROM_REENTRY = "banned_from_reentry"  # e.g. on a re-entry ban to Russia
+    IN_COMMERCIAL_SEX = "in_commercial_sex"
+    CHILD_IN_STATE_CARE = "child_in_state_care"
+    CHILD_ON_THE_STREET = "child_on_the_street"
+    FEMALE_VICTIM_OF_CRIME = "female_victim_of_crime"
+
+
+# --- The data standard (HTCDS, IOM): how the person was recruited, controlled, exploited ---
+# Codes only, every one optional on a screening (docs/STATISTICS.md "HTCDS export").
+
+
+class RecruitmentMethod(StrEnum):
+    """HTCDS `vic_MethodOfRecruitment`."""
+
+    ABDUCTION = "abduction"
+    EDUCATIONAL_FACILITY = "educational_facility"
+    FAMILIAL = "familial"
+    INTERNET = "internet"  # social media, online advertisement: see `OnlinePlatform`
+    MARRIAGE_BROKER = "marriage_broker"
+    INTIMATE_PARTNER = "intimate_partner"  # intimate partner or marriage proposition
+    JOB_OFFER = "job_offer"
+    POSING_AS_BENEFACTOR = "posing_as_benefactor"
+    PUBLIC_AREA = "public_area"
+    OFFER_OF_ACCOMMODATION = "offer_of_accommodation"
+    SHELTER = "shelter"
+    SMUGGLING = "smuggling"  # smuggling, ransom
+    WORK = "work"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+class OnlinePlatform(StrEnum):
+    """Where a person recruited online was recruited (HTCDS `vic_RecruitmentWebsitesAndApps`,
+    with the networks used in the region, and kinds of site where no app is named)."""
+
+    FACEBOOK = "facebook"
+    INSTAGRAM = "instagram"
+    WHATSAPP = "whatsapp"
+    TELEGRAM = "telegram"
+    FACEBOOK_MESSENGER = "facebook_messenger"
+    VIBER = "viber"
+    SNAPCHAT = "snapchat"
+    TIKTOK = "tiktok"
+    TWITTER = "twitter"
+    WECHAT = "wechat"
+    ODNOKLASSNIKI = "odnoklassniki"
+    VKONTAKTE = "vkontakte"
+    JOB_SITE = "job_site"
+    DATING_SITE = "dating_site"
+    CLASSIFIED_ADS = "classified_ads"
+    OTHER = "other"
+
+
+class ControlMethod(StrEnum):
+    """HTCDS `vic_MethodsOfControl`, beyond the screening's `means` answers (which are kept
+    as data too and exported mapped to these)."""
+
+    DEBT_BONDAGE = "debt_bondage"
+    TAKES_EARNINGS = "takes_earnings"
+    RESTRICTS_FINANCIAL_ACCESS = "restricts_financial_access"
+    THREATS = "threats"
+    PSYCHOLOGICAL_ABUSE = "psychological_abuse"
+    PHYSICAL_ABUSE = "physical_abuse"
+    SEXUAL_ABUSE = "sexual_abuse"
+    FALSE_PROMISES = "false_promises"
+    PSYCHOACTIVE_SUBSTANCES = "psychoactive_substances"
+    RESTRICTS_MOVEMENT = "restricts_movement"
+    RESTRICTS_MEDICAL_CARE = "restricts_medical_care"
+    EXCESSIVE_WORKING_HOURS = "excessive_working_hours"
+    USES_CHILDREN = "uses_children"
+    THREAT_OF_LAW_ENFORCEMENT = "threat_of_law_enforcement"
+    WITHHOLDS_NECESSITIES = "withholds_necessities"
+    WITHHOLDS_DOCUMENTS = "withholds_documents"
+    OTHER = "other"
+
+
+class LabourIndustry(StrEnum):
+    """Where a person was exploited for labour (HTCDS `vic_TypeOfLabourExploitation` and
+    `vic_LabourIndustry`, ISIC sections)."""
+
+    AGRICULTURE = "agriculture"
+    CONSTRUCTION = "construction"
+    TEXTILES = "textiles"  # garment and textile workshops
+    OTHER_MANUFACTURING = "other_manufacturing"
+    DOMESTIC_WORK = "domestic_work"
+    CHILDCARE = "childcare"  # in a household
+    HOSPITALITY = "hospitality"  # hotels, restaurants, cafes
+    RETAIL_AND_MARKETS = "retail_and_markets"
+    TRANSPORT = "transport"
+    MINING = "mining"
+    BEGGING = "begging"
+    ILLICIT_ACTIVITIES = "illicit_activities"
+    OTHER_SERVICES = "other_services"
+    OTHER = "other"
+
+
+class SexualExploitationType(StrEnum):
+    """HTCDS `vic_TypeOfSexExploitation`."""
+
+    PROSTITUTION = "prostitution"
+    PORNOGRAPHY = "pornography"
+    REMOTE_INTERACTIVE_SERVICES = "remote_interactive_services"  # e.g. webcam
+    PRIVATE_SEXUAL_SERVICES = "private_sexual_services"
 
 
 class AgeBand(StrEnum):
@@ -371,6 +489,51 @@ class AttestationCheckResult(StrEnum):
     VALID = "valid"
     REVOKED = "revoked"
     EXPIRED = "expired"
+
+
+# --- Criminal proceedings (identifier, aggregate `proceeding`) ------------------------------
+
+
+class CriminalArticle(StrEnum):
+    """The criminal code article a proceeding is under, as the investigating body records it
+    (166: trafficking in persons; 159: engaging a person in prostitution by force, threat or
+    fraud; 167 and 170 as the prosecution reports them; anything else is `other`). Codes only:
+    the charge's wording stays in the case file."""
+
+    ART_166 = "art_166"
+    ART_167 = "art_167"
+    ART_170 = "art_170"
+    ART_159 = "art_159"
+    OTHER = "other"
+
+
+class CourtOutcome(StrEnum):
+    """What the court decided on the charges."""
+
+    CONVICTION = "conviction"
+    ACQUITTAL = "acquittal"
+    DISMISSAL = "dismissal"
+    RECLASSIFIED = "reclassified"  # convicted under another article than the one charged
+
+
+class SentenceBand(StrEnum):
+    """The sentence of a conviction, banded (the exact term is in the court record)."""
+
+    NONE = "none"  # no sentence: acquittal, dismissal, or a conviction without one
+    FINE_OR_NON_CUSTODIAL = "fine_or_non_custodial"
+    SUSPENDED = "suspended"
+    UNDER_3_YEARS = "under_3_years"
+    FROM_3_TO_8_YEARS = "3_to_8_years"
+    OVER_8_YEARS = "over_8_years"
+
+
+class VictimParticipation(StrEnum):
+    """How the victim took part in the proceedings."""
+
+    TESTIFIED = "testified"  # in person
+    TESTIFIED_BY_VIDEO = "testified_by_video"
+    PROTECTION_MEASURES = "protection_measures"  # the court or prosecution ordered protection
+    CIVIL_CLAIM = "civil_claim"  # claimed compensation in the proceedings
 
 
 class DeclineReason(StrEnum):

@@ -63,3 +63,9 @@ def review_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
 def attestation_id_for(command_id: uuid.UUID | str) -> uuid.UUID:
     """An `attestation.issue` signs one attestation: a retry answers the same one."""
     return derived_id("attestation", str(command_id))
+
+
+def proceeding_id_for_command(command_id: uuid.UUID | str) -> uuid.UUID:
+    """A `proceeding.file_complaint` (or an investigation opened without one) opens one
+    criminal proceeding: a retry finds it again."""
+    return derived_id("proceeding", str(command_id))

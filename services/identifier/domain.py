@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from contracts.commands import (
@@ -127,6 +128,20 @@ def check_may_identify(agency: Agency | None, agency_id: str) -> Agency:
     return agency
 
 
+def standard_fields(command: ScreeningInterview) -> dict[str, Any]:
+    """The data-standard (HTCDS) codes of a screening, as its record carries them: the
+    criteria's means kept as data, sorted tuples for a stable record."""
+    return {
+        "gender": command.gender,
+        "means": tuple(sorted(command.criteria.means)),
+        "recruitment_methods": tuple(sorted(command.recruitment_methods)),
+        "online_platforms": tuple(sorted(command.online_platforms)),
+        "methods_of_control": tuple(sorted(command.methods_of_control)),
+        "labour_industries": tuple(sorted(command.labour_industries)),
+        "sexual_exploitation_types": tuple(sorted(command.sexual_exploitation_types)),
+    }
+
+
 def decide_screening(
     command: ScreeningInterview,
     agency: Agency,
@@ -153,6 +168,7 @@ def decide_screening(
         "forms_of_exploitation": tuple(sorted(command.forms_of_exploitation)),
         "vulnerabilities": tuple(sorted(command.vulnerabilities)),
         "personal_data": sealed,
+        **standard_fields(command),
     }
     if command.presumed:
         assert decision_due is not None, "a presumption needs its decision date"

@@ -44,6 +44,7 @@ def outcome_from(
     profile = profile_of(record)
     if forms is not None:
         profile["forms_of_exploitation"] = tuple(sorted(set(forms)))
+    profile["means"] = tuple(sorted(criteria.means))  # the means of this outcome's criteria
     unmet = unmet_criteria(criteria, record.is_child)
     if unmet:
         return VictimNotIdentified.model_validate({**profile, "unmet_criteria": unmet})

@@ -1,7 +1,8 @@
 """identifier service: opens and answers `screening.submit`, seals the personal data field by
 field under the case key, keeps the blind index, records consent and erasure of its cases,
 and their ownership, transfers, closure and reopening; decides presumed victims' cases and
-reviews of non-identifications (services/identifier/presumed.py, review.py)."""
+reviews of non-identifications (services/identifier/presumed.py, review.py); records criminal
+proceedings linked to its cases (services/identifier/proceedings.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from uuid import UUID
 import services.identifier.domain as domain
 import services.identifier.followups as followups
 import services.identifier.presumed as presumed
+import services.identifier.proceedings as proceedings
 import services.identifier.review as review
 from contracts.commands import (
     AcceptCaseTransfer,
@@ -220,6 +222,7 @@ def register(host: ServiceHost) -> None:
     # Presumed victims decided later; review of a non-identification.
     host.command(DecideScreening, on_case(presumed.decide_screening_outcome))
     review.register(host, SERVICE)
+    proceedings.register(host)  # criminal proceedings linked to cases (proceeding.*)
     intake_public = intake_key.public_key()
     host.answer(
         INTAKE_KEY_SUBJECT,

@@ -26,6 +26,7 @@ from contracts.commands import (
     AcceptReferral,
     AddNeed,
     AssignIdentificationReview,
+    BringCharges,
     CheckAttestation,
     CloseCase,
     Command,
@@ -37,10 +38,14 @@ from contracts.commands import (
     DeliverService,
     DischargeFromShelter,
     EraseCase,
+    FileComplaint,
     IssueAttestation,
+    OpenInvestigation,
     ReassignReferral,
     RecordConsent,
+    RecordCourtDecision,
     RecordFollowUp,
+    RecordVictimParticipation,
     ReferNeed,
     RegisterAgencyKey,
     RegisterShelter,
@@ -140,12 +145,19 @@ class Sender(Enum):
     COORDINATING_BODY = "the coordinating body"
     # Speaks for the person: asks for a review of a non-identification.
     REPRESENTATIVE = "an NGO or the ombudsperson"
+    # Criminal proceedings: investigations, charges (police and prosecution); court decisions.
+    LAW_ENFORCEMENT = "the prosecution or internal affairs"
+    PROSECUTION = "the prosecution"
 
     def admits(self, agency: Agency, registry: AgencyRegistry) -> bool:
         if self is Sender.ANY:
             return True
         if self is Sender.REPRESENTATIVE:
             return agency.kind in (AgencyKind.NGO, AgencyKind.OMBUDSPERSON)
+        if self is Sender.LAW_ENFORCEMENT:
+            return agency.kind in (AgencyKind.PROSECUTION, AgencyKind.INTERNAL_AFFAIRS)
+        if self is Sender.PROSECUTION:
+            return agency.kind is AgencyKind.PROSECUTION
         if self is Sender.IDENTIFYING:
             return agency.may_identify
         if self is Sender.PROVIDER:
@@ -227,6 +239,15 @@ TABLE: tuple[Entry, ...] = (
             RequestIdentificationReview: (Sender.REPRESENTATIVE,),
             AssignIdentificationReview: (Sender.COORDINATING_BODY,),
             DecideIdentificationReview: (Sender.IDENTIFYING, Sender.COORDINATING_BODY),
+            # Criminal proceedings (services/identifier/proceeding_rules.py checks the kinds):
+            # a complaint by a representative of the victim or received by law enforcement;
+            # investigations, charges and participation by law enforcement; the court's
+            # decision by the prosecution.
+            FileComplaint: (Sender.REPRESENTATIVE, Sender.LAW_ENFORCEMENT),
+            OpenInvestigation: (Sender.LAW_ENFORCEMENT,),
+            BringCharges: (Sender.LAW_ENFORCEMENT,),
+            RecordCourtDecision: (Sender.PROSECUTION,),
+            RecordVictimParticipation: (Sender.LAW_ENFORCEMENT,),
         },
         consumers=(
             ConsumerSpec(
@@ -241,10 +262,10 @@ TABLE: tuple[Entry, ...] = (
                 "keeps the projection of follow-ups due, for the overdue sweep",
             ),
         ),
-        writes=("case",),
+        writes=("case", "proceeding"),
         # A case closes only when none of its referrals is active, and a provider schedules
         # a follow-up only on a case it took on: its referrals are found through its needs.
-        loads=("case", "referral", "need"),
+        loads=("case", "referral", "need", "proceeding"),
         buckets=(CASE_KEYS_BUCKET, BLIND_INDEX_BUCKET, FOLLOWUPS_DUE_BUCKET),
         answers=(INTAKE_KEY_SUBJECT,),
         keys=(Key.KEK, Key.INTAKE, Key.BLIND_INDEX),

@@ -118,6 +118,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _common(report, inherit=True)
     htcds = actions.add_parser("htcds", help="counts under HTCDS field names, as CSV")
     htcds.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    htcds.add_argument(
+        "--fields",
+        action="store_true",
+        help="counts per value of each data-standard field (gender, recruitment, control, "
+        "labour industry, sexual exploitation, vulnerabilities) instead of the combinations",
+    )
     _common(htcds, inherit=True)
 
 
@@ -145,9 +151,9 @@ async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> in
     lang = language(getattr(args, "lang", None) or settings.lang)
     try:
         if args.stats_command == "htcds":
-            from services.statistics.htcds import export
+            from services.statistics.htcds import export, export_fields
 
-            text = export(
+            text = (export_fields if args.fields else export)(
                 read.state,
                 at,
                 public=args.public,

@@ -17,6 +17,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -27,11 +28,15 @@ from contracts.events import (
     CaseReceivedFromAbroad,
     CaseReopened,
     CaseTransferred,
+    ChargesBrought,
+    ComplaintFiled,
     ConsentRecorded,
     ConsentWithdrawn,
+    CourtDecisionRecorded,
     Event,
     FollowUpRecorded,
     FollowUpScheduled,
+    InvestigationOpened,
     LikelyDuplicateFound,
     NeedUnmet,
     ReferralAccepted,
@@ -57,6 +62,7 @@ from contracts.events import (
     ShelterWaitlistLeft,
     VictimIdentified,
     VictimNotIdentified,
+    VictimParticipationRecorded,
     VictimPresumed,
 )
 from contracts.vocabulary import DataPurpose, LegalBasis
@@ -91,6 +97,18 @@ class CaseFacts:
     transfers: int = 0
     follow_ups_pending: set[UUID] = field(default_factory=set)  # at the stream's end
     follow_ups_recorded: int = 0
+    # Criminal proceedings naming the case: the furthest stage any of them reached
+    # (none | complaint | investigation | charged | decided).
+    proceeding_stage: str = "none"
+    # The data standard (HTCDS): codes the screening recorded; empty when not recorded.
+    gender: str | None = None  # None: not recorded, the sex stands for it
+    vulnerabilities: tuple[str, ...] = ()
+    means: tuple[str, ...] = ()
+    recruitment_methods: tuple[str, ...] = ()
+    online_platforms: tuple[str, ...] = ()
+    methods_of_control: tuple[str, ...] = ()
+    labour_industries: tuple[str, ...] = ()
+    sexual_exploitation_types: tuple[str, ...] = ()
 
 
 @dataclass
@@ -175,6 +193,27 @@ class UnmetNeedFacts:
     recorded_at: dt.datetime
 
 
+PROCEEDING_STAGES = ("none", "complaint", "investigation", "charged", "decided")
+
+
+@dataclass
+class ProceedingFacts:
+    """One criminal proceeding: its stages, article, outcome and sentence band, and the
+    cases (victims) it concerns as their facts (no case id). Dated by its first date."""
+
+    cases: list[CaseFacts]
+    opened_on: dt.date
+    complaint_by: str = "none"  # the kind of agency that filed the complaint, or none
+    investigated_by: str | None = None  # the kind of agency that opened the investigation
+    article: str = "none"  # the latest: the decision's, the charges', the investigation's
+    stage: str = "complaint"
+    defendants: int = 0
+    outcome: str = "pending"  # pending | conviction | acquittal | dismissal | reclassified
+    sentence: str = "none"
+    decided_on: dt.date | None = None
+    participation: set[str] = field(default_factory=set)
+
+
 @dataclass
 class StatsState:
     cases: dict[UUID, CaseFacts] = field(default_factory=dict)
@@ -189,6 +228,7 @@ class StatsState:
     received_cases: dict[UUID, CaseFacts] = field(default_factory=dict)
     incoming: dict[UUID, CrossBorderFacts] = field(default_factory=dict)  # by received case
     unmet_needs: dict[UUID, UnmetNeedFacts] = field(default_factory=dict)  # by need id
+    proceedings: dict[UUID, ProceedingFacts] = field(default_factory=dict)  # by proceeding
     events_applied: int = 0
     last_sequence: int = 0  # NRM_EVENTS stream sequence of the last event applied
     ignored: Counter[str] = field(default_factory=Counter)
@@ -236,8 +276,13 @@ def _screened(state: StatsState, event: ScreeningRecord, envelope: Envelope) -> 
                 facts.presumption = f"decided_{status}"
             facts.status = status
             facts.forms = tuple(sorted({f.value for f in event.forms_of_exploitation}))
+            facts.means = _codes(event.means)
         return
     state.cases[event.case_id] = _case_facts(event, envelope, status)
+
+
+def _codes(values: Iterable[StrEnum]) -> tuple[str, ...]:
+    return tuple(sorted({v.value for v in values}))
 
 
 def _case_facts(event: ScreeningRecord, envelope: Envelope, status: str) -> CaseFacts:
@@ -255,6 +300,14 @@ def _case_facts(event: ScreeningRecord, envelope: Envelope, status: str) -> Case
         citizenship=event.citizenship,
         country_of_exploitation=event.country_of_exploitation,
         forms=tuple(sorted({f.value for f in event.forms_of_exploitation})),
+        gender=event.gender.value if event.gender else None,
+        vulnerabilities=_codes(event.vulnerabilities),
+        means=_codes(event.means),
+        recruitment_methods=_codes(event.recruitment_methods),
+        online_platforms=_codes(event.online_platforms),
+        methods_of_control=_codes(event.methods_of_control),
+        labour_industries=_codes(event.labour_industries),
+        sexual_exploitation_types=_codes(event.sexual_exploitation_types),
     )
 
 
@@ -487,6 +540,68 @@ def _unmet(state: StatsState, event: NeedUnmet, envelope: Envelope) -> None:
     )
 
 
+def _advance(facts: ProceedingFacts, stage: str) -> None:
+    """The proceeding and each of its cases reach `stage` (never go back)."""
+    order = PROCEEDING_STAGES.index
+    if order(stage) > order(facts.stage):
+        facts.stage = stage
+    for case in facts.cases:
+        if order(stage) > order(case.proceeding_stage):
+            case.proceeding_stage = stage
+
+
+def _link(state: StatsState, facts: ProceedingFacts, case_ids: Iterable[UUID]) -> None:
+    for case_id in case_ids:
+        case = state.cases.get(case_id)
+        if case is not None and all(case is not c for c in facts.cases):
+            facts.cases.append(case)
+    _advance(facts, facts.stage)
+
+
+def _complaint(state: StatsState, event: ComplaintFiled, envelope: Envelope) -> None:
+    if event.proceeding_id in state.proceedings:
+        return
+    facts = ProceedingFacts(cases=[], opened_on=event.filed_on)
+    facts.complaint_by = event.filer_kind.value
+    state.proceedings[event.proceeding_id] = facts
+    _link(state, facts, event.case_ids)
+
+
+def _investigation(state: StatsState, event: InvestigationOpened, envelope: Envelope) -> None:
+    facts = state.proceedings.get(event.proceeding_id)
+    if facts is None:
+        facts = ProceedingFacts(cases=[], opened_on=event.opened_on)
+        state.proceedings[event.proceeding_id] = facts
+    facts.investigated_by = event.agency_kind.value
+    if facts.article == "none":
+        facts.article = event.article.value
+    _link(state, facts, event.case_ids)
+    _advance(facts, "investigation")
+
+
+def _charged(state: StatsState, event: ChargesBrought, envelope: Envelope) -> None:
+    facts = state.proceedings.get(event.proceeding_id)
+    if facts is not None:
+        facts.article, facts.defendants = event.article.value, event.defendants
+        _advance(facts, "charged")
+
+
+def _decided(state: StatsState, event: CourtDecisionRecorded, envelope: Envelope) -> None:
+    facts = state.proceedings.get(event.proceeding_id)
+    if facts is not None:
+        facts.article, facts.outcome = event.article.value, event.outcome.value
+        facts.sentence, facts.decided_on = event.sentence.value, event.decided_on
+        _advance(facts, "decided")
+
+
+def _participated(
+    state: StatsState, event: VictimParticipationRecorded, envelope: Envelope
+) -> None:
+    facts = state.proceedings.get(event.proceeding_id)
+    if facts is not None:
+        facts.participation |= {p.value for p in event.participation}
+
+
 _HANDLERS: dict[type[Event], Handler] = {
     VictimIdentified: _screened,
     VictimNotIdentified: _screened,
@@ -522,6 +637,11 @@ _HANDLERS: dict[type[Event], Handler] = {
     ReferralCrossBorderDeclined: _answered_abroad("declined"),
     ReferralCrossBorderCompleted: _answered_abroad("completed"),
     ReferralCrossBorderClosed: _answered_abroad("closed"),
+    ComplaintFiled: _complaint,
+    InvestigationOpened: _investigation,
+    ChargesBrought: _charged,
+    CourtDecisionRecorded: _decided,
+    VictimParticipationRecorded: _participated,
 }
 
 

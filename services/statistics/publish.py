@@ -105,6 +105,57 @@ STANDARD: tuple[Query, ...] = (
     ),
     Query("unmet_needs", ("service", "region"), title="Unmet needs by service and region"),
     Query("unmet_needs", ("service", "category"), title="Unmet needs by service and category"),
+    # Criminal proceedings naming the hub's cases (docs/STATISTICS.md "Criminal proceedings").
+    Query(
+        "proceedings",
+        ("article", "stage"),
+        title="Criminal proceedings by article and furthest stage",
+    ),
+    Query(
+        "proceedings",
+        ("investigated", "charged"),
+        title="Criminal proceedings: investigations and prosecutions (charges brought)",
+    ),
+    Query(
+        "proceedings",
+        ("form", "charged"),
+        title="Criminal proceedings by form of exploitation (mentions) and prosecution",
+    ),
+    Query(
+        "proceedings",
+        ("article", "outcome"),
+        (("charged", "yes"),),
+        title="Prosecutions by article and court decision",
+    ),
+    Query(
+        "proceedings",
+        ("form", "convicted"),
+        (("stage", "decided"),),
+        title="Court decisions: convictions by form of exploitation (mentions)",
+    ),
+    Query(
+        "proceedings",
+        ("sentence",),
+        (("convicted", "yes"),),
+        title="Convictions by sentence band",
+    ),
+    Query(
+        "proceedings",
+        ("time_to_decision",),
+        (("stage", "decided"),),
+        title="Time from identification to the court's decision",
+    ),
+    Query(
+        "proceedings",
+        ("complaint_by",),
+        title="Criminal proceedings by who filed the complaint",
+    ),
+    Query(
+        "cases",
+        ("reached_court",),
+        _IDENTIFIED,
+        title="Identified victims whose cases reached court",
+    ),
 )
 
 

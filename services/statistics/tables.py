@@ -18,21 +18,35 @@ from contracts.vocabulary import (
     AgeBand,
     AgencyKind,
     ClosureReason,
+    ControlMethod,
+    CourtOutcome,
+    CriminalArticle,
     DataPurpose,
     DeclineReason,
     FormOfExploitation,
+    Gender,
+    LabourIndustry,
+    Means,
+    OnlinePlatform,
+    RecruitmentMethod,
     Region,
     Sector,
+    SentenceBand,
     Service,
     Sex,
+    SexualExploitationType,
     ShelterCategory,
     UnmetReason,
+    VictimParticipation,
+    Vulnerability,
     region_country,
 )
 from services.statistics.projection import (
+    PROCEEDING_STAGES,
     CaseFacts,
     CrossBorderFacts,
     PlacementFacts,
+    ProceedingFacts,
     ReferralFacts,
     StatsState,
 )
@@ -160,6 +174,15 @@ class Unit:
     day: Callable[[Any], dt.date]  # what --from/--to and the period fields look at
     case: Callable[[Any], CaseFacts | None]  # whose consent decides publication
     dimensions: tuple[Dimension, ...]
+    # A fact about several cases (a criminal proceeding): published only if every one of
+    # them may be. None: `case` alone decides.
+    cases: Callable[[Any], Sequence[CaseFacts]] | None = None
+
+    def publishable(self, fact: Any, public_cases: set[int]) -> bool:
+        if self.cases is None:
+            return id(self.case(fact)) in public_cases
+        linked = self.cases(fact)
+        return bool(linked) and all(id(c) in public_cases for c in linked)
 
     def dimension(self, name: str) -> Dimension:
         for d in (*_period_dimensions(self), *self.dimensions):
@@ -194,6 +217,23 @@ def _period_dimensions(unit: Unit) -> tuple[Dimension, ...]:
         return lambda fact, at: period_label(name, unit.day(fact))
 
     return tuple(Dimension(name, meanings[name], getter(name)) for name in PERIODS)
+
+
+def _recorded(values: tuple[str, ...]) -> tuple[str, ...]:
+    """A multi-valued data-standard field: each value, or `not_recorded`."""
+    return values or (NOT_RECORDED,)
+
+
+def _standard(
+    name: str, meaning: str, get: Callable[[CaseFacts], tuple[str, ...]], values: type[StrEnum]
+) -> Dimension:
+    return Dimension(
+        name,
+        f"{meaning}; a case counts once under each (not_recorded: none given)",
+        lambda c, at: _recorded(get(c)),
+        (*_enum(values), NOT_RECORDED),
+        multi=True,
+    )
 
 
 def _age_group(is_child: bool) -> str:
@@ -310,6 +350,63 @@ CASES = Unit(
             "flagged as a likely duplicate of an earlier case",
             lambda c, at: "suspected" if c.duplicate_suspected else "no",
             ("no", "suspected"),
+        ),
+        # The data standard (HTCDS): docs/STATISTICS.md "HTCDS export".
+        Dimension(
+            "gender",
+            "HTCDS gender: as recorded, else the sex",
+            lambda c, at: c.gender or c.sex,
+            _enum(Gender),
+        ),
+        _standard(
+            "vulnerability",
+            "vulnerability or vulnerable group",
+            lambda c: c.vulnerabilities,
+            Vulnerability,
+        ),
+        _standard("means", "the criteria's means answers", lambda c: c.means, Means),
+        _standard(
+            "recruitment",
+            "method of recruitment",
+            lambda c: c.recruitment_methods,
+            RecruitmentMethod,
+        ),
+        _standard(
+            "online_platform",
+            "site or app of an online recruitment",
+            lambda c: c.online_platforms,
+            OnlinePlatform,
+        ),
+        _standard(
+            "control",
+            "method of control beyond the means",
+            lambda c: c.methods_of_control,
+            ControlMethod,
+        ),
+        _standard(
+            "labour_industry",
+            "industry of labour exploitation",
+            lambda c: c.labour_industries,
+            LabourIndustry,
+        ),
+        _standard(
+            "sexual_exploitation",
+            "type of sexual exploitation",
+            lambda c: c.sexual_exploitation_types,
+            SexualExploitationType,
+        ),
+        Dimension(
+            "proceeding_stage",
+            "the furthest stage a criminal proceeding naming the case reached: none / "
+            "complaint / investigation / charged / decided",
+            lambda c, at: c.proceeding_stage,
+            PROCEEDING_STAGES,
+        ),
+        Dimension(
+            "reached_court",
+            "a criminal proceeding naming the case reached court (charges brought)",
+            lambda c, at: "yes" if c.proceeding_stage in ("charged", "decided") else "no",
+            ("no", "yes"),
         ),
     ),
 )
@@ -456,8 +553,127 @@ UNMET_NEEDS = Unit(
     ),
 )
 
+# --- Criminal proceedings -------------------------------------------------------------------
+
+DECISION_BANDS = ((183, "under_6_months"), (365, "6_to_12_months"), (730, "1_to_2_years"))
+DECISION_BAND_VALUES = (*(n for _, n in DECISION_BANDS), "over_2_years", "not_decided")
+VICTIM_BANDS = ("1", "2_to_5", "6_or_more")
+COMPLAINANT_KINDS = ("none", "ngo", "ombudsperson", "prosecution", "internal_affairs")
+CONVICTED = (CourtOutcome.CONVICTION.value, CourtOutcome.RECLASSIFIED.value)
+
+
+def _reached(p: ProceedingFacts, stage: str) -> str:
+    return "yes" if PROCEEDING_STAGES.index(p.stage) >= PROCEEDING_STAGES.index(stage) else "no"
+
+
+def time_to_decision(p: ProceedingFacts, at: dt.datetime) -> str:
+    """From the earliest interview of the cases it names to the court's decision."""
+    if p.decided_on is None or p.decided_on > at.date() or not p.cases:
+        return "not_decided"
+    days = (p.decided_on - min(c.interviewed_on for c in p.cases)).days
+    return _band(float(days), [(float(d), n) for d, n in DECISION_BANDS], "over_2_years")
+
+
+def _victims(p: ProceedingFacts, at: dt.datetime) -> str:
+    n = len(p.cases)
+    return "1" if n <= 1 else ("2_to_5" if n <= 5 else "6_or_more")
+
+
+def _proceeding_forms(p: ProceedingFacts, at: dt.datetime) -> tuple[str, ...]:
+    return tuple(sorted({f for c in p.cases for f in c.forms})) or (NOT_RECORDED,)
+
+
+PROCEEDINGS = Unit(
+    name="proceedings",
+    meaning="criminal proceedings naming the hub's cases (a complaint or an investigation), "
+    "dated by their first date (the complaint's, else the investigation's)",
+    facts=lambda s: list(s.proceedings.values()),
+    day=lambda p: p.opened_on,
+    case=lambda p: p.cases[0] if p.cases else None,
+    cases=lambda p: p.cases,
+    dimensions=(
+        Dimension(
+            "stage",
+            "the furthest stage: complaint / investigation / charged / decided",
+            lambda p, at: p.stage,
+            PROCEEDING_STAGES[1:],
+        ),
+        Dimension(
+            "investigated",
+            "an investigation was opened",
+            lambda p, at: _reached(p, "investigation"),
+            ("no", "yes"),
+        ),
+        Dimension(
+            "charged",
+            "charges were brought (a prosecution)",
+            lambda p, at: _reached(p, "charged"),
+            ("no", "yes"),
+        ),
+        Dimension(
+            "outcome",
+            "the court's decision, or pending",
+            lambda p, at: p.outcome,
+            ("pending", *_enum(CourtOutcome)),
+        ),
+        Dimension(
+            "convicted",
+            "convicted, under the article charged or another (reclassified)",
+            lambda p, at: "yes" if p.outcome in CONVICTED else "no",
+            ("no", "yes"),
+        ),
+        Dimension(
+            "article",
+            "criminal code article: the decision's, else the charges', else the "
+            "investigation's; none for a complaint only",
+            lambda p, at: p.article,
+            (*_enum(CriminalArticle), "none"),
+        ),
+        Dimension(
+            "form",
+            "form of exploitation of the cases it names; a proceeding counts once under each",
+            _proceeding_forms,
+            (*_enum(FormOfExploitation), NOT_RECORDED),
+            multi=True,
+        ),
+        Dimension(
+            "sentence",
+            "sentence band of the decision (none: no decision or no sentence)",
+            lambda p, at: p.sentence,
+            _enum(SentenceBand),
+        ),
+        Dimension(
+            "complaint_by",
+            "kind of agency that filed the complaint (ngo, ombudsperson: on the victim's "
+            "behalf), or none",
+            lambda p, at: p.complaint_by,
+            COMPLAINANT_KINDS,
+        ),
+        Dimension(
+            "investigated_by",
+            "kind of agency that opened the investigation, or none",
+            lambda p, at: p.investigated_by or "none",
+            ("none", "prosecution", "internal_affairs"),
+        ),
+        Dimension("victims", "number of cases (victims) it names", _victims, VICTIM_BANDS),
+        Dimension(
+            "participation",
+            "how victims took part; a proceeding counts once under each form recorded",
+            lambda p, at: tuple(sorted(p.participation)) or ("none_recorded",),
+            (*_enum(VictimParticipation), "none_recorded"),
+            multi=True,
+        ),
+        Dimension(
+            "time_to_decision",
+            "from the earliest identification interview of its cases to the court's decision",
+            time_to_decision,
+            DECISION_BAND_VALUES,
+        ),
+    ),
+)
+
 UNITS: dict[str, Unit] = {
-    u.name: u for u in (CASES, REFERRALS, PLACEMENTS, CROSS_BORDER, UNMET_NEEDS)
+    u.name: u for u in (CASES, REFERRALS, PLACEMENTS, CROSS_BORDER, UNMET_NEEDS, PROCEEDINGS)
 }
 
 
@@ -585,7 +801,7 @@ def count(
         if (query.start is None or unit.day(f) >= query.start)
         and (query.end is None or unit.day(f) <= query.end)
         and all(value in _values(dim.get(f, at)) for dim, value in filters)
-        and (public_cases is None or id(unit.case(f)) in public_cases)
+        and (public_cases is None or unit.publishable(f, public_cases))
     ]
     in_range = [
         d

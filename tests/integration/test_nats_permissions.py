@@ -44,6 +44,8 @@ pytestmark = pytest.mark.integration
 CRISIS = "kg-ngo-osh-crisis-centre"  # NGO: identifies, runs a shelter, provides services
 CLINIC = "kg-ngo-osh-legal-clinic"  # NGO: provides legal aid, does not identify
 COORD = "kg-coordinating-body"
+PROSECUTOR = "kg-prosecutor-general"  # prosecution: does not identify
+POLICE = "kg-mia-osh"  # internal affairs: identifies
 SERVICES = ("identifier", "referral", "shelter", "audit", "custody")
 AGENCIES = (CRISIS, CLINIC, COORD)
 EVERY_ROLE = (*SERVICES, "admin", "auditor", *AGENCIES)
@@ -155,6 +157,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",  # loads: batched direct get
             # follow-ups: the projection of those due, and its durable
             "$KV.nrm-followups-due.k1",
+            evt("proceeding", "proceeding.complaint_filed"),  # criminal proceedings
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.identifier-followups",
         ),
         (
@@ -175,6 +178,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "nrm.cmd.screening.submit.*",
             "nrm.cmd.case.close.*",
             "nrm.cmd.case.transfer_accept.*",
+            "nrm.cmd.proceeding.file_complaint.*",
+            "nrm.cmd.proceeding.record_decision",
             "_INBOX.identifier.x",
         ),
         (
@@ -207,6 +212,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.shelter-on-referral",
             "$KV.nrm-followups-due.k1",  # the identifier's
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.identifier-followups",
+            evt("proceeding", "proceeding.investigation_opened"),  # the identifier's
         ),
         (
             "nrm.cmd.referral.accept",
@@ -318,6 +324,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.need.refer.{CRISIS}",
             f"nrm.cmd.access.request.{CRISIS}",
             f"nrm.cmd.referral.cross_border.{CRISIS}",  # its own cases (referral checks)
+            f"nrm.cmd.proceeding.file_complaint.{CRISIS}",  # an NGO, on a victim's behalf
             "nrm.ctl.intake.key",  # it identifies: it seals personal data to the hub
             feed_create(CRISIS, CRISIS),
             f"$JS.API.CONSUMER.MSG.NEXT.{FEEDS_STREAM}.{CRISIS}",
@@ -369,6 +376,13 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.referral.reassign.{CRISIS}",  # only the coordinating body reassigns
             f"nrm.cmd.need.refer.{COORD}",
             evt("need", "need.referred"),
+            # criminal proceedings: an NGO files complaints, nothing else
+            f"nrm.cmd.proceeding.open_investigation.{CRISIS}",
+            f"nrm.cmd.proceeding.bring_charges.{CRISIS}",
+            f"nrm.cmd.proceeding.record_decision.{CRISIS}",
+            f"nrm.cmd.proceeding.record_participation.{CRISIS}",
+            f"nrm.cmd.proceeding.file_complaint.{CLINIC}",
+            evt("proceeding", "proceeding.complaint_filed"),
         ),
         (f"_INBOX.{CRISIS}.x",),
         ("nrm.cmd.>", "nrm.evt.>", f"nrm.feed.{CRISIS}.>", "nrm.audit.>", f"_INBOX.{CLINIC}.>"),
@@ -389,6 +403,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.identification.review_request.{CLINIC}",
             # a provider records the service it delivers as it happens
             f"nrm.cmd.referral.deliver.{CLINIC}",
+            # an NGO files a criminal complaint on the victim's behalf
+            f"nrm.cmd.proceeding.file_complaint.{CLINIC}",
         ),
         (
             f"nrm.cmd.screening.submit.{CLINIC}",  # it does not identify
@@ -417,6 +433,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.need.refer.{CLINIC}",
             f"nrm.cmd.referral.reassign.{CLINIC}",
             f"nrm.cmd.referral.deliver.{CRISIS}",
+            f"nrm.cmd.proceeding.open_investigation.{CLINIC}",  # law enforcement's
+            f"nrm.cmd.proceeding.record_decision.{CLINIC}",  # the prosecution's
         ),
         (f"_INBOX.{CLINIC}.x",),
         (f"nrm.feed.{CLINIC}.>", "nrm.cmd.referral.accept"),
@@ -455,6 +473,10 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.cmd.identification.review_decide.{CRISIS}",
             f"nrm.cmd.referral.reassign.{CRISIS}",
             f"nrm.cmd.referral.deliver.{COORD}",  # it provides no service
+            # criminal proceedings are for law enforcement and the victim's representatives
+            f"nrm.cmd.proceeding.file_complaint.{COORD}",
+            f"nrm.cmd.proceeding.open_investigation.{COORD}",
+            f"nrm.cmd.proceeding.record_decision.{COORD}",
             # The worklists (`nrm cases`) and statistics read the whole event stream: the
             # operators' admin user does, for the secretariat; no agency user may.
             f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",
@@ -462,6 +484,43 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
         ),
         (f"_INBOX.{COORD}.x",),
         ("nrm.evt.>",),
+    ),
+    # Criminal proceedings: the prosecution records every stage, the court's decision too.
+    PROSECUTOR: (
+        (
+            f"nrm.cmd.proceeding.file_complaint.{PROSECUTOR}",
+            f"nrm.cmd.proceeding.open_investigation.{PROSECUTOR}",
+            f"nrm.cmd.proceeding.bring_charges.{PROSECUTOR}",
+            f"nrm.cmd.proceeding.record_decision.{PROSECUTOR}",
+            f"nrm.cmd.proceeding.record_participation.{PROSECUTOR}",
+            f"nrm.cmd.access.request.{PROSECUTOR}",
+        ),
+        (
+            f"nrm.cmd.screening.submit.{PROSECUTOR}",  # it does not identify
+            f"nrm.cmd.proceeding.record_decision.{POLICE}",  # in another agency's name
+            "nrm.cmd.proceeding.record_decision",  # the open subject
+            evt("proceeding", "proceeding.decision_recorded"),  # only the identifier writes
+            f"nrm.cmd.case.close.{PROSECUTOR}",
+        ),
+        (f"_INBOX.{PROSECUTOR}.x",),
+        ("nrm.evt.>", "nrm.cmd.>"),
+    ),
+    # Internal affairs: investigations, charges and participation, not the court's decision.
+    POLICE: (
+        (
+            f"nrm.cmd.screening.submit.{POLICE}",
+            f"nrm.cmd.proceeding.file_complaint.{POLICE}",
+            f"nrm.cmd.proceeding.open_investigation.{POLICE}",
+            f"nrm.cmd.proceeding.bring_charges.{POLICE}",
+            f"nrm.cmd.proceeding.record_participation.{POLICE}",
+        ),
+        (
+            f"nrm.cmd.proceeding.record_decision.{POLICE}",
+            f"nrm.cmd.proceeding.open_investigation.{PROSECUTOR}",
+            evt("proceeding", "proceeding.investigation_opened"),
+        ),
+        (f"_INBOX.{POLICE}.x",),
+        ("nrm.evt.>", "nrm.cmd.>"),
     ),
 }
 

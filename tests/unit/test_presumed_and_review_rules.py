@@ -173,7 +173,9 @@ def test_a_presumed_victim_is_identified_with_the_presumed_profile_and_personal_
     [outcome] = decide_screening_outcome(case, decide(), agency(IDENTIFIER))
     assert isinstance(outcome, VictimIdentified)
     assert outcome.case_id == CASE
-    assert profile_of(outcome) == profile_of(record)  # sealed personal data copied as is
+    # Sealed personal data copied as is; the means are the decision's answers (kept as data).
+    assert {**profile_of(outcome), "means": ()} == {**profile_of(record), "means": ()}
+    assert outcome.means == tuple(sorted(MET.means))
     assert outcome.needs == record.needs and outcome.consent == record.consent
     assert outcome.purposes == (Purpose.FORCED_LABOUR,)
     # Needs and forms given with the decision replace those of the presumption.
@@ -448,7 +450,9 @@ def test_an_overturned_review_identifies_the_person_on_the_same_case() -> None:
         COORDINATING_BODY,
     )
     assert isinstance(outcome, VictimIdentified)
-    assert case is not None and profile_of(outcome) == profile_of(case.record)
+    assert case is not None
+    assert {**profile_of(outcome), "means": ()} == {**profile_of(case.record), "means": ()}
+    assert outcome.means == tuple(sorted(MET.means))  # the review's answers
     assert outcome.needs == (Service.LEGAL_AID,)
     # The consent in force comes with it: what it withholds is never shared.
     assert outcome.consent.withheld_fields == frozenset({PersonalField.PHONE})

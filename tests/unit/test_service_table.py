@@ -80,6 +80,11 @@ def test_a_command_without_an_owner_is_caught() -> None:
         "identification.review_request",
         "identification.review_assign",
         "identification.review_decide",
+        "proceeding.file_complaint",
+        "proceeding.open_investigation",
+        "proceeding.bring_charges",
+        "proceeding.record_decision",
+        "proceeding.record_participation",
     ]
 
 
@@ -108,6 +113,30 @@ def test_agency_permissions_are_the_commands_its_roles_allow() -> None:
         c.NAME for c in may_send(coordinating, REGISTRY)
     }
     assert entry("custody").commands[RequestAccess] == (Sender.ANY,)
+
+
+def test_criminal_proceedings_follow_the_agency_kinds() -> None:
+    """Law enforcement opens investigations and brings charges, the prosecution records the
+    court's decision, a representative of the victim files complaints; nobody else."""
+
+    def names(agency_id: str) -> set[str]:
+        agency = REGISTRY.get(agency_id)
+        assert agency is not None
+        return {c.NAME for c in may_send(agency, REGISTRY) if c.NAME.startswith("proceeding.")}
+
+    everything = {
+        "proceeding.file_complaint",
+        "proceeding.open_investigation",
+        "proceeding.bring_charges",
+        "proceeding.record_participation",
+        "proceeding.record_decision",
+    }
+    assert names("kg-prosecutor-general") == everything
+    assert names("kg-mia-osh") == everything - {"proceeding.record_decision"}
+    assert names("kg-ngo-osh-legal-clinic") == {"proceeding.file_complaint"}
+    assert names("kg-ombudsperson") == {"proceeding.file_complaint"}
+    assert names("kg-coordinating-body") == set()
+    assert names("kg-health-osh") == set()
 
 
 def test_every_service_has_a_register_function_and_every_register_a_service() -> None:
