@@ -1,7 +1,9 @@
-"""JSON Schema for every contract model, an AsyncAPI 3.0 document for the hub and an OpenAPI
-3.1 document for its HTTPS gateway (contracts/openapi.py), generated from the models. The files
-in `contracts/schema/` are committed so integrators can read them without Python; a test fails
-when they drift from the code (`make contracts` regenerates)."""
+"""JSON Schema for every contract model, two AsyncAPI 3.0 documents (asyncapi.json: what
+agencies use; asyncapi-internal.json: the hub's own channels), an OpenAPI 3.1 document for its
+HTTPS gateway (contracts/openapi.py) and the sealing test vectors, generated from the models.
+The files in `contracts/schema/` and `contracts/test_vectors/` are committed so integrators can
+read them without Python; a test fails when they drift from the code (`make contracts`
+regenerates)."""
 
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ from contracts.replies import (
     TransferRefused,
 )
 from contracts.sealed import SealedValue
-from contracts.sealing_vectors import intake_vector, sealed_screening
+from contracts.sealing_vectors import VECTORS_FILE, intake_vector, sealed_screening
+from contracts.sealing_vectors import render as render_vectors
 from contracts.subjects import (
     CASE_EVENTS_FOR_FEED,
     COMMAND_PREFIX,
@@ -170,7 +173,7 @@ def _examples() -> dict[str, dict[str, Any]]:
         example = json.loads(path.read_text("utf-8"))
         name = example["subject"].removeprefix(COMMAND_PREFIX + ".")
         found[name] = example["payload"]
-    found[SubmitScreening.NAME] = sealed_screening().model_dump(mode="json")
+    found[SubmitScreening.NAME] = sealed_screening()
     return found
 
 
@@ -291,8 +294,7 @@ def asyncapi() -> dict[str, Any]:
             "reply": {
                 "channel": {"$ref": "#/channels/reply"},
                 "messages": [
-                    {"$ref": f"#/channels/reply/messages/{_type(r)}"}
-                    for r in reply_models(command)
+                    {"$ref": f"#/channels/reply/messages/{_type(r)}"} for r in reply_models(command)
                 ],
             },
         }
@@ -485,8 +487,7 @@ def asyncapi_internal() -> dict[str, Any]:
             "reply": {
                 "channel": {"$ref": "#/channels/reply"},
                 "messages": [
-                    {"$ref": f"#/channels/reply/messages/{_type(r)}"}
-                    for r in reply_models(command)
+                    {"$ref": f"#/channels/reply/messages/{_type(r)}"} for r in reply_models(command)
                 ],
             },
         }
@@ -569,12 +570,23 @@ def write_all(directory: Path = SCHEMA_DIR) -> list[str]:
     return sorted(expected)
 
 
+def vectors_drift() -> bool:
+    """Whether contracts/test_vectors/sealing.json differs from what the code computes."""
+    return not VECTORS_FILE.exists() or VECTORS_FILE.read_text("utf-8") != render_vectors()
+
+
 def main(action: str) -> int:
     if action == "generate":
         for name in write_all():
             print(f"wrote contracts/schema/{name}")
+        VECTORS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        VECTORS_FILE.write_text(render_vectors(), "utf-8")
+        print("wrote contracts/test_vectors/sealing.json")
         return 0
     drift = check_all()
     for name in drift:
         print(f"out of date: contracts/schema/{name}")
+    if vectors_drift():
+        print("out of date: contracts/test_vectors/sealing.json")
+        return 1
     return 1 if drift else 0

@@ -93,13 +93,14 @@ def _vector(
     }
 
 
-def sealed_screening() -> SubmitScreening:
+def sealed_screening() -> dict[str, Any]:
     """The screening example as it travels, sealed to the test intake key with the fixed
-    ephemeral key: the first vector, and the AsyncAPI document's example."""
-    interview = screening_example()
-    sealed = intake_vector()["sealed"]
-    facts = interview.model_dump(mode="json", exclude={"personal_data"})
-    return SubmitScreening.model_validate({**facts, "personal_data": sealed})
+    ephemeral key: the first vector, and the AsyncAPI document's example. The example file's
+    own JSON with `personal_data` replaced (a model dump would order its sets by hash)."""
+    payload = json.loads(SCREENING_EXAMPLE.read_text("utf-8"))["payload"]
+    body = {**payload, "personal_data": intake_vector()["sealed"]}
+    SubmitScreening.model_validate(body)  # what the hub parses
+    return body
 
 
 def intake_vector() -> dict[str, Any]:
@@ -146,7 +147,7 @@ def vectors() -> dict[str, Any]:
             "sequence_number": 0,
         },
         "vectors": [intake, release_vector()],
-        "screening_submit": sealed_screening().model_dump(mode="json"),
+        "screening_submit": sealed_screening(),
     }
 
 
