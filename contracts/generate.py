@@ -212,12 +212,14 @@ class _Components:
         content_type: str,
         text: str,
         examples: list[dict[str, Any]] | None = None,
+        name: str | None = None,
+        summary: str | None = None,
     ) -> dict[str, str]:
         self.messages[key] = {
-            "name": model.__name__,
+            "name": name or model.__name__,
             "title": key,
             "contentType": content_type,
-            "summary": _summary(model, key),
+            "summary": summary or _summary(model, key),
             "description": text,
             "payload": payload,
             **({"examples": examples} if examples else {}),
@@ -281,7 +283,7 @@ def asyncapi() -> dict[str, Any]:
                     content_type="application/json",
                     text="The request body is this JSON object itself (not a CloudEvent). "
                     "The hub answers on the request's reply inbox.",
-                    examples=[{"name": command.NAME, "payload": example}] if example else None,
+                    examples=[_example(command, example)] if example else None,
                 )
             },
         }
@@ -310,6 +312,8 @@ def asyncapi() -> dict[str, Any]:
                 payload={"type": "string", "maxLength": 0, "description": "An empty body"},
                 content_type="application/octet-stream",
                 text="An empty request.",
+                name="IntakeKeyRequest",
+                summary="Asks for the hub's intake public key",
             ),
             "key": parts.message(
                 "intake.key",
@@ -352,7 +356,10 @@ def asyncapi() -> dict[str, Any]:
         f"agency, filtered on `{FEED_PREFIX}.<agency id>.>`, explicit acknowledgement (the only "
         "consumer an agency may create); deduplicate by the CloudEvent `id`.",
         "parameters": {
-            "agencyId": {"description": "The reading agency's id", **_examples_of(AGENCY_ID)},
+            "agencyId": {
+                "description": "The reading agency's id",
+                "examples": AGENCY_ID["examples"],
+            },
             "aggregateId": {"description": "Opaque id of the referral, need or case"},
             "eventType": {
                 "description": "The event type (two subject tokens, e.g. referral.requested)",
@@ -440,8 +447,14 @@ def asyncapi() -> dict[str, Any]:
     }
 
 
-def _examples_of(parameter: dict[str, Any]) -> dict[str, Any]:
-    return {"examples": parameter["examples"]}
+def _example(command: type[Command], body: dict[str, Any]) -> dict[str, Any]:
+    summary = f"contracts/examples/: {command.NAME} from {body['agency_id']}"
+    if command is SubmitScreening:
+        summary += (
+            "; personal_data sealed to the test-vector intake key (docs/SEALING.md), so a "
+            "real hub rejects it: seal to its own key"
+        )
+    return {"name": command.NAME, "summary": summary, "payload": body}
 
 
 def asyncapi_internal() -> dict[str, Any]:
