@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The statistics report test renders the page in a real headless browser (Debian package).
 CHROMIUM := /usr/bin/chromium
+# The tests run node too: the official AsyncAPI parser and an example agency in JavaScript,
+# with the packages pinned in tests/node/package-lock.json (the tests also install them).
+NODE_MODULES := tests/node/node_modules/.package-lock.json
 
 .PHONY: demo test lint unit soak up contracts clean bench lock
 
@@ -20,7 +23,7 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/nrm up
 
-test: $(STAMP) lint $(CHROMIUM)
+test: $(STAMP) lint $(CHROMIUM) $(NODE_MODULES)
 	$(BIN)/python -m pytest -q
 
 unit: $(STAMP)
@@ -60,5 +63,8 @@ $(CHROMIUM):
 	  { apt-get update -qq >/dev/null && \
 	    apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
+$(NODE_MODULES): tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --ignore-scripts
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules

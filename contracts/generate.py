@@ -1,7 +1,9 @@
-"""JSON Schema for every contract model, an AsyncAPI 3.0 document for the hub and an OpenAPI
-3.1 document for its HTTPS gateway (contracts/openapi.py), generated from the models. The files
-in `contracts/schema/` are committed so integrators can read them without Python; a test fails
-when they drift from the code (`make contracts` regenerates)."""
+"""JSON Schema for every contract model, two AsyncAPI 3.0 documents (asyncapi.json: what
+agencies use; asyncapi-internal.json: the hub's own channels), an OpenAPI 3.1 document for its
+HTTPS gateway (contracts/openapi.py) and the sealing test vectors, generated from the models.
+The files in `contracts/schema/` and `contracts/test_vectors/` are committed so integrators can
+read them without Python; a test fails when they drift from the code (`make contracts`
+regenerates)."""
 
 from __future__ import annotations
 
@@ -16,14 +18,16 @@ from pydantic.json_schema import models_json_schema
 from contracts.commands import (
     ALL_COMMANDS,
     CheckAttestation,
+    Command,
     IssueAttestation,
     RequestAccess,
     RequestCrossBorderReferral,
     ScreeningInterview,
+    SubmitScreening,
 )
 from contracts.envelope import CONTENT_TYPE, Envelope, schema_uri
-from contracts.events import ALL_EVENTS
-from contracts.openapi import OPENAPI_FILE, openapi
+from contracts.events import ALL_EVENTS, Event
+from contracts.openapi import OPENAPI_FILE, IntakeKey, openapi
 from contracts.operations import (
     AuditEntry,
     CommandRejectionNoted,
@@ -42,10 +46,23 @@ from contracts.replies import (
     TransferRefused,
 )
 from contracts.sealed import SealedValue
-from contracts.subjects import EVENT_PREFIX, command_subject
+from contracts.sealing_vectors import VECTORS_FILE, intake_vector, sealed_screening
+from contracts.sealing_vectors import render as render_vectors
+from contracts.subjects import (
+    CASE_EVENTS_FOR_FEED,
+    COMMAND_PREFIX,
+    EVENT_PREFIX,
+    EVENTS_STREAM,
+    FEED_PREFIX,
+    FEEDS_STREAM,
+    INTAKE_KEY_SUBJECT,
+    command_subject,
+)
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
-ASYNCAPI_FILE = "asyncapi.json"
+ASYNCAPI_FILE = "asyncapi.json"  # what agencies use
+ASYNCAPI_INTERNAL_FILE = "asyncapi-internal.json"  # the hub's own channels
+EXAMPLES_DIR = Path(__file__).parent / "examples"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -115,80 +132,364 @@ def _type(reply: type[BaseModel]) -> str:
     return name
 
 
-def asyncapi() -> dict[str, Any]:
-    """The hub as an AsyncAPI 3.0 document: command channels the hub receives on (with a
-    reply), event channels it sends on. Payload schemas are shared in components.schemas."""
-    replies: tuple[type[BaseModel], ...] = (
-        CommandAccepted,
-        CommandRejected,
-        AccessReleased,
-        AccessDenied,
-        TransferRefused,
-        AttestationCredential,
-        AttestationStatus,
-    )
-    models: list[type[BaseModel]] = [*ALL_COMMANDS, *ALL_EVENTS, *replies]
-    refs, defs = models_json_schema(
-        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
-    )
-    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    messages: dict[str, Any] = {}
+REPLIES: tuple[type[BaseModel], ...] = (
+    CommandAccepted,
+    CommandRejected,
+    AccessReleased,
+    AccessDenied,
+    TransferRefused,
+    AttestationCredential,
+    AttestationStatus,
+)
 
-    def message(key: str, model: type[BaseModel], content_type: str, text: str) -> dict[str, str]:
-        messages[key] = {
-            "name": model.__name__,
+
+def reply_models(command: type[Command]) -> list[type[BaseModel]]:
+    """What the hub may answer to `command`: its success reply(ies), then a rejection."""
+    answers: list[type[BaseModel]] = (
+        [AccessReleased, AccessDenied] if command is RequestAccess else [CommandAccepted]
+    )
+    if command is RequestCrossBorderReferral:
+        answers.append(TransferRefused)
+    if command is IssueAttestation:  # the credential instead of a plain acceptance
+        answers = [AttestationCredential]
+    if command is CheckAttestation:
+        answers = [AttestationStatus]
+    return [*answers, CommandRejected]
+
+
+def feed_events() -> tuple[type[Event], ...]:
+    """The event types an agency's feed may carry: every referral and need event, and the
+    case events that ask an agency to act (what the referral service copies to feeds)."""
+    return tuple(
+        e for e in ALL_EVENTS if e.AGGREGATE in ("referral", "need") or e in CASE_EVENTS_FOR_FEED
+    )
+
+
+def _examples() -> dict[str, dict[str, Any]]:
+    """Command name -> its example body from contracts/examples/ (the screening sealed as it
+    travels: the first sealing test vector)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(EXAMPLES_DIR.glob("*.json")):
+        example = json.loads(path.read_text("utf-8"))
+        name = example["subject"].removeprefix(COMMAND_PREFIX + ".")
+        found[name] = example["payload"]
+    found[SubmitScreening.NAME] = sealed_screening()
+    return found
+
+
+class _Components:
+    """The messages and schemas of one AsyncAPI document, shared by its channels."""
+
+    def __init__(self, models: list[type[BaseModel]]) -> None:
+        self.refs, defs = models_json_schema(
+            [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+        )
+        self.schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+        self.messages: dict[str, Any] = {}
+
+    def schema(self, model: type[BaseModel]) -> dict[str, Any]:
+        ref: dict[str, Any] = self.refs[(model, "validation")]
+        return ref
+
+    def cloudevent(self, model: type[BaseModel], type_name: str) -> dict[str, Any]:
+        """A CloudEvent (structured JSON) of `type_name` whose `data` is `model`."""
+        return {
+            "allOf": [
+                self.schema(Envelope),
+                {
+                    "type": "object",
+                    "properties": {"type": {"const": type_name}, "data": self.schema(model)},
+                },
+            ]
+        }
+
+    def message(
+        self,
+        key: str,
+        model: type[BaseModel],
+        *,
+        payload: dict[str, Any],
+        content_type: str,
+        text: str,
+        examples: list[dict[str, Any]] | None = None,
+        name: str | None = None,
+        summary: str | None = None,
+    ) -> dict[str, str]:
+        self.messages[key] = {
+            "name": name or model.__name__,
             "title": key,
             "contentType": content_type,
-            "summary": _summary(model, key),
+            "summary": summary or _summary(model, key),
             "description": text,
-            "payload": refs[(model, "validation")],
+            "payload": payload,
+            **({"examples": examples} if examples else {}),
         }
         return {"$ref": f"#/components/messages/{key}"}
 
+
+def _info(title: str, text: str) -> dict[str, Any]:
+    return {"title": title, "version": _version(), "description": text}
+
+
+AGENCY_ID = {
+    "description": "The sending agency's id in the registry (e.g. kg-ngo-osh-crisis-centre). "
+    "On a secured hub only that agency's NATS user may publish here, so the server vouches "
+    "for the sender; the body's `agency_id` must be the same.",
+    "examples": ["kg-ngo-osh-crisis-centre"],
+}
+REPLY_INBOX = (
+    "The request's reply inbox, chosen by the requester's NATS client. On a secured hub an "
+    "agency must connect with the inbox prefix `_INBOX.<agency id>` (nats.js `inboxPrefix`, "
+    "nats-py `inbox_prefix`): replies are delivered only below it."
+)
+
+
+def asyncapi() -> dict[str, Any]:
+    """What an agency system uses, as an AsyncAPI 3.0 document of the hub: every command on
+    the agency's own subject with its replies, the intake key, and the agency's feed. Internal
+    channels (the event stream, the open command subjects) are in `asyncapi_internal()`."""
+    events = feed_events()
+    parts = _Components([*ALL_COMMANDS, *events, *REPLIES, Envelope, IntakeKey])
+    examples = _examples()
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
     channels["reply"] = {
         "address": None,
-        "description": "The request's reply inbox (chosen by the requester). The reply is a "
-        "CloudEvent (type command.accepted or command.rejected; access.released or "
-        "access.denied for access.request; attestation.credential for attestation.issue, "
-        "attestation.status for attestation.check) whose data is one of these.",
+        "description": REPLY_INBOX + " The reply to a command is a CloudEvent whose `type` "
+        "names the reply and whose `data` is the reply's body.",
         "messages": {
-            _type(reply): message(
+            _type(reply): parts.message(
                 _type(reply),
                 reply,
-                CONTENT_TYPE,
-                "A CloudEvent (structured JSON); this model is its `data`.",
+                payload=parts.cloudevent(reply, _type(reply)),
+                content_type=CONTENT_TYPE,
+                text=f"A CloudEvent (structured JSON) of type `{_type(reply)}`.",
             )
-            for reply in replies
+            for reply in REPLIES
+        },
+    }
+    for command in ALL_COMMANDS:
+        key = f"command.{command.NAME}"
+        example = examples.get(command.NAME)
+        channels[key] = {
+            "address": f"{COMMAND_PREFIX}.{command.NAME}.{{agencyId}}",
+            "description": _summary(command, f"The {command.NAME} command."),
+            "parameters": {"agencyId": AGENCY_ID},
+            "messages": {
+                command.NAME: parts.message(
+                    key,
+                    command,
+                    payload=parts.schema(command),
+                    content_type="application/json",
+                    text="The request body is this JSON object itself (not a CloudEvent). "
+                    "The hub answers on the request's reply inbox.",
+                    examples=[_example(command, example)] if example else None,
+                )
+            },
+        }
+        operations[key] = {
+            "action": "receive",
+            "title": f"Send {command.NAME}",
+            "summary": f"An agency sends {command.NAME}; the hub answers once",
+            "channel": {"$ref": f"#/channels/{key}"},
+            "messages": [{"$ref": f"#/channels/{key}/messages/{command.NAME}"}],
+            "reply": {
+                "channel": {"$ref": "#/channels/reply"},
+                "messages": [
+                    {"$ref": f"#/channels/reply/messages/{_type(r)}"} for r in reply_models(command)
+                ],
+            },
+        }
+    channels["intake.key"] = {
+        "address": INTAKE_KEY_SUBJECT,
+        "description": "Ask for the hub's intake public key (agencies that identify): a "
+        "screening's personal data is sealed to it (docs/SEALING.md). The request body is "
+        "empty; ask again when a screening is rejected for a key that does not open it.",
+        "messages": {
+            "request": parts.message(
+                "intake.key.request",
+                IntakeKey,
+                payload={"type": "string", "maxLength": 0, "description": "An empty body"},
+                content_type="application/octet-stream",
+                text="An empty request.",
+                name="IntakeKeyRequest",
+                summary="Asks for the hub's intake public key",
+            ),
+            "key": parts.message(
+                "intake.key",
+                IntakeKey,
+                payload=parts.schema(IntakeKey),
+                content_type="application/json",
+                text="The answer: plain JSON (not a CloudEvent).",
+                examples=[
+                    {
+                        "name": "the test-vector key (docs/SEALING.md)",
+                        "payload": {
+                            "kid": intake_vector()["kid"],
+                            "public_key": intake_vector()["recipient_public_key_b64"],
+                        },
+                    }
+                ],
+            ),
+        },
+    }
+    channels["intake.key.reply"] = {
+        "address": None,
+        "description": REPLY_INBOX,
+        "messages": {"key": {"$ref": "#/components/messages/intake.key"}},
+    }
+    operations["intake.key"] = {
+        "action": "receive",
+        "title": "Ask for the intake key",
+        "channel": {"$ref": "#/channels/intake.key"},
+        "messages": [{"$ref": "#/channels/intake.key/messages/request"}],
+        "reply": {
+            "channel": {"$ref": "#/channels/intake.key.reply"},
+            "messages": [{"$ref": "#/channels/intake.key.reply/messages/key"}],
+        },
+    }
+    channels["feed"] = {
+        "address": f"{FEED_PREFIX}.{{agencyId}}.{{aggregateId}}.{{eventType}}",
+        "description": "The agency's own feed: each referral and need event addressed to "
+        "it, and the case events that ask it to act, copied to this subject in the JetStream "
+        f"stream `{FEEDS_STREAM}`. Read it with one durable pull consumer named after the "
+        f"agency, filtered on `{FEED_PREFIX}.<agency id>.>`, explicit acknowledgement (the only "
+        "consumer an agency may create); deduplicate by the CloudEvent `id`.",
+        "parameters": {
+            "agencyId": {
+                "description": "The reading agency's id",
+                "examples": AGENCY_ID["examples"],
+            },
+            "aggregateId": {"description": "Opaque id of the referral, need or case"},
+            "eventType": {
+                "description": "The event type (two subject tokens, e.g. referral.requested)",
+                "enum": [e.NAME for e in events],
+            },
+        },
+        "messages": {
+            e.NAME: parts.message(
+                f"feed.{e.NAME}",
+                e,
+                payload=parts.cloudevent(e, e.NAME),
+                content_type=CONTENT_TYPE,
+                text=f"A CloudEvent (structured JSON) of type `{e.NAME}`.",
+            )
+            for e in events
+        },
+        "x-nrm-jetstream": {
+            "stream": FEEDS_STREAM,
+            "durableName": "{agencyId}",
+            "filterSubject": f"{FEED_PREFIX}.{{agencyId}}.>",
+            "ackPolicy": "explicit",
+            "deliver": "pull",
+        },
+    }
+    operations["feed"] = {
+        "action": "send",
+        "title": "The agency feed",
+        "summary": "The hub stores each event addressed to an agency in its feed",
+        "channel": {"$ref": "#/channels/feed"},
+        "messages": [{"$ref": f"#/channels/feed/messages/{e.NAME}"} for e in events],
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": _info(
+            "NRM Hub: the agency interface",
+            "What an agency system uses on a country hub of the National Referral Mechanism "
+            "for victims of trafficking: commands as NATS requests on the agency's own "
+            "subject (one reply each), the hub's intake key, and the agency's feed in "
+            "JetStream. `receive` operations are requests the hub receives from agencies, "
+            "`send` what the hub delivers to them. Personal data is sealed to the intake key "
+            "before it is sent (docs/SEALING.md, contracts/test_vectors/sealing.json). The "
+            "hub's internal channels (the event stream `nrm.evt.>`, for its own services "
+            "only) are described apart, in asyncapi-internal.json. Agencies without NATS use "
+            "the HTTPS gateway (openapi.json).",
+        ),
+        "defaultContentType": "application/json",
+        "servers": {
+            "production": {
+                "host": "nats.hub.example:4222",
+                "protocol": "nats",
+                "description": "A country hub as deployed (deploy/README.md): TLS, and the "
+                "client certificate names the agency. The address is deployment specific.",
+                "security": [{"$ref": "#/components/securitySchemes/clientCertificate"}],
+            },
+            "development": {
+                "host": "127.0.0.1:4222",
+                "protocol": "nats",
+                "description": "`nrm up` on one machine: each agency signs in with its nkey "
+                "seed, DATA_DIR/credentials/<agency id>.nk.",
+                "security": [{"$ref": "#/components/securitySchemes/nkey"}],
+            },
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": parts.messages,
+            "schemas": parts.schemas,
+            "securitySchemes": {
+                "clientCertificate": {
+                    "type": "X509",
+                    "description": "Mutual TLS. The hub's CA issues each agency a client "
+                    "certificate whose e-mail name is `<agency id>@<country>.nrm-hub`; the "
+                    "server maps it to that agency's NATS user and its permissions (its own "
+                    "command subjects, the intake key if it may identify, its own feed, "
+                    "replies below `_INBOX.<agency id>`).",
+                },
+                "nkey": {
+                    "type": "asymmetricEncryption",
+                    "description": "A NATS nkey (Ed25519): the client signs the server's "
+                    "nonce with the agency's seed; the same user and permissions as the "
+                    "client certificate.",
+                },
+            },
         },
     }
 
-    def reply_messages(command: type[BaseModel]) -> list[dict[str, str]]:
-        answers: list[type[BaseModel]] = (
-            [AccessReleased, AccessDenied] if command is RequestAccess else [CommandAccepted]
-        )
-        if command is RequestCrossBorderReferral:
-            answers.append(TransferRefused)
-        if command is IssueAttestation:  # the credential instead of a plain acceptance
-            answers = [AttestationCredential]
-        if command is CheckAttestation:
-            answers = [AttestationStatus]
-        answers.append(CommandRejected)
-        return [{"$ref": f"#/channels/reply/messages/{_type(r)}"} for r in answers]
 
+def _example(command: type[Command], body: dict[str, Any]) -> dict[str, Any]:
+    summary = f"contracts/examples/: {command.NAME} from {body['agency_id']}"
+    if command is SubmitScreening:
+        summary += (
+            "; personal_data sealed to the test-vector intake key (docs/SEALING.md), so a "
+            "real hub rejects it: seal to its own key"
+        )
+    return {"name": command.NAME, "summary": summary, "payload": body}
+
+
+def asyncapi_internal() -> dict[str, Any]:
+    """The hub's own channels, for its services and operators, not agencies: the event stream
+    and the open command subjects of an `--insecure` hub (sender taken from the body)."""
+    parts = _Components([*ALL_COMMANDS, *ALL_EVENTS, *REPLIES, Envelope])
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    channels["reply"] = {
+        "address": None,
+        "description": "The request's reply inbox (chosen by the requester).",
+        "messages": {
+            _type(reply): parts.message(
+                _type(reply),
+                reply,
+                payload=parts.cloudevent(reply, _type(reply)),
+                content_type=CONTENT_TYPE,
+                text=f"A CloudEvent (structured JSON) of type `{_type(reply)}`.",
+            )
+            for reply in REPLIES
+        },
+    }
     for command in ALL_COMMANDS:
         key = f"command.{command.NAME}"
         channels[key] = {
             "address": command_subject(command),
-            "description": _summary(command, f"The {command.NAME} command."),
+            "description": _summary(command, f"The {command.NAME} command.")
+            + " (Open subject: an --insecure hub only; agencies use asyncapi.json's.)",
             "messages": {
-                command.NAME: message(
+                command.NAME: parts.message(
                     key,
                     command,
-                    "application/json",
-                    "The request body is this JSON object itself (not a CloudEvent). "
-                    "The hub answers on the request's reply inbox.",
+                    payload=parts.schema(command),
+                    content_type="application/json",
+                    text="The request body is this JSON object itself (not a CloudEvent).",
                 )
             },
         }
@@ -198,7 +499,9 @@ def asyncapi() -> dict[str, Any]:
             "messages": [{"$ref": f"#/channels/{key}/messages/{command.NAME}"}],
             "reply": {
                 "channel": {"$ref": "#/channels/reply"},
-                "messages": reply_messages(command),
+                "messages": [
+                    {"$ref": f"#/channels/reply/messages/{_type(r)}"} for r in reply_models(command)
+                ],
             },
         }
     for event in ALL_EVENTS:
@@ -208,13 +511,13 @@ def asyncapi() -> dict[str, Any]:
             "description": _summary(event, f"The {event.NAME} event."),
             "parameters": {"aggregateId": {"description": f"Opaque id of the {event.AGGREGATE}"}},
             "messages": {
-                event.NAME: message(
+                event.NAME: parts.message(
                     key,
                     event,
-                    CONTENT_TYPE,
-                    "A CloudEvent (structured JSON) of type "
-                    f"{event.NAME}; this model is the CloudEvent's `data`. Stored in the "
-                    "NRM_EVENTS stream.",
+                    payload=parts.cloudevent(event, event.NAME),
+                    content_type=CONTENT_TYPE,
+                    text=f"A CloudEvent (structured JSON) of type `{event.NAME}`, stored in "
+                    f"the {EVENTS_STREAM} stream.",
                 )
             },
         }
@@ -225,12 +528,12 @@ def asyncapi() -> dict[str, Any]:
         }
     return {
         "asyncapi": "3.0.0",
-        "info": {
-            "title": "NRM Hub",
-            "version": _version(),
-            "description": "Event backbone of the National Referral Mechanism for victims of "
-            "trafficking. Commands are NATS requests; events are CloudEvents in JetStream.",
-        },
+        "info": _info(
+            "NRM Hub: internal channels",
+            "The hub's own event stream and the open command subjects, for its services "
+            "and operators. Agencies do not use these (they may not, on a secured hub): "
+            "their interface is asyncapi.json.",
+        ),
         "defaultContentType": "application/json",
         "servers": {
             "nats": {
@@ -241,7 +544,7 @@ def asyncapi() -> dict[str, Any]:
         },
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": schemas},
+        "components": {"messages": parts.messages, "schemas": parts.schemas},
     }
 
 
@@ -252,6 +555,7 @@ def render(document: dict[str, Any]) -> str:
 def expected_files() -> dict[str, str]:
     files = {name: render(schema) for name, schema in json_schemas().items()}
     files[ASYNCAPI_FILE] = render(asyncapi())
+    files[ASYNCAPI_INTERNAL_FILE] = render(asyncapi_internal())
     files[OPENAPI_FILE] = render(openapi())  # the HTTPS gateway's (contracts/openapi.py)
     return files
 
@@ -279,12 +583,23 @@ def write_all(directory: Path = SCHEMA_DIR) -> list[str]:
     return sorted(expected)
 
 
+def vectors_drift() -> bool:
+    """Whether contracts/test_vectors/sealing.json differs from what the code computes."""
+    return not VECTORS_FILE.exists() or VECTORS_FILE.read_text("utf-8") != render_vectors()
+
+
 def main(action: str) -> int:
     if action == "generate":
         for name in write_all():
             print(f"wrote contracts/schema/{name}")
+        VECTORS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        VECTORS_FILE.write_text(render_vectors(), "utf-8")
+        print("wrote contracts/test_vectors/sealing.json")
         return 0
     drift = check_all()
     for name in drift:
         print(f"out of date: contracts/schema/{name}")
+    if vectors_drift():
+        print("out of date: contracts/test_vectors/sealing.json")
+        return 1
     return 1 if drift else 0

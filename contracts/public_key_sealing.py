@@ -11,12 +11,14 @@ command, case or agency does not open:
 JSON form: {"v": 1, "suite": "X25519-SHA256-A256GCM", "kid": <key id>, "blob": <base64 of
 enc (32 bytes) || ciphertext || tag>}. A key id is the hex of the first 8 bytes of SHA-256
 over the raw 32-byte X25519 public key. Public keys travel as base64 of those 32 bytes;
-private keys are stored as PKCS#8 PEM.
+private keys are stored as PKCS#8 PEM. The recipe for other languages, step by step, with test
+vectors: docs/SEALING.md and contracts/test_vectors/sealing.json.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from pathlib import Path
 from typing import Literal
@@ -24,6 +26,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,9 +77,75 @@ def public_key_from_b64(text: str) -> X25519PublicKey:
         raise ValueError("public_key must be base64 of a raw 32-byte X25519 key") from None
 
 
-def seal_to(public_key: X25519PublicKey, info: bytes, plaintext: bytes) -> SealedToKey:
-    return SealedToKey(
-        kid=key_id(public_key), blob=b64encode(_SUITE.encrypt(plaintext, public_key, info=info))
+def seal_to(
+    public_key: X25519PublicKey,
+    info: bytes,
+    plaintext: bytes,
+    *,
+    ephemeral_key: X25519PrivateKey | None = None,
+) -> SealedToKey:
+    """Seal `plaintext` to `public_key` in the context `info`. `ephemeral_key` is for test
+    vectors only: the library draws its own ephemeral key, so a fixed one takes the spelled-out
+    RFC 9180 path below, which gives the same wire format (the vectors prove both open)."""
+    if ephemeral_key is None:
+        blob = _SUITE.encrypt(plaintext, public_key, info=info)
+    else:
+        blob = hpke_base_seal(public_key, info, plaintext, ephemeral_key).blob
+    return SealedToKey(kid=key_id(public_key), blob=b64encode(blob))
+
+
+# RFC 9180 identifiers of the suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM.
+KEM_ID, KDF_ID, AEAD_ID = 0x0020, 0x0001, 0x0002
+_KEM_SUITE_ID = b"KEM" + KEM_ID.to_bytes(2, "big")
+_HPKE_SUITE_ID = b"HPKE" + b"".join(i.to_bytes(2, "big") for i in (KEM_ID, KDF_ID, AEAD_ID))
+_MODE_BASE = b"\x00"
+_KEY_BYTES, _NONCE_BYTES = 32, 12  # Nk, Nn of AES-256-GCM
+
+
+def _labeled_extract(suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
+    # HKDF-Extract with an empty salt is HMAC under a zero key, as RFC 5869 says.
+    return hmac.digest(salt, b"HPKE-v1" + suite_id + label + ikm, "sha256")
+
+
+def _labeled_expand(suite_id: bytes, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
+    labeled = length.to_bytes(2, "big") + b"HPKE-v1" + suite_id + label + info
+    out, block, counter = b"", b"", 1
+    while len(out) < length:  # HKDF-Expand (RFC 5869)
+        block = hmac.digest(prk, block + labeled + bytes([counter]), "sha256")
+        out, counter = out + block, counter + 1
+    return out[:length]
+
+
+class HpkeSteps(BaseModel):
+    """The intermediate values of one base-mode seal, for implementers to compare with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enc: bytes
+    shared_secret: bytes
+    key: bytes
+    base_nonce: bytes
+    blob: bytes  # enc || ciphertext || tag
+
+
+def hpke_base_seal(
+    public_key: X25519PublicKey, info: bytes, plaintext: bytes, ephemeral_key: X25519PrivateKey
+) -> HpkeSteps:
+    """RFC 9180 SetupBaseS + Seal (sequence 0, empty AAD) with a given ephemeral key."""
+    enc = raw_public_key(ephemeral_key.public_key())
+    dh = ephemeral_key.exchange(public_key)
+    kem_context = enc + raw_public_key(public_key)
+    eae_prk = _labeled_extract(_KEM_SUITE_ID, b"", b"eae_prk", dh)
+    shared_secret = _labeled_expand(_KEM_SUITE_ID, eae_prk, b"shared_secret", kem_context, 32)
+    psk_id_hash = _labeled_extract(_HPKE_SUITE_ID, b"", b"psk_id_hash", b"")
+    info_hash = _labeled_extract(_HPKE_SUITE_ID, b"", b"info_hash", info)
+    context = _MODE_BASE + psk_id_hash + info_hash
+    secret = _labeled_extract(_HPKE_SUITE_ID, shared_secret, b"secret", b"")
+    key = _labeled_expand(_HPKE_SUITE_ID, secret, b"key", context, _KEY_BYTES)
+    base_nonce = _labeled_expand(_HPKE_SUITE_ID, secret, b"base_nonce", context, _NONCE_BYTES)
+    ciphertext = AESGCM(key).encrypt(base_nonce, plaintext, b"")
+    return HpkeSteps(
+        enc=enc, shared_secret=shared_secret, key=key, base_nonce=base_nonce, blob=enc + ciphertext
     )
 
 

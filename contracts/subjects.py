@@ -27,7 +27,16 @@ Subjects carry only opaque ids and type names, never personal data.
 from __future__ import annotations
 
 from contracts.commands import Command
-from contracts.events import Event
+from contracts.events import (
+    CaseReviewAssigned,
+    CaseReviewDecided,
+    CaseReviewRequested,
+    CaseTransferDeclined,
+    CaseTransferred,
+    CaseTransferRequested,
+    Event,
+    FollowUpOverdue,
+)
 
 COMMAND_PREFIX = "nrm.cmd"
 EVENT_PREFIX = "nrm.evt"
@@ -123,3 +132,18 @@ def feed_subject(agency_id: str, referral_id: str, event_type: str) -> str:
 def feed_filter(agency_id: str) -> str:
     """Everything in one agency's feed: the only filter its consumer may be created with."""
     return f"{FEED_PREFIX}.{agency_id}.>"
+
+
+# Case events that ask an agency to act, copied to its feed by the referral service (a
+# transfer to answer, an overdue follow-up, a review to assign or decide or learn the
+# outcome of). Other case events stay in the stream. (Every referral and need event is
+# copied too.) Here, not in the service table, because the agency contract names them.
+CASE_EVENTS_FOR_FEED: tuple[type[Event], ...] = (
+    CaseTransferRequested,
+    CaseTransferred,
+    CaseTransferDeclined,
+    FollowUpOverdue,
+    CaseReviewRequested,
+    CaseReviewAssigned,
+    CaseReviewDecided,
+)

@@ -46,8 +46,9 @@ from services.runtime.service_table import consumer
 log = get_logger("nrm.referral.feed")
 
 
-# The case events the feed copies: the service table's `CASE_EVENTS_FOR_FEED`, which filters
-# the durable on them (a unit test keeps the two equal).
+# The case events the feed copies: `contracts.subjects.CASE_EVENTS_FOR_FEED`, which the service
+# table filters the durable on and the agency AsyncAPI document lists (a unit test keeps the two
+# equal).
 CaseEventForFeed = (
     CaseTransferRequested
     | CaseTransferred

@@ -66,15 +66,8 @@ from contracts.events import (
     CaseErased,
     CaseNoticeFromAbroadApplied,
     CaseReceivedFromAbroad,
-    CaseReviewAssigned,
-    CaseReviewDecided,
-    CaseReviewRequested,
-    CaseTransferDeclined,
-    CaseTransferred,
-    CaseTransferRequested,
     ConsentRecorded,
     ConsentWithdrawn,
-    Event,
     FollowUpOverdue,
     FollowUpRecorded,
     FollowUpScheduled,
@@ -95,6 +88,7 @@ from contracts.subjects import (
     ATTESTATION_STATUS_SUBJECT,
     AUDIT_PREFIX,
     AUDIT_STREAM,
+    CASE_EVENTS_FOR_FEED,
     CHECKPOINT_REQUEST,
     CHECKPOINT_SUBJECT,
     CHECKPOINTS_STREAM,
@@ -121,18 +115,6 @@ from services.runtime.topology import (
 
 JS = "$JS.API"
 
-# Case events that ask an agency to act, copied to its feed by the referral service (a
-# transfer to answer, an overdue follow-up, a review to assign or decide or learn the
-# outcome of). Other case events stay in the stream.
-CASE_EVENTS_FOR_FEED: tuple[type[Event], ...] = (
-    CaseTransferRequested,
-    CaseTransferred,
-    CaseTransferDeclined,
-    FollowUpOverdue,
-    CaseReviewRequested,
-    CaseReviewAssigned,
-    CaseReviewDecided,
-)
 
 
 class Sender(Enum):

@@ -1,5 +1,6 @@
-"""The committed JSON Schemas and AsyncAPI document match the code, and are well formed: an
-integrator reads these files, not the Python models."""
+"""The committed JSON Schemas and AsyncAPI documents match the code, and are well formed: an
+integrator reads these files, not the Python models. asyncapi.json is what agencies use (their
+own command subjects, replies, the intake key, their feed); asyncapi-internal.json the rest."""
 
 from __future__ import annotations
 
@@ -18,8 +19,22 @@ from contracts.commands import (
 )
 from contracts.envelope import schema_uri
 from contracts.events import ALL_EVENTS
-from contracts.generate import asyncapi, check_all, json_schemas, write_all
-from contracts.subjects import command_subject
+from contracts.generate import (
+    asyncapi,
+    asyncapi_internal,
+    check_all,
+    feed_events,
+    json_schemas,
+    reply_models,
+    vectors_drift,
+    write_all,
+)
+from contracts.subjects import (
+    CASE_EVENTS_FOR_FEED,
+    FEEDS_STREAM,
+    INTAKE_KEY_SUBJECT,
+    command_subject,
+)
 
 SCHEMAS = json_schemas()
 
@@ -74,16 +89,16 @@ def _resolve(document: dict[str, Any], ref: str) -> None:
         node = node[part]
 
 
-def test_every_asyncapi_reference_resolves() -> None:
-    document = asyncapi()
+@pytest.mark.parametrize("document", [asyncapi(), asyncapi_internal()], ids=["agency", "internal"])
+def test_every_asyncapi_reference_resolves(document: dict[str, Any]) -> None:
     refs = _refs(document)
-    assert len(refs) > len(ALL_COMMANDS) + len(ALL_EVENTS)
+    assert len(refs) > len(ALL_COMMANDS) + len(feed_events())
     for ref in refs:
         _resolve(document, ref)
 
 
-def test_each_model_has_exactly_one_schema_file_and_one_channel() -> None:
-    channels: dict[str, Any] = asyncapi()["channels"]
+def test_each_model_has_exactly_one_schema_file_and_one_internal_channel() -> None:
+    channels: dict[str, Any] = asyncapi_internal()["channels"]
     addresses = [channel["address"] for channel in channels.values()]
     for command in ALL_COMMANDS:
         uri = schema_uri(command.NAME, command.VERSION)
@@ -102,8 +117,9 @@ def test_each_model_has_exactly_one_schema_file_and_one_channel() -> None:
     assert (len(commands), len(events)) == (len(ALL_COMMANDS), len(ALL_EVENTS))
 
 
-def test_commands_are_received_with_a_reply_and_events_sent() -> None:
-    operations: dict[str, Any] = asyncapi()["operations"]
+@pytest.mark.parametrize("document", [asyncapi(), asyncapi_internal()], ids=["agency", "internal"])
+def test_commands_are_received_with_a_reply(document: dict[str, Any]) -> None:
+    operations: dict[str, Any] = document["operations"]
     for command in ALL_COMMANDS:
         operation = operations[f"command.{command.NAME}"]
         assert operation["action"] == "receive"
@@ -121,5 +137,86 @@ def test_commands_are_received_with_a_reply_and_events_sent() -> None:
         assert {m["$ref"] for m in operation["reply"]["messages"]} == {
             f"#/channels/reply/messages/{t}" for t in (*answers, "command.rejected")
         }
+
+
+def test_the_internal_document_sends_every_event() -> None:
+    operations: dict[str, Any] = asyncapi_internal()["operations"]
     for event in ALL_EVENTS:
         assert operations[f"event.{event.NAME}"]["action"] == "send"
+
+
+AGENCY = asyncapi()
+
+
+def test_agencies_see_their_own_subjects_and_no_internal_channel() -> None:
+    addresses = [c["address"] for c in AGENCY["channels"].values() if c["address"] is not None]
+    assert not [a for a in addresses if a.startswith("nrm.evt.")]
+    for command in ALL_COMMANDS:
+        channel = AGENCY["channels"][f"command.{command.NAME}"]
+        assert channel["address"] == command_subject(command) + ".{agencyId}"
+        assert set(channel["parameters"]) == {"agencyId"}
+    assert sorted(addresses) == sorted(
+        [command_subject(c) + ".{agencyId}" for c in ALL_COMMANDS]
+        + [INTAKE_KEY_SUBJECT, "nrm.feed.{agencyId}.{aggregateId}.{eventType}"]
+    )
+
+
+def test_every_agency_command_has_its_example_valid_against_its_schema() -> None:
+    for command in ALL_COMMANDS:
+        message = AGENCY["components"]["messages"][f"command.{command.NAME}"]
+        [example] = message["examples"]
+        schema = SCHEMAS[f"command.{command.NAME}.v{command.VERSION}.json"]
+        Draft202012Validator(schema).validate(example["payload"])
+        command.model_validate(example["payload"])
+    sealed = AGENCY["components"]["messages"]["command.screening.submit"]["examples"][0]
+    assert set(sealed["payload"]["personal_data"]) == {"v", "suite", "kid", "blob"}
+
+
+def test_the_intake_key_is_a_request_answered_with_the_key() -> None:
+    operation = AGENCY["operations"]["intake.key"]
+    assert operation["action"] == "receive"
+    assert AGENCY["channels"]["intake.key"]["address"] == INTAKE_KEY_SUBJECT
+    [answer] = operation["reply"]["messages"]
+    key = AGENCY["components"]["messages"]["intake.key"]
+    assert answer["$ref"] == "#/channels/intake.key.reply/messages/key"
+    assert set(key["examples"][0]["payload"]) == {"kid", "public_key"}
+
+
+def test_the_feed_carries_referral_need_and_acting_case_events_from_jetstream() -> None:
+    channel = AGENCY["channels"]["feed"]
+    assert channel["x-nrm-jetstream"]["stream"] == FEEDS_STREAM
+    assert channel["x-nrm-jetstream"]["filterSubject"] == "nrm.feed.{agencyId}.>"
+    names = {e.NAME for e in feed_events()}
+    assert set(channel["parameters"]["eventType"]["enum"]) == names == set(channel["messages"])
+    assert {e.NAME for e in CASE_EVENTS_FOR_FEED} <= names
+    assert {e.NAME for e in ALL_EVENTS if e.AGGREGATE in ("referral", "need")} <= names
+    assert "victim.identified" not in names  # stays in the internal stream
+    operation = AGENCY["operations"]["feed"]
+    assert operation["action"] == "send" and len(operation["messages"]) == len(names)
+
+
+def test_replies_and_feed_messages_are_cloudevents_around_their_model() -> None:
+    for key, message in AGENCY["components"]["messages"].items():
+        if message["contentType"] != "application/cloudevents+json":
+            continue
+        envelope, typed = message["payload"]["allOf"]
+        assert envelope == {"$ref": "#/components/schemas/Envelope"}, key
+        assert typed["properties"]["type"]["const"] in (key, key.removeprefix("feed."))
+
+
+def test_servers_say_how_an_agency_signs_in() -> None:
+    schemes = AGENCY["components"]["securitySchemes"]
+    assert schemes["clientCertificate"]["type"] == "X509"
+    assert {s["protocol"] for s in AGENCY["servers"].values()} == {"nats"}
+    for server in AGENCY["servers"].values():
+        [scheme] = server["security"]
+        assert scheme["$ref"].removeprefix("#/components/securitySchemes/") in schemes
+
+
+def test_every_command_has_one_reply_list_ending_in_a_rejection() -> None:
+    for command in ALL_COMMANDS:
+        assert reply_models(command)[-1].__name__ == "CommandRejected"
+
+
+def test_the_committed_sealing_vectors_are_what_the_code_computes() -> None:
+    assert not vectors_drift(), "contracts/test_vectors/sealing.json is stale: make contracts"
