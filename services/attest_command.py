@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -32,6 +33,7 @@ from contracts.commands import CheckAttestation, IssueAttestation, RevokeAttesta
 from contracts.subjects import ATTESTATION_KEY_SUBJECT, ATTESTATION_STATUS_SUBJECT
 from contracts.vocabulary import AttestationRevocationReason
 from services.client import HubClient
+from services.i18n import DEFAULT_LANGUAGE, LANGUAGES, Language, language
 from services.runtime.connection import connect_operator
 from services.runtime.settings import Settings
 
@@ -82,6 +84,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     check.add_argument("--at", help="check as at this date (ISO 8601; default now)")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--lang", choices=LANGUAGES, help="en, ru or ky (default: $NRM_LANG, else en)"
+    )
     qr = cmds.add_parser("qr", help="print a credential as a QR code (SVG or PNG)")
     credential_input(qr)
     qr.add_argument("--out", type=Path, required=True, help="FILE.svg or FILE.png")
@@ -125,16 +130,41 @@ def write_qr(credential: str, out: Path) -> None:
     segno.make_qr(credential.strip(), error="m").save(str(out), kind=kind, scale=8, border=4)
 
 
-def render(result: Verification, at: dt.datetime) -> str:
+# What each verdict means, for an officer reading it in Russian or Kyrgyz (in English the
+# verifier's own, more specific reason is shown).
+VERDICT_MEANING = {
+    Verdict.UNREADABLE: "the text, the key file or the status list could not be read",
+    Verdict.TAMPERED: "the content does not match the hub's signature: changed or forged",
+    Verdict.EXPIRED: "past its validity date",
+    Verdict.REVOKED: "the hub withdrew it",
+    Verdict.WRONG_ISSUER: "signed by another hub's key than the one given",
+    Verdict.BINDING_MISMATCH: "the document number given is not the one it was issued for",
+    Verdict.STATUS_LIST_UNUSABLE: "the status list is out of date, another hub's, or damaged",
+}
+
+
+def render(result: Verification, at: dt.datetime, lang: Language | None = None) -> str:
+    """The verdict for an officer, in `lang`: the first line says VALID or NOT VALID."""
+    lang = lang or language()
     attestation = result.attestation
     if result.verdict is not Verdict.VALID:
-        lines = [f"NOT VALID ({result.verdict.name.lower()}): {result.reason}"]
+        reason = result.reason if lang.code == "en" else lang.text(VERDICT_MEANING[result.verdict])
+        lines = [f"{lang.text('NOT VALID')} ({result.verdict.name.lower()}): {reason}"]
     else:
         assert attestation is not None
         lines = [
-            f"VALID: {attestation.victim_status} victim of trafficking under the NRM of "
-            f"{attestation.country}"
+            lang.text(
+                f"VALID: {attestation.victim_status} victim of trafficking under the NRM of "
+                "{country}",
+                country=attestation.country,
+            )
         ]
+    labels = ("attestation", "issuer", "issued", "valid until", "document", "checked at")
+    width = max(len(lang.text(label)) for label in labels) + 2
+
+    def line(label: str, value: str) -> str:
+        return f"  {lang.text(label).ljust(width)}{value}"
+
     if attestation is not None:
         binding = (
             "matches the document number given"
@@ -144,13 +174,13 @@ def render(result: Verification, at: dt.datetime) -> str:
             else "not bound to a document: check identity by other means"
         )
         lines += [
-            f"  attestation  {attestation.attestation_id}",
-            f"  issuer       {attestation.issuer}",
-            f"  issued       {attestation.issued_at:%Y-%m-%d}",
-            f"  valid until  {attestation.expires_at:%Y-%m-%d}",
-            f"  document     {binding}",
+            line("attestation", str(attestation.attestation_id)),
+            line("issuer", attestation.issuer),
+            line("issued", f"{attestation.issued_at:%Y-%m-%d}"),
+            line("valid until", f"{attestation.expires_at:%Y-%m-%d}"),
+            line("document", lang.text(binding)),
         ]
-    lines.append(f"  checked at   {at:%Y-%m-%d %H:%M} UTC")
+    lines.append(line("checked at", f"{at:%Y-%m-%d %H:%M} UTC"))
     return "\n".join(lines)
 
 
@@ -185,7 +215,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"nrm: {exc}", file=sys.stderr)
         return int(Verdict.UNREADABLE)
     result = verify(credential, key, status_list, at, args.document_number)
-    print(json.dumps(as_json(result), indent=2) if args.json else render(result, at))
+    lang = language(args.lang or os.environ.get("NRM_LANG") or DEFAULT_LANGUAGE)
+    print(json.dumps(as_json(result), indent=2) if args.json else render(result, at, lang))
     return int(result.verdict)
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import EVENTS_STREAM
+from services.i18n import LANGUAGES, language
 from services.runtime.connection import connect_operator
 from services.runtime.settings import Settings
 from services.runtime.stored_messages import NoDirectGet
-from services.statistics.i18n import LANGUAGES, language
 from services.statistics.publish import (
     DEFAULT_THRESHOLD,
     STANDARD,

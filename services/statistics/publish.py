@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.i18n import Language, language
 from services.statistics.disclosure import Position, Suppression, suppress
-from services.statistics.i18n import Language, language
 from services.statistics.projection import StatsState
 from services.statistics.tables import ALL, UNITS, Query, Table, count
 

@@ -26,6 +26,7 @@ from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
 from contracts.vocabulary import Region, Service
 from services.case.case import fold_case
 from services.case.plan_reader import read_case_plan
+from services.i18n import LANGUAGES, Language, language
 from services.runtime.connection import connect_operator
 from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.settings import Settings
@@ -55,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         p.add_argument("--service", choices=[s.value for s in Service], help="only this service")
         p.add_argument("--format", choices=("table", "csv", "json"), default="table")
         p.add_argument(
+            "--lang", choices=LANGUAGES, help="en, ru or ky (default: $NRM_LANG, else en)"
+        )
+        p.add_argument(
             "--nats-url", default=None, help="NATS URL (default: $NRM_NATS_URL or the local hub)"
         )
 
@@ -70,21 +74,37 @@ async def read_worklists(nc: Client) -> WorklistState:
     return state
 
 
-def render(found: list[Row], fmt: str) -> str:
+def _word(lang: Language, column: str, value: str) -> str:
+    """A cell for people: codes as words, a waiting-list position in the language."""
+    if column == "detail" and value.startswith("position "):
+        return lang.text("position {n}", n=value.removeprefix("position "))
+    if column in ("item", "service", "region", "detail"):
+        return lang.word(value)
+    return value
+
+
+def render(found: list[Row], fmt: str, lang: Language | None = None) -> str:
+    """JSON keeps codes (for programs); CSV keeps codes under headers in `lang`; the table
+    is for people: headers and codes in `lang`'s words."""
+    lang = lang or language()
     if fmt == "json":
         return json.dumps([row.as_dict() for row in found], indent=2) + "\n"
+    headers = [lang.field(c) for c in COLUMNS]
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(row.as_dict() for row in found)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows([str(v) for v in row.as_dict().values()] for row in found)
         return out.getvalue()
-    table = [COLUMNS, *(tuple(str(v) for v in row.as_dict().values()) for row in found)]
+    table = [
+        tuple(headers),
+        *(tuple(_word(lang, c, str(v)) for c, v in row.as_dict().items()) for row in found),
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in table
     ]
-    return "\n".join(line.rstrip() for line in lines) + f"\n({len(found)} rows)\n"
+    return "\n".join(line.rstrip() for line in lines) + f"\n({len(found)} {lang.text('rows')})\n"
 
 
 async def show_case(nc: Client, case_id: uuid.UUID) -> dict[str, Any] | None:
@@ -129,5 +149,5 @@ async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> in
         region=args.region,
         service=args.service,
     )
-    sys.stdout.write(render(found, args.format))
+    sys.stdout.write(render(found, args.format, language(args.lang or settings.lang)))
     return 0

@@ -247,6 +247,15 @@ def test_the_cli_verifies_offline_with_an_exit_code_per_verdict(
     assert main([*base, "garbage"]) == 2
     assert main([*base]) == 2  # neither text nor file
     assert main([*base[:-1], str(tmp_path / "missing"), credential]) == 2
+    # An officer reads the verdict in Russian or Kyrgyz; the exit code is the same.
+    capsys.readouterr()
+    assert main([*base, credential, "--lang", "ky"]) == 0
+    assert capsys.readouterr().out.startswith("\u0416\u0410\u0420\u0410\u041a\u0422\u0423\u0423")
+    assert main([*base, credential, "--at", "2030-01-01", "--lang", "ru"]) == 4
+    assert (
+        "\u0441\u0440\u043e\u043a \u0434\u0435\u0439\u0441\u0442\u0432\u0438\u044f"
+        in capsys.readouterr().out
+    )
 
 
 def test_the_signing_key_file_must_be_a_32_byte_seed(tmp_path: Path) -> None:

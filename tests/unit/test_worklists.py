@@ -195,7 +195,7 @@ def test_every_format_names_the_same_rows() -> None:
     found = rows(state, Worklist.UNMET, T0)
     assert json.loads(render(found, "json"))[0]["case_id"] == str(CASE)
     csv_lines = render(found, "csv").splitlines()
-    assert csv_lines[0].startswith("case_id,item,item_id") and str(CASE) in csv_lines[1]
+    assert csv_lines[0].startswith("case,item,item id") and str(CASE) in csv_lines[1]
     assert str(CASE) in render(found, "table") and "(1 rows)" in render(found, "table")
 
 
@@ -305,3 +305,13 @@ def _identified() -> VictimIdentified:
         needs=(Service.SHELTER,),
         consent=Consent(),
     )
+
+
+def test_the_table_speaks_the_readers_language_and_json_keeps_codes() -> None:
+    from services.i18n import language
+
+    found = rows(_fold((T0, _unmet(Service.SHELTER))), Worklist.UNMET, T0)
+    table = render(found, "table", language("ru"))
+    assert "приют" in table and "нет поставщика" in table and "shelter" not in table
+    assert json.loads(render(found, "json", language("ru")))[0]["service"] == "shelter"
+    assert render(found, "csv", language("ky")).splitlines()[1].count("shelter") == 1

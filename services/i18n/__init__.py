@@ -1,6 +1,6 @@
-"""The statistics in the reader's language: English, Russian or Kyrgyz (`--lang`, NRM_LANG).
+"""Outputs for people in their language: English, Russian or Kyrgyz (`--lang`, NRM_LANG).
 
-The catalogues are gettext `.po` files (`locale/<lang>/LC_MESSAGES/nrm.po`), read with Babel
+The catalogues are gettext `.po` files (`catalogues/<lang>/LC_MESSAGES/nrm.po`), read with Babel
 when a language is first used: codes (`msgctxt "code"`: `bishkek_city` -> the city's name),
 field names (`msgctxt "field"`: `region` -> its word) and text (an English msgid: a table's
 title, a line of the report). A code or text without a translation shows as it is, never as
@@ -18,7 +18,7 @@ from babel.messages.pofile import read_po
 
 LANGUAGES = ("en", "ru", "ky")
 DEFAULT_LANGUAGE = "en"
-LOCALE_DIR = Path(__file__).parent / "locale"
+LOCALE_DIR = Path(__file__).parent / "catalogues"
 
 
 class Language:
