@@ -40,6 +40,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check contracts services nrm_tools tests
+	$(BIN)/ruff format --check contracts services nrm_tools tests
 	$(BIN)/mypy
 
 # The container image's exact dependencies with hashes (deploy/requirements.lock).

@@ -116,7 +116,6 @@ from services.runtime.topology import (
 JS = "$JS.API"
 
 
-
 class Sender(Enum):
     """An agency role that may send a command; the registry says who holds it."""
 
