@@ -81,7 +81,9 @@ class SecuredNode:
     env: dict[str, str]
     log: Path
     config: Path
-    country: str = "kg"  # its cluster is named nrm-<country>: leaf links need distinct names
+    # A hub node's cluster is named nrm-<country> (leaf links need distinct names); a node
+    # that is not in a hub's cluster (a peer's leaf) has none.
+    country: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,8 +105,7 @@ class SecuredNode:
                     str(nats_server_binary()),
                     "-c",
                     str(self.config),
-                    "--cluster_name",
-                    f"nrm-{self.country}",
+                    *(["--cluster_name", f"nrm-{self.country}"] if self.country else []),
                 ],
                 stdout=log,
                 stderr=log,
