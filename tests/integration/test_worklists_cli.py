@@ -84,7 +84,8 @@ async def test_a_childs_unmet_guardianship_is_on_the_unmet_worklist(
             )
         )
     )
-    assert [r["case_id"] for r in table] == [case_id]
+    # CSV: headers in the reader's language (English by default), cells as codes.
+    assert [(r["case"], r["service"]) for r in table] == [(case_id, "guardianship")]
     assert (
         json.loads(
             await nrm_output(
