@@ -33,7 +33,7 @@ from contracts.commands import CheckAttestation, IssueAttestation, RevokeAttesta
 from contracts.subjects import ATTESTATION_KEY_SUBJECT, ATTESTATION_STATUS_SUBJECT
 from contracts.vocabulary import AttestationRevocationReason
 from services.client import HubClient
-from services.i18n import DEFAULT_LANGUAGE, LANGUAGES, Language, language
+from services.i18n.catalogue import DEFAULT_LANGUAGE, LANGUAGES, Language, language
 from services.runtime.connection import connect_operator
 from services.runtime.settings import Settings
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import EVENTS_STREAM
-from services.i18n import LANGUAGES, language
+from services.i18n.catalogue import LANGUAGES, language
 from services.runtime.connection import connect_operator
 from services.runtime.settings import Settings
 from services.runtime.stored_messages import NoDirectGet

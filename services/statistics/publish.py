@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.i18n import Language, language
+from services.i18n.catalogue import Language, language
 from services.statistics.disclosure import Position, Suppression, suppress
 from services.statistics.projection import StatsState
 from services.statistics.tables import ALL, UNITS, Query, Table, count

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from services.i18n import Language, language
+from services.i18n.catalogue import Language, language
 from services.statistics.publish import HIDDEN, Figures, Published, as_csv
 
 CHARTS = (

@@ -26,7 +26,7 @@ from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
 from contracts.vocabulary import Region, Service
 from services.case.case import fold_case
 from services.case.plan_reader import read_case_plan
-from services.i18n import LANGUAGES, Language, language
+from services.i18n.catalogue import LANGUAGES, Language, language
 from services.runtime.connection import connect_operator
 from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.settings import Settings

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.i18n import language
+from services.i18n.catalogue import language
 from services.statistics.projection import StatsState, fold
 from services.statistics.publish import STANDARD, Figures, Published, figures
 from services.statistics.report import write_report

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from services.i18n import LANGUAGES, LOCALE_DIR, language
+from services.i18n.catalogue import LANGUAGES, LOCALE_DIR, language
 from services.statistics.projection import StatsState, fold
 from services.statistics.publish import STANDARD, as_csv, as_json, as_text, figures
 from services.statistics.report import CHARTS, render

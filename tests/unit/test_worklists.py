@@ -308,7 +308,7 @@ def _identified() -> VictimIdentified:
 
 
 def test_the_table_speaks_the_readers_language_and_json_keeps_codes() -> None:
-    from services.i18n import language
+    from services.i18n.catalogue import language
 
     found = rows(_fold((T0, _unmet(Service.SHELTER))), Worklist.UNMET, T0)
     table = render(found, "table", language("ru"))
