@@ -38,6 +38,7 @@ from contracts.events import (
     ScreeningRecord,
     VictimPresumed,
 )
+from services.case.ids import need_id_for
 
 
 class Worklist(StrEnum):
@@ -165,10 +166,8 @@ def _requested(state: WorklistState, event: ReferralRequested, envelope: Envelop
         requested_at=event.requested_at,
         respond_by=event.respond_by,
     )
-    # A need referred again is no longer unmet.
-    for need_id, unmet in list(state.unmet.items()):
-        if unmet.case_id == event.case_id and unmet.service == event.service.value:
-            del state.unmet[need_id]
+    # A need referred again is no longer unmet (its id derives from case and service).
+    state.unmet.pop(need_id_for(event.case_id, event.service), None)
 
 
 @handles(ReferralWaitlisted)

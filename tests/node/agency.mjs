@@ -2,7 +2,7 @@
 // secured hub with its nkey seed, asks for the intake key, seals a screening's personal data to
 // it (docs/SEALING.md), submits the screening on its own subject and reads its own feed.
 //
-//   NATS_URL=nats://127.0.0.1:4222 NRM_AGENCY=kg-ngo-osh-crisis-centre \
+//   NATS_URL=nats://127.0.0.1:<port> NRM_AGENCY=kg-ngo-osh-crisis-centre \
 //   NRM_SEED_FILE=var/credentials/kg-ngo-osh-crisis-centre.nk \
 //   node agency.mjs screening.json
 //

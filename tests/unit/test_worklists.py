@@ -39,13 +39,14 @@ from contracts.vocabulary import (
     ShelterCategory,
     UnmetReason,
 )
+from services.case.ids import need_id_for
 from services.worklists.command import render
 from services.worklists.projection import Worklist, WorklistState, apply, rows
 
 T0 = dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC)
 CASE = uuid.uuid4()
 REFERRAL = uuid.uuid4()
-NEED = uuid.uuid4()
+NEED = need_id_for(CASE, Service.GUARDIANSHIP)  # the hub derives a need's id, as here
 
 
 def _fold(*timed: tuple[dt.datetime, Event]) -> WorklistState:
@@ -87,7 +88,7 @@ def _requested(
 
 def _unmet(service: Service = Service.GUARDIANSHIP) -> NeedUnmet:
     return NeedUnmet(
-        need_id=NEED,
+        need_id=need_id_for(CASE, service),
         case_id=CASE,
         service=service,
         reason=UnmetReason.NO_PROVIDER,
