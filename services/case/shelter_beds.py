@@ -31,25 +31,54 @@ class Stay:
 
 @dataclass
 class Shelter:
+    """Beds per category, residents and the waiting list. Every question a decision asks of
+    it is answered without walking the residents or the list (a busy shelter's state has
+    thousands of entries, and each placement asks several): occupancy and waiting counts are
+    kept per category, and the waiting list is keyed by referral in arrival order."""
+
     shelter_id: str
     region: Region | None = None
     capacity: dict[ShelterCategory, int] = field(default_factory=dict)
     residents: dict[UUID, Stay] = field(default_factory=dict)
-    waiting: list[Stay] = field(default_factory=list)
+    queue: dict[UUID, Stay] = field(default_factory=dict)  # insertion order = arrival
+    occupancy: dict[ShelterCategory, int] = field(default_factory=dict)
+    queued: dict[ShelterCategory, int] = field(default_factory=dict)
 
     @property
     def registered(self) -> bool:
         return self.region is not None
 
+    @property
+    def waiting(self) -> list[Stay]:
+        """The waiting list, first come first."""
+        return list(self.queue.values())
+
     def occupied(self, category: ShelterCategory) -> int:
-        return sum(1 for s in self.residents.values() if s.category is category)
+        return self.occupancy.get(category, 0)
+
+    def free(self, category: ShelterCategory) -> int:
+        return self.capacity.get(category, 0) - self.occupied(category)
 
     def has_bed(self, category: ShelterCategory) -> bool:
-        return self.occupied(category) < self.capacity.get(category, 0)
+        return self.free(category) > 0
+
+    def waiting_in(self, category: ShelterCategory) -> int:
+        return self.queued.get(category, 0)
 
     def knows(self, referral_id: UUID) -> bool:
-        return referral_id in self.residents or any(
-            s.referral_id == referral_id for s in self.waiting
+        return referral_id in self.residents or referral_id in self.queue
+
+    def copy(self) -> Shelter:
+        """An independent copy (a decision projects its events on one; a kept state is
+        never changed by a decision)."""
+        return Shelter(
+            self.shelter_id,
+            self.region,
+            dict(self.capacity),
+            dict(self.residents),
+            dict(self.queue),
+            dict(self.occupancy),
+            dict(self.queued),
         )
 
 
@@ -67,14 +96,30 @@ def apply(shelter: Shelter, event: Event) -> None:
             shelter.region = event.region
             shelter.capacity = dict(event.capacity)
         case ShelterAdmitted():
-            shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
-            shelter.residents[event.referral_id] = _stay(event)
+            _leave_queue(shelter, event.referral_id)
+            if event.referral_id not in shelter.residents:
+                shelter.residents[event.referral_id] = _stay(event)
+                _count(shelter.occupancy, event.category, 1)
         case ShelterWaitlisted():
-            shelter.waiting.append(_stay(event))
+            if event.referral_id not in shelter.queue:
+                shelter.queue[event.referral_id] = _stay(event)
+                _count(shelter.queued, event.category, 1)
         case ShelterDischarged():
-            shelter.residents.pop(event.referral_id, None)
+            stay = shelter.residents.pop(event.referral_id, None)
+            if stay is not None:
+                _count(shelter.occupancy, stay.category, -1)
         case ShelterWaitlistLeft():
-            shelter.waiting = [s for s in shelter.waiting if s.referral_id != event.referral_id]
+            _leave_queue(shelter, event.referral_id)
+
+
+def _leave_queue(shelter: Shelter, referral_id: UUID) -> None:
+    stay = shelter.queue.pop(referral_id, None)
+    if stay is not None:
+        _count(shelter.queued, stay.category, -1)
+
+
+def _count(counts: dict[ShelterCategory, int], category: ShelterCategory, step: int) -> None:
+    counts[category] = counts.get(category, 0) + step
 
 
 def _stay(event: PlacementEvent) -> Stay:

@@ -10,7 +10,6 @@ on (`Shelter`, `fold_shelter`) is in the case core, `services/case/shelter_beds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from uuid import UUID
 
 from contracts.commands import DischargeFromShelter, RegisterShelter
@@ -34,12 +33,7 @@ from services.case.shelter_beds import Shelter, apply
 
 def _after(shelter: Shelter, events: Sequence[ShelterEvent]) -> Shelter:
     """The state once `events` are applied; `shelter` itself is left as it was."""
-    projected = replace(
-        shelter,
-        capacity=dict(shelter.capacity),
-        residents=dict(shelter.residents),
-        waiting=list(shelter.waiting),
-    )
+    projected = shelter.copy()
     for event in events:
         apply(projected, event)
     return projected
@@ -54,8 +48,10 @@ def serve_waiting_list(
     has `ended` (declined or revoked while the shelter had not yet heard) leaves the list
     instead of taking the bed."""
     admitted: list[ShelterEvent] = []
-    free = {c: shelter.capacity.get(c, 0) - shelter.occupied(c) for c in ShelterCategory}
-    for stay in shelter.waiting:
+    free = {c: shelter.free(c) for c in ShelterCategory if shelter.waiting_in(c)}
+    for stay in shelter.queue.values():
+        if not ended and not any(n > 0 for n in free.values()):
+            break  # nobody further down can be admitted, and nobody has to leave
         if stay.referral_id in ended:
             admitted.append(
                 ShelterWaitlistLeft(
@@ -65,7 +61,7 @@ def serve_waiting_list(
                     category=stay.category,
                 )
             )
-        elif free[stay.category] > 0:
+        elif free.get(stay.category, 0) > 0:
             free[stay.category] -= 1
             admitted.append(
                 ShelterAdmitted(
@@ -139,7 +135,7 @@ def decide_placement(
     now = _after(shelter, events)
     if now.has_bed(category):
         return [*events, ShelterAdmitted(**ids, from_waiting_list=False)]
-    position = 1 + sum(1 for s in now.waiting if s.category is category)
+    position = 1 + now.waiting_in(category)
     return [*events, ShelterWaitlisted(**ids, position=position)]
 
 
@@ -170,7 +166,7 @@ def decide_revocation(
 ) -> list[ShelterEvent]:
     """A revoked or declined referral leaves the waiting list (a declined person waiting
     would otherwise be admitted at the next free bed); a resident stays until discharged."""
-    stay = next((s for s in shelter.waiting if s.referral_id == revoked.referral_id), None)
+    stay = shelter.queue.get(revoked.referral_id)
     if stay is None:
         return []
     return [
