@@ -43,7 +43,7 @@ TARGET_P99_MS = 25.0
 TARGET_VERIFY_LEAVES_S = 300_000
 TARGET_REPLAY_RATIO = 0.4
 TARGET_PEER_RATIO = 1.0  # hub events/s ahead of the eventsourcing peer's
-PEER_MAX_CASES = 2000  # the peer's cost per event is flat in N: ~11k events are enough
+PEER_MAX_CASES = 1000  # the peer's cost per event is flat in N: 5,500 events are enough
 
 
 @dataclass(frozen=True)
