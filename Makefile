@@ -35,7 +35,7 @@ soak: $(STAMP)
 
 # The hub beside raw NATS ceilings in one run; figures in var/bench.json (docs/PERFORMANCE.md).
 bench: $(STAMP)
-	$(BIN)/python -c 'import pyinstrument' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -c 'import pyinstrument, eventsourcing' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/nrm bench --out var/bench.json --profile var/bench-profile.txt
 
 lint: $(STAMP)

@@ -30,6 +30,9 @@ RATIO_KEYS = (
     "hub_p99_vs_relay_p99",
 )
 
+# The optional eventsourcing peer's rows, printed only when the `bench` extra is installed.
+PEER_KEYS = ("sqlite_synchronous", "events", "events_per_s")
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
@@ -85,6 +88,13 @@ def table(figures: dict[str, Any]) -> str:
     lines.append("-- ratios (hub / raw ceiling, same run)")
     for key in RATIO_KEYS:
         add(f"ratios.{key}", [runs[n]["ratios"][key] for n in names])
+    peer = figures.get("peer")
+    if peer is None:  # the optional `bench` extra
+        lines.append("-- peer: eventsourcing not installed (`make bench` installs it)")
+    else:
+        lines.append(_peer_header(peer[names[0]]))
+        for key in PEER_KEYS:
+            add(f"peer.{key}", [peer[n][key] for n in names])
     audit = figures["audit"]
     lines += ["", f"audit.checkpoint_sign_us: {_fmt(audit['checkpoint_sign_us'])}"]
     for item in audit["synthetic"]:
@@ -105,6 +115,13 @@ def table(figures: dict[str, Any]) -> str:
             )
     lines.append(f"\nall checks passed; total {figures['total_seconds']} s")
     return "\n".join(lines) + "\n"
+
+
+def _peer_header(peer: dict[str, Any]) -> str:
+    return (
+        f"-- peer: {peer['library']}, {peer['storage']}, {peer['cipher']} "
+        "(same run; one process, no network, no consumers)"
+    )
 
 
 def write(figures: dict[str, Any], path: Path) -> None:

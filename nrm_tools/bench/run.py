@@ -8,6 +8,7 @@ runs. The growth series (default setting) runs the hub at each N on fresh server
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import shutil
@@ -41,6 +42,8 @@ TARGET_EVENTS_RATIO = 0.5
 TARGET_P99_MS = 25.0
 TARGET_VERIFY_LEAVES_S = 300_000
 TARGET_REPLAY_RATIO = 0.4
+TARGET_PEER_RATIO = 1.0  # hub events/s ahead of the eventsourcing peer's
+PEER_MAX_CASES = 1000  # the peer's cost per event is flat in N: 5,500 events are enough
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ async def _measure(tmp: Path, options: Options, figures: dict[str, Any], say: Sa
     for name in options.sync:
         figures["runs"][name], leaf = await _sync_setting(tmp, name, options, say)
         template = template or leaf
+    _peer(tmp, options, figures, say)
     if "default" in options.sync:
         figures["growth"] = await _growth(tmp, options, figures, say)
     say("audit: checkpoint signing; verification of larger synthetic bundles")
@@ -152,6 +156,8 @@ async def _measure(tmp: Path, options: Options, figures: dict[str, Any], say: Sa
     }
     figures["targets"] = _targets(figures)
     figures["targets"]["audit"] = _audit_targets(figures)
+    if "peer" in figures:
+        figures["targets"]["peer"] = _peer_targets(figures)
     if options.profile is not None:  # a separate run: the profiler would slow the timed one
         say(f"profile: {options.cases} cases at saturation under pyinstrument")
         await run_hub(
@@ -254,6 +260,36 @@ def _one_setting(
             ),
         },
     }
+
+
+def _peer(tmp: Path, options: Options, figures: dict[str, Any], say: Say) -> None:
+    """The optional peer (`bench` extra): eventsourcing + SQLite + AES, per sync setting."""
+    if importlib.util.find_spec("eventsourcing") is None:
+        say("peer: eventsourcing not installed")
+        return
+    from nrm_tools.bench import peer_eventsourcing  # imports the optional library
+
+    cases = min(options.cases, PEER_MAX_CASES)
+    figures["peer"] = {}
+    for name in options.sync:
+        synchronous = peer_eventsourcing.SYNCHRONOUS[name]
+        say(f"[{name}] peer: eventsourcing, {cases} cases, SQLite synchronous={synchronous}, AES")
+        peer = peer_eventsourcing.measure(tmp / f"peer-{name}", cases, synchronous)
+        figures["peer"][name] = peer.figures()
+
+
+def _peer_targets(figures: dict[str, Any]) -> dict[str, Any]:
+    """Hub events/s over the peer's, each sync setting against its SQLite counterpart."""
+    out = {}
+    for name, peer in figures["peer"].items():
+        ratio = figures["runs"][name]["hub_saturation"]["events_per_s"] / peer["events_per_s"]
+        key = "hub_events_vs_eventsourcing" + ("" if name == "default" else f"_sync_{name}")
+        out[key] = {
+            "value": round(ratio, 3),
+            "target": TARGET_PEER_RATIO,
+            "met": ratio >= TARGET_PEER_RATIO,
+        }
+    return out
 
 
 async def _growth(

@@ -4,6 +4,7 @@ Speeds are printed, never asserted (they belong to the benchmark, not the tests)
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -58,6 +59,17 @@ def test_quick_bench_completes_checks_itself_and_prints_every_figure(tmp_path: P
             "projection_replay_vs_raw_ordered",
         }
     assert "audit.checkpoint_sign_us" in printed and "audit.synthetic" in printed
+    if importlib.util.find_spec("eventsourcing") is None:  # the optional `bench` extra
+        assert "peer: eventsourcing not installed" in printed and "peer" not in figures
+    else:
+        for name in figures["runs"]:
+            assert figures["peer"][name]["events"] == 165  # 30 cases, 5.5 events each
+            assert figures["peer"][name]["events_per_s"] > 0
+        assert set(figures["targets"]["peer"]) == {
+            "hub_events_vs_eventsourcing",
+            "hub_events_vs_eventsourcing_sync_always",
+        }
+        assert all(f"peer.{key}" in printed for key in report.PEER_KEYS)
     assert [g["n"] for g in figures["growth"]] == [10, 30]
     for canary in CANARIES:  # the bench's own personal data never shows either
         assert canary not in printed and canary not in done.stderr
