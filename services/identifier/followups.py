@@ -124,11 +124,8 @@ async def escalate_overdue(runtime: Runtime) -> int:
     now = runtime.clock()
     coordinating_body = runtime.registry.coordinating_body
     escalated = 0
-    for key in await bucket.keys():
-        try:
-            entry = await bucket.get(key)
-        except KeyNotFound:
-            continue
+    for entry in await bucket.entries():
+        key = entry.key
         if not entry.value:
             continue
         due_on = dt.date.fromisoformat(json.loads(entry.value)["due_on"])

@@ -406,11 +406,8 @@ class ReferralService:
         bucket = await self.deadlines()
         now = self.runtime.clock()
         escalated = 0
-        for key in await bucket.keys():
-            try:
-                entry = await bucket.get(key)
-            except KeyNotFound:
-                continue
+        for entry in await bucket.entries():
+            key = entry.key
             if not entry.value:
                 continue
             watched = json.loads(entry.value)

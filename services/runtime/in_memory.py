@@ -124,3 +124,10 @@ class InMemoryKeyValue:
 
     async def keys(self) -> list[str]:
         return [key for key, (value, _) in self._latest.items() if value is not None]
+
+    async def entries(self) -> list[Entry]:
+        return [
+            Entry(key, value, revision)
+            for key, (value, revision) in self._latest.items()
+            if value is not None
+        ]

@@ -9,7 +9,9 @@ Adapters: `JetStreamKeyValue` (keyvalue_jetstream.py, the product: a nats-py buc
   `WrongRevision`; `update` writes only if the key's latest revision is `last`, else
   `WrongRevision`: compare-and-set, so two writers never both win.
 - `get` of a key that has no value (never written, deleted or purged) raises `KeyNotFound`.
-- `keys()` lists the keys that have a value, and is empty (not an error) when none has.
+- `keys()` lists the keys that have a value, and is empty (not an error) when none has;
+  `entries()` gives each of them with its latest value and revision, in one pass (a sweep
+  over thousands of keys reads the bucket once, not once per key).
 - A key is letters, digits and `-/_=.` (NATS subject tokens); anything else is a ValueError.
 """
 
@@ -61,4 +63,8 @@ class KeyValue(Protocol):
 
     async def keys(self) -> list[str]:
         """The keys that have a value, empty when none has."""
+        ...
+
+    async def entries(self) -> list[Entry]:
+        """Every key that has a value, with its latest value and revision."""
         ...

@@ -60,3 +60,17 @@ class JetStreamKeyValue:
             return list(await self._bucket.keys())
         except errors.NoKeysError:
             return []
+
+    async def entries(self) -> list[Entry]:
+        # One ordered consumer over the bucket's latest values; the watcher's None marks the
+        # end of what is stored now.
+        watcher = await self._bucket.watchall(ignore_deletes=True)
+        try:
+            found = []
+            async for entry in watcher:
+                if entry is None:
+                    break
+                found.append(Entry(entry.key, entry.value or b"", entry.revision or 0))
+            return found
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]

@@ -123,6 +123,22 @@ async def test_keys_lists_the_keys_with_a_value(bucket: KeyValue) -> None:
     assert sorted(await bucket.keys()) == sorted(written)
 
 
+async def test_entries_give_each_key_with_a_value_its_latest_value_and_revision(
+    bucket: KeyValue,
+) -> None:
+    assert await bucket.entries() == []
+    changed, deleted, purged, kept = key(), key(), key(), key()
+    for k in (changed, deleted, purged, kept):
+        await bucket.put(k, b"first")
+    latest = await bucket.put(changed, b"second")
+    await bucket.delete(deleted)
+    await bucket.purge(purged)
+    found = {e.key: e for e in await bucket.entries()}
+    assert sorted(found) == sorted([changed, kept])
+    assert found[changed].value == b"second" and found[changed].revision == latest
+    assert found[kept] == await bucket.get(kept)
+
+
 async def test_a_key_outside_the_allowed_characters_is_refused(bucket: KeyValue) -> None:
     for bad in ("", "a b", "a.", ".a", "a*", "a>"):
         with pytest.raises(ValueError):
