@@ -77,9 +77,12 @@ def table(figures: dict[str, Any]) -> str:
         "hub_saturation.max_consumer_lag_at_end",
         [_worst(runs[n]["hub_saturation"]["lag_at_end"]) for n in names],
     )
-    lines.append("-- hub at the offered rate (command -> shelter.admitted)")
-    for key in ("offered_cases_per_s", *HUB_KEYS):
-        add(f"hub_paced.{key}", [runs[n]["hub_paced"][0][key] for n in names])
+    for index, label in enumerate(("the offered rate", "a light load (unloaded latency)")):
+        if any(len(runs[n]["hub_paced"]) <= index for n in names):
+            continue
+        lines.append(f"-- hub at {label} (command -> shelter.admitted)")
+        for key in ("offered_cases_per_s", *HUB_KEYS):
+            add(f"hub_paced[{index}].{key}", [runs[n]["hub_paced"][index][key] for n in names])
     lines.append("-- audit and replay")
     for key in ("leaves", "leaves_per_s", "peak_kib"):
         add(f"audit_verify.{key}", [runs[n]["audit_verify"][key] for n in names])
