@@ -17,13 +17,12 @@ Three claims, each tested here:
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import random
 import uuid
 from typing import Any
-
-import gc
 
 import msgspec
 import pytest
