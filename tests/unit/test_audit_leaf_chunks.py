@@ -222,6 +222,10 @@ def edge_cases() -> list[bytes]:
         _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"1700000000"'),
         _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23T12:00:03.5Z"'),
         _edit(raw, b'"prev":"', b'"prev":"A'),
+        _edit(raw, b'"sha256":"', b'"sha256":"A'),
+        _edit(raw, b'"sha256":"', b'"sha256":"g'),
+        _edit(raw, b'"sha256":"', b'"sha256":"\\n'),
+        _edit(raw, b'"sha256":"', b'"sha256":"0'),
         _edit(raw, b'"prev":"', b'"prev":"0'),
         canonical_json({**value, "data": {**value["data"], "prev": ""}}),
         _edit(raw, b'"ids":{', b'"ids":{"a":1,'),
@@ -453,3 +457,15 @@ def test_checking_a_chunk_leaves_the_collector_as_it_was(enabled: bool) -> None:
         assert gc.isenabled() == enabled
     finally:
         (gc.enable if before else gc.disable)()
+
+
+@pytest.mark.parametrize("bad", [b"A", b"g", b"\\n", b" "])
+def test_a_hash_not_in_lower_case_hex_fails_the_chunk_as_it_fails_the_leaf(bad: bytes) -> None:
+    leaves, _ = generated(8)
+    value = json.loads(leaves[4])
+    sha = value["data"]["source"]["sha256"]
+    tampered = _edit(leaves[4], sha.encode(), bad + sha[1:].encode())
+    assert quick_leaf(tampered) is None
+    body = b"".join(raw + b"\n" for raw in [*leaves[:4], tampered, *leaves[5:]])
+    chunk = check_lines(body)
+    assert chunk == leaf_by_leaf(body) and chunk.clean == 4 and 4 in chunk.errors
