@@ -469,3 +469,13 @@ def test_a_hash_not_in_lower_case_hex_fails_the_chunk_as_it_fails_the_leaf(bad: 
     body = b"".join(raw + b"\n" for raw in [*leaves[:4], tampered, *leaves[5:]])
     chunk = check_lines(body)
     assert chunk == leaf_by_leaf(body) and chunk.clean == 4 and 4 in chunk.errors
+
+
+def test_the_structs_declare_their_fields_in_sorted_order() -> None:
+    """The encoder writes struct fields as declared ("deterministic"): declared sorted, that is
+    the canonical order."""
+    from services.audit.leaf_chunks import _ENCODER, _Actor, _Entry, _Leaf, _Source
+
+    assert _ENCODER.order == "deterministic"
+    for struct in (_Actor, _Source, _Entry, _Leaf):
+        assert list(struct.__struct_fields__) == sorted(struct.__struct_fields__), struct
