@@ -71,9 +71,9 @@ class _Entry(Struct, forbid_unknown_fields=True, gc=False, kw_only=True):
     detail: dict[str, str | list[str]] | UnsetType = UNSET
     ids: dict[str, str]
     index: Annotated[int, Meta(ge=0)]
-    # Checked against the previous leaf's hash by the caller: equal to it proves its form;
-    # otherwise `_HEX64` (most leaves skip a regex).
-    prev: str | UnsetType = UNSET
+    # 64 characters (parse_leaf refuses any other length too); equal to the previous leaf's
+    # hex hash proves its form, else `_HEX64` decides.
+    prev: _Hash | UnsetType = UNSET
     purpose: str | UnsetType = UNSET
     source: _Source
     time: dt.datetime | UnsetType = UNSET
@@ -99,7 +99,7 @@ class _Leaf(Struct, forbid_unknown_fields=True, gc=False, kw_only=True):
 _DECODER = msgspec.json.Decoder(_Leaf)
 _ENCODER = msgspec.json.Encoder(order="deterministic")  # see the structs above
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_HEX_DIGITS = "0123456789abcdef"
+_HEX_DIGITS = b"0123456789abcdef"
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 CHUNK_BYTES = 1 << 20  # ~1,300 leaves: big enough to pay for a trip to a worker
@@ -133,7 +133,9 @@ def quick_leaf(raw: bytes, expected_prev: str | None = None) -> tuple[int, str |
 
 def _all_hex(hashes: list[str]) -> bool:
     """Every character of these (already 64-character) hashes a lower-case hex digit."""
-    return not "".join(hashes).strip(_HEX_DIGITS)  # one pass in C for a whole chunk
+    # One pass in C over a whole chunk's hashes, ~0.1 µs per leaf (str.strip with these
+    # characters or a regex: 0.6-0.8). Non-ASCII text encodes to bytes not deleted.
+    return not "".join(hashes).encode("utf-8", "replace").translate(None, _HEX_DIGITS)
 
 
 def _facts(leaf: _Leaf, expected_prev: str | None) -> tuple[int, str | None] | None:
@@ -225,8 +227,13 @@ def _check_whole(chunk: Chunk, body: bytes, digests: Sequence[bytes]) -> bool:
         return False
     if not _all_hex([leaf.data.source.sha256 for leaf in leaves]):
         return False
-    # Leaf j's prev equal to the hex hash of leaf j-1 links it and proves its form.
-    if [leaf.data.prev for leaf in leaves[1:]] != [digest.hex() for digest in digests[:-1]]:
+    # Leaf j's prev equal to the hex hash of leaf j-1 links it and proves its form. Every prev
+    # is 64 characters, so equal concatenations mean equal prevs, one by one.
+    try:
+        prevs = "".join([leaf.data.prev for leaf in leaves[1:]])  # type: ignore[misc]
+    except TypeError:  # a leaf after the first without prev
+        return False
+    if prevs != b"".join(digests[:-1]).hex():
         return False
     given = leaves[0].data.prev
     first_prev = given if isinstance(given, str) else None
