@@ -1,41 +1,45 @@
 """The fast leaf check (services/audit/leaf_chunks.py) never disagrees with `parse_leaf`, and
-orjson's sorted output is the canonical form wherever the fast path relies on it.
+msgspec's sorted output is the canonical form wherever the fast path relies on it.
 
-Two claims, each tested here:
-1. orjson with OPT_SORT_KEYS writes exactly `canonical_json`'s bytes for any value without
-   nulls or floats whose strings are ASCII without DEL (every ASCII character is escaped the
-   same way; keys sort the same way); it differs on DEL and non-ASCII text, which therefore
-   take the slow path.
+Three claims, each tested here:
+1. msgspec's JSON encoder with sorted keys writes exactly `canonical_json`'s bytes for any
+   value without nulls or floats whose strings are ASCII without DEL (every ASCII character
+   is escaped the same way; keys sort the same way); it differs on DEL and non-ASCII text,
+   which therefore take the slow path.
 2. `quick_leaf(raw)` is either None (the slow path decides) or exactly `parse_leaf`'s index and
    prev, never accepting a leaf that `parse_leaf` refuses: over the test vectors, leaves with
-   random content (non-ASCII text included), random byte flips and hand-made edge cases.
+   random content (non-ASCII text included), random byte flips, times in any form msgspec
+   reads, and hand-made edge cases.
+3. A chunk checked whole (one decode, one encode) gives exactly what checking it leaf by leaf
+   gives, on clean, tampered and mixed chunks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import random
 import uuid
 from typing import Any
 
-import orjson
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.operations import AuditActor, AuditEntry, AuditSource
 from services.audit.domain import LeafError, canonical_json, leaf_bytes, parse_leaf
-from services.audit.leaf_chunks import check_lines, quick_leaf, slow_leaf
+from services.audit.leaf_chunks import Chunk, _check_each, check_lines, quick_leaf, slow_leaf
 from services.audit.log import LogState
 from tests.unit.test_audit_bundle import generated
 
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
 
-def sorted_orjson(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+def sorted_msgspec(value: Any) -> bytes:
+    return msgspec.json.encode(value, order="sorted")
 
 
 def agrees(raw: bytes) -> tuple[int, str | None] | None:
@@ -50,20 +54,20 @@ def agrees(raw: bytes) -> tuple[int, str | None] | None:
     return fast
 
 
-# --- 1. orjson's bytes and the canonical form ---------------------------------------------
+# --- 1. msgspec's bytes and the canonical form ---------------------------------------------
 
 
 def test_every_ascii_character_is_escaped_as_the_canonical_form_does_but_del() -> None:
     for code in range(0x80):
         text = f"a{chr(code)}b"
-        same = sorted_orjson({"k": text}) == canonical_json({"k": text})
+        same = sorted_msgspec({"k": text}) == canonical_json({"k": text})
         assert same == (code != 0x7F), hex(code)
 
 
-def test_non_ascii_text_is_where_orjson_differs() -> None:
+def test_non_ascii_text_is_where_msgspec_differs() -> None:
     for text in ["é", "Бишкек", "\u2014", "\U0001f600", "\u00a0"]:
-        assert sorted_orjson(text) != canonical_json(text)
-        assert canonical_json(text).isascii() and not sorted_orjson(text).isascii()
+        assert sorted_msgspec(text) != canonical_json(text)
+        assert canonical_json(text).isascii() and not sorted_msgspec(text).isascii()
 
 
 _ascii_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x7E), max_size=12)
@@ -81,14 +85,14 @@ def _json_values(text: st.SearchStrategy[str], scalars: st.SearchStrategy[Any]) 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(_json_values(_ascii_text, st.booleans() | _int64))
-def test_orjson_sorted_is_the_canonical_form_for_ascii_values(value: Any) -> None:
-    assert sorted_orjson(value) == canonical_json(value)
+def test_msgspec_sorted_is_the_canonical_form_for_ascii_values(value: Any) -> None:
+    assert sorted_msgspec(value) == canonical_json(value)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(_json_values(_any_text, st.booleans() | _int64 | st.floats() | st.none()))
-def test_where_orjson_and_the_canonical_form_differ_the_fast_path_says_no(value: Any) -> None:
-    """Any value at all (non-ASCII, floats, nulls, nesting): where orjson's bytes are not the
+def test_where_msgspec_and_the_canonical_form_differ_the_fast_path_says_no(value: Any) -> None:
+    """Any value at all (non-ASCII, floats, nulls, nesting): where msgspec's bytes are not the
     canonical form, a leaf holding that value in its detail is not accepted by the fast path
     unless parse_leaf accepts it too."""
     try:
@@ -96,15 +100,15 @@ def test_where_orjson_and_the_canonical_form_differ_the_fast_path_says_no(value:
     except ValueError:  # a float: the canonical form has none
         canonical = None
     try:
-        fast_bytes = sorted_orjson(value)
-    except TypeError:  # an int beyond 64 bits
+        fast_bytes = sorted_msgspec(value)
+    except (TypeError, OverflowError):  # not expected (msgspec writes big ints), but harmless
         fast_bytes = None
     if canonical is not None and fast_bytes == canonical:
         assert canonical.isascii()
     entry = make_entry(0)
     leaf = json.loads(LogState().leaf_for(entry, "urn:nrm-hub:kg:audit", T0))
     leaf["data"]["detail"] = {"v": value}
-    for raw in (fast_bytes and sorted_orjson(leaf), _canonical_or_none(leaf)):
+    for raw in (fast_bytes and sorted_msgspec(leaf), _canonical_or_none(leaf)):
         if raw is not None and b"\n" not in raw:
             agrees(raw)
 
@@ -149,7 +153,7 @@ def test_the_bundle_test_vectors_all_take_the_fast_path() -> None:
     for raw in leaves:
         entry = parse_leaf(raw)
         assert quick_leaf(raw) == (entry.index, entry.prev)
-        assert sorted_orjson(json.loads(raw)) == raw == canonical_json(json.loads(raw))
+        assert sorted_msgspec(json.loads(raw)) == raw == canonical_json(json.loads(raw))
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -218,6 +222,10 @@ def edge_cases() -> list[bytes]:
         _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"1700000000"'),
         _edit(raw, b'"time":"2026-11-23T12:00:03Z"', b'"time":"2026-11-23T12:00:03.5Z"'),
         _edit(raw, b'"prev":"', b'"prev":"A'),
+        _edit(raw, b'"sha256":"', b'"sha256":"A'),
+        _edit(raw, b'"sha256":"', b'"sha256":"g'),
+        _edit(raw, b'"sha256":"', b'"sha256":"\\n'),
+        _edit(raw, b'"sha256":"', b'"sha256":"0'),
         _edit(raw, b'"prev":"', b'"prev":"0'),
         canonical_json({**value, "data": {**value["data"], "prev": ""}}),
         _edit(raw, b'"ids":{', b'"ids":{"a":1,'),
@@ -350,3 +358,124 @@ def test_the_hubs_own_leaves_take_the_fast_path() -> None:
         state.appended(raw)
         fast = agrees(raw)
         assert fast is not None and fast[0] == entry.index
+
+
+# --- times: whatever form msgspec reads and writes back the same, pydantic reads too -------
+
+_offsets = st.none() | st.integers(-23 * 60 - 59, 23 * 60 + 59).map(
+    lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.datetimes(min_value=dt.datetime(1, 1, 1), timezones=_offsets), st.booleans())
+def test_any_time_msgspec_writes_back_the_same_is_one_parse_leaf_reads(
+    moment: dt.datetime, in_entry: bool
+) -> None:
+    """A leaf whose time is any RFC 3339 form msgspec writes (naive, offsets, years 1-9999,
+    microseconds): the fast path accepts it only if parse_leaf does."""
+    text = msgspec.json.encode(moment).decode()[1:-1]
+    leaves, _ = generated(4)
+    value = json.loads(leaves[2])
+    if in_entry:
+        value["data"]["time"] = text
+    else:
+        value["time"] = text
+    agrees(canonical_json(value))
+
+
+@pytest.mark.parametrize(
+    "time",
+    ["2026-11-23T12:00:03.120000Z", "2026-11-23T12:00:03+05:30", "2026-11-23T12:00:03"],
+)
+def test_times_written_back_alike_take_the_fast_path(time: str) -> None:
+    leaves, _ = generated(4)
+    value = json.loads(leaves[2])
+    value["time"] = value["data"]["time"] = time
+    assert agrees(canonical_json(value)) == (2, value["data"]["prev"])
+
+
+# --- 3. a chunk checked whole = the same chunk checked leaf by leaf -------------------------
+
+
+def leaf_by_leaf(data: bytes) -> Chunk:
+    """What check_lines gives when its one-decode path is not taken."""
+    lines = data.split(b"\n")
+    tail = lines.pop()
+    chunk = Chunk(count=len(lines), cut=tail != b"")
+    digests = [hashlib.sha256(b"\x00" + raw).digest() for raw in lines]
+    chunk.hashes = b"".join(digests)
+    _check_each(chunk, lines, digests)
+    return chunk
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 40), st.integers(1, 24), st.data())
+def test_a_chunk_checked_whole_equals_it_checked_leaf_by_leaf(
+    start: int, count: int, data: st.DataObject
+) -> None:
+    leaves, _ = generated(64)
+    lines = list(leaves[start : start + count])
+    edit = data.draw(st.sampled_from(["none", "flip", "swap", "drop", "dup", "blank", "slow"]))
+    at = data.draw(st.integers(0, len(lines) - 1))
+    if edit == "flip":
+        raw = bytearray(lines[at])
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+        lines[at] = bytes(raw).replace(b"\n", b" ")
+    elif edit == "swap" and len(lines) > 1:
+        other = data.draw(st.integers(0, len(lines) - 1))
+        lines[at], lines[other] = lines[other], lines[at]
+    elif edit == "drop" and len(lines) > 1:
+        del lines[at]
+    elif edit == "dup":
+        lines.insert(at, lines[at])
+    elif edit == "blank":
+        lines.insert(at, b"")
+    elif edit == "slow":  # accepted by parse_leaf only: a float-free but non-canonical escape
+        lines[at] = lines[at].replace(b'"action":"', b'"action":"\\u00e9', 1)
+    cut = data.draw(st.sampled_from([b"", b'{"data"']))
+    body = b"".join(raw + b"\n" for raw in lines) + cut
+    assert check_lines(body) == leaf_by_leaf(body)
+
+
+def test_the_whole_chunk_path_is_taken_for_clean_chunks() -> None:
+    leaves, _ = generated(32)
+    body = b"".join(raw + b"\n" for raw in leaves[5:30])
+    chunk = check_lines(body)
+    assert chunk == leaf_by_leaf(body)
+    assert chunk.clean == chunk.count == 25 and not chunk.errors
+    assert list(chunk.indices) == list(range(5, 30)) and chunk.links == b"\x00" + b"\x01" * 24
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_checking_a_chunk_leaves_the_collector_as_it_was(enabled: bool) -> None:
+    leaves, _ = generated(4)
+    before = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        check_lines(b"".join(raw + b"\n" for raw in leaves) + b"{not json\n")
+        assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if before else gc.disable)()
+
+
+@pytest.mark.parametrize("bad", [b"A", b"g", b"\\n", b" "])
+def test_a_hash_not_in_lower_case_hex_fails_the_chunk_as_it_fails_the_leaf(bad: bytes) -> None:
+    leaves, _ = generated(8)
+    value = json.loads(leaves[4])
+    sha = value["data"]["source"]["sha256"]
+    tampered = _edit(leaves[4], sha.encode(), bad + sha[1:].encode())
+    assert quick_leaf(tampered) is None
+    body = b"".join(raw + b"\n" for raw in [*leaves[:4], tampered, *leaves[5:]])
+    chunk = check_lines(body)
+    assert chunk == leaf_by_leaf(body) and chunk.clean == 4 and 4 in chunk.errors
+
+
+def test_the_structs_declare_their_fields_in_sorted_order() -> None:
+    """The encoder writes struct fields as declared ("deterministic"): declared sorted, that is
+    the canonical order."""
+    from services.audit.leaf_chunks import _ENCODER, _Actor, _Entry, _Leaf, _Source
+
+    assert _ENCODER.order == "deterministic"
+    for struct in (_Actor, _Source, _Entry, _Leaf):
+        assert list(struct.__struct_fields__) == sorted(struct.__struct_fields__), struct
