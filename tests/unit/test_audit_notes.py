@@ -90,6 +90,9 @@ def test_extra_signatures_by_unknown_keys_are_ignored() -> None:
         b"origin\n1\nAAAA\n\n- origin c2ln\n",
         b"\xff\xfe\n\n",
         "origin\n1\x00\n\n\u2014 origin AAAAAAAA\n".encode(),
+        "origin\n1\t\n\n\u2014 origin AAAAAAAA\n".encode(),
+        "origin\r\n1\n\n\u2014 origin AAAAAAAA\n".encode(),
+        "origin\n1\n\n\u2014 origin AAAA\x1fAAAA\n".encode(),
     ],
 )
 def test_malformed_notes_are_refused(raw: bytes) -> None:
