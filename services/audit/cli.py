@@ -20,9 +20,8 @@ from typing import Any
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
-from pydantic import ValidationError
 
-from contracts.envelope import Envelope, unwrap_event
+from contracts.envelope import event_from_bytes
 from contracts.events import Event
 from contracts.subjects import (
     AUDIT_STREAM,
@@ -52,6 +51,7 @@ from services.audit.streams import read_stream
 from services.runtime.connection import connect_operator
 from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.settings import Settings
+from services.runtime.stored_messages import replay_messages
 from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
 
 PROGRESS_EVERY = 10_000
@@ -275,7 +275,7 @@ async def _bundle_leaves(directory: Path) -> AsyncIterator[bytes]:
 
 
 async def _live_events(nc: Client) -> AsyncIterator[tuple[int, bytes]]:
-    async for message in read_stream(nc, EVENTS_STREAM):
+    async for message in replay_messages(nc, EVENTS_STREAM):
         yield message.sequence, message.data
 
 
@@ -351,9 +351,8 @@ async def replay(
         if len(hashes) % PROGRESS_EVERY == 0:
             print(f"replayed: {len(hashes)} events", file=sys.stderr, flush=True)
         try:
-            envelope = Envelope.from_bytes(data)
-            event = unwrap_event(envelope)
-        except (ValidationError, ValueError):
+            event = event_from_bytes(data)
+        except ValueError:  # pydantic's ValidationError included
             unreadable += 1
             continue
         histories[(event.AGGREGATE, event.aggregate_id())].append(event)

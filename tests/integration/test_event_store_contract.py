@@ -23,7 +23,13 @@ from services.runtime.eventstore import ConcurrencyConflict, EventStore, History
 from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.in_memory import InMemoryEventStore, subject_matches
 from services.runtime.settings import Settings
-from services.runtime.stored_messages import UNREADABLE, NoDirectGet, ReadFailed, StreamReader
+from services.runtime.stored_messages import (
+    UNREADABLE,
+    NoDirectGet,
+    ReadFailed,
+    StreamReader,
+    replay_messages,
+)
 from services.runtime.topology import stream_configs
 from services.runtime.writer import utc_now
 
@@ -257,3 +263,33 @@ async def test_a_read_of_a_stream_that_does_not_exist_fails_loudly(nc: Client) -
     with pytest.raises(NoDirectGet):  # a ReadFailed: never an empty, complete-looking read
         [m async for m in StreamReader(nc, "NO_SUCH_STREAM", timeout=1.0).messages(">")]
     assert issubclass(NoDirectGet, ReadFailed)
+
+
+@pytest.mark.integration
+async def test_a_replay_reads_every_message_stored_when_it_began_in_order(
+    bootstrapped: Client,
+) -> None:
+    """`replay_messages` (the operators' whole-stream replay, an ordered consumer) gives what
+    the batched direct get gives, stops at the last message stored when it began even while
+    more arrive, reads a subject filter to its last message, and an empty stream is empty."""
+    nc, shelter = bootstrapped, new_id()
+    store = JetStreamEventStore(nc)
+    assert [m async for m in replay_messages(nc, EVENTS_STREAM)] == []
+    last = 0
+    for beds in range(1, 600):  # more than one run of the reader
+        last = await store.append("shelter", shelter, last, [registered(shelter, beds)])
+    await store.append("shelter", other := new_id(), 0, [registered(other, 1)])
+    expected = [m async for m in StreamReader(nc, EVENTS_STREAM).messages(">")]
+    replayed = []
+    async for message in replay_messages(nc, EVENTS_STREAM):
+        if not replayed:  # stored after the replay began: not part of it
+            await store.append("shelter", other, message.sequence + 599, [registered(other, 2)])
+        replayed.append(message)
+    assert [(m.sequence, m.subject, m.data) for m in replayed] == [
+        (m.sequence, m.subject, m.data) for m in expected
+    ]
+    assert all(m.headers.get("Nats-Msg-Id") for m in replayed)
+    subject = f"{EVENT_PREFIX}.shelter.{shelter}.>"
+    assert len([m async for m in replay_messages(nc, EVENTS_STREAM, subject)]) == 599
+    with pytest.raises(ReadFailed):
+        [m async for m in replay_messages(nc, "NO_SUCH_STREAM")]

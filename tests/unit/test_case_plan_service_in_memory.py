@@ -26,6 +26,7 @@ from contracts.commands import (
     RevokeReferral,
     SubmitScreening,
 )
+from contracts.envelope import Envelope, event_from_bytes, unwrap_event
 from contracts.events import (
     CaseClosed,
     NeedReferred,
@@ -355,3 +356,16 @@ async def test_a_referral_waiting_too_long_is_escalated(tmp_path: Path) -> None:
     await hub.deliver(hub.referral, "referral-deadlines")
     assert await hub.deadlines.keys() == []
     assert need_id_for(case_id, Service.SHELTER)  # (the need aggregate is the case plan item)
+
+
+async def test_every_event_the_hub_wrote_reads_alike_in_one_pass(hub: Hub) -> None:
+    """`event_from_bytes` (the replays' one-pass read) gives what the general path gives, on
+    everything a case's flow writes: sealed fields, consent, needs, referrals, beds."""
+    await identify(hub, sex=Sex.MALE, region=Region.CHUY)
+    await identify(hub)
+    await settle(hub)
+    written = await hub.store.read("nrm.evt.>")
+    assert len({e.envelope.type for e in written}) >= 6
+    for stored in written:
+        raw = stored.envelope.to_bytes()
+        assert event_from_bytes(raw) == unwrap_event(Envelope.from_bytes(raw)) == stored.event

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from contracts.envelope import schema_uri, unwrap_event, wrap_event
+from contracts.envelope import Envelope, event_from_bytes, schema_uri, unwrap_event, wrap_event
 from contracts.events import ShelterRegistered, UnknownEventError, decode_event_data
 from contracts.sealed import (
     SealedValue,
@@ -121,3 +121,49 @@ def test_the_published_vector_opens_with_the_case_key_and_with_the_field_key() -
     # The key of one field opens no other field of the same case.
     with pytest.raises(SealedValueError):
         open_with_field_key(field_key(case_key, case_id, "phone", 1), case_id, field, sealed)
+
+
+def _stored_bytes(dataschema: str | None, type_: str = "shelter.registered", **data: Any) -> bytes:
+    envelope = wrap_event(
+        _registered(),
+        event_id=uuid.uuid4(),
+        source="urn:nrm-hub:kg:shelter",
+        time=dt.datetime.now(dt.UTC),
+        correlation_id=None,
+        causation_id=None,
+    )
+    changed = {"dataschema": dataschema, "type": type_}
+    if data:
+        changed["data"] = {**envelope.data, **data}
+    return envelope.model_copy(update=changed).to_bytes()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _stored_bytes(schema_uri("shelter.registered", 1)),
+        _stored_bytes(None),  # no dataschema: version 1
+    ],
+)
+def test_one_pass_reads_a_current_event_as_the_general_path_does(raw: bytes) -> None:
+    assert event_from_bytes(raw) == unwrap_event(Envelope.from_bytes(raw)) == _registered()
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (_stored_bytes(schema_uri("shelter.registered", 0)), "no upcaster"),  # older
+        (_stored_bytes(schema_uri("shelter.registered", 2)), "newer than this code"),
+        (_stored_bytes(schema_uri("shelter.discharged", 1)), "does not match"),
+        (_stored_bytes(None, "shelter.unheard_of"), "unknown event type"),
+        (_stored_bytes(None, region="atlantis"), "region"),
+        (b"{not json", "json"),
+    ],
+)
+def test_one_pass_falls_back_to_the_general_path_and_raises_as_it_raises(
+    raw: bytes, error: str
+) -> None:
+    with pytest.raises(ValueError, match=f"(?i){error}"):
+        event_from_bytes(raw)
+    with pytest.raises(ValueError, match=f"(?i){error}"):
+        unwrap_event(Envelope.from_bytes(raw))
