@@ -1,7 +1,7 @@
-"""The bench's optional peer (eventsourcing + SQLite + AES): it runs, counts and checks itself.
+"""The bench's peer (eventsourcing + SQLite + AES): it runs, counts and checks itself.
 
-Skipped where the `bench` extra (which brings eventsourcing) is not installed: the test
-extra does not carry it. The report and target rows are tested either way."""
+The test extra carries eventsourcing, so these run wherever the tests run (a missing library
+fails them); the bench itself treats the peer as optional and says when it is missing."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from nrm_tools.bench.run import _peer_targets
 
 
 def test_the_peer_stores_every_event_encrypted_and_reports_its_speed(tmp_path: Path) -> None:
-    pytest.importorskip("eventsourcing")
     from nrm_tools.bench import peer_eventsourcing
 
     for synchronous in ("NORMAL", "FULL"):
@@ -31,7 +30,6 @@ def test_the_peer_stores_every_event_encrypted_and_reports_its_speed(tmp_path: P
 
 
 def test_the_peer_applies_the_synchronous_setting_it_reports(tmp_path: Path) -> None:
-    pytest.importorskip("eventsourcing")
     from nrm_tools.bench import peer_eventsourcing
 
     for synchronous, code in (("NORMAL", 1), ("FULL", 2)):
@@ -45,7 +43,6 @@ def test_the_peer_applies_the_synchronous_setting_it_reports(tmp_path: Path) -> 
 def test_the_peer_refuses_to_report_a_store_without_encryption(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("eventsourcing")
     from nrm_tools.bench import peer_eventsourcing
 
     def without_cipher(database: Path, synchronous: str) -> peer_eventsourcing.PeerCases:
