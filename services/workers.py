@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -53,7 +54,10 @@ STALE_SECONDS = 5.0  # a worker silent this long counts as not ready
 START_SECONDS = 120.0  # for every worker's first ready report
 STOP_SECONDS = 30.0  # SIGTERM, then this long to drain, then SIGKILL
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # between restarts of a worker that keeps dying
-WORKER_INDEX_VARIABLE = "NRM_WORKER_INDEX"  # for the worker's log lines; not a setting
+# Not settings: which worker this is (for its log lines), and the log level of `nrm up`
+# (the bench and the demo run quieter than a hub).
+WORKER_INDEX_VARIABLE = "NRM_WORKER_INDEX"
+WORKER_LOG_LEVEL_VARIABLE = "NRM_WORKER_LOG_LEVEL"
 
 
 class WorkerFailed(Exception):
@@ -138,6 +142,7 @@ class WorkerPool:
                 f"{ENV_PREFIX}NATS_URL": self.nats_url,
                 f"{ENV_PREFIX}HEALTH_PORT": "0",  # `nrm up` serves the health of them all
                 WORKER_INDEX_VARIABLE: str(worker.index),
+                WORKER_LOG_LEVEL_VARIABLE: logging.getLevelName(logging.getLogger().level),
             }
         )
         return env
@@ -287,7 +292,7 @@ async def run_worker(settings: Settings, names: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    configure_logging("INFO")
+    configure_logging(os.environ.get(WORKER_LOG_LEVEL_VARIABLE, "INFO"))
     names = list(argv) or list(SERVICES)
     unknown = sorted(set(names) - set(SERVICES))
     if unknown:
