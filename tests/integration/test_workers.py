@@ -142,6 +142,7 @@ async def test_up_with_two_workers_serves_reports_health_and_stops_them(tmp_path
         assert status == 200 and ready == dict.fromkeys(SERVICES, True), ready
 
         nc = await nats.connect(hub.url, **hub.connect_options(CRISIS))
+        admin = await nats.connect(hub.url, **hub.connect_options("admin"))  # reads streams
         try:
             client = HubClient(nc, timeout=5.0)
             registered = await client.send(
@@ -159,7 +160,7 @@ async def test_up_with_two_workers_serves_reports_health_and_stops_them(tmp_path
             assert {r["status"] for r in replies} == {"accepted"}, replies
             case_id = replies[0]["aggregate_id"]
             assert replies[1]["aggregate_id"] == case_id
-            js = nc.jetstream()
+            js = admin.jetstream()
 
             async def flowed() -> Counter[str] | None:
                 found = await events(js)
@@ -170,6 +171,7 @@ async def test_up_with_two_workers_serves_reports_health_and_stops_them(tmp_path
             await wait_until(flowed, timeout=30)
         finally:
             await nc.close()
+            await admin.close()
 
         hub.proc.send_signal(signal.SIGTERM)
         assert hub.proc.wait(timeout=60) == 0
@@ -183,6 +185,7 @@ async def test_kill_9_of_a_worker_mid_stream_loses_nothing(
     total = CASES * load_factor
     with nrm_up_workers(tmp_path) as hub:
         nc = await nats.connect(hub.url, **hub.connect_options(CRISIS))
+        admin = await nats.connect(hub.url, **hub.connect_options("admin"))  # reads streams
         try:
             client = HubClient(nc, timeout=2.0)
             registered = await client.send(
@@ -198,6 +201,10 @@ async def test_kill_9_of_a_worker_mid_stream_loses_nothing(
             for index in range(total):
                 if index == total // 3:
                     os.kill(killed, signal.SIGKILL)  # no clean-up, no acks
+                    # Until it is back, /readyz says its services are not all there.
+                    await wait_until(
+                        lambda: asyncio.to_thread(lambda: hub.readyz()[0] == 503), 10, 0.02
+                    )
                 reply = await client.send_until_answered(
                     screening(CRISIS, needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
                 )
@@ -210,7 +217,7 @@ async def test_kill_9_of_a_worker_mid_stream_loses_nothing(
 
             await wait_until(restarted, timeout=30)
             await wait_until(lambda: asyncio.to_thread(lambda: hub.readyz()[0] == 200), 60)
-            js = nc.jetstream()
+            js = admin.jetstream()
 
             async def settled() -> dict[str, Counter[str]]:
                 all_events = await events(js)
@@ -232,6 +239,7 @@ async def test_kill_9_of_a_worker_mid_stream_loses_nothing(
             assert len(audit_ids) == len(set(audit_ids)), "an event was audited twice"
         finally:
             await nc.close()
+            await admin.close()
 
         bundle = tmp_path / "bundle"
         exported = await _nrm(hub, "audit", "export", "--out", str(bundle), cwd=tmp_path)
