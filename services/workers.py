@@ -28,8 +28,8 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -262,15 +262,26 @@ def stop_on_signals() -> asyncio.Event:
 
 
 def _stop_when_stdin_closes(stop: asyncio.Event) -> None:
-    """`nrm up` holds the worker's stdin open: end of file means it is gone."""
+    """`nrm up` holds the worker's stdin open: end of file means it is gone. Read by the
+    event loop (a thread blocked on stdin would hold its lock at interpreter shutdown)."""
     loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        return  # started by hand, not by `nrm up`
+    os.set_blocking(fd, False)
 
-    def wait_for_eof() -> None:
-        while sys.stdin.buffer.read(4096):
+    def readable() -> None:
+        try:
+            if os.read(fd, 4096):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
             pass
-        loop.call_soon_threadsafe(stop.set)
+        loop.remove_reader(fd)
+        stop.set()
 
-    threading.Thread(target=wait_for_eof, name="stdin-eof", daemon=True).start()
+    loop.add_reader(fd, readable)
 
 
 async def run_worker(settings: Settings, names: Sequence[str]) -> int:
