@@ -54,6 +54,7 @@ STALE_SECONDS = 5.0  # a worker silent this long counts as not ready
 START_SECONDS = 120.0  # for every worker's first ready report
 STOP_SECONDS = 30.0  # SIGTERM, then this long to drain, then SIGKILL
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # between restarts of a worker that keeps dying
+STEADY_SECONDS = 60.0  # a worker that ran this long before exiting starts the backoff over
 # Not settings: which worker this is (for its log lines), and the log level of `nrm up`
 # (the bench and the demo run quieter than a hub).
 WORKER_INDEX_VARIABLE = "NRM_WORKER_INDEX"
@@ -130,10 +131,6 @@ class WorkerPool:
             for name in SERVICES
         ]
 
-    @property
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers if w.process is not None]
-
     def _environment(self, worker: Worker) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         env.update(settings_environment(self.settings))
@@ -186,11 +183,13 @@ class WorkerPool:
 
     async def _watch(self, worker: Worker) -> None:
         """Read the worker's reports; when it exits (and we are not stopping), start it again."""
+        quick_exits = 0  # exits in a row within STEADY_SECONDS of a start: the backoff grows
         while True:
             process = worker.process
             assert process is not None and process.stdout is not None
+            spawned_at = time.monotonic()
             while line := await process.stdout.readline():
-                with contextlib.suppress(ValueError):
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
                     report = json.loads(line)
                     worker.ready = {str(k): bool(v) for k, v in report["ready"].items()}
                     worker.reported_at = time.monotonic()
@@ -200,15 +199,23 @@ class WorkerPool:
                 return
             if not worker.started.is_set() and worker.restarts == 0:
                 return  # never came up: `start` reports it, a restart would fail the same way
-            delay = RESTART_DELAYS[min(worker.restarts, len(RESTART_DELAYS) - 1)]
+            steady = time.monotonic() - spawned_at >= STEADY_SECONDS
+            quick_exits = 0 if steady else quick_exits + 1
+            delay = RESTART_DELAYS[min(quick_exits, len(RESTART_DELAYS) - 1)]
             log.error(
                 "worker.exited", worker=worker.index, pid=process.pid, code=code, restart_in=delay
             )
-            await asyncio.sleep(delay)
-            if self._stopping:
-                return
+            while True:
+                await asyncio.sleep(delay)
+                if self._stopping:
+                    return
+                try:
+                    await self._spawn(worker)
+                    break
+                except OSError as exc:  # e.g. out of processes: try again, never give up on it
+                    log.error("worker.not_started", worker=worker.index, error=type(exc).__name__)
+                    delay = RESTART_DELAYS[-1]
             worker.restarts += 1
-            await self._spawn(worker)
             log.warning("worker.restarted", worker=worker.index, restarts=worker.restarts)
 
     async def stop(self) -> None:
