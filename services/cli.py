@@ -1,6 +1,7 @@
 """`nrm`: the hub's one command line.
 
     nrm up        start an embedded nats-server (unless --nats-url), bootstrap, run all services
+                  (--workers N: in N processes; default one per core)
     nrm run NAME  run one service against a running NATS (what a container runs)
     nrm run gateway   HTTPS (mutual TLS) for agencies without NATS (docs/GATEWAY.md)
     nrm bootstrap create streams, consumers and buckets on a running NATS
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -56,12 +56,7 @@ from services.agencies.registry import load_registry
 from services.audit import cli as audit_cli
 from services.audit.checkpoint import load_signer
 from services.audit.service import origin_for
-from services.bootstrap import (
-    bootstrap,
-    local_hub,
-    running_services,
-    start_service,
-)
+from services.bootstrap import bootstrap, local_hub, start_service
 from services.client import HubClient
 from services.gateway.server import running_gateway, start_gateway
 from services.runtime.case_keys import (
@@ -86,6 +81,8 @@ from services.runtime.service_table import SERVICES, Key
 from services.runtime.settings import Settings, SettingsError
 from services.runtime.status import hub_status
 from services.runtime.topology import CASE_KEYS_BUCKET
+from services.workers import WorkerFailed, default_workers, serving_services
+from services.workers import stop_on_signals as _stop_on_signals
 
 READY_LINE = "NRM hub ready {url}"
 GATEWAY_LINE = "NRM gateway listening on https://{host}:{port}"
@@ -105,16 +102,6 @@ def resolve_nats_url(settings: Settings) -> str:
     raise SettingsError(
         "no NATS URL: pass --nats-url, set NRM_NATS_URL, or start a local hub with `nrm up`"
     )
-
-
-def _stop_on_signals() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM. Install it before announcing readiness: a signal
-    that arrives between the ready line and the handler would kill the process outright."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 INSECURE_WARNING = """\
@@ -150,16 +137,21 @@ def with_local_credentials(settings: Settings) -> Settings:
     return settings
 
 
-async def cmd_up(settings: Settings, port: int | None, insecure: bool = False) -> int:
+async def cmd_up(
+    settings: Settings, port: int | None, insecure: bool = False, workers: int | None = None
+) -> int:
+    """The whole hub; with more than one worker the services run in worker processes
+    (services/workers.py) and this process keeps NATS, the gateway and the health server."""
     settings = hub_settings(settings, insecure)
+    workers = workers or default_workers(settings)
     if insecure:
         print(INSECURE_WARNING, file=sys.stderr, flush=True)
     create_hub_keys(settings)
     async with (
         local_hub(settings, port) as url,
-        running_services(url, settings) as started,
+        serving_services(url, settings, workers) as serving,
         running_gateway(settings, url) as gateway,
-        health_server(settings, [s.host for s in started]),
+        health_server(settings, serving),
     ):
         stop = _stop_on_signals()
         _hub_url_file(settings).write_text(url + "\n")
@@ -412,6 +404,13 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nrm", description="NRM Hub")
     parser.add_argument("--version", action="version", version=f"nrm {_version()}")
@@ -433,6 +432,12 @@ def _parser() -> argparse.ArgumentParser:
         "--country",
         choices=("kg", "kz", "uz"),
         help="which country's hub (registry, source); default $NRM_COUNTRY or kg",
+    )
+    up.add_argument(
+        "--workers",
+        type=_at_least_one,
+        help="processes to run the services in (default $NRM_WORKERS, else one per core; "
+        "1 = all in this process)",
     )
     run = with_url(sub.add_parser("run", help="run one service, or the HTTPS gateway"))
     run.add_argument(
@@ -513,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             country=getattr(args, "country", None),
         )
         if args.command == "up":
-            return asyncio.run(cmd_up(settings, args.port, args.insecure))
+            return asyncio.run(cmd_up(settings, args.port, args.insecure, args.workers))
         settings = with_local_credentials(settings)
         if args.command == "run":
             return asyncio.run(cmd_run(settings, args.service))
@@ -577,6 +582,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HubUnreachable as exc:
         print(f"nrm: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except WorkerFailed as exc:
+        print(f"nrm: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

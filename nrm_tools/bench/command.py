@@ -38,6 +38,11 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="run each service as its own process, as deployed (default: in the bench process)",
     )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        help="run the services in N worker processes, as `nrm up --workers N` does",
+    )
 
 
 QUICK = Options(
@@ -63,6 +68,7 @@ def options_from(args: argparse.Namespace) -> Options:
         "rate": args.rate,
         "profile": args.profile,
         "processes": args.processes or None,
+        "workers": args.workers,
     }
     options = replace(options, **{k: v for k, v in overrides.items() if v is not None})
     if options.cases not in options.growth:

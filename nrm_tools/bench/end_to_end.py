@@ -34,12 +34,13 @@ from contracts.subjects import AUDIT_STREAM, EVENT_PREFIX, EVENTS_STREAM, comman
 from nrm_tools.bench.workload import Workload, build
 from services.agencies.registry import load_registry
 from services.audit.streams import read_stream
-from services.bootstrap import bootstrap, running_services
+from services.bootstrap import bootstrap
 from services.client import HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.service_table import SERVICES, every_durable
 from services.runtime.settings import Settings
+from services.workers import serving_services
 
 IN_FLIGHT = 64  # commands outstanding at saturation (agencies' systems sending at once)
 STALL_SECONDS = 30.0
@@ -146,8 +147,10 @@ async def run_hub(
     before: ServerStep | None = None,
     after: HubStep | None = None,
     processes: bool = False,
+    workers: int = 1,
 ) -> HubRun:
     """One timed run on a fresh server; `rate` paces commands (cases/s), None saturates.
+    `workers` > 1 runs the services as `nrm up --workers` does (services/workers.py).
     `before` runs on the server before the hub is bootstrapped (the raw ceilings), `after`
     once the run has been checked, with the hub still up (audit export, replays)."""
     server = EmbeddedNats(workdir / "nats", sync_always=sync_always)
@@ -161,7 +164,9 @@ async def run_hub(
                 await before(nc)
             await bootstrap(url, settings)
             services = (
-                service_processes(url, workdir) if processes else running_services(url, settings)
+                service_processes(url, workdir)
+                if processes
+                else serving_services(url, settings, workers)
             )
             async with services:
                 run = await _drive(nc, workload, rate, profile_to)

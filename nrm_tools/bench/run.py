@@ -69,6 +69,7 @@ class Options:
     relay_seconds: float = 4.0
     profile: Path | None = None
     processes: bool = False  # each service its own process (as deployed) instead of in-process
+    workers: int = 1  # > 1: the services in worker processes, as `nrm up --workers N`
 
     @classmethod
     def large(cls, **overrides: Any) -> Options:
@@ -132,6 +133,7 @@ async def run(options: Options, say: Say) -> Results:
         "synthetic_leaves": list(options.synthetic_leaves),
         "sync_interval": list(options.sync),
         "services": "one process each" if options.processes else "in the bench process",
+        "workers": options.workers,
     }
     started = time.perf_counter()
     try:
@@ -214,6 +216,7 @@ async def _sync_setting(
         before=before,
         after=after,
         processes=options.processes,
+        workers=options.workers,
     )
     say(f"[{name}] hub: {options.paced_cases} cases offered at {options.rate:g} cases/s")
     paced = await run_hub(
@@ -222,6 +225,7 @@ async def _sync_setting(
         sync_always=sync_always,
         rate=options.rate,
         processes=options.processes,
+        workers=options.workers,
     )
     say(f"[{name}] hub: {options.unloaded_cases} cases at {options.unloaded_rate:g} cases/s")
     unloaded = await run_hub(
@@ -323,6 +327,7 @@ async def _growth(
             workload_for(n, seed=11),
             sync_always=False,
             processes=options.processes,
+            workers=options.workers,
         )
         series.append({"n": n, **_hub_figures(run_n)})
     return series

@@ -20,7 +20,7 @@ import json
 import os
 import socket
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from faststream.nats import NatsMessage, NatsResponse
 from nats.errors import Error as NatsError
@@ -80,6 +80,17 @@ UNRESOLVED_DEAD_LETTERS = Gauge(
 )
 
 
+class Serving(Protocol):
+    """What `/readyz` reports on: a service host, or (`nrm up --workers N`) one service
+    across the worker processes that run it (services/workers.py)."""
+
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
 def instance_id() -> str:
     """Which process answered: host name and PID, nothing about any person."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -125,7 +136,7 @@ def _response(status: str, content_type: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-def answer(path: str, hosts: Sequence[ServiceHost]) -> bytes:
+def answer(path: str, hosts: Sequence[Serving]) -> bytes:
     """The HTTP response for one GET path (pure, so the routing is testable without I/O)."""
     if path == "/livez":
         return _response("200 OK", "text/plain", b"ok\n")
@@ -142,7 +153,7 @@ def answer(path: str, hosts: Sequence[ServiceHost]) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def health_server(settings: Settings, hosts: Sequence[ServiceHost]) -> AsyncIterator[int]:
+async def health_server(settings: Settings, hosts: Sequence[Serving]) -> AsyncIterator[int]:
     """Serve /livez, /readyz and /metrics while the block runs; yields the bound port
     (0 when NRM_HEALTH_PORT is unset: no server)."""
     if not settings.health_port:

@@ -173,6 +173,13 @@ class Settings(BaseModel):
     checkpoint_interval_seconds: float = Field(
         default=60.0, gt=0, description="NRM_CHECKPOINT_INTERVAL_SECONDS between audit checkpoints"
     )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="NRM_WORKERS: processes `nrm up` runs the services in; 0 = one per core, "
+        "1 = all in the `nrm up` process",
+    )
 
     @field_validator("nats_url")
     @classmethod
@@ -228,3 +235,15 @@ class Settings(BaseModel):
                 for err in exc.errors()
             )
             raise SettingsError(f"invalid setting: {problems}") from None
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The NRM_* variables `Settings.from_env` reads back as exactly these settings: how a
+    process hands its settings (command-line overrides included) to the processes it starts."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        text = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+        env[ENV_PREFIX + name.upper()] = text
+    return env
