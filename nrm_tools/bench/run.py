@@ -45,7 +45,7 @@ TARGET_VERIFY_LEAVES_S = 300_000
 TARGET_REPLAY_RATIO = 0.4
 # The profile is a map of where time goes, not a figure: per-event cost is flat in N, so a
 # smaller run draws the same map in a fraction of the time (the profiler doubles it).
-PROFILED_CASES = 1000
+PROFILED_CASES = 500
 TARGET_PEER_RATIO = 1.0  # hub events/s ahead of the eventsourcing peer's
 PEER_MAX_CASES = 1000  # the peer's cost per event is flat in N: 5,500 events are enough
 

@@ -19,6 +19,7 @@ agency may see a copy again: agencies deduplicate by the CloudEvent id.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from contracts.events import (
@@ -37,7 +38,7 @@ from contracts.events import (
     ReferralEvent,
     ReferralRequested,
 )
-from contracts.subjects import aggregate_filter, feed_subject
+from contracts.subjects import feed_subject
 from services.case.case import fold_case
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
@@ -157,16 +158,23 @@ class AgencyFeed:
         event = delivery.event
         if not isinstance(event, ReferralEvent | NeedEvent | CaseEventForFeed):
             return
-        assert self.runtime.store is not None, "not connected"
-        stored = await self.runtime.store.read(
-            *(aggregate_filter(*aggregate) for aggregate in histories_to_load(event))
-        )
-        history = [e.event for e in stored]
+        store = self.runtime.store
+        assert store is not None, "not connected"
+        # The case and the referral loaded side by side (kept histories: only what is new is
+        # read); each is in its own order, which is all `addressees` needs.
+        loaded = await asyncio.gather(*(store.load(*key) for key in histories_to_load(event)))
+        history = [e.event for one in loaded for e in one.events]
         agencies = addressees(event, history, self.runtime.registry.coordinating_body)
-        for agency in agencies:
-            await self.runtime.jetstream.publish(
-                feed_subject(agency, event.aggregate_id(), event.NAME),
-                delivery.data,
-                headers={"Nats-Msg-Id": f"{delivery.envelope.id}:{agency}"},
+        # The copies are published together and their acknowledgements awaited together;
+        # any failure fails the delivery, which is retried (each copy's id deduplicates).
+        await asyncio.gather(
+            *(
+                self.runtime.jetstream.publish(
+                    feed_subject(agency, event.aggregate_id(), event.NAME),
+                    delivery.data,
+                    headers={"Nats-Msg-Id": f"{delivery.envelope.id}:{agency}"},
+                )
+                for agency in agencies
             )
+        )
         log.info("feed.copied", event_type=event.NAME, agencies=len(agencies))
