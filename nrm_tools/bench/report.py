@@ -115,6 +115,7 @@ def table(figures: dict[str, Any]) -> str:
             mark = "met" if t["met"] else "MISSED"
             lines.append(
                 f"  [{name}] {key}: {_fmt(t['value'])} (target {_fmt(t['target'])}) {mark}"
+                f" {_by_how_much(t['value'], t['target'], t['met'], key)}"
             )
     lines.append(f"\nall checks passed; total {figures['total_seconds']} s")
     return "\n".join(lines) + "\n"
@@ -130,3 +131,15 @@ def _peer_header(peer: dict[str, Any]) -> str:
 def write(figures: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+
+
+def _by_how_much(value: float, target: float, met: bool, key: str) -> str:
+    """How far from the target, as a factor: a latency (…_ms…) must stay under its target,
+    every other figure reach it."""
+    if value <= 0 or target <= 0:
+        return ""
+    lower_is_better = key.endswith("_ms") or "_ms_" in key
+    factor = value / target if lower_is_better else target / value
+    if met:
+        return f"(with {1 / factor:.2f}x to spare)"
+    return f"({factor:.2f}x over)" if lower_is_better else f"({factor:.2f}x short)"
