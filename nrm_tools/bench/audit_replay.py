@@ -26,7 +26,7 @@ from services.audit.bundle import LEAVES_FILE, BundleWriter, verify_bundle
 from services.audit.checkpoint import Signer
 from services.audit.domain import leaf_bytes, parse_leaf
 from services.audit.log import LogState
-from services.audit.replay import Key, project
+from services.audit.replay import Key, collector_paused, project
 from services.runtime.settings import Settings
 from services.runtime.stored_messages import replay_messages
 from services.statistics.reader import replay as stats_replay
@@ -129,12 +129,13 @@ async def replays(nc: Client) -> Replays:
     started = time.perf_counter()
     histories: dict[Key, list[Event]] = defaultdict(list)
     events = 0
-    # As `nrm audit replay` reads and decodes them (services/audit/cli.py).
-    async for message in replay_messages(nc, EVENTS_STREAM):
-        event = event_from_bytes(message.data)
-        histories[(event.AGGREGATE, event.aggregate_id())].append(event)
-        events += 1
-    projected = project(histories)
+    # As `nrm audit replay` reads, decodes and folds them (services/audit/cli.py).
+    with collector_paused():
+        async for message in replay_messages(nc, EVENTS_STREAM):
+            event = event_from_bytes(message.data)
+            histories[(event.AGGREGATE, event.aggregate_id())].append(event)
+            events += 1
+        projected = project(histories)
     projections = events / (time.perf_counter() - started)
     if not projected.cases:
         raise VerificationFailed("the replay rebuilt no case")

@@ -45,7 +45,7 @@ from services.audit.bundle import (
 )
 from services.audit.checkpoint import VerifierKey, load_signer
 from services.audit.domain import LeafError, parse_leaf
-from services.audit.replay import Key, Projections, differences, project
+from services.audit.replay import Key, Projections, collector_paused, differences, project
 from services.audit.service import VERIFIER_KEY_HEADER, origin_for
 from services.audit.streams import read_stream
 from services.runtime.connection import connect_operator
@@ -346,17 +346,18 @@ async def replay(
     histories: dict[Key, list[Event]] = defaultdict(list)
     hashes: dict[int, str] = {}
     unreadable = 0
-    async for sequence, data in events:
-        hashes[sequence] = _sha256(data)
-        if len(hashes) % PROGRESS_EVERY == 0:
-            print(f"replayed: {len(hashes)} events", file=sys.stderr, flush=True)
-        try:
-            event = event_from_bytes(data)
-        except ValueError:  # pydantic's ValidationError included
-            unreadable += 1
-            continue
-        histories[(event.AGGREGATE, event.aggregate_id())].append(event)
-    replayed = project(histories)
+    with collector_paused():
+        async for sequence, data in events:
+            hashes[sequence] = _sha256(data)
+            if len(hashes) % PROGRESS_EVERY == 0:
+                print(f"replayed: {len(hashes)} events", file=sys.stderr, flush=True)
+            try:
+                event = event_from_bytes(data)
+            except ValueError:  # pydantic's ValidationError included
+                unreadable += 1
+                continue
+            histories[(event.AGGREGATE, event.aggregate_id())].append(event)
+        replayed = project(histories)
 
     store = JetStreamEventStore(nc, js)
     live_histories: dict[Key, Sequence[Event]] = {}
