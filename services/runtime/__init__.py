@@ -1,7 +1,7 @@
 """Shared plumbing: settings, logging, NATS topology, the event store, key custody."""
 
-from services.runtime import nats_headers
+from services.runtime.nats_headers import install as _install_header_parser
 
 # Every process of the hub imports this package before it connects: nats-py then parses
 # message headers with the faster, equivalent parser (nats_headers.py).
-nats_headers.install()
+_install_header_parser()
