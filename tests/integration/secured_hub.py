@@ -150,6 +150,10 @@ class SecuredCluster:
     def __post_init__(self) -> None:
         names = [f"nats-{i + 1}" for i in range(self.size)]
         self.certs = make_certs(self.base / "certs", names, self.country, self.registry)
+        self._place(names)
+
+    def _place(self, names: list[str]) -> None:
+        """Free loopback ports for every node (again after a port was taken meanwhile)."""
         ports = [{k: free_port() for k in ("client", "monitor", "cluster", "leaf")} for _ in names]
         self.nodes = []
         for i, name in enumerate(names):
@@ -168,15 +172,27 @@ class SecuredCluster:
         return ",".join(f"tls://127.0.0.1:{n.client_port}" for n in self.nodes)
 
     def start(self, timeout: float = 30.0) -> str:
-        for node in self.nodes:
-            node.start()
-        deadline = time.monotonic() + timeout
-        while not all(node.ready() for node in self.nodes):
-            if time.monotonic() > deadline:
+        """Start every node; a port another process took between choosing and binding it
+        (free_port only finds one free now) means new ports and another try. A node that
+        fails otherwise stops the others before the error is raised: none is left behind."""
+        for attempt in range(3):
+            for node in self.nodes:
+                node.log.unlink(missing_ok=True)  # a failed try's "ready" line must not count
+                node.start()
+            deadline = time.monotonic() + timeout
+            try:
+                while not all(node.ready() for node in self.nodes):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("secured cluster not ready in time")
+                    time.sleep(0.05)
+            except RuntimeError as exc:
                 self.stop()
-                raise RuntimeError("secured cluster not ready in time")
-            time.sleep(0.05)
-        return self.url
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                self._place([node.name for node in self.nodes])
+                continue
+            return self.url
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         for node in self.nodes:
