@@ -103,6 +103,38 @@ async def wait_until(
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
+async def cases_settled(
+    js: JetStreamContext,
+    cases: list[str],
+    expected: Counter[str],
+    what: str,
+    timeout: float,
+) -> list[str | None]:
+    """Wait until every case has exactly the `expected` outcomes and every event its audit
+    leaf (after `what`: a kill -9, a run across workers); fail naming the cases that differ.
+    Then check no event was audited twice, and return the audit leaves' message ids."""
+
+    async def settled() -> dict[str, Counter[str]]:
+        all_events = await events(js)
+        per_case = outcomes_by_case(all_events, cases)
+        audited = await audited_events(js)
+        done = all(c == expected for c in per_case.values()) and audited == len(all_events)
+        return per_case if done else {}
+
+    try:
+        await wait_until(settled, timeout=timeout)
+    except AssertionError:
+        per_case = outcomes_by_case(await events(js), cases)
+        wrong = {c: dict(v) for c, v in per_case.items() if v != expected}
+        raise AssertionError(f"after {what}: cases not as expected: {wrong}") from None
+    audit_ids = [
+        m.headers.get("Nats-Msg-Id") if m.headers else None
+        for m in await stream_messages(js, AUDIT_STREAM)
+    ]
+    assert len(audit_ids) == len(set(audit_ids)), "an event was audited twice"
+    return audit_ids
+
+
 def screening(
     agency_id: str = "kg-ngo-osh-crisis-centre",
     *,

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import nats
 import pytest
 
 from contracts.commands import RegisterShelter
-from contracts.subjects import AUDIT_STREAM
 from contracts.vocabulary import Service, ShelterCategory
 from services.bootstrap import bootstrap
 from services.client import HubClient
@@ -24,12 +22,8 @@ from tests.integration.hub_reads import (
     SHELTER_AND_LEGAL_AID as EXPECTED,
 )
 from tests.integration.hub_reads import (
-    audited_events,
-    events,
-    outcomes_by_case,
+    cases_settled,
     screening,
-    stream_messages,
-    wait_until,
 )
 from tests.integration.processes import start_service, stop, wait_consuming
 
@@ -79,28 +73,7 @@ async def test_kill_9_mid_stream_then_restart(
             cases.append(reply["aggregate_id"])
         assert restarted is not None
         await restarted
-        js = nc.jetstream()
-
-        async def settled() -> dict[str, Counter[str]]:
-            all_events = await events(js)
-            per_case = outcomes_by_case(all_events, cases)
-            audited = await audited_events(js)
-            done = all(c == EXPECTED for c in per_case.values()) and audited == len(all_events)
-            return per_case if done else {}
-
-        try:
-            await wait_until(settled, timeout=45)
-        except AssertionError:
-            per_case = outcomes_by_case(await events(js), cases)
-            wrong = {c: dict(v) for c, v in per_case.items() if v != EXPECTED}
-            raise AssertionError(
-                f"after killing {victim}: cases not as expected: {wrong}"
-            ) from None
-        audit_ids = [
-            m.headers.get("Nats-Msg-Id") if m.headers else None
-            for m in await stream_messages(js, AUDIT_STREAM)
-        ]
-        assert len(audit_ids) == len(set(audit_ids)), "an event was audited twice"
+        await cases_settled(nc.jetstream(), cases, EXPECTED, f"killing {victim}", timeout=45)
         await nc.close()
     finally:
         stop(list(procs.values()))

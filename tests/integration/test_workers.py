@@ -16,7 +16,6 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import nats
 import pytest
 
 from contracts.commands import RegisterShelter
-from contracts.subjects import AUDIT_STREAM
 from contracts.vocabulary import Service, ShelterCategory
 from services.client import HubClient
 from services.runtime.connection import connect_options
@@ -33,11 +31,8 @@ from services.runtime.service_table import SERVICES
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import SHELTER_AND_LEGAL_AID as EXPECTED
 from tests.integration.hub_reads import (
-    audited_events,
-    events,
-    outcomes_by_case,
+    cases_settled,
     screening,
-    stream_messages,
     wait_until,
 )
 
@@ -160,15 +155,9 @@ async def test_up_with_two_workers_serves_reports_health_and_stops_them(tmp_path
             assert {r["status"] for r in replies} == {"accepted"}, replies
             case_id = replies[0]["aggregate_id"]
             assert replies[1]["aggregate_id"] == case_id
-            js = admin.jetstream()
-
-            async def flowed() -> Counter[str] | None:
-                found = await events(js)
-                per_case = outcomes_by_case(found, [case_id])[case_id]
-                done = per_case == EXPECTED and await audited_events(js) == len(found)
-                return per_case if done else None
-
-            await wait_until(flowed, timeout=30)
+            await cases_settled(
+                admin.jetstream(), [case_id], EXPECTED, "a case across two workers", timeout=30
+            )
         finally:
             await nc.close()
             await admin.close()
@@ -217,26 +206,9 @@ async def test_kill_9_of_a_worker_mid_stream_loses_nothing(
 
             await wait_until(restarted, timeout=30)
             await wait_until(lambda: asyncio.to_thread(lambda: hub.readyz()[0] == 200), 60)
-            js = admin.jetstream()
-
-            async def settled() -> dict[str, Counter[str]]:
-                all_events = await events(js)
-                per_case = outcomes_by_case(all_events, cases)
-                audited = await audited_events(js)
-                done = all(c == EXPECTED for c in per_case.values()) and audited == len(all_events)
-                return per_case if done else {}
-
-            try:
-                await wait_until(settled, timeout=60)
-            except AssertionError:
-                per_case = outcomes_by_case(await events(js), cases)
-                wrong = {c: dict(v) for c, v in per_case.items() if v != EXPECTED}
-                raise AssertionError(f"after killing worker {victim}: {wrong}") from None
-            audit_ids = [
-                m.headers.get("Nats-Msg-Id") if m.headers else None
-                for m in await stream_messages(js, AUDIT_STREAM)
-            ]
-            assert len(audit_ids) == len(set(audit_ids)), "an event was audited twice"
+            audit_ids = await cases_settled(
+                admin.jetstream(), cases, EXPECTED, f"killing worker {victim}", timeout=60
+            )
         finally:
             await nc.close()
             await admin.close()
