@@ -57,6 +57,13 @@ class EventStore(Protocol):
         """The aggregate's whole history (empty, at sequence 0, for a new aggregate)."""
         ...
 
+    def kept(self, aggregate: str, aggregate_id: str) -> History | None:
+        """What the store already holds of the aggregate, without asking anyone: a true
+        prefix of its history (the stream is append-only), possibly behind it, or None.
+        A decision made on it is sound only once an append conditional on its
+        `last_sequence` succeeds (services/runtime/writer.py)."""
+        ...
+
     async def read(self, *filters: str, start: int = 1) -> tuple[StoredEvent, ...]:
         """Every stored event on any of the subject `filters` (NATS wildcards) from stream
         sequence `start` on, in stream order: what replays and projections read."""

@@ -23,7 +23,7 @@ from nats.js.errors import APIError
 from contracts.envelope import Envelope
 from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM, aggregate_filter
 from services.runtime.eventstore import AppendFailed, ConcurrencyConflict, History, StoredEvent
-from services.runtime.stored_messages import StreamReader, decoded_event
+from services.runtime.stored_messages import StoredMessage, StreamReader, decoded_event
 
 # JetStream errors meaning "the aggregate moved on since you loaded it".
 _CONFLICT_CODES = frozenset({10071, 10164})
@@ -69,12 +69,33 @@ class JetStreamEventStore:
                 events.append(stored)
         history = History(tuple(events), last)
         if last:
-            self._histories[key] = history
-            self._histories.move_to_end(key)
-            limit = self._cache_size if self._cache_size is not None else HISTORY_CACHE_SIZE
-            while len(self._histories) > limit:
-                self._histories.popitem(last=False)
+            self._keep(key, history)
         return history
+
+    def kept(self, aggregate: str, aggregate_id: str) -> History | None:
+        return self._histories.get((aggregate, aggregate_id))
+
+    def _keep(self, key: tuple[str, str], history: History) -> None:
+        self._histories[key] = history
+        self._histories.move_to_end(key)
+        limit = self._cache_size if self._cache_size is not None else HISTORY_CACHE_SIZE
+        while len(self._histories) > limit:
+            self._histories.popitem(last=False)
+
+    def _appended(
+        self, aggregate: str, aggregate_id: str, expected: int, subject: str, data: bytes, seq: int
+    ) -> None:
+        """One event just stored at `sequence`, conditional on `expected`: nothing of the
+        aggregate can lie between, so a kept history at `expected` plus this event is the
+        whole history. The event is decoded from the bytes stored, as a load would."""
+        key = (aggregate, aggregate_id)
+        kept = self._histories.get(key)
+        before = kept.events if kept is not None else ()
+        if (kept.last_sequence if kept is not None else 0) != expected:
+            return  # not kept, or kept from before: a load reads what is missing
+        stored = decoded_event(StoredMessage(self._stream, seq, subject, data, {}))
+        if stored is not None:
+            self._keep(key, History((*before, stored), seq))
 
     async def read(self, *filters: str, start: int = 1) -> tuple[StoredEvent, ...]:
         """Every stored event on any of `filters` from stream sequence `start` on, in stream
@@ -96,16 +117,17 @@ class JetStreamEventStore:
         }
         subjects = [f"{EVENT_PREFIX}.{aggregate}.{aggregate_id}.{e.type}" for e in envelopes]
         if len(envelopes) == 1:
+            data = envelopes[0].to_bytes()
             try:
                 ack = await self._js.publish(
-                    subjects[0],
-                    envelopes[0].to_bytes(),
-                    headers={"Nats-Msg-Id": envelopes[0].id, **guard},
+                    subjects[0], data, headers={"Nats-Msg-Id": envelopes[0].id, **guard}
                 )
             except APIError as exc:
                 if exc.err_code in _CONFLICT_CODES:
                     raise ConcurrencyConflict(aggregate, aggregate_id, expected) from None
                 raise AppendFailed(f"append to {aggregate} refused: {exc.description}") from None
+            if not ack.duplicate:  # a duplicate was stored before, at or below `expected`
+                self._appended(aggregate, aggregate_id, expected, subjects[0], data, ack.seq)
             return ack.seq
         return await self._append_batch(
             aggregate, aggregate_id, expected, subjects, envelopes, guard

@@ -40,6 +40,16 @@ class InMemoryEventStore:
         events = await self.read(aggregate_filter(aggregate, aggregate_id))
         return History(events, self._last.get((aggregate, aggregate_id), 0))
 
+    def kept(self, aggregate: str, aggregate_id: str) -> History | None:
+        last = self._last.get((aggregate, aggregate_id))
+        if last is None:
+            return None
+        wanted = aggregate_filter(aggregate, aggregate_id)
+        return History(
+            tuple(event for subject, event in self._stored if subject_matches(wanted, subject)),
+            last,
+        )
+
     async def read(self, *filters: str, start: int = 1) -> tuple[StoredEvent, ...]:
         return tuple(
             event

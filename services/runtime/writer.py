@@ -19,6 +19,7 @@ from services.case.ids import derived_event_id
 from services.runtime.eventstore import ConcurrencyConflict, EventStore, History
 
 MAX_CONFLICT_RETRIES = 20
+EMPTY = History((), 0)  # what a new aggregate's history is; the append proves it is new
 
 Decide = Callable[[History], Sequence[Event]]
 Clock = Callable[[], dt.datetime]
@@ -49,14 +50,32 @@ class AggregateWriter:
         correlation: str | None,
         decide: Decide,
     ) -> Outcome:
+        """Decide on the history the store already holds (none: an empty one) and append on
+        the condition that it is still the whole history: no read on the way when it is,
+        which is most writes (an aggregate this instance wrote or read last, or a new one
+        with an id derived from its cause). When the append conflicts, or the held history
+        decides nothing or refuses (it may be behind), the history is loaded and the
+        decision made again: only a decision on a loaded or proven history is final."""
+        history: History | None = self._store.kept(aggregate, aggregate_id) or EMPTY
+        loaded = False
         for _ in range(MAX_CONFLICT_RETRIES):
-            history = await self._store.load(aggregate, aggregate_id)
+            if history is None:
+                history, loaded = await self._store.load(aggregate, aggregate_id), True
             earlier = history.caused_by(cause)
-            if earlier:
+            if earlier:  # a prefix of the history holds it: stored, whatever came after
                 return Outcome(tuple(uuid.UUID(e.envelope.id) for e in earlier), duplicate=True)
-            events = decide(history)
+            try:
+                events = decide(history)
+            except Exception:
+                if loaded:
+                    raise
+                history = None  # refused on what may be only part of it
+                continue
             if not events:
-                return Outcome((), duplicate=False)
+                if loaded:
+                    return Outcome((), duplicate=False)
+                history = None  # nothing to do, on what may be only part of it
+                continue
             now = self._clock()
             envelopes = [
                 wrap_event(
@@ -72,6 +91,7 @@ class AggregateWriter:
             try:
                 await self._store.append(aggregate, aggregate_id, history.last_sequence, envelopes)
             except ConcurrencyConflict:
+                history = None
                 continue
             return Outcome(tuple(uuid.UUID(e.id) for e in envelopes), duplicate=False)
         raise ConcurrencyConflict(aggregate, aggregate_id, -1)

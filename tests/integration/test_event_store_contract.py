@@ -207,6 +207,27 @@ async def test_histories_stay_whole_after_eviction_from_a_cache(stores: Stores) 
             assert len(kept.events) == round_ + 1
 
 
+async def test_what_a_store_keeps_is_a_true_prefix_of_the_history(stores: Stores) -> None:
+    """`kept` asks nobody: None, or events and a version a load agrees with up to there.
+    After this instance's own append it holds that append (no read needed to decide next);
+    after another instance's, it may be behind, never different."""
+    mine, theirs, shelter = stores(), stores(), new_id()
+    assert mine.kept("shelter", shelter) is None
+    last = await mine.append("shelter", shelter, 0, [registered(shelter)])
+    own = mine.kept("shelter", shelter)
+    assert own is not None and own.last_sequence == last
+    assert ids(own) == ids(await stores().load("shelter", shelter))
+    await theirs.append("shelter", shelter, last, [registered(shelter, 2)])
+    full = await stores().load("shelter", shelter)
+    behind = mine.kept("shelter", shelter)
+    assert behind is not None and behind.last_sequence in (last, full.last_sequence)
+    assert ids(behind) == ids(full)[: len(behind.events)]
+    assert [e.stream_sequence for e in behind.events] == [
+        e.stream_sequence for e in full.events[: len(behind.events)]
+    ]
+    assert [e.event for e in behind.events] == [e.event for e in full.events[: len(behind.events)]]
+
+
 def test_subject_matching_follows_nats_wildcards() -> None:
     assert subject_matches("nrm.evt.>", "nrm.evt.case.1.victim.identified")
     assert subject_matches("nrm.evt.case.*.victim.identified", "nrm.evt.case.1.victim.identified")

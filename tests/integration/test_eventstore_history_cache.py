@@ -5,6 +5,8 @@ between store instances that each keep their own histories (service instances)."
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
@@ -119,3 +121,100 @@ async def test_a_cause_is_applied_once_across_instances_that_keep_histories(
     assert not first.duplicate and again.duplicate and once_more.duplicate
     assert first.event_ids == again.event_ids == once_more.event_ids
     assert len((await mine.load("shelter", shelter)).events) == 1
+
+
+class CountedLoads:
+    """Counts the writer's reads of one store."""
+
+    def __init__(self, store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        load = store.load
+
+        async def counted(aggregate: str, aggregate_id: str) -> History:
+            self.count += 1
+            return await load(aggregate, aggregate_id)
+
+        monkeypatch.setattr(store, "load", counted)
+
+
+def _beds_seen(shelter: str, history: History, at_least: int = 0) -> list[ShelterRegistered]:
+    """A decision that depends on the whole history: beds = events seen + 1; nothing to do
+    on fewer than `at_least` events."""
+    if len(history.events) < at_least:
+        return []
+    beds = len(history.events) + 1
+    return [
+        ShelterRegistered(
+            shelter_id=shelter, region=Region.OSH_CITY, capacity={ShelterCategory.WOMEN: beds}
+        )
+    ]
+
+
+async def _write(store: EventStore, shelter: str, decide: Callable[[History], list[Any]]) -> None:
+    await AggregateWriter(store, "urn:test").execute(
+        "shelter", shelter, cause=str(uuid.uuid4()), correlation=None, decide=decide
+    )
+
+
+def _last_beds(history: History) -> int:
+    last = history.events[-1].event
+    assert isinstance(last, ShelterRegistered)
+    return last.capacity[ShelterCategory.WOMEN]
+
+
+async def test_a_writer_decides_without_reading_what_its_instance_wrote_last(
+    stores: tuple[EventStore, EventStore], nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, _ = stores
+    shelter = f"shelter-{uuid.uuid4().hex[:8]}"
+    loads = CountedLoads(mine, monkeypatch)
+    for _ in range(3):  # a new aggregate, then the history it appended itself
+        await _write(mine, shelter, lambda history: _beds_seen(shelter, history))
+    assert loads.count == 0
+    full = await EventStore(nc, nc.jetstream()).load("shelter", shelter)
+    assert [_last_beds(History(full.events[: i + 1], 0)) for i in range(3)] == [1, 2, 3]
+
+
+async def test_a_held_history_that_is_behind_is_never_the_one_decided_on(
+    stores: tuple[EventStore, EventStore], nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another instance appended since: the conditional append conflicts, and so do a held
+    history deciding nothing or refusing; each time the writer loads and decides again."""
+    mine, theirs = stores
+    shelter = f"shelter-{uuid.uuid4().hex[:8]}"
+    await _write(mine, shelter, lambda history: _beds_seen(shelter, history))
+    loads = CountedLoads(mine, monkeypatch)
+
+    def refuse_on_fewer_than(n: int) -> Callable[[History], list[Any]]:
+        def decide(history: History) -> list[Any]:
+            if len(history.events) < n:
+                raise ValueError("refused on part of the history")
+            return _beds_seen(shelter, history)
+
+        return decide
+
+    cases: list[Callable[[History], list[Any]]] = [
+        lambda history: _beds_seen(shelter, history),  # conflict
+        lambda history: _beds_seen(shelter, history, at_least=4),  # nothing to do
+        refuse_on_fewer_than(6),  # refusal
+    ]
+    for round_, decide in enumerate(cases):
+        await _write(theirs, shelter, lambda history: _beds_seen(shelter, history))
+        before = loads.count
+        await _write(mine, shelter, decide)
+        full = await EventStore(nc, nc.jetstream()).load("shelter", shelter)
+        assert len(full.events) == 3 + 2 * round_
+        assert _last_beds(full) == len(full.events)  # decided on every event before it
+        assert loads.count == before + 1
+
+
+async def test_an_aggregate_this_instance_never_saw_is_loaded_when_it_is_not_new(
+    stores: tuple[EventStore, EventStore], nc: Client
+) -> None:
+    mine, theirs = stores
+    shelter = f"shelter-{uuid.uuid4().hex[:8]}"
+    await _write(theirs, shelter, lambda history: _beds_seen(shelter, history))
+    assert mine.kept("shelter", shelter) is None
+    await _write(mine, shelter, lambda history: _beds_seen(shelter, history))
+    full = await EventStore(nc, nc.jetstream()).load("shelter", shelter)
+    assert [e.event.capacity[ShelterCategory.WOMEN] for e in full.events] == [1, 2]  # type: ignore[attr-defined]
