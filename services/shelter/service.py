@@ -14,7 +14,6 @@ from contracts.events import (
     ShelterAdmitted,
     ShelterEvent,
 )
-from contracts.replies import CommandRejection
 from contracts.subjects import aggregate_filter
 from contracts.vocabulary import Service
 from services.case.referrals import OPEN, fold_referral
@@ -35,34 +34,6 @@ def register(host: ServiceHost) -> None:
 
     def state_of(shelter_id: str, history: History) -> Shelter:
         return shelters.state(shelter_id, history)
-
-    async def ended_among_admitted(
-        shelter_id: str, decide: Callable[[Shelter, frozenset[UUID]], Sequence[ShelterEvent]]
-    ) -> frozenset[UUID]:
-        """The referrals, among those this decision would admit from the waiting list, that
-        were declined or revoked since they were wait-listed: the shelter hears of it through
-        its consumer, which may lag behind a discharge a moment later, and a free bed must
-        not go to someone whose referral has ended. Only the people a bed would go to are
-        read, so the check costs nothing while nobody is admitted from the list."""
-        assert runtime.store is not None
-        shelter = state_of(shelter_id, await runtime.store.load("shelter", shelter_id))
-        ended: frozenset[UUID] = frozenset()
-        checked: set[UUID] = set()
-        while True:
-            admitted = [
-                event.referral_id
-                for event in decide(shelter, ended)
-                if isinstance(event, ShelterAdmitted)
-                and event.from_waiting_list
-                and event.referral_id not in checked
-            ]
-            if not admitted:
-                return ended
-            checked.update(admitted)
-            newly = await ended_referrals(admitted)
-            if not newly:
-                return ended
-            ended |= newly  # those leave the list; the next in line may get the bed instead
 
     async def ended_referrals(referral_ids: Sequence[UUID]) -> frozenset[UUID]:
         assert runtime.store is not None
@@ -101,17 +72,38 @@ def register(host: ServiceHost) -> None:
         correlation: str | None,
         decide: Callable[[Shelter, frozenset[UUID]], Sequence[ShelterEvent]],
     ) -> Outcome:
-        try:
-            ended = await ended_among_admitted(shelter_id, decide)
-        except CommandRejection:
-            ended = frozenset()  # the writer decides again and answers with the rejection
-        return await runtime.writer(SERVICE).execute(
-            "shelter",
-            shelter_id,
-            cause=cause,
-            correlation=correlation,
-            decide=lambda history: decide(state_of(shelter_id, history), ended),
-        )
+        """Decide on the shelter and append, with one check first for whoever a free bed
+        would go to from the waiting list: that referral may have been declined or revoked
+        since it was wait-listed, and the shelter hears of that through its consumer, which
+        may lag behind a discharge a moment later. A decision that would admit someone from
+        the list not yet checked appends nothing; their referrals are read and the decision
+        is made again, without those that ended (the next in line may get the bed instead).
+        So the check costs nothing while nobody is admitted from the list."""
+        ended: frozenset[UUID] = frozenset()
+        checked: set[UUID] = set()
+        unchecked: list[UUID] = []
+
+        def decide_checked(history: History) -> Sequence[ShelterEvent]:
+            unchecked.clear()
+            events = decide(state_of(shelter_id, history), ended)
+            unchecked.extend(
+                event.referral_id
+                for event in events
+                if isinstance(event, ShelterAdmitted)
+                and event.from_waiting_list
+                and event.referral_id not in checked
+            )
+            return [] if unchecked else events
+
+        while True:
+            unchecked.clear()  # a retried cause is answered without deciding
+            outcome = await runtime.writer(SERVICE).execute(
+                "shelter", shelter_id, cause=cause, correlation=correlation, decide=decide_checked
+            )
+            if not unchecked:
+                return outcome
+            checked.update(unchecked)
+            ended = ended | await ended_referrals(unchecked)
 
     async def on_referral(delivery: Delivery) -> None:
         envelope, event = delivery.envelope, delivery.event
