@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import services.referral.domain as domain
 import services.referral.plan as plan
@@ -343,17 +344,20 @@ class ReferralService:
             self.runtime.clock(),
             dt.timedelta(seconds=settings.referral_response_seconds),
         )
-        for referral_id, requested in plan:
-            await self.runtime.writer(SERVICE).execute(
+        writer = self.runtime.writer(SERVICE)
+
+        async def request(referral_id: UUID, requested: ReferralRequested) -> None:
+            await writer.execute(
                 "referral",
                 str(referral_id),
                 cause=envelope.id,
                 correlation=envelope.correlationid,
                 decide=_unless_exists(requested),
             )
-        for need in unmet:
+
+        async def record_unmet(need: NeedUnmet) -> None:
             # Once per need and cause: a redelivered identification finds it recorded.
-            outcome = await self.runtime.writer(SERVICE).execute(
+            outcome = await writer.execute(
                 "need",
                 str(need.need_id),
                 cause=envelope.id,
@@ -362,6 +366,16 @@ class ReferralService:
             )
             if outcome.event_ids and not outcome.duplicate:
                 log.info("need.unmet", case_id=str(need.case_id), service=need.service.value)
+
+        # Each referral and unmet need is its own aggregate with an id derived from the case:
+        # written side by side, the shelter hears of its referral after one append, not k.
+        # A failure cancels the rest and the identification is redelivered; what was written
+        # is found by its cause.
+        async with asyncio.TaskGroup() as writes:
+            for referral_id, requested in plan:
+                writes.create_task(request(referral_id, requested))
+            for need in unmet:
+                writes.create_task(record_unmet(need))
 
     async def on_placement(self, delivery: Delivery) -> None:
         envelope, event = delivery.envelope, delivery.event

@@ -22,7 +22,7 @@ from contracts.replies import CommandRejection, ErrorCode
 from contracts.subjects import command_subject
 from services.agencies.registry import load_registry
 from services.runtime.command_body import MAX_BODY_BYTES, MAX_DEPTH, read_json
-from services.runtime.messaging import parse_command, rejection_notice
+from services.runtime.messaging import describe_failure, parse_command, rejection_notice
 from tests.hostile_corpus import MARKER, domain_rejected, examples, parse_rejected
 
 REGISTRY = load_registry()
@@ -199,3 +199,10 @@ def test_the_hub_can_still_build_commands_from_uuid_objects() -> None:
         command_id=uuid.uuid4(), agency_id="kg-ngo-osh-crisis-centre", referral_id=uuid.uuid4()
     )
     assert parse_command(AcceptReferral, command.model_dump_json().encode()) == command
+
+
+def test_a_failure_among_writes_side_by_side_is_described_by_what_failed() -> None:
+    """A TaskGroup's failure reaches the consumer loop as an ExceptionGroup: the dead letter
+    and the log say which writes failed and why, not 'unhandled errors in a TaskGroup'."""
+    group = ExceptionGroup("writes", [TimeoutError("append"), KeyError("need")])
+    assert describe_failure(group) == "TimeoutError: append; KeyError: 'need'"
