@@ -8,6 +8,7 @@ points back to the index entry.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -37,8 +38,16 @@ class BlindIndex:
         self._bucket = bucket
 
     async def add(self, index: str, case_id: str) -> list[str]:
-        """Record `case_id` under `index`; return every case id recorded there (incl. it)."""
-        key = f"idx.{index}"
+        """Record `case_id` under `index`; return every case id recorded there (incl. it).
+        The entry and the case's pointer to it are written side by side (a crash between
+        them is healed by the retry of the screening, as when they were one after the other)."""
+        cases, _ = await asyncio.gather(
+            self._add_to_entry(f"idx.{index}", case_id),
+            self._bucket.put(f"case.{case_id}", index.encode()),
+        )
+        return cases
+
+    async def _add_to_entry(self, key: str, case_id: str) -> list[str]:
         while True:
             try:
                 entry = await self._bucket.get(key)
@@ -58,7 +67,6 @@ class BlindIndex:
                 break
             except WrongRevision:
                 continue  # another screening of the same person at the same moment
-        await self._bucket.put(f"case.{case_id}", index.encode())
         return list(cases)
 
     async def remove_case(self, case_id: str) -> None:

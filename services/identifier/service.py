@@ -6,6 +6,7 @@ proceedings linked to its cases (services/identifier/proceedings.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -128,16 +129,22 @@ def register(host: ServiceHost) -> None:
                     for earlier in e.event.earlier_case_ids
                 ),
             )
-        version, key = await (await case_keys()).key_for(case_id)
+
+        async def indexed() -> list[str]:
+            dob = interview.personal_data.date_of_birth
+            if dob is None:
+                return []
+            digest = blind_index(index_secret, interview.personal_data.full_name, dob)
+            return await (await index()).add(digest, case_id)
+
+        # The case's key and the blind index are independent: asked side by side.
+        (version, key), earlier = await asyncio.gather(
+            (await case_keys()).key_for(case_id), indexed()
+        )
         sealed = {
             name: seal(key, case_id, name.value, version, value)
             for name, value in interview.personal_data.present_fields().items()
         }
-        earlier: list[str] = []
-        dob = interview.personal_data.date_of_birth
-        if dob is not None:
-            digest = blind_index(index_secret, interview.personal_data.full_name, dob)
-            earlier = await (await index()).add(digest, case_id)
         consent_id = consent_id_for_command(command.command_id)
 
         due = runtime.clock() + dt.timedelta(days=settings.identification_decision_days)

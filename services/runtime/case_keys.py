@@ -139,16 +139,15 @@ class CaseKeys:
         return self._ring
 
     async def key_for(self, case_id: str) -> tuple[int, bytes]:
-        """The case's (key version, data key), created on first use."""
+        """The case's (key version, data key), created on first use. Its callers ask for a
+        new case's key (an intake, a case received from abroad), so creating comes first:
+        one round trip, and a second only for a retry, which finds the key created."""
+        key = AESGCM.generate_key(bit_length=256)
         try:
-            entry = await self._bucket.get(case_id)
-        except KeyNotFound:
-            key = AESGCM.generate_key(bit_length=256)
-            try:
-                await self._bucket.create(case_id, self._wrap(case_id, CURRENT_KEY_VERSION, key))
-                return CURRENT_KEY_VERSION, key
-            except WrongRevision:
-                entry = await self._bucket.get(case_id)  # another writer won the race
+            await self._bucket.create(case_id, self._wrap(case_id, CURRENT_KEY_VERSION, key))
+            return CURRENT_KEY_VERSION, key
+        except WrongRevision:
+            entry = await self._bucket.get(case_id)  # created before: a retry, or a race
         return self._unwrap(case_id, entry.value)
 
     async def existing_key(self, case_id: str) -> tuple[int, bytes] | None:
