@@ -255,14 +255,27 @@ def decide_escalation(
     ]
 
 
+class AdmissionNotYetFollowed(Exception):
+    """A discharge reached the referral before the admission it ends: the consumer took
+    them out of stream order (an admission retried after a failure, taken again after a
+    crash, or by another instance). Raised so that the discharge is retried after its
+    admission, instead of leaving the referral accepted for ever."""
+
+
 def follow_placement(
     referral: Referral | None, placement: Event, now: dt.datetime
 ) -> list[ReferralEvent]:
-    """The shelter's facts move the shelter referral forward; stale ones change nothing."""
+    """The shelter's facts move the shelter referral forward; stale ones change nothing.
+    Only a discharge depends on an earlier fact being followed first: the others decide the
+    same in any order (an admission after a wait-listing, or before it, ends accepted)."""
     if referral is None:
         return []
     provider = referral.request.provider_id
     match placement:
+        case ShelterDischarged() if referral.status in OPEN:
+            # The admission precedes the discharge in the shelter's history, and an open
+            # referral is one it would accept: it is still to come.
+            raise AdmissionNotYetFollowed(f"referral {referral.request.referral_id}")
         case ShelterWaitlisted() if referral.status is Status.REQUESTED:
             return [
                 ReferralWaitlisted(

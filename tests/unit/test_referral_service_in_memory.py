@@ -23,26 +23,38 @@ from contracts.commands import (
     AcceptReferral,
     Consent,
     DeclineReferral,
+    DischargeFromShelter,
     RegisterShelter,
     SubmitScreening,
 )
 from contracts.events import (
     NeedUnmet,
     ReferralAccepted,
+    ReferralCompleted,
     ReferralDeclined,
     ReferralEscalated,
     ReferralRequested,
     ShelterAdmitted,
+    ShelterDischarged,
 )
 from contracts.public_key_sealing import intake_info, read_private_key, seal_to
 from contracts.replies import CommandAccepted, CommandRejection, ErrorCode
-from contracts.vocabulary import DeclineReason, Region, Service, ShelterCategory, UnmetReason
+from contracts.vocabulary import (
+    DeclineReason,
+    DischargeReason,
+    Region,
+    Service,
+    ShelterCategory,
+    UnmetReason,
+)
 from services.agencies.registry import AgencyRegistry, load_registry
 from services.case.ids import need_id_for, referral_id_for
 from services.identifier import service as identifier
+from services.referral.domain import AdmissionNotYetFollowed
 from services.referral.feed import addressees
 from services.referral.service import ReferralService
 from services.runtime.case_keys import create_hub_keys
+from services.runtime.eventstore import StoredEvent
 from services.runtime.in_memory import InMemoryEventStore, InMemoryKeyValue
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
 from services.runtime.service_table import consumer
@@ -312,3 +324,43 @@ async def test_the_identifying_agency_is_told_every_answer_to_its_referrals(hub:
     # The answer names only the provider; the referrer comes from the referral's request.
     assert addressees(accepted, history) == (LEGAL_AID, IDENTIFIER)
     assert addressees(accepted, []) == (LEGAL_AID,)
+
+
+async def test_a_discharge_taken_before_its_admission_waits_for_it(hub: Hub) -> None:
+    """Out of stream order (an admission retried after a failure, or taken again after a
+    crash while the consumer went on): the discharge is refused for a retry, and once the
+    admission is followed it completes the referral, as in order."""
+    register = RegisterShelter(
+        command_id=uuid.uuid4(), agency_id=SHELTER, capacity={ShelterCategory.WOMEN: 1}
+    )
+    await hub.shelter.execute(register)
+    case_id = await hub.identify(needs=frozenset({Service.SHELTER}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    await hub.deliver(hub.shelter, "shelter-on-referral")
+    shelter_ref = referral_id_for(case_id, Service.SHELTER)
+    await hub.shelter.execute(
+        DischargeFromShelter(
+            command_id=uuid.uuid4(),
+            agency_id=SHELTER,
+            referral_id=shelter_ref,
+            reason=DischargeReason.RETURNED_HOME,
+        )
+    )
+    placements = await hub.store.read(*consumer("referral-on-placement").filter_subjects)
+    admitted, discharged = (
+        next(e for e in placements if isinstance(e.event, kind))
+        for kind in (ShelterAdmitted, ShelterDischarged)
+    )
+    handle = hub.referral.event_handlers["referral-on-placement"]
+
+    def delivery(stored: StoredEvent) -> Delivery:
+        envelope = stored.envelope
+        return Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
+
+    with pytest.raises(AdmissionNotYetFollowed):
+        await handle(delivery(discharged))
+    assert len(await hub.referral_events(shelter_ref)) == 1  # still only requested
+    await handle(delivery(admitted))
+    await handle(delivery(discharged))  # the retry
+    events = await hub.referral_events(shelter_ref)
+    assert [type(e) for e in events] == [ReferralRequested, ReferralAccepted, ReferralCompleted]
