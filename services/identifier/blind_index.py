@@ -48,26 +48,27 @@ class BlindIndex:
         return cases
 
     async def _add_to_entry(self, key: str, case_id: str) -> list[str]:
+        # Most people are screened once: creating the entry comes first (one round trip).
+        cases: list[str] = []
+        revision: int | None = None
         while True:
-            try:
-                entry = await self._bucket.get(key)
-                cases = json.loads(entry.value or b"[]")
-                revision: int | None = entry.revision
-            except KeyNotFound:
-                cases, revision = [], None
             if case_id in cases:
-                break
+                return cases
             try:
                 value = json.dumps([*cases, case_id]).encode()
                 if revision is None:
                     await self._bucket.create(key, value)
                 else:
                     await self._bucket.update(key, value, last=revision)
-                cases = [*cases, case_id]
-                break
+                return [*cases, case_id]
             except WrongRevision:
-                continue  # another screening of the same person at the same moment
-        return list(cases)
+                pass  # screened before, or another screening of the same person just now
+            try:
+                entry = await self._bucket.get(key)
+            except KeyNotFound:
+                cases, revision = [], None  # gone in between: create again
+                continue
+            cases, revision = json.loads(entry.value or b"[]"), entry.revision
 
     async def remove_case(self, case_id: str) -> None:
         """Erasure: drop the case from its index entry and the pointer to it."""

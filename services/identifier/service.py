@@ -46,7 +46,7 @@ from services.case.referrals import ACTIVE
 from services.identifier.blind_index import BlindIndex, blind_index
 from services.identifier.intake import open_interview
 from services.runtime.case_keys import CaseKeys, KeyCustodyError, read_key_ring, read_secret
-from services.runtime.command_ledger import fingerprint
+from services.runtime.command_ledger import fingerprint, first_use
 from services.runtime.eventstore import History
 from services.runtime.messaging import ServiceHost
 from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET
@@ -115,7 +115,12 @@ def register(host: ServiceHost) -> None:
         command, interview, agency = admitted.command, admitted.interview, admitted.agency
         case_id = str(case_id_for_screening(command.command_id))
         assert runtime.store is not None, "not connected"
-        recorded = (await runtime.store.load("case", case_id)).caused_by(str(command.command_id))
+        # A first use of the command id has no record yet: read only for a retry.
+        recorded = (
+            ()
+            if first_use()
+            else (await runtime.store.load("case", case_id)).caused_by(str(command.command_id))
+        )
         if recorded:  # a retry: answered from the record, the blind index is not asked again
             return CommandAccepted(
                 command_id=command.command_id,

@@ -11,14 +11,38 @@ fingerprint again is a retry, another one is a `conflict`, and nothing is done f
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from contracts.commands import Command
 from contracts.replies import ErrorCode, reject
 from services.runtime.keyvalue import KeyNotFound, KeyValue, WrongRevision
+
+# Set by the command subscriber around its handler: whether the ledger's claim of the
+# command id was the first. A handler that answers retries from the record (a screening)
+# needs no read to know that a first use has no record yet.
+_FIRST_USE: contextvars.ContextVar[bool] = contextvars.ContextVar("first_use", default=False)
+
+
+def first_use() -> bool:
+    """True only inside a command's handler, when its command id was claimed just now; False
+    for a retry, and outside a command (so that a caller who cannot know reads)."""
+    return _FIRST_USE.get()
+
+
+@contextlib.contextmanager
+def handling(first: bool) -> Iterator[None]:
+    """The block is a command's handler; `first`: its command id was claimed just now."""
+    token = _FIRST_USE.set(first)
+    try:
+        yield
+    finally:
+        _FIRST_USE.reset(token)
 
 
 def _canonical(value: Any) -> Any:
@@ -43,14 +67,15 @@ class CommandLedger:
     def __init__(self, bucket: KeyValue) -> None:
         self._bucket = bucket
 
-    async def claim(self, command_id: uuid.UUID, print_: str) -> None:
+    async def claim(self, command_id: uuid.UUID, print_: str) -> bool:
         """Record `print_` as `command_id`'s meaning, or check it is the one recorded; a
-        different one raises a `conflict` rejection."""
+        different one raises a `conflict` rejection. True when this was the first claim:
+        nothing can have been written for the command before it (see `first_use`)."""
         key = str(command_id)
         while True:
             try:
                 await self._bucket.create(key, print_.encode())
-                return
+                return True
             except WrongRevision:
                 pass  # claimed before: compare
             try:
@@ -58,7 +83,7 @@ class CommandLedger:
             except KeyNotFound:
                 continue  # vanished in between (cannot happen without admin rights): retry
             if entry.value.decode() == print_:
-                return
+                return False
             raise reject(
                 "command_id",
                 ErrorCode.CONFLICT,

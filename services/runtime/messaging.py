@@ -64,7 +64,7 @@ from contracts.subjects import (
 from contracts.vocabulary import CANONICAL_UUID, NIL_UUID
 from services.agencies.registry import AgencyRegistry
 from services.runtime.command_body import BodyError, read_json_object
-from services.runtime.command_ledger import CommandLedger, fingerprint
+from services.runtime.command_ledger import CommandLedger, fingerprint, handling
 from services.runtime.connection import broker_options
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
@@ -517,8 +517,9 @@ class ServiceHost:
         admit, meaning, handle = self._served[type(command)]
         check_sender(command, sender, authenticated=self.runtime.settings.authenticated)
         admitted = admit(command)  # once: the ledger and the handler share it
-        await (await self._ledger()).claim(command.command_id, meaning(admitted))
-        return await handle(admitted)
+        first = await (await self._ledger()).claim(command.command_id, meaning(admitted))
+        with handling(first):
+            return await handle(admitted)
 
     def answer(
         self,

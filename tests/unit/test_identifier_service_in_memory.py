@@ -70,6 +70,7 @@ from services.custody import service as custody
 from services.identifier import service as identifier
 from services.referral.service import ReferralService
 from services.runtime.case_keys import CaseKeys, create_hub_keys
+from services.runtime.command_ledger import first_use
 from services.runtime.eventstore import StoredEvent
 from services.runtime.in_memory import InMemoryEventStore, InMemoryKeyValue
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
@@ -552,3 +553,26 @@ async def test_a_retried_lifecycle_command_changes_nothing_and_a_reused_id_confl
     other_receiver = request.model_copy(update={"to_agency": "kg-health-bishkek"})
     assert await rejected(host, other_receiver) == [("command_id", ErrorCode.CONFLICT)]
     assert await case_events(runtime, case_id) == after
+
+
+async def test_a_first_screening_reads_no_record_and_its_retry_is_answered_from_it(
+    host: ServiceHost, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger's first claim of a command id means nothing was written for it yet: the
+    intake skips the read a retry needs (and a retry still gets the recorded answer)."""
+    assert not first_use()  # outside a command's handler: a caller must read
+    assert runtime.store is not None
+    store, reads = runtime.store, []
+    load = store.load
+
+    async def counted(aggregate: str, aggregate_id: str) -> Any:
+        reads.append(aggregate)
+        return await load(aggregate, aggregate_id)
+
+    monkeypatch.setattr(store, "load", counted)
+    interview = screening(IDENTIFIER)
+    first = await submit(host, interview)
+    assert reads == [] and not first.duplicate
+    again = await submit(host, interview)
+    assert reads == ["case"] and again.duplicate and again.event_ids == first.event_ids
+    assert not first_use()
