@@ -16,6 +16,7 @@ saw it, so every checkpoint extends the one before it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -50,12 +51,15 @@ from services.runtime.health import (
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Pull, ServiceHost, Taken, consume, stop_if_cancelled
 from services.runtime.service_table import audit_consumers
-from services.runtime.topology import FETCH_BATCH
+from services.runtime.topology import DUPLICATE_WINDOW_SECONDS, FETCH_BATCH
 
 SERVICE = "audit"
 COMPACT_RANGE_HEADER = "Nrm-Compact-Range"
 VERIFIER_KEY_HEADER = "Nrm-Verifier-Key"
 _WRONG_LAST_SEQUENCE = 10071
+# Messages stored this recently are deduplicated by the stream itself (see `record`): half
+# the window, so that clocks apart by less than a minute change nothing.
+_RECENT = dt.timedelta(seconds=DUPLICATE_WINDOW_SECONDS / 2)
 log = get_logger("nrm.audit")
 
 Builder = Callable[[int, str, int, bytes, AgencyRegistry], AuditEntry]
@@ -126,14 +130,24 @@ class AuditLogWriter:
 
     # --- leaves -----------------------------------------------------------------------------
 
-    async def record(self, stream: str, sequence: int, raw: bytes) -> None:
-        """Write the one leaf for a stored message, unless it already has one."""
+    async def record(
+        self, stream: str, sequence: int, raw: bytes, stored_at: dt.datetime | None = None
+    ) -> None:
+        """Write the one leaf for a stored message, unless it already has one.
+
+        Whether it has one is asked of the audit stream (a round trip) only for a message
+        stored long enough ago (or at an unknown time): a leaf for a message stored within
+        half the duplicate window was written within it too, so the stream refuses a second
+        one by its message id, and the writer answers from that."""
         js = self.runtime.jetstream
         subject = audit_subject(stream, sequence)
+        recent = stored_at is not None and self.runtime.clock() - stored_at < _RECENT
         async with self.lock:
+            ask = not recent
             while True:
-                if await self._audited(subject):
+                if ask and await self._audited(subject):
                     return
+                ask = True  # after a conflict: another writer may have written it
                 state = self.state
                 entry = BUILDERS[stream](state.size, stream, sequence, raw, self.runtime.registry)
                 leaf = state.leaf_for(entry, self.source, self.runtime.clock())
@@ -148,7 +162,10 @@ class AuditLogWriter:
                         raise
                     await self._catch_up()  # another writer appended first
                     continue
-                if ack.duplicate or ack.seq != state.size + 1:
+                if ack.duplicate:  # a leaf with this id is stored: recorded before
+                    await self._catch_up()
+                    return
+                if ack.seq != state.size + 1:
                     await self._catch_up()
                     continue
                 state.appended(leaf)
@@ -241,7 +258,7 @@ class AuditLogWriter:
                 loops.create_task(consume(self.runtime, SERVICE, pull, take))
 
     async def _take(self, stream: str, message: Taken) -> None:
-        await self.record(stream, message.stream_sequence, message.data)
+        await self.record(stream, message.stream_sequence, message.data, message.stored_at)
 
     async def run_checkpoints(self) -> None:
         interval = self.runtime.settings.checkpoint_interval_seconds

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import inspect
 import json
 import time
@@ -739,6 +740,7 @@ class Taken:
         self.headers: dict[str, str] = dict(msg.headers or {})
         self.stream_sequence: int = msg.metadata.sequence.stream
         self.attempt: int = msg.metadata.num_delivered
+        self.stored_at: dt.datetime | None = msg.metadata.timestamp  # the server's clock
 
     async def still_working(self) -> None:
         """Still ours: a handler that waits long (the relay, for its peer) keeps the message

@@ -131,6 +131,11 @@ def max_deliveries_advisory(stream: str = EVENTS_STREAM) -> str:
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.*"
 
 
+# How long a stream remembers a message id (`Nats-Msg-Id`): a second message with the same id
+# within it is not stored. The audit writer relies on it for recent events.
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+
 def _record(name: str, description: str, subjects: list[str], replicas: int) -> StreamConfig:
     """A stream of the hub's record: on disk, kept, never deleted or purged. Read by batched
     direct get (services/runtime/stored_messages.py), not by a consumer per read."""
@@ -140,7 +145,7 @@ def _record(name: str, description: str, subjects: list[str], replicas: int) -> 
         subjects=subjects,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        duplicate_window=120.0,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
         deny_delete=True,
         deny_purge=True,
         allow_direct=True,

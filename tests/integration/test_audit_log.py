@@ -257,3 +257,38 @@ async def test_a_restarted_or_second_audit_service_continues_without_gap_or_fork
     assert exported.returncode == 0, exported.stderr
     verified = await nrm(settings, "audit", "verify", str(bundle))
     assert verified.returncode == 0, verified.stdout
+
+
+async def test_the_writer_asks_whether_a_message_has_a_leaf_only_when_it_is_old(
+    settings: Settings, client: HubClient, nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message stored within half the duplicate window is deduplicated by the audit
+    stream itself (the leaf's message id): no question before the append. An older one
+    (a redelivery after an outage) is asked about first. Neither gets a second leaf."""
+    url = settings.nats_url or ""
+    js = nc.jetstream()
+    await bootstrap(url, settings)
+    async with running_services(url, settings, ("identifier", "audit")):
+        await client.send(screening())
+        await wait_until(lambda: settled(js, 0), timeout=20)
+    host, _ = build_service("audit", url, settings)
+    host.runtime.connected(nc)
+    writer = AuditLogWriter(host)
+    await writer.load()
+    asked: list[str] = []
+    ask = writer._audited
+
+    async def counted(subject: str) -> bool:
+        asked.append(subject)
+        return await ask(subject)
+
+    monkeypatch.setattr(writer, "_audited", counted)
+    before = (await js.stream_info(AUDIT_STREAM)).state.last_seq
+    first_event = await js.get_msg(EVENTS_STREAM, 1)
+    now = dt.datetime.now(dt.UTC)
+    await writer.record(EVENTS_STREAM, 1, first_event.data or b"", stored_at=now)
+    assert asked == [] and (await js.stream_info(AUDIT_STREAM)).state.last_seq == before
+    long_ago = now - dt.timedelta(minutes=10)
+    await writer.record(EVENTS_STREAM, 1, first_event.data or b"", stored_at=long_ago)
+    assert len(asked) == 1 and (await js.stream_info(AUDIT_STREAM)).state.last_seq == before
+    assert writer.state.size == before
