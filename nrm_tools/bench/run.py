@@ -69,7 +69,10 @@ class Options:
     relay_seconds: float = 4.0
     profile: Path | None = None
     processes: bool = False  # each service its own process (as deployed) instead of in-process
-    workers: int = 1  # > 1: the services in worker processes, as `nrm up --workers N`
+    # The hub as `nrm up` runs it by default: one worker process per core (issue 19: the hub
+    # uses every core). `--workers 1` runs the services in the bench process, as every run
+    # before this default did (docs/PERFORMANCE.md says which figures are which).
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @classmethod
     def large(cls, **overrides: Any) -> Options:
@@ -132,7 +135,11 @@ async def run(options: Options, say: Say) -> Results:
         "growth_n": list(options.growth),
         "synthetic_leaves": list(options.synthetic_leaves),
         "sync_interval": list(options.sync),
-        "services": "one process each" if options.processes else "in the bench process",
+        "services": "one process each"
+        if options.processes
+        else f"in {options.workers} worker processes"
+        if options.workers > 1
+        else "in the bench process",
         "workers": options.workers,
     }
     started = time.perf_counter()
