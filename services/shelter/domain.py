@@ -161,6 +161,14 @@ def decide_discharge(
     return [discharged, *serve_waiting_list(_after(shelter, [discharged]), ended)]
 
 
+class RequestNotYetPlaced(Exception):
+    """A revocation or decline reached the shelter before the request it ends was placed:
+    the consumer took them out of stream order (the request retried after a failure, taken
+    again after a crash, or by another instance). Raised so that it is retried after the
+    placement; taken as nothing to do, the request would then give the person a bed or a
+    place on the list on a referral that has ended."""
+
+
 def decide_revocation(
     shelter: Shelter, revoked: ReferralRevoked | ReferralDeclined
 ) -> list[ShelterEvent]:

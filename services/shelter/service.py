@@ -18,7 +18,7 @@ from contracts.subjects import aggregate_filter
 from contracts.vocabulary import Service
 from services.case.referrals import OPEN, fold_referral
 from services.case.shelter_beds import Shelter, apply
-from services.runtime.eventstore import History
+from services.runtime.eventstore import History, StoredEvent
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.service_table import consumer
 from services.runtime.snapshots import Snapshots
@@ -116,25 +116,37 @@ def register(host: ServiceHost) -> None:
                 lambda shelter, ended: domain.decide_placement(shelter, placement, ended),
             )
         elif isinstance(event, ReferralRevoked | ReferralDeclined):
-            shelter_id = await provider_of(str(event.referral_id))
-            if shelter_id is None:
+            request = await shelter_request_of(str(event.referral_id))
+            if request is None:
                 return
-            revoked = event
-            await execute(
-                shelter_id,
-                envelope.id,
-                envelope.correlationid,
-                lambda shelter, _ended: domain.decide_revocation(shelter, revoked),
+            requested, revoked = request.event, event
+            assert isinstance(requested, ReferralRequested)
+
+            def decide(history: History) -> list[ShelterEvent]:
+                left = domain.decide_revocation(state_of(requested.provider_id, history), revoked)
+                # Nothing to revoke: the request was placed and left the list since, or it
+                # is still to be placed (the placement's cause is the request's id).
+                placeable = requested.placement_category is not None
+                if left or not placeable or history.caused_by(request.envelope.id):
+                    return left
+                raise domain.RequestNotYetPlaced(f"referral {requested.referral_id}")
+
+            await runtime.writer(SERVICE).execute(
+                "shelter",
+                requested.provider_id,
+                cause=envelope.id,
+                correlation=envelope.correlationid,
+                decide=decide,
             )
 
-    async def provider_of(referral_id: str) -> str | None:
-        """The shelter a referral was addressed to, if it was a shelter referral."""
+    async def shelter_request_of(referral_id: str) -> StoredEvent | None:
+        """The request of a referral, if it was a shelter referral."""
         assert runtime.store is not None
         history = await runtime.store.load("referral", referral_id)
-        first = history.events[0].event if history.events else None
-        if isinstance(first, ReferralRequested) and first.service is Service.SHELTER:
-            return first.provider_id
-        return None
+        first = history.events[0] if history.events else None
+        if first is None or not isinstance(first.event, ReferralRequested):
+            return None
+        return first if first.event.service is Service.SHELTER else None
 
     host.command(RegisterShelter, register_shelter)
     host.command(DischargeFromShelter, discharge)

@@ -12,16 +12,34 @@ from typing import Any
 import pytest
 
 from contracts.commands import DischargeFromShelter, RegisterShelter
-from contracts.envelope import wrap_event
-from contracts.events import ShelterAdmitted, ShelterDischarged, ShelterRegistered
+from contracts.envelope import Envelope, wrap_event
+from contracts.events import (
+    ReferralEvent,
+    ReferralRequested,
+    ReferralRevoked,
+    ShelterAdmitted,
+    ShelterDischarged,
+    ShelterRegistered,
+    ShelterWaitlisted,
+    ShelterWaitlistLeft,
+)
 from contracts.replies import CommandRejection, ErrorCode
-from contracts.vocabulary import DischargeReason, ShelterCategory
+from contracts.vocabulary import (
+    AgeBand,
+    DischargeReason,
+    Region,
+    RevokeReason,
+    Service,
+    Sex,
+    ShelterCategory,
+)
 from services.agencies.registry import load_registry
 from services.runtime.in_memory import InMemoryEventStore
-from services.runtime.messaging import Runtime, ServiceHost
+from services.runtime.messaging import Delivery, Runtime, ServiceHost
 from services.runtime.settings import Settings
 from services.runtime.writer import utc_now
 from services.shelter import service as shelter
+from services.shelter.domain import RequestNotYetPlaced
 
 CRISIS = "kg-ngo-osh-crisis-centre"  # runs a shelter for women and children
 CLINIC = "kg-ngo-osh-legal-clinic"  # runs none
@@ -121,3 +139,59 @@ async def test_a_resident_is_discharged_and_their_bed_kept_until_then(
     assert len(outcome.event_ids) == 1 and not outcome.duplicate
     _, fewer = await send(host, register(CRISIS, women=0))  # the bed is free now
     assert not fewer.duplicate and len(fewer.event_ids) == 1
+
+
+async def test_a_revocation_taken_before_its_request_waits_for_the_placement(
+    host: ServiceHost, store: InMemoryEventStore
+) -> None:
+    """Out of stream order (the request retried after a failure, or taken again after a
+    crash while the consumer went on): the revocation is refused for a retry instead of
+    being taken as nothing to do, and once the request is placed it takes the person off
+    the waiting list, as in order."""
+    await send(host, register(CRISIS, women=0))
+    referral_id, case_id = uuid.uuid4(), uuid.uuid4()
+    requested = ReferralRequested(
+        referral_id=referral_id,
+        case_id=case_id,
+        service=Service.SHELTER,
+        referrer_id="kg-health-osh",
+        provider_id=CRISIS,
+        region=Region.OSH_CITY,
+        sex=Sex.FEMALE,
+        age_band=AgeBand.FROM_25_TO_34,
+        is_child=False,
+        placement_category=ShelterCategory.WOMEN,
+        shared_fields=(),
+        requested_at=utc_now(),
+        respond_by=utc_now(),
+    )
+    revoked = ReferralRevoked(
+        referral_id=referral_id,
+        case_id=case_id,
+        revoked_by="kg-health-osh",
+        reason=RevokeReason.PERSON_WITHDREW,
+    )
+    stored: list[tuple[Envelope, int, ReferralEvent]] = []
+    for index, event in enumerate((requested, revoked)):
+        envelope = wrap_event(
+            event,
+            event_id=uuid.uuid4(),
+            source="urn:test",
+            time=utc_now(),
+            correlation_id=None,
+            causation_id=str(uuid.uuid4()),
+        )
+        last = await store.append("referral", str(referral_id), index and stored[-1][1], [envelope])
+        stored.append((envelope, last, event))
+    handle = host.event_handlers["shelter-on-referral"]
+
+    def delivery(index: int) -> Delivery:
+        envelope, sequence, event = stored[index]
+        return Delivery(envelope, event, envelope.to_bytes(), sequence)
+
+    with pytest.raises(RequestNotYetPlaced):
+        await handle(delivery(1))  # the revocation first
+    await handle(delivery(0))  # the request: no bed, so the waiting list
+    await handle(delivery(1))  # the retried revocation
+    kinds = [type(e.event) for e in await store.read("nrm.evt.shelter.>")]
+    assert kinds == [ShelterRegistered, ShelterWaitlisted, ShelterWaitlistLeft]
