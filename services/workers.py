@@ -11,10 +11,11 @@ and the audit writer appends with `Nats-Expected-Last-Sequence` (docs/RELIABILIT
 Three services run in exactly one worker each (`SINGLE_INSTANCE`, spread over the workers):
 the audit writer, because the audit log is one chain and a second writer conflicts on every
 other append instead of adding throughput (docs/PERFORMANCE.md section 9); the referral and
-shelter services, because their consumers rely on taking a referral's events in stream
-order (a discharge after the admission it ends, a revocation after the request it revokes),
-which a durable shared by two instances no longer gives. The identifier and custody run in
-every worker.
+shelter services, because some of their consumers still follow the order they take events
+in (the agency feed's copies, the deadline projection), which a durable shared by two
+instances mixes more than one instance does (docs/ARCHITECTURE.md, Known limits; the
+discharge and the revocation that needed stream order are retried when early now). The
+identifier and custody run in every worker.
 
 A worker reports its services' readiness on stdout once a second; `/readyz` of `nrm up` is
 ready only while every worker is alive and its last report (no older than STALE_SECONDS) says
@@ -52,7 +53,8 @@ from services.runtime.settings import (
 )
 
 log = get_logger("nrm.workers")
-# Each in one worker only: the audit chain, and the consumers that need stream order.
+# Each in one worker only: the audit chain, and the consumers that follow the order they take
+# events in (the agency feed, the deadline projection).
 SINGLE_INSTANCE = ("referral", "audit", "shelter")
 REPORT_SECONDS = 1.0  # how often a worker says whether its services are ready
 STALE_SECONDS = 5.0  # a worker silent this long counts as not ready

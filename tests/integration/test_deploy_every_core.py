@@ -1,6 +1,6 @@
 """The container deployment uses every core the way `nrm up --workers` does: the busy
 services run as several instances (compose replicas, Kubernetes autoscalers on CPU); the
-audit writer (one chain) and the referral and shelter services (stream order) do not
+audit writer (one chain) and the referral and shelter services (feed and deadline order) do not
 scale out (services/workers.py SINGLE_INSTANCE)."""
 
 from __future__ import annotations
