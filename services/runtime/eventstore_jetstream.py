@@ -83,19 +83,20 @@ class JetStreamEventStore:
             self._histories.popitem(last=False)
 
     def _appended(
-        self, aggregate: str, aggregate_id: str, expected: int, subject: str, data: bytes, seq: int
+        self, aggregate: str, aggregate_id: str, expected: int, stored: list[StoredMessage]
     ) -> None:
-        """One event just stored at `sequence`, conditional on `expected`: nothing of the
-        aggregate can lie between, so a kept history at `expected` plus this event is the
-        whole history. The event is decoded from the bytes stored, as a load would."""
+        """Events just stored, conditional on `expected`: nothing of the aggregate lies
+        between, so a kept history at `expected` plus these is the whole history. They are
+        decoded from the bytes stored, as a load would decode them."""
         key = (aggregate, aggregate_id)
         kept = self._histories.get(key)
-        before = kept.events if kept is not None else ()
         if (kept.last_sequence if kept is not None else 0) != expected:
             return  # not kept, or kept from before: a load reads what is missing
-        stored = decoded_event(StoredMessage(self._stream, seq, subject, data, {}))
-        if stored is not None:
-            self._keep(key, History((*before, stored), seq))
+        events = [decoded_event(message) for message in stored]
+        if all(event is not None for event in events):
+            before = kept.events if kept is not None else ()
+            after = tuple(event for event in events if event is not None)
+            self._keep(key, History((*before, *after), stored[-1].sequence))
 
     async def read(self, *filters: str, start: int = 1) -> tuple[StoredEvent, ...]:
         """Every stored event on any of `filters` from stream sequence `start` on, in stream
@@ -127,7 +128,8 @@ class JetStreamEventStore:
                     raise ConcurrencyConflict(aggregate, aggregate_id, expected) from None
                 raise AppendFailed(f"append to {aggregate} refused: {exc.description}") from None
             if not ack.duplicate:  # a duplicate was stored before, at or below `expected`
-                self._appended(aggregate, aggregate_id, expected, subjects[0], data, ack.seq)
+                stored = StoredMessage(self._stream, ack.seq, subjects[0], data, {})
+                self._appended(aggregate, aggregate_id, expected, [stored])
             return ack.seq
         return await self._append_batch(
             aggregate, aggregate_id, expected, subjects, envelopes, guard
@@ -145,7 +147,10 @@ class JetStreamEventStore:
         # Atomic batch publish (ADR-50, server >= 2.12): all or nothing, checked on commit.
         batch_id = uuid.uuid4().hex
         last = len(envelopes)
-        for index, (subject, envelope) in enumerate(zip(subjects, envelopes, strict=True), 1):
+        payloads = [envelope.to_bytes() for envelope in envelopes]
+        for index, (subject, envelope, data) in enumerate(
+            zip(subjects, envelopes, payloads, strict=True), 1
+        ):
             headers = {
                 "Nats-Batch-Id": batch_id,
                 "Nats-Batch-Sequence": str(index),
@@ -153,12 +158,10 @@ class JetStreamEventStore:
                 **(guard if index == 1 else {}),
             }
             if index < last:
-                await self._nc.publish(subject, envelope.to_bytes(), headers=headers)
+                await self._nc.publish(subject, data, headers=headers)
                 continue
             headers["Nats-Batch-Commit"] = "1"
-            reply = await self._nc.request(
-                subject, envelope.to_bytes(), timeout=5.0, headers=headers
-            )
+            reply = await self._nc.request(subject, data, timeout=5.0, headers=headers)
 
         answer = json.loads(reply.data)
         error = answer.get("error")
@@ -169,4 +172,13 @@ class JetStreamEventStore:
             raise AppendFailed(
                 f"batch append to {aggregate} refused: {code} {error.get('description')}"
             )
-        return int(answer["seq"])
+        # A committed batch is stored as one run of sequences, ending at the one answered
+        # (tests/integration/test_eventstore_history_cache.py checks it against a load).
+        committed = int(answer["seq"])
+        first = committed - len(envelopes) + 1
+        stored = [
+            StoredMessage(self._stream, first + offset, subject, data, {})
+            for offset, (subject, data) in enumerate(zip(subjects, payloads, strict=True))
+        ]
+        self._appended(aggregate, aggregate_id, expected, stored)
+        return committed

@@ -4,6 +4,7 @@ between store instances that each keep their own histories (service instances)."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -218,3 +219,26 @@ async def test_an_aggregate_this_instance_never_saw_is_loaded_when_it_is_not_new
     await _write(mine, shelter, lambda history: _beds_seen(shelter, history))
     full = await EventStore(nc, nc.jetstream()).load("shelter", shelter)
     assert [e.event.capacity[ShelterCategory.WOMEN] for e in full.events] == [1, 2]  # type: ignore[attr-defined]
+
+
+async def test_what_a_store_keeps_after_its_batches_is_what_a_load_reads(
+    stores: tuple[EventStore, EventStore], nc: Client
+) -> None:
+    """A batch's events are kept with the sequences they were stored at (one run ending at
+    the committed one), also while other aggregates are appended to at the same moment."""
+    mine, theirs = stores
+    shelters = [f"shelter-{uuid.uuid4().hex[:8]}" for _ in range(8)]
+
+    async def batches(store: EventStore, shelter: str) -> None:
+        last = 0
+        for round_ in range(3):
+            batch = [_registered(shelter, round_ + 1), _registered(shelter, round_ + 2)]
+            last = await store.append("shelter", shelter, last, batch)
+
+    await asyncio.gather(
+        *(batches(mine if i % 2 else theirs, shelter) for i, shelter in enumerate(shelters))
+    )
+    for i, shelter in enumerate(shelters):
+        kept = (mine if i % 2 else theirs).kept("shelter", shelter)
+        full = await EventStore(nc, nc.jetstream()).load("shelter", shelter)
+        assert kept is not None and _same(kept, full) and len(full.events) == 6
