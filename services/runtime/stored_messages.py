@@ -233,7 +233,7 @@ async def replay_batches(
     """What `replay_messages` reads, as runs of (stream sequence, data) in order: for the
     replays that need only those and fold thousands of events a second, one resumption of
     the reader per run instead of per message and no `StoredMessage` built (measured:
-    docs/PERFORMANCE.md, "Replays: ...")."""
+    docs/PERFORMANCE.md, item 16)."""
     async for run in _replay_runs(nc, stream, subject, start, timeout):
         yield [(sequence, msg.data) for msg, sequence in run]
 
