@@ -68,6 +68,10 @@ class ReadFailed(Exception):
     """The stream could not be read (as opposed to: it holds nothing there)."""
 
 
+class NoSuchStream(ReadFailed):
+    """A replay's stream does not exist (the hub was never bootstrapped)."""
+
+
 class NoDirectGet(ReadFailed):
     """Nobody answers direct gets on the stream: it does not exist, or it was created
     without `allow_direct` (bootstrap turns it on)."""
@@ -265,7 +269,7 @@ async def _replay_runs(
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
-        raise ReadFailed(f"{stream}: no such stream") from None
+        raise NoSuchStream(f"{stream}: no such stream") from None
     except NatsError as exc:
         raise ReadFailed(f"{stream}: {type(exc).__name__}") from None
     last = info.state.last_seq
