@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from typing import Annotated, Any, Literal, Union
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Protocol, Union
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
@@ -44,6 +45,20 @@ class Envelope(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         return cls.model_validate_json(raw)
+
+
+class EnvelopeAttributes(Protocol):
+    """The envelope's attributes a reader of events may need beside the event: `Envelope`
+    has them, and so has what `read_current_event` returns."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def time(self) -> dt.datetime: ...
 
 
 def schema_uri(name: str, version: int) -> str:
@@ -106,19 +121,37 @@ def current_event_reader() -> TypeAdapter[Any]:
     return TypeAdapter(union)
 
 
+@functools.cache
+def _one_pass() -> tuple[Callable[[bytes], Any], dict[type[Event], str]]:
+    """`current_event_reader`'s validator itself (the adapter's wrapper costs ~1 us an
+    event) and each event type's current dataschema (not formatted per event)."""
+    schemas = {event: schema_uri(event.NAME, event.VERSION) for event in EVENTS_BY_NAME.values()}
+    return current_event_reader().validator.validate_json, schemas
+
+
+def read_current_event(raw: bytes) -> tuple[EnvelopeAttributes, Event] | None:
+    """The envelope's attributes and the typed event in stored envelope bytes, read in one
+    pass, if it is an event of its type's current version that the current model accepts;
+    else None, and the general path (`unwrap_event(Envelope.from_bytes(raw))`) decides: it
+    upcasts an older version, and refuses an unknown type, a dataschema naming another type
+    or data the model refuses, as it always did."""
+    validate, schemas = _one_pass()
+    try:
+        stored = validate(raw)
+    except ValueError:  # pydantic's ValidationError is one
+        return None
+    event: Event = stored.data
+    schema = stored.dataschema
+    if schema == schemas[type(event)] or (schema is None and event.VERSION == 1):
+        return stored, event
+    return None
+
+
 def event_from_bytes(raw: bytes) -> Event:
     """The typed event in stored envelope bytes, as `unwrap_event(Envelope.from_bytes(raw))`
-    gives it (and raising as it raises), for readers that need the event only (replays).
-    An event of its type's current version is read in one pass; anything else (an older
-    version to upcast, data the current model refuses, an unknown type, a dataschema naming
-    another type) takes the general path, which decides."""
-    try:
-        stored = current_event_reader().validate_json(raw)
-    except ValueError:  # pydantic's ValidationError is one
-        return unwrap_event(Envelope.from_bytes(raw))
-    event: Event = stored.data
-    if stored.dataschema == schema_uri(event.NAME, event.VERSION) or (
-        stored.dataschema is None and event.VERSION == 1
-    ):
-        return event
+    gives it (and raising as it raises), for readers that need the event only (replays):
+    in one pass when `read_current_event` can, else by the general path."""
+    read = read_current_event(raw)
+    if read is not None:
+        return read[1]
     return unwrap_event(Envelope.from_bytes(raw))

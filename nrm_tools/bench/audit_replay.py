@@ -9,15 +9,13 @@ import io
 import os
 import time
 import tracemalloc
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client
 
-from contracts.envelope import current_event_reader, event_from_bytes
-from contracts.events import Event
+from contracts.envelope import current_event_reader
 from contracts.operations import AuditEntry
 from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
 from nrm_tools.bench.raw import ordered_replay
@@ -26,9 +24,9 @@ from services.audit.bundle import LEAVES_FILE, BundleWriter, verify_bundle
 from services.audit.checkpoint import Signer
 from services.audit.domain import leaf_bytes, parse_leaf
 from services.audit.log import LogState
-from services.audit.replay import Key, collector_paused, project
+from services.audit.replay import ReadEvents, collector_paused, project
 from services.runtime.settings import Settings
-from services.runtime.stored_messages import replay_messages
+from services.runtime.stored_messages import replay_batches
 from services.statistics.reader import replay as stats_replay
 
 CHECKPOINT_EVERY = 10_000  # leaves between signed checkpoints in synthetic bundles
@@ -127,18 +125,16 @@ async def replays(nc: Client) -> Replays:
     js = nc.jetstream()
     current_event_reader()  # its one-time model build (~0.1 s) is start-up, not throughput
     started = time.perf_counter()
-    histories: dict[Key, list[Event]] = defaultdict(list)
-    events = 0
-    # As `nrm audit replay` reads, decodes and folds them (services/audit/cli.py).
+    # As `nrm audit replay` reads, hashes, decodes and folds them (services/audit/cli.py).
+    read = ReadEvents()
     with collector_paused():
-        async for message in replay_messages(nc, EVENTS_STREAM):
-            event = event_from_bytes(message.data)
-            histories[(event.AGGREGATE, event.aggregate_id())].append(event)
-            events += 1
-        projected = project(histories)
+        async for run in replay_batches(nc, EVENTS_STREAM):
+            read.read(run)
+        projected = project(read.histories)
+    events = len(read.hashes)
     projections = events / (time.perf_counter() - started)
-    if not projected.cases:
-        raise VerificationFailed("the replay rebuilt no case")
+    if not projected.cases or read.unreadable:
+        raise VerificationFailed(f"the replay rebuilt no case or skipped {read.unreadable} events")
     stats = await stats_replay(nc)
     if stats.state.events_applied != events:
         raise VerificationFailed(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import sys
-from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 
-from contracts.envelope import event_from_bytes
 from contracts.events import Event
 from contracts.subjects import (
     AUDIT_STREAM,
@@ -45,16 +42,24 @@ from services.audit.bundle import (
 )
 from services.audit.checkpoint import VerifierKey, load_signer
 from services.audit.domain import LeafError, parse_leaf
-from services.audit.replay import Key, Projections, collector_paused, differences, project
+from services.audit.replay import (
+    Key,
+    Projections,
+    ReadEvents,
+    collector_paused,
+    differences,
+    project,
+)
 from services.audit.service import VERIFIER_KEY_HEADER, origin_for
 from services.audit.streams import read_stream
 from services.runtime.connection import connect_operator
 from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.settings import Settings
-from services.runtime.stored_messages import replay_messages
+from services.runtime.stored_messages import replay_batches
 from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
 
 PROGRESS_EVERY = 10_000
+_BUNDLE_RUN = 1024  # events read from a bundle's copy per run
 ACCESS_ACTIONS = ("access.granted", "access.refused")
 # A victim-status attestation states something about the person: shown beside the releases.
 ATTESTATION_ACTIONS = {
@@ -274,12 +279,12 @@ async def _bundle_leaves(directory: Path) -> AsyncIterator[bytes]:
             yield line.rstrip(b"\n")
 
 
-async def _live_events(nc: Client) -> AsyncIterator[tuple[int, bytes]]:
-    async for message in replay_messages(nc, EVENTS_STREAM):
-        yield message.sequence, message.data
+async def _live_events(nc: Client) -> AsyncIterator[list[tuple[int, bytes]]]:
+    async for run in replay_batches(nc, EVENTS_STREAM):
+        yield run
 
 
-async def _bundle_events(directory: Path) -> AsyncIterator[tuple[int, bytes]]:
+async def _bundle_events(directory: Path) -> AsyncIterator[list[tuple[int, bytes]]]:
     path = directory / EVENTS_FILE
     try:
         handle = path.open("rb")
@@ -287,12 +292,20 @@ async def _bundle_events(directory: Path) -> AsyncIterator[tuple[int, bytes]]:
         reason = f"cannot read {path} (export --with-events): {type(exc).__name__}"
         raise BundleUnreadable(reason) from None
     with handle:
+        run: list[tuple[int, bytes]] = []
         for number, line in enumerate(handle, 1):
             try:
                 record = json.loads(line)
-                yield int(record["sequence"]), base64.b64decode(record["data"], validate=True)
+                run.append(
+                    (int(record["sequence"]), base64.b64decode(record["data"], validate=True))
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise BundleUnreadable(f"{path} line {number}: {type(exc).__name__}") from None
+            if len(run) == _BUNDLE_RUN:
+                yield run
+                run = []
+        if run:
+            yield run
 
 
 async def _print_access(args: argparse.Namespace, leaves: AsyncIterator[bytes]) -> int:
@@ -336,28 +349,23 @@ async def _print_access(args: argparse.Namespace, leaves: AsyncIterator[bytes]) 
 async def replay(
     nc: Client,
     as_json: bool,
-    events: AsyncIterator[tuple[int, bytes]],
+    events: AsyncIterator[list[tuple[int, bytes]]],
     leaves: AsyncIterator[bytes],
 ) -> int:
     """Fold the events (the live stream, or a bundle's copy) in stream order and compare with
     what the live hub serves: each aggregate as its service loads it, the open-referral
     deadline list, and one audit leaf (with the right hash) for every event."""
     js = nc.jetstream()
-    histories: dict[Key, list[Event]] = defaultdict(list)
-    hashes: dict[int, str] = {}
-    unreadable = 0
+    read = ReadEvents()
     with collector_paused():
-        async for sequence, data in events:
-            hashes[sequence] = _sha256(data)
-            if len(hashes) % PROGRESS_EVERY == 0:
-                print(f"replayed: {len(hashes)} events", file=sys.stderr, flush=True)
-            try:
-                event = event_from_bytes(data)
-            except ValueError:  # pydantic's ValidationError included
-                unreadable += 1
-                continue
-            histories[(event.AGGREGATE, event.aggregate_id())].append(event)
-        replayed = project(histories)
+        async for run in events:
+            before = len(read.hashes)
+            read.read(run)
+            if len(read.hashes) // PROGRESS_EVERY > before // PROGRESS_EVERY:
+                done = len(read.hashes) // PROGRESS_EVERY * PROGRESS_EVERY
+                print(f"replayed: {done} events", file=sys.stderr, flush=True)
+        replayed = project(read.histories)
+    histories, hashes, unreadable = read.histories, read.hashes, read.unreadable
 
     store = JetStreamEventStore(nc, js)
     live_histories: dict[Key, Sequence[Event]] = {}
@@ -404,7 +412,3 @@ def _summary(p: Projections, events: int, unreadable: int) -> dict[str, int]:
         "shelters": len(p.shelters),
         "open referrals": len(p.open_referrals),
     }
-
-
-def _sha256(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()

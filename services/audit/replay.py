@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from contracts.envelope import event_from_bytes
 from contracts.events import (
     CaseErased,
     ConsentWithdrawn,
@@ -30,14 +33,47 @@ def collector_paused() -> Iterator[None]:
     event it reads (the projections need them all), so each full collection walks a heap
     that only grows, and they come every few thousand events. Measured on 16,602 events:
     8.3k-10.3k events/s with it, 17.9k-18.9k without (docs/PERFORMANCE.md, item 14). The
-    events are acyclic (reference counting frees them); the collector runs again after."""
+    events are acyclic (reference counting frees them); the collector runs again after.
+
+    On the way out, what the pause let pile up in the youngest generation is moved to the
+    oldest without a scan (`gc.freeze()` then `gc.unfreeze()`): else the first allocation
+    after `gc.enable()` scans every object the replay made, to find no garbage (they are
+    alive, or freed already). Measured: 37-88 ms after 13,780 events, 15-25 % of the read
+    (docs/PERFORMANCE.md, item 16). They are scanned, as everything old is, at the next
+    full collection. Nothing in the hub freezes objects for good, so the unfreeze undoes
+    nobody's freeze."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
+
+
+@dataclass
+class ReadEvents:
+    """What a replay has read, in stream order: each aggregate's history, the SHA-256 of
+    every stored event by stream sequence (to compare with its audit leaf), and how many
+    stored messages are not a readable event (skipped, as every reader of the hub skips
+    them). `read` takes runs of (sequence, stored bytes), as `replay_batches` gives them."""
+
+    histories: defaultdict[Key, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    hashes: dict[int, str] = field(default_factory=dict)
+    unreadable: int = 0
+
+    def read(self, run: Iterable[tuple[int, bytes]]) -> None:
+        histories, hashes, sha256 = self.histories, self.hashes, hashlib.sha256
+        for sequence, data in run:
+            hashes[sequence] = sha256(data).hexdigest()
+            try:
+                event = event_from_bytes(data)
+            except ValueError:  # pydantic's ValidationError included
+                self.unreadable += 1
+                continue
+            histories[(event.AGGREGATE, event.aggregate_id())].append(event)
 
 
 @dataclass
@@ -82,8 +118,10 @@ def shelter_occupancy(shelter_id: str, events: Sequence[Event]) -> str:
 
 
 def project(histories: Mapping[Key, Sequence[Event]]) -> Projections:
+    # In the histories' order, not sorted: what is compared and printed is sorted there
+    # (`differences`), and sorting ~2 keys per 5 events cost ~1 us an event.
     out = Projections()
-    for (aggregate, aggregate_id), events in sorted(histories.items()):
+    for (aggregate, aggregate_id), events in histories.items():
         if aggregate == "case":
             out.cases[aggregate_id] = case_status(events)
         elif aggregate == "referral":

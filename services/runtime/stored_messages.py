@@ -68,6 +68,10 @@ class ReadFailed(Exception):
     """The stream could not be read (as opposed to: it holds nothing there)."""
 
 
+class NoSuchStream(ReadFailed):
+    """A replay's stream does not exist (the hub was never bootstrapped)."""
+
+
 class NoDirectGet(ReadFailed):
     """Nobody answers direct gets on the stream: it does not exist, or it was created
     without `allow_direct` (bootstrap turns it on)."""
@@ -204,44 +208,104 @@ class StreamReader:
 
 
 async def replay_messages(
-    nc: Client, stream: str, subject: str = ">", *, timeout: float = TIMEOUT_SECONDS
+    nc: Client,
+    stream: str,
+    subject: str = ">",
+    *,
+    start: int = 1,
+    timeout: float = TIMEOUT_SECONDS,
 ) -> AsyncIterator[StoredMessage]:
-    """Every message of `stream` on `subject` from the first to the last stored when called,
-    in order, by an ordered push consumer: for the operators' whole-stream replays (`nrm
-    audit replay`). The server pushes with flow control, so no request waits on a round
-    trip, and nats-py handles each message for about a third of a direct-get reply's CPU
-    (docs/PERFORMANCE.md, "Replay by ordered consumer"). The services keep direct get: their
-    NATS users may not create consumers on the hub's streams."""
+    """Every message of `stream` on `subject` from sequence `start` to the last stored when
+    called, in order, by an ordered push consumer: for the operators' whole-stream replays
+    (`nrm audit replay`, `nrm stats`). The server pushes with flow control, so no request
+    waits on a round trip, and nats-py handles each message for about a third of a
+    direct-get reply's CPU (docs/PERFORMANCE.md, "Replay by ordered consumer"). The services
+    keep direct get: their NATS users may not create consumers on the hub's streams."""
+    async for run in _replay_runs(nc, stream, subject, start, timeout):
+        for msg, sequence in run:
+            yield StoredMessage(stream, sequence, msg.subject, msg.data, msg.headers or {})
+
+
+async def replay_batches(
+    nc: Client,
+    stream: str,
+    subject: str = ">",
+    *,
+    start: int = 1,
+    timeout: float = TIMEOUT_SECONDS,
+) -> AsyncIterator[list[tuple[int, bytes]]]:
+    """What `replay_messages` reads, as runs of (stream sequence, data) in order: for the
+    replays that need only those and fold thousands of events a second, one resumption of
+    the reader per run instead of per message and no `StoredMessage` built (measured:
+    docs/PERFORMANCE.md, item 16)."""
+    async for run in _replay_runs(nc, stream, subject, start, timeout):
+        yield [(sequence, msg.data) for msg, sequence in run]
+
+
+# Where the stream sequence and the count still pending sit in a JetStream delivery's reply
+# subject: `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`
+# (9 tokens), or with `<domain>.<account hash>` after `ACK` and a token at the end (12).
+_V1_TOKENS = 9
+_V1_SEQUENCE, _V1_PENDING = 5, 8
+_V2_SEQUENCE, _V2_PENDING = Msg.Ack.StreamSeq, Msg.Ack.NumPending
+
+
+def delivery_position(reply: str) -> tuple[int, int]:
+    """(stream sequence, messages pending after it) of a JetStream delivery, read from its
+    reply subject as nats-py's `Msg.metadata` reads it, without building the metadata (a
+    replay reads tens of thousands: the metadata object cost ~4 us each)."""
+    tokens = reply.split(".")
+    if len(tokens) == _V1_TOKENS:
+        return int(tokens[_V1_SEQUENCE]), int(tokens[_V1_PENDING])
+    return int(tokens[_V2_SEQUENCE]), int(tokens[_V2_PENDING])
+
+
+async def _replay_runs(
+    nc: Client, stream: str, subject: str, start: int, timeout: float
+) -> AsyncIterator[list[tuple[Msg, int]]]:
+    """The ordered consumer behind `replay_messages` and `replay_batches`: runs of
+    (message, stream sequence), from `start` to the stream's last sequence when called."""
     js = nc.jetstream()
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
-        raise ReadFailed(f"{stream}: no such stream") from None
+        raise NoSuchStream(f"{stream}: no such stream") from None
     except NatsError as exc:
         raise ReadFailed(f"{stream}: {type(exc).__name__}") from None
     last = info.state.last_seq
-    if not info.state.messages:
+    start = max(start, 1)
+    if not info.state.messages or start > last:
         return
-    # (message, stream sequence, pending after it): the metadata is parsed once, here.
-    taken: list[tuple[Msg, int, int]] = []
+    # (message, stream sequence): the reply subject is parsed once, here. `ended`: the
+    # message at `last`, or one with nothing pending after it on `subject`, has arrived.
+    taken: list[tuple[Msg, int]] = []
     arrived = asyncio.Event()
+    ended = False
 
     async def on_message(msg: Msg) -> None:
-        metadata = msg.metadata
-        sequence, pending = metadata.sequence.stream, metadata.num_pending
-        taken.append((msg, sequence, pending))
-        # Woken once per run of messages, not per message; and at the last one.
-        if len(taken) >= BATCH or sequence >= last or not pending:
+        nonlocal ended
+        sequence, pending = delivery_position(msg.reply)
+        taken.append((msg, sequence))
+        ended = ended or sequence >= last or not pending
+        # Woken once per run of messages, not per message; and at the end.
+        if len(taken) >= BATCH or ended:
             arrived.set()
 
-    sub = await js.subscribe(
-        subject,
-        stream=stream,
-        cb=on_message,
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start > 1 else DeliverPolicy.ALL,
+        opt_start_seq=start if start > 1 else None,
     )
     try:
+        sub = await js.subscribe(
+            subject, stream=stream, cb=on_message, ordered_consumer=True, config=config
+        )
+    except NatsError as exc:
+        raise ReadFailed(f"{stream}: {type(exc).__name__}") from None
+    try:
+        consumer = await sub.consumer_info()
+        delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
+        if not consumer.num_pending and not delivered:
+            return  # nothing on `subject` from `start`: no message will come
         while True:
             if not taken:
                 try:
@@ -250,13 +314,15 @@ async def replay_messages(
                     if not taken:
                         raise ReadFailed(f"{stream}: the replay stalled") from None
             arrived.clear()
+            last_run = ended  # read before taking: what arrives after belongs to the next run
             run, taken[:] = list(taken), []
-            for msg, sequence, pending in run:
-                if sequence > last:
-                    return
-                yield StoredMessage(stream, sequence, msg.subject, msg.data, msg.headers or {})
-                if sequence == last or not pending:
-                    return
+            if run[-1][1] > last:  # stored after the replay began
+                run = [item for item in run if item[1] <= last]
+                last_run = True
+            if run:
+                yield run
+            if last_run:
+                return
     except NatsError as exc:
         raise ReadFailed(f"{stream}: {type(exc).__name__}") from None
     finally:

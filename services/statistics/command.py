@@ -20,7 +20,7 @@ from contracts.subjects import EVENTS_STREAM
 from services.i18n.catalogue import LANGUAGES, language
 from services.runtime.connection import connect_operator
 from services.runtime.settings import Settings
-from services.runtime.stored_messages import NoDirectGet
+from services.runtime.stored_messages import NoDirectGet, NoSuchStream
 from services.statistics.publish import (
     DEFAULT_THRESHOLD,
     STANDARD,
@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace, nats_url: str, settings: Settings) -> in
     nc = await connect_operator(settings, nats_url)  # HubUnreachable: one line, by `nrm`
     try:
         read = await replay(nc)
-    except (NotFoundError, NoDirectGet):
+    except (NotFoundError, NoDirectGet, NoSuchStream):
         print(
             f"nrm stats: no {EVENTS_STREAM} stream at {nats_url} (run `nrm bootstrap`)",
             file=sys.stderr,

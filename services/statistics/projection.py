@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from contracts.envelope import Envelope, unwrap_event
+from contracts.envelope import Envelope, EnvelopeAttributes, unwrap_event
 from contracts.events import (
     CaseClosed,
     CaseErased,
@@ -251,7 +251,7 @@ class StatsState:
         }
 
 
-Handler = Callable[[StatsState, Any, Envelope], None]
+Handler = Callable[[StatsState, Any, EnvelopeAttributes], None]
 
 
 # A case's outcomes only move forward: a presumption is decided, a non-identification may be
@@ -265,7 +265,7 @@ def _outcome(event: ScreeningRecord) -> str:
     return "identified" if isinstance(event, VictimIdentified) else "not_identified"
 
 
-def _screened(state: StatsState, event: ScreeningRecord, envelope: Envelope) -> None:
+def _screened(state: StatsState, event: ScreeningRecord, envelope: EnvelopeAttributes) -> None:
     status = _outcome(event)
     facts = state.cases.get(event.case_id)
     if facts is not None:
@@ -285,7 +285,7 @@ def _codes(values: Iterable[StrEnum]) -> tuple[str, ...]:
     return tuple(sorted({v.value for v in values}))
 
 
-def _case_facts(event: ScreeningRecord, envelope: Envelope, status: str) -> CaseFacts:
+def _case_facts(event: ScreeningRecord, envelope: EnvelopeAttributes, status: str) -> CaseFacts:
     return CaseFacts(
         status=status,
         presumption="pending" if status == "presumed" else "none",
@@ -311,7 +311,9 @@ def _case_facts(event: ScreeningRecord, envelope: Envelope, status: str) -> Case
     )
 
 
-def _received(state: StatsState, event: CaseReceivedFromAbroad, envelope: Envelope) -> None:
+def _received(
+    state: StatsState, event: CaseReceivedFromAbroad, envelope: EnvelopeAttributes
+) -> None:
     if event.case_id in state.received_cases:
         return
     facts = _case_facts(event, envelope, "received_from_abroad")
@@ -343,7 +345,7 @@ def _outgoing(outcome: str) -> Handler:
     def handle(
         state: StatsState,
         event: ReferralCrossBorderRequested | ReferralCrossBorderRefused,
-        envelope: Envelope,
+        envelope: EnvelopeAttributes,
     ) -> None:
         state.cross_border.setdefault(
             event.referral_id,
@@ -362,7 +364,7 @@ def _outgoing(outcome: str) -> Handler:
 
 
 def _answered_abroad(outcome: str) -> Handler:
-    def handle(state: StatsState, event: Any, envelope: Envelope) -> None:
+    def handle(state: StatsState, event: Any, envelope: EnvelopeAttributes) -> None:
         facts = state.cross_border.get(event.referral_id)
         if facts is not None and facts.outcome != "closed":  # nothing follows a closure
             facts.outcome = outcome
@@ -371,7 +373,9 @@ def _answered_abroad(outcome: str) -> Handler:
     return handle
 
 
-def _consent_recorded(state: StatsState, event: ConsentRecorded, envelope: Envelope) -> None:
+def _consent_recorded(
+    state: StatsState, event: ConsentRecorded, envelope: EnvelopeAttributes
+) -> None:
     # Kept even before the case is seen (events of one case arrive in order, but a consent
     # could be recorded in the same batch); only cases in `cases` are ever published.
     state.consents[event.case_id] = ConsentFacts(
@@ -381,11 +385,13 @@ def _consent_recorded(state: StatsState, event: ConsentRecorded, envelope: Envel
     )
 
 
-def _consent_withdrawn(state: StatsState, event: ConsentWithdrawn, envelope: Envelope) -> None:
+def _consent_withdrawn(
+    state: StatsState, event: ConsentWithdrawn, envelope: EnvelopeAttributes
+) -> None:
     state.consents.pop(event.case_id, None)
 
 
-def _erased(state: StatsState, event: CaseErased, envelope: Envelope) -> None:
+def _erased(state: StatsState, event: CaseErased, envelope: EnvelopeAttributes) -> None:
     state.consents.pop(event.case_id, None)
     facts = state.cases.pop(event.case_id, None)
     if facts is not None:
@@ -393,13 +399,15 @@ def _erased(state: StatsState, event: CaseErased, envelope: Envelope) -> None:
         state.erased_cases.append(facts)
 
 
-def _duplicate(state: StatsState, event: LikelyDuplicateFound, envelope: Envelope) -> None:
+def _duplicate(
+    state: StatsState, event: LikelyDuplicateFound, envelope: EnvelopeAttributes
+) -> None:
     facts = state.cases.get(event.case_id)
     if facts is not None:
         facts.duplicate_suspected = True
 
 
-def _closed(state: StatsState, event: CaseClosed, envelope: Envelope) -> None:
+def _closed(state: StatsState, event: CaseClosed, envelope: EnvelopeAttributes) -> None:
     incoming = state.incoming.get(event.case_id)
     if incoming is not None:  # a case received from abroad, closed here
         incoming.outcome = "closed"
@@ -410,33 +418,37 @@ def _closed(state: StatsState, event: CaseClosed, envelope: Envelope) -> None:
         facts.follow_ups_pending.clear()  # closing cancels them (services/case/case.py)
 
 
-def _follow_up_scheduled(state: StatsState, event: FollowUpScheduled, envelope: Envelope) -> None:
+def _follow_up_scheduled(
+    state: StatsState, event: FollowUpScheduled, envelope: EnvelopeAttributes
+) -> None:
     facts = state.cases.get(event.case_id)
     if facts is not None and facts.closed_at is None:
         facts.follow_ups_pending.add(event.followup_id)
 
 
-def _follow_up_recorded(state: StatsState, event: FollowUpRecorded, envelope: Envelope) -> None:
+def _follow_up_recorded(
+    state: StatsState, event: FollowUpRecorded, envelope: EnvelopeAttributes
+) -> None:
     facts = state.cases.get(event.case_id)
     if facts is not None and event.followup_id in facts.follow_ups_pending:
         facts.follow_ups_pending.discard(event.followup_id)
         facts.follow_ups_recorded += 1
 
 
-def _reopened(state: StatsState, event: CaseReopened, envelope: Envelope) -> None:
+def _reopened(state: StatsState, event: CaseReopened, envelope: EnvelopeAttributes) -> None:
     facts = state.cases.get(event.case_id)
     if facts is not None and facts.closed_at is not None:
         facts.closed_at, facts.closure_reason = None, None
         facts.reopened += 1
 
 
-def _transferred(state: StatsState, event: CaseTransferred, envelope: Envelope) -> None:
+def _transferred(state: StatsState, event: CaseTransferred, envelope: EnvelopeAttributes) -> None:
     facts = state.cases.get(event.case_id)
     if facts is not None:
         facts.transfers += 1
 
 
-def _requested(state: StatsState, event: ReferralRequested, envelope: Envelope) -> None:
+def _requested(state: StatsState, event: ReferralRequested, envelope: EnvelopeAttributes) -> None:
     if event.referral_id in state.referrals:
         return
     state.referrals[event.referral_id] = ReferralFacts(
@@ -459,7 +471,7 @@ def _served(referral: ReferralFacts, at: dt.datetime) -> None:
 
 
 def _referral_outcome(outcome: str) -> Handler:
-    def handle(state: StatsState, event: Any, envelope: Envelope) -> None:
+    def handle(state: StatsState, event: Any, envelope: EnvelopeAttributes) -> None:
         referral = state.referrals.get(event.referral_id)
         if referral is None:
             return
@@ -476,19 +488,19 @@ def _referral_outcome(outcome: str) -> Handler:
     return handle
 
 
-def _escalated(state: StatsState, event: ReferralEscalated, envelope: Envelope) -> None:
+def _escalated(state: StatsState, event: ReferralEscalated, envelope: EnvelopeAttributes) -> None:
     referral = state.referrals.get(event.referral_id)
     if referral is not None:
         referral.escalated = True
 
 
-def _registered(state: StatsState, event: ShelterRegistered, envelope: Envelope) -> None:
+def _registered(state: StatsState, event: ShelterRegistered, envelope: EnvelopeAttributes) -> None:
     state.shelters[event.shelter_id] = ShelterFacts(
         region=event.region.value, capacity={c.value: n for c, n in event.capacity.items()}
     )
 
 
-def _placement(state: StatsState, event: Any, envelope: Envelope) -> PlacementFacts:
+def _placement(state: StatsState, event: Any, envelope: EnvelopeAttributes) -> PlacementFacts:
     key = (event.shelter_id, event.referral_id)
     placement = state.placements.get(key)
     if placement is None:
@@ -503,31 +515,33 @@ def _placement(state: StatsState, event: Any, envelope: Envelope) -> PlacementFa
     return placement
 
 
-def _waitlisted(state: StatsState, event: ShelterWaitlisted, envelope: Envelope) -> None:
+def _waitlisted(state: StatsState, event: ShelterWaitlisted, envelope: EnvelopeAttributes) -> None:
     placement = _placement(state, event, envelope)
     placement.waitlisted_at = placement.waitlisted_at or envelope.time
 
 
-def _admitted(state: StatsState, event: ShelterAdmitted, envelope: Envelope) -> None:
+def _admitted(state: StatsState, event: ShelterAdmitted, envelope: EnvelopeAttributes) -> None:
     placement = _placement(state, event, envelope)
     placement.admitted_at = placement.admitted_at or envelope.time
 
 
-def _discharged(state: StatsState, event: ShelterDischarged, envelope: Envelope) -> None:
+def _discharged(state: StatsState, event: ShelterDischarged, envelope: EnvelopeAttributes) -> None:
     placement = _placement(state, event, envelope)
     placement.discharged_at = placement.discharged_at or envelope.time
 
 
-def _left_list(state: StatsState, event: ShelterWaitlistLeft, envelope: Envelope) -> None:
+def _left_list(state: StatsState, event: ShelterWaitlistLeft, envelope: EnvelopeAttributes) -> None:
     placement = _placement(state, event, envelope)
     placement.left_list_at = placement.left_list_at or envelope.time
 
 
-def _refused(state: StatsState, event: ShelterPlacementRefused, envelope: Envelope) -> None:
+def _refused(
+    state: StatsState, event: ShelterPlacementRefused, envelope: EnvelopeAttributes
+) -> None:
     _placement(state, event, envelope).refused = True
 
 
-def _unmet(state: StatsState, event: NeedUnmet, envelope: Envelope) -> None:
+def _unmet(state: StatsState, event: NeedUnmet, envelope: EnvelopeAttributes) -> None:
     if event.need_id in state.unmet_needs:  # one need counts once, whatever records it again
         return
     state.unmet_needs[event.need_id] = UnmetNeedFacts(
@@ -558,7 +572,7 @@ def _link(state: StatsState, facts: ProceedingFacts, case_ids: Iterable[UUID]) -
     _advance(facts, facts.stage)
 
 
-def _complaint(state: StatsState, event: ComplaintFiled, envelope: Envelope) -> None:
+def _complaint(state: StatsState, event: ComplaintFiled, envelope: EnvelopeAttributes) -> None:
     if event.proceeding_id in state.proceedings:
         return
     facts = ProceedingFacts(cases=[], opened_on=event.filed_on)
@@ -567,7 +581,9 @@ def _complaint(state: StatsState, event: ComplaintFiled, envelope: Envelope) -> 
     _link(state, facts, event.case_ids)
 
 
-def _investigation(state: StatsState, event: InvestigationOpened, envelope: Envelope) -> None:
+def _investigation(
+    state: StatsState, event: InvestigationOpened, envelope: EnvelopeAttributes
+) -> None:
     facts = state.proceedings.get(event.proceeding_id)
     if facts is None:
         facts = ProceedingFacts(cases=[], opened_on=event.opened_on)
@@ -579,14 +595,14 @@ def _investigation(state: StatsState, event: InvestigationOpened, envelope: Enve
     _advance(facts, "investigation")
 
 
-def _charged(state: StatsState, event: ChargesBrought, envelope: Envelope) -> None:
+def _charged(state: StatsState, event: ChargesBrought, envelope: EnvelopeAttributes) -> None:
     facts = state.proceedings.get(event.proceeding_id)
     if facts is not None:
         facts.article, facts.defendants = event.article.value, event.defendants
         _advance(facts, "charged")
 
 
-def _decided(state: StatsState, event: CourtDecisionRecorded, envelope: Envelope) -> None:
+def _decided(state: StatsState, event: CourtDecisionRecorded, envelope: EnvelopeAttributes) -> None:
     facts = state.proceedings.get(event.proceeding_id)
     if facts is not None:
         facts.article, facts.outcome = event.article.value, event.outcome.value
@@ -595,7 +611,7 @@ def _decided(state: StatsState, event: CourtDecisionRecorded, envelope: Envelope
 
 
 def _participated(
-    state: StatsState, event: VictimParticipationRecorded, envelope: Envelope
+    state: StatsState, event: VictimParticipationRecorded, envelope: EnvelopeAttributes
 ) -> None:
     facts = state.proceedings.get(event.proceeding_id)
     if facts is not None:
@@ -659,6 +675,24 @@ def apply(state: StatsState, envelope: Envelope, sequence: int | None = None) ->
     except ValueError:  # an unknown type or version, or data that is not the contract
         state.ignored[f"unreadable {envelope.type}"] += 1
         return state
+    _fold(state, event, envelope)
+    return state
+
+
+def apply_event(
+    state: StatsState, event: Event, envelope: EnvelopeAttributes, sequence: int | None = None
+) -> StatsState:
+    """`apply` for an event already read from its envelope (`read_current_event`, which
+    reads both in one pass: the replay of the whole stream)."""
+    if sequence is not None:
+        if sequence <= state.last_sequence:
+            return state
+        state.last_sequence = sequence
+    _fold(state, event, envelope)
+    return state
+
+
+def _fold(state: StatsState, event: Event, envelope: EnvelopeAttributes) -> None:
     handler = _HANDLERS.get(type(event))
     if handler is None:
         state.ignored[envelope.type] += 1
@@ -669,7 +703,6 @@ def apply(state: StatsState, envelope: Envelope, sequence: int | None = None) ->
         state.country = _hub_country(envelope.source)
     if state.last_event_at is None or envelope.time > state.last_event_at:
         state.last_event_at = envelope.time
-    return state
 
 
 def _hub_country(source: str) -> str:
