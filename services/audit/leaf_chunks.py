@@ -38,6 +38,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from services.audit.merkle import HASH_SIZE, subtree_levels
+
 # The contract's fields (contracts/envelope.py Envelope, contracts/operations.py AuditEntry,
 # AuditActor, AuditSource), as msgspec structs. Optional members are `X | UnsetType`: absent
 # is allowed, a null is not (the canonical form has no nulls, so a null takes the slow path).
@@ -174,6 +176,9 @@ class Chunk:
     errors: dict[int, str] = field(default_factory=dict)  # leaf (in chunk) -> why it fails
     clean: int = 0  # leaves 0..clean-1 parse, count up by one and link to each other
     cut: bool = False  # the chunk ends with a line with no line feed (the file's last)
+    # The clean leaves' subtree roots (merkle.subtree_levels from indices[0]; level 0 is
+    # `hashes`): the parent appends them to its tree a few roots at a time.
+    levels: list[bytes] = field(default_factory=list)
 
 
 def check_lines(data: bytes) -> Chunk:
@@ -199,7 +204,15 @@ def _check_lines(data: bytes) -> Chunk:
     chunk.hashes = b"".join(digests)
     if not _check_whole(chunk, data[: len(data) - len(tail)], digests):
         _check_each(chunk, lines, digests)
+    add_levels(chunk)
     return chunk
+
+
+def add_levels(chunk: Chunk) -> None:
+    """The subtree roots of the chunk's clean leaves, placed where their indices say (the
+    parent uses them only when the first index is the leaf's position)."""
+    clean = chunk.hashes[: HASH_SIZE * chunk.clean]
+    chunk.levels = subtree_levels(clean, chunk.indices[0]) if chunk.clean else [clean]
 
 
 def _check_whole(chunk: Chunk, body: bytes, digests: Sequence[bytes]) -> bool:

@@ -31,7 +31,14 @@ from hypothesis import strategies as st
 
 from contracts.operations import AuditActor, AuditEntry, AuditSource
 from services.audit.domain import LeafError, canonical_json, leaf_bytes, parse_leaf
-from services.audit.leaf_chunks import Chunk, _check_each, check_lines, quick_leaf, slow_leaf
+from services.audit.leaf_chunks import (
+    Chunk,
+    _check_each,
+    add_levels,
+    check_lines,
+    quick_leaf,
+    slow_leaf,
+)
 from services.audit.log import LogState
 from tests.unit.test_audit_bundle import generated
 
@@ -406,6 +413,7 @@ def leaf_by_leaf(data: bytes) -> Chunk:
     digests = [hashlib.sha256(b"\x00" + raw).digest() for raw in lines]
     chunk.hashes = b"".join(digests)
     _check_each(chunk, lines, digests)
+    add_levels(chunk)
     return chunk
 
 
