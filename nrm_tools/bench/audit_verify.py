@@ -104,7 +104,7 @@ def measure(bundle: Path, jobs: int) -> VerifyRun:
         raise VerificationFailed(f"the verifier exited {done.returncode}: {done.stderr[-300:]}")
     result = json.loads(done.stdout)
     if not result["ok"]:
-        raise VerificationFailed(f"the synthetic bundle did not verify ({result['leaves']} leaves)")
+        raise VerificationFailed(f"the bundle did not verify ({result['leaves']} leaves)")
     return VerifyRun(
         leaves=result["leaves"],
         jobs=jobs,
