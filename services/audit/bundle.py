@@ -2,8 +2,9 @@
 proofs. No NATS here: an auditor runs this on a copy, trusting only the keys they hold.
 
 Verification streams the leaves in runs of ~1 MiB of whole lines (checked in worker processes
-with jobs > 1, services/audit/leaf_chunks.py) and keeps a compact range, so memory is bounded
-by a run, however long the log. Every leaf is checked (not only the ends): canonical form,
+with jobs > 1, services/audit/leaf_chunks.py) and keeps a compact range, to which it appends
+each run's complete subtrees by their roots (hashed with the run), so memory is bounded by a
+few runs, however long the log. Every leaf is checked (not only the ends): canonical form,
 index = position, the link to the previous leaf, and the root at every checkpoint's size.
 """
 

@@ -17,8 +17,10 @@ printable ASCII without DEL (0x7f), msgspec escapes every character as `canonica
 missing (UNSET is never written), and a leaf that spells a member the canonical form would
 drop (a null) or write otherwise (a float, `\\/`, `\\u0041`, a non-ASCII character, a time in
 another form) does not come out the same and takes the slow path. Leaves are ids and codes,
-so in practice every one takes the fast path. A whole chunk is decoded and re-encoded in one
-call each (`decode_lines` / `encode_lines`); only if that fails is it taken leaf by leaf.
+so in practice every one takes the fast path. A chunk is decoded and re-encoded in one call
+each per ~256 KiB of its lines (`decode_lines` / `encode_lines`); only if that fails is it
+taken leaf by leaf. The worker also hashes the complete subtrees of the chunk's clean leaves
+(`merkle.subtree_levels`), so the one sequential tree appends a few roots per chunk.
 
 This module imports neither pydantic nor the contracts: a worker process starts quickly.
 """
