@@ -2,8 +2,9 @@
 proofs. No NATS here: an auditor runs this on a copy, trusting only the keys they hold.
 
 Verification streams the leaves in runs of ~1 MiB of whole lines (checked in worker processes
-with jobs > 1, services/audit/leaf_chunks.py) and keeps a compact range, so memory is bounded
-by a run, however long the log. Every leaf is checked (not only the ends): canonical form,
+with jobs > 1, services/audit/leaf_chunks.py) and keeps a compact range, to which it appends
+each run's complete subtrees by their roots (hashed with the run), so memory is bounded by a
+few runs, however long the log. Every leaf is checked (not only the ends): canonical form,
 index = position, the link to the previous leaf, and the root at every checkpoint's size.
 """
 
@@ -17,7 +18,7 @@ import multiprocessing.context
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from services.audit.checkpoint import Checkpoint, NoteError, TrustError, Verifie
 from services.audit.domain import LeafError, parse_leaf
 from services.audit.leaf_chunks import CHUNK_BYTES, Chunk, check_range, chunk_bounds
 from services.audit.merkle import (
+    HASH_SIZE,
     CompactRange,
     ProofError,
     inclusion_ranges,
@@ -46,6 +48,11 @@ NOTE_SUFFIX = ".note"
 
 EXIT_OK, EXIT_INTEGRITY, EXIT_UNREADABLE, EXIT_TRUST = 0, 1, 2, 3
 PROGRESS_EVERY = 10_000  # leaves between progress reports
+# Chunks checked ahead of the walk: enough that the workers keep busy while this process opens
+# the checkpoints (a hub's bundle has one a second: ~150 Ed25519 signatures, ~20 ms) instead
+# of stopping after two each. A checked chunk waiting here is ~0.1 MB (its leaf hashes and
+# subtree roots), so this bounds memory at a few MB, not growing with the log.
+CHUNKS_AHEAD = 16
 Progress = Callable[[int], None]
 
 
@@ -181,7 +188,18 @@ def _verify(
     jobs: int,
     chunk_bytes: int,
 ) -> None:
-    roots: dict[int, tuple[str, bytes]] = {}  # size -> (checkpoint name, root)
+    # The workers start on the leaves while this process opens the checkpoints (§6 step 1
+    # still decides first: its failure is reported before any leaf's).
+    with _ChunkFeed(directory / LEAVES_FILE, jobs, chunk_bytes) as chunks:
+        roots = _signed_roots(directory, keys, since, report)
+        _walk(chunks, roots, report, progress)
+
+
+def _signed_roots(
+    directory: Path, keys: list[VerifierKey], since: bytes | None, report: Report
+) -> dict[int, tuple[str, bytes]]:
+    """§6 steps 1-2: size -> (checkpoint name, root) of every checkpoint and the kept one."""
+    roots: dict[int, tuple[str, bytes]] = {}
     previous_size = -1
     for path in checkpoint_files(directory):
         checkpoint = open_checkpoint(_read(path), keys, path.name)
@@ -204,12 +222,21 @@ def _verify(
         roots.setdefault(kept.size, ("--since", kept.root))
         report.since_size = kept.size
     report.signed_size = max((s for s, (n, _) in roots.items() if n != "--since"), default=0)
+    return roots
 
+
+def _walk(
+    chunks: Iterable[Chunk],
+    roots: dict[int, tuple[str, bytes]],
+    report: Report,
+    progress: Progress | None,
+) -> None:
+    """§6 steps 3-6 over the checked chunks, in file order."""
     tree = CompactRange()
     if 0 in roots and roots[0][1] != tree.root():
         raise _Stop(Failure("integrity", "the empty tree has another root", None, roots[0][0]))
     walk = _LeafWalk(tree, roots, report, progress)
-    for chunk in _checked_chunks(directory / LEAVES_FILE, jobs, chunk_bytes):
+    for chunk in chunks:
         walk.take(chunk)
     if walk.suspect is not None:
         raise _Stop(Failure("integrity", _changed(walk.suspect - 1), walk.suspect - 1))
@@ -221,33 +248,58 @@ def _verify(
         raise _Stop(Failure("integrity", reason, tree.size, name))
 
 
-def _checked_chunks(path: Path, jobs: int, chunk_bytes: int) -> Iterator[Chunk]:
-    """The file's chunks, checked (leaf hashes, parsing, links inside each chunk), in file
-    order; with jobs > 1 in that many worker processes, at most 2 x jobs chunks in flight,
-    so memory stays flat however long the file."""
-    try:
-        bounds = chunk_bounds(path, chunk_bytes)
-        first = next(bounds, None)
-    except OSError as exc:
-        raise BundleUnreadable(f"cannot read {path}: {type(exc).__name__}") from None
-    if first is None:
-        return
-    second = next(bounds, None)
-    if jobs <= 1 or second is None:  # one process: no pool to start
-        for start, end in itertools.chain([first], [second] if second else [], bounds):
-            yield check_range(path, start, end)
-        return
-    pool = ProcessPoolExecutor(jobs, mp_context=_worker_context())
-    try:
-        pending: deque[Future[Chunk]] = deque()
-        for start, end in itertools.chain([first, second], bounds):
-            pending.append(pool.submit(check_range, path, start, end))
-            if len(pending) >= 2 * jobs:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:  # also when the walk stops at a failure: drop the chunks not yet checked
-        pool.shutdown(cancel_futures=True)
+class _ChunkFeed:
+    """The file's chunks, checked (leaf hashes and subtree roots, parsing, links inside each
+    chunk), in file order; with jobs > 1 in that many worker processes, started as soon as
+    the feed is made, at most CHUNKS_AHEAD (or 2 x jobs) chunks in flight, so memory stays
+    flat however long the file. A file that cannot be read is reported when the chunks are
+    asked for."""
+
+    def __init__(self, path: Path, jobs: int, chunk_bytes: int) -> None:
+        self.path = path
+        self.unreadable: BundleUnreadable | None = None
+        self.pool: ProcessPoolExecutor | None = None
+        self.pending: deque[Future[Chunk]] = deque()
+        self.limit = max(CHUNKS_AHEAD, 2 * jobs)
+        try:
+            self.bounds = chunk_bounds(path, chunk_bytes)
+            self.ahead = list(itertools.islice(self.bounds, 2))
+        except OSError as exc:
+            self.unreadable = BundleUnreadable(f"cannot read {path}: {type(exc).__name__}")
+            return
+        if jobs > 1 and len(self.ahead) > 1:  # one chunk or one process: no pool to start
+            self.pool = ProcessPoolExecutor(jobs, mp_context=_worker_context())
+            self._submit()
+
+    def _submit(self) -> None:
+        assert self.pool is not None
+        for start, end in itertools.chain(self.ahead, self.bounds):
+            self.pending.append(self.pool.submit(check_range, self.path, start, end))
+            if len(self.pending) >= self.limit:
+                break
+        self.ahead = []
+
+    def __iter__(self) -> Iterator[Chunk]:
+        if self.unreadable is not None:
+            raise self.unreadable
+        try:
+            if self.pool is None:
+                for start, end in itertools.chain(self.ahead, self.bounds):
+                    yield check_range(self.path, start, end)
+                return
+            while self.pending:
+                done = self.pending.popleft().result()
+                self._submit()
+                yield done
+        except OSError as exc:
+            raise BundleUnreadable(f"cannot read {self.path}: {type(exc).__name__}") from None
+
+    def __enter__(self) -> _ChunkFeed:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.pool is not None:  # also when the walk stops at a failure: drop the rest
+            self.pool.shutdown(cancel_futures=True)
 
 
 def default_jobs() -> int:
@@ -292,26 +344,27 @@ class _LeafWalk:
         clean = 0
         if self.suspect is None and chunk.clean and chunk.indices[0] == base and first_linked:
             clean = chunk.clean  # leaves that pass steps 3-4: only the tree is left to do
-        self._append(chunk.hashes, 0, clean)
+        if clean:
+            self._append(chunk.levels, base, base + clean)
         for j in range(clean, chunk.count):
             self._one(chunk, j, base + j, first_linked if j == 0 else bool(chunk.links[j]))
         if chunk.cut:
             position = base + chunk.count
             raise _Stop(Failure("integrity", "the last line is cut short", position))
 
-    def _append(self, hashes: bytes, start: int, stop: int) -> None:
-        """Leaves [start, stop) of the chunk into the tree, stopping at each checkpoint size
-        to compare roots (and every 10,000 leaves to report progress)."""
-        tree, roots, first = self.tree, self.roots, start
-        while start < stop:
+    def _append(self, levels: Sequence[bytes], first: int, stop: int) -> None:
+        """Leaves [tree size, stop) into the tree from `subtree_levels(hashes, first)` (a few
+        subtree roots at a time), stopping at each checkpoint size to compare roots (and
+        every 10,000 leaves to report progress)."""
+        tree, roots = self.tree, self.roots
+        while tree.size < stop:
             size = tree.size
-            step = min(stop - start, PROGRESS_EVERY - size % PROGRESS_EVERY)
+            step = min(stop - size, PROGRESS_EVERY - size % PROGRESS_EVERY)
             while self.sizes and self.sizes[0] <= size:
                 self.sizes.popleft()
             if self.sizes:
                 step = min(step, self.sizes[0] - size)
-            tree.extend(hashes[32 * start : 32 * (start + step)])
-            start += step
+            tree.extend_levels(levels, first, size + step)
             known = roots.get(tree.size)
             if known is not None and known[1] != tree.root():
                 position = tree.size - 1
@@ -321,8 +374,8 @@ class _LeafWalk:
             self.report.leaves = tree.size
             if self.progress is not None and tree.size % PROGRESS_EVERY == 0:
                 self.progress(tree.size)
-        if stop > first:
-            self.last_hash = hashes[32 * stop - 32 : 32 * stop]
+        at = HASH_SIZE * (stop - first)
+        self.last_hash = levels[0][at - HASH_SIZE : at]
 
     def _one(self, chunk: Chunk, j: int, position: int, linked: bool) -> None:
         """One leaf, every check in the order of §6 (the slow, exact path)."""
@@ -348,7 +401,7 @@ class _LeafWalk:
         if not linked:
             self.suspect = position
         if self.suspect is None:
-            self._append(chunk.hashes, j, j + 1)
+            self._append([chunk.hashes[32 * j : 32 * j + 32]], position, position + 1)
         else:  # no root check while a link is broken: the next leaf names the changed one
             self.tree.append(chunk.hashes[32 * j : 32 * j + 32])
             self.last_hash = chunk.hashes[32 * j : 32 * j + 32]

@@ -61,6 +61,32 @@ class CompactRange:
             size += 1
         self.size = size
 
+    def append_subtree(self, root: bytes, height: int) -> None:
+        """Append the root of a perfect subtree of 2**height leaves: `append` scaled up, for
+        a tree whose size is a multiple of 2**height (RFC 9162 compact ranges merge so)."""
+        if self.size & ((1 << height) - 1):
+            raise ValueError(f"a subtree of height {height} cannot start at leaf {self.size}")
+        nodes, node, carry = self.nodes, root, self.size >> height
+        while carry & 1:
+            node = hashlib.sha256(b"\x01" + nodes.pop() + node).digest()
+            carry >>= 1
+        nodes.append(node)
+        self.size += 1 << height
+
+    def extend_levels(self, levels: Sequence[bytes], first: int, stop: int) -> None:
+        """Append leaves [size, stop) from `subtree_levels(hashes, first)`: a few subtree
+        roots each time (O(log n) hashes here), not one leaf at a time."""
+        position = self.size
+        if not first <= position <= stop <= first + len(levels[0]) // HASH_SIZE:
+            raise ValueError(f"leaves [{position}, {stop}) are not all in these levels")
+        top = len(levels) - 1
+        while position < stop:
+            aligned = (position & -position).bit_length() - 1 if position else top
+            height = min(aligned, (stop - position).bit_length() - 1, top)
+            at = HASH_SIZE * ((position - level_start(first, height)) >> height)
+            self.append_subtree(levels[height][at : at + HASH_SIZE], height)
+            position += 1 << height
+
     def root(self) -> bytes:
         if not self.nodes:
             return EMPTY_ROOT
@@ -79,6 +105,36 @@ def root_of(leaf_hashes: Iterable[bytes]) -> bytes:
     for hashed in leaf_hashes:
         tree.append(hashed)
     return tree.root()
+
+
+def level_start(first: int, height: int) -> int:
+    """The first leaf of the first aligned subtree of 2**height leaves at or after `first`."""
+    return -(-first >> height) << height
+
+
+def subtree_levels(hashes: bytes, first: int) -> list[bytes]:
+    """Level h holds the roots of every aligned perfect subtree of 2**h leaves (leaves
+    [x, x + 2**h), x a multiple of 2**h: a node of any tree holding them) that lies inside the
+    leaves [first, first + n) whose n leaf hashes are `hashes`, in leaf order; level 0 is
+    `hashes`. About n node hashes in all, so a worker can build them and the tree take a
+    whole run of leaves in a few steps (`CompactRange.extend_levels`)."""
+    levels = [hashes]
+    sha256, blob, start, height = hashlib.sha256, hashes, first, 0
+    while True:
+        skip = (start >> height) & 1  # the first subtree is a right child: its pair is outside
+        pairs = (len(blob) // HASH_SIZE - skip) // 2
+        if pairs <= 0:
+            return levels
+        at = HASH_SIZE * skip
+        blob = b"".join(
+            [
+                sha256(b"\x01" + blob[i : i + 2 * HASH_SIZE]).digest()
+                for i in range(at, at + 2 * HASH_SIZE * pairs, 2 * HASH_SIZE)
+            ]
+        )
+        start += skip << height
+        height += 1
+        levels.append(blob)
 
 
 def _split(n: int) -> int:

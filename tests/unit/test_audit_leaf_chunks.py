@@ -22,6 +22,8 @@ import hashlib
 import json
 import random
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -30,8 +32,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.operations import AuditActor, AuditEntry, AuditSource
+from services.audit import leaf_chunks
 from services.audit.domain import LeafError, canonical_json, leaf_bytes, parse_leaf
-from services.audit.leaf_chunks import Chunk, _check_each, check_lines, quick_leaf, slow_leaf
+from services.audit.leaf_chunks import (
+    Chunk,
+    _check_each,
+    _check_whole,
+    add_levels,
+    check_lines,
+    quick_leaf,
+    slow_leaf,
+)
 from services.audit.log import LogState
 from tests.unit.test_audit_bundle import generated
 
@@ -398,6 +409,10 @@ def test_times_written_back_alike_take_the_fast_path(time: str) -> None:
 # --- 3. a chunk checked whole = the same chunk checked leaf by leaf -------------------------
 
 
+def leaf_digests(body: bytes) -> list[bytes]:
+    return [hashlib.sha256(b"\x00" + raw).digest() for raw in body.split(b"\n")[:-1]]
+
+
 def leaf_by_leaf(data: bytes) -> Chunk:
     """What check_lines gives when its one-decode path is not taken."""
     lines = data.split(b"\n")
@@ -406,6 +421,7 @@ def leaf_by_leaf(data: bytes) -> Chunk:
     digests = [hashlib.sha256(b"\x00" + raw).digest() for raw in lines]
     chunk.hashes = b"".join(digests)
     _check_each(chunk, lines, digests)
+    add_levels(chunk)
     return chunk
 
 
@@ -435,13 +451,29 @@ def test_a_chunk_checked_whole_equals_it_checked_leaf_by_leaf(
         lines[at] = lines[at].replace(b'"action":"', b'"action":"\\u00e9', 1)
     cut = data.draw(st.sampled_from([b"", b'{"data"']))
     body = b"".join(raw + b"\n" for raw in lines) + cut
-    assert check_lines(body) == leaf_by_leaf(body)
+    # Decoded a piece at a time: a byte (a line each), ~1 or ~3 leaves, the default.
+    piece = data.draw(st.sampled_from([1, 700, 2500, leaf_chunks.PIECE_BYTES]))
+    with piece_bytes(piece):
+        assert check_lines(body) == leaf_by_leaf(body)
 
 
-def test_the_whole_chunk_path_is_taken_for_clean_chunks() -> None:
+@contextmanager
+def piece_bytes(size: int) -> Iterator[None]:
+    kept = leaf_chunks.PIECE_BYTES
+    leaf_chunks.PIECE_BYTES = size
+    try:
+        yield
+    finally:
+        leaf_chunks.PIECE_BYTES = kept
+
+
+@pytest.mark.parametrize("piece", [1, 700, 2500, 1 << 18])
+def test_the_whole_chunk_path_is_taken_for_clean_chunks(piece: int) -> None:
     leaves, _ = generated(32)
     body = b"".join(raw + b"\n" for raw in leaves[5:30])
-    chunk = check_lines(body)
+    with piece_bytes(piece):
+        assert _check_whole(Chunk(count=25), body, leaf_digests(body))
+        chunk = check_lines(body)
     assert chunk == leaf_by_leaf(body)
     assert chunk.clean == chunk.count == 25 and not chunk.errors
     assert list(chunk.indices) == list(range(5, 30)) and chunk.links == b"\x00" + b"\x01" * 24

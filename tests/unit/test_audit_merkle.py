@@ -17,7 +17,9 @@ from services.audit.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
+    level_start,
     root_of,
+    subtree_levels,
     verify_consistency,
     verify_inclusion,
 )
@@ -306,3 +308,52 @@ def test_extend_is_append_leaf_by_leaf(before: int, count: int) -> None:
     batched.extend(b"".join(hashes[before:]))
     assert (batched.size, batched.nodes) == (one_by_one.size, one_by_one.nodes)
     assert batched.root() == one_by_one.root() == root_of(hashes)
+
+
+@given(st.integers(0, 1100), st.integers(0, 300), st.data())
+def test_subtree_levels_are_the_roots_of_the_aligned_subtrees(
+    first: int, count: int, data: st.DataObject
+) -> None:
+    hashes = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(first + count)]
+    levels = subtree_levels(b"".join(hashes[first:]), first)
+    assert levels[0] == b"".join(hashes[first:])
+    for height, level in enumerate(levels):
+        start = level_start(first, height)
+        expected = [
+            root_of(hashes[x : x + (1 << height)])
+            for x in range(start, first + count - (1 << height) + 1, 1 << height)
+        ]
+        assert [level[i : i + 32] for i in range(0, len(level), 32)] == expected
+        assert expected or height == 0  # no empty level above the leaves
+    # and none is missing: the next level up would hold no subtree
+    assert level_start(first, len(levels)) + (1 << len(levels)) > first + count
+
+
+@given(st.integers(0, 1100), st.integers(0, 300), st.data())
+def test_extend_levels_is_append_leaf_by_leaf_at_every_stop(
+    first: int, count: int, data: st.DataObject
+) -> None:
+    """The verifier appends a chunk's leaves by subtree roots, stopping anywhere (checkpoint
+    sizes): the compact range and the root at each stop are those of one append per leaf."""
+    hashes = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(first + count)]
+    stops = sorted(data.draw(st.lists(st.integers(first, first + count), max_size=6)))
+    levels = subtree_levels(b"".join(hashes[first:]), first)
+    one_by_one, by_levels = CompactRange(), CompactRange()
+    for hashed in hashes[:first]:
+        one_by_one.append(hashed)
+        by_levels.append(hashed)
+    for stop in [*stops, first + count]:
+        by_levels.extend_levels(levels, first, stop)
+        while one_by_one.size < stop:
+            one_by_one.append(hashes[one_by_one.size])
+        assert (by_levels.size, by_levels.nodes) == (one_by_one.size, one_by_one.nodes)
+        assert by_levels.root() == one_by_one.root() == root_of(hashes[:stop])
+
+
+def test_a_subtree_is_appended_only_where_it_is_aligned() -> None:
+    tree = CompactRange()
+    tree.append(SOME_HASH)
+    with pytest.raises(ValueError):
+        tree.append_subtree(SOME_HASH, 1)
+    with pytest.raises(ValueError):
+        tree.extend_levels([SOME_HASH * 2], 2, 3)
