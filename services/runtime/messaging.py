@@ -588,6 +588,7 @@ class ServiceHost:
             spec.fetch_batch,
             settings.retry_backoff_seconds,
             settings.max_deliver,
+            spec.aggregates_side_by_side,
         )
 
         async def take(message: Taken) -> None:
@@ -724,6 +725,7 @@ class Pull:
     batch: int  # at most the consumer's max_ack_pending (see ConsumerSpec.fetch_batch)
     backoff: tuple[float, ...] = (1.0,)  # nak delay by attempt; the last one repeats
     max_deliver: int | None = None  # the consumer's own; None: retried forever, never a letter
+    aggregates_side_by_side: bool = False  # ConsumerSpec.aggregates_side_by_side
 
     def delay(self, attempt: int) -> float:
         return self.backoff[min(attempt - 1, len(self.backoff) - 1)]
@@ -775,12 +777,37 @@ async def consume(runtime: Runtime, service: str, pull: Pull, handle: Handler) -
                 )
                 await asyncio.sleep(0.5)
                 continue
+            if pull.aggregates_side_by_side:
+                await _take_in_lanes(runtime, service, pull, handle, batch)
+                continue
             for msg in batch:
                 await _take(runtime, service, pull, handle, msg)
     finally:
         # Left subscribed, the connection's drain on stop would wait for it.
         with contextlib.suppress(NatsError, TimeoutError, OSError):
             await sub.unsubscribe()
+
+
+def aggregate_of(subject: str) -> str:
+    """`nrm.evt.<aggregate>.<id>.<type>` -> `<aggregate>.<id>`: the lane an event takes."""
+    return ".".join(subject.split(".", 4)[2:4])
+
+
+async def _take_in_lanes(
+    runtime: Runtime, service: str, pull: Pull, handle: Handler, batch: list[Msg]
+) -> None:
+    """A batch as lanes, one per aggregate: each lane's events one at a time in stream order,
+    the lanes side by side, so one event's round trips no longer wait for another
+    aggregate's. The batch is done when every lane is."""
+    lanes: dict[str, list[Msg]] = {}
+    for msg in batch:
+        lanes.setdefault(aggregate_of(msg.subject), []).append(msg)
+
+    async def lane(messages: list[Msg]) -> None:
+        for msg in messages:
+            await _take(runtime, service, pull, handle, msg)
+
+    await asyncio.gather(*(lane(messages) for messages in lanes.values()))
 
 
 async def _take(runtime: Runtime, service: str, pull: Pull, handle: Handler, msg: Msg) -> None:

@@ -285,6 +285,7 @@ TABLE: tuple[Entry, ...] = (
                 "referral-deadlines",
                 (f"{EVENT_PREFIX}.referral.>",),
                 "keeps the open-referral deadline projection for escalation",
+                aggregates_side_by_side=True,  # one entry per referral
             ),
             ConsumerSpec(
                 "xb-outbox",
@@ -320,6 +321,7 @@ TABLE: tuple[Entry, ...] = (
                 ),
                 "copies each referral and need event to the feeds of the agencies it is "
                 "addressed to",
+                aggregates_side_by_side=True,  # copies of one aggregate's events stay in order
             ),
             ConsumerSpec(
                 "referral-on-need",

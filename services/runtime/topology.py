@@ -77,6 +77,10 @@ class ConsumerSpec:
     filter_subjects: tuple[str, ...]
     description: str
     max_ack_pending: int = 1000  # 1: strictly one at a time, in stream order, retries included
+    # Not the server's: how the hub takes a fetched batch. True: the events of different
+    # aggregates side by side, each aggregate's in stream order (a consumer whose effect is
+    # per aggregate: the feed's copies, the deadline projection's entries).
+    aggregates_side_by_side: bool = False
 
     @property
     def stream(self) -> str:

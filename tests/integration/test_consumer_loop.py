@@ -5,6 +5,7 @@ last allowed delivery, on any stream; and a stop honoured however nats-py report
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -16,7 +17,7 @@ from prometheus_client import REGISTRY
 from contracts.subjects import DLQ_STREAM
 from services.agencies.registry import load_registry
 from services.bootstrap import bootstrap
-from services.runtime.messaging import Pull, Runtime, Taken, consume
+from services.runtime.messaging import Pull, Runtime, Taken, aggregate_of, consume
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import wait_until
 
@@ -137,3 +138,45 @@ async def test_a_stop_is_honoured_even_when_reported_as_a_closed_connection(
     assert _count(durable, "retried") == 0  # and not nak'ed as one
     info = await js.consumer_info(STREAM, durable)
     assert info.num_ack_pending == 1  # neither acked nor nak'ed: back after its ack wait
+
+
+async def test_aggregates_side_by_side_keep_each_aggregates_order(
+    settings: Settings, nc: Client
+) -> None:
+    """With `aggregates_side_by_side`, one aggregate's events are handled in stream order
+    and another's meanwhile: the first event of `a` waits until `b`'s has been handled,
+    which one at a time (the default) would never let happen."""
+    durable = "loop-lanes"
+    runtime = await _consumer(nc, settings, durable, max_deliver=3, max_ack_pending=64)
+    js = nc.jetstream()
+    for subject in ("loop.evt.a.1.x", "loop.evt.a.1.y", "loop.evt.b.2.x", "loop.evt.a.1.z"):
+        await js.publish(subject, subject.encode(), stream=STREAM)
+    handled: list[str] = []
+    b_done = asyncio.Event()
+
+    async def handle(message: Taken) -> None:
+        if message.subject == "loop.evt.a.1.x":
+            await asyncio.wait_for(b_done.wait(), 5)
+        handled.append(message.subject)
+        if message.subject.startswith("loop.evt.b."):
+            b_done.set()
+
+    pull = Pull(STREAM, durable, 64, aggregates_side_by_side=True)
+    loop = asyncio.create_task(consume(runtime, "looptest", pull, handle))
+    try:
+        await wait_until(lambda: _settled(handled, 4), timeout=10)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    assert handled[0] == "loop.evt.b.2.x"
+    assert [s for s in handled if ".a." in s] == [
+        "loop.evt.a.1.x",
+        "loop.evt.a.1.y",
+        "loop.evt.a.1.z",
+    ]
+    assert aggregate_of("nrm.evt.referral.r-1.referral.requested") == "referral.r-1"
+
+
+async def _settled(handled: list[str], expected: int) -> bool:
+    return len(handled) == expected
