@@ -200,15 +200,7 @@ class CrossBorderLink:
             )
         else:
             case_id = str(getattr(event, "case_id"))  # noqa: B009  (every answered event has one)
-            # Only the case's received_from_abroad event, not its whole history: for a local
-            # case (nearly every one) the read finds nothing and parses nothing.
-            found = await self.store.read(
-                f"{EVENT_PREFIX}.{CaseReceivedFromAbroad.AGGREGATE}.{case_id}."
-                f"{CaseReceivedFromAbroad.NAME}"
-            )
-            received = next(
-                (e.event for e in found if isinstance(e.event, CaseReceivedFromAbroad)), None
-            )
+            received = await self._received_from_abroad(case_id)
             if received is None:
                 return  # a local referral: nothing to tell anyone abroad
             package = crossborder.answer_for(
@@ -222,6 +214,21 @@ class CrossBorderLink:
             package.model_dump_json().encode(),
             headers={"Nats-Msg-Id": str(package.package_id)},
         )
+
+    async def _received_from_abroad(self, case_id: str) -> CaseReceivedFromAbroad | None:
+        """The case's `case.received_from_abroad`, if it came from abroad. That event opens
+        such a case, so a kept history of the case (this service's feed keeps the cases it
+        copies events of) answers without a read; else only that event is read, not the
+        whole history: for a local case (nearly every one) the read finds nothing."""
+        kept = self.store.kept(CaseReceivedFromAbroad.AGGREGATE, case_id)
+        if kept is not None and kept.events:
+            first = kept.events[0].event
+            return first if isinstance(first, CaseReceivedFromAbroad) else None
+        found = await self.store.read(
+            f"{EVENT_PREFIX}.{CaseReceivedFromAbroad.AGGREGATE}.{case_id}."
+            f"{CaseReceivedFromAbroad.NAME}"
+        )
+        return next((e.event for e in found if isinstance(e.event, CaseReceivedFromAbroad)), None)
 
     async def _notify(
         self, delivery: Delivery, change: ConsentWithdrawn | ConsentRecorded | CaseErased
