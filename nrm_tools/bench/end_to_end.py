@@ -56,13 +56,13 @@ class BenchFailure(Exception):
 class HubRun:
     cases: int
     events: int
-    seconds: float  # first command sent -> last audit leaf stored
+    seconds: float  # first command sent -> every durable has taken every event
     offered_rate: float | None  # cases/s, None at saturation
     latencies_ms: list[float] = field(default_factory=list)  # command -> shelter.admitted
     commands_seconds: float = 0.0  # first command sent -> last reply
-    # Per durable, what it had not yet handled when the last audit leaf was stored: a
-    # consumer that cannot keep up shows here even when the run's own clock does not wait
-    # for it (nothing the bench counts comes after xb-outbox, say).
+    audited_seconds: float = 0.0  # first command sent -> last audit leaf stored
+    # Per durable, what it had not yet handled when the last audit leaf was stored: which
+    # consumers the clock waited for after that (the feed, the cross-border outbox).
     lag_at_end: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -231,8 +231,12 @@ async def _drive(
     if refused:
         raise BenchFailure(f"{len(refused)} screenings were not accepted")
     await _until_audited(js, expected_events)
-    finished = time.perf_counter()
+    audited = time.perf_counter()
     lag_at_end = await consumer_lag(js)
+    # The hub is done when every consumer has taken every event, not when the last leaf is
+    # stored: an agency's feed copy or the outbox's look at a referral is work too.
+    await _until_drained(js, lag_at_end)
+    finished = time.perf_counter()
     _stop_profiler(profiler, profile_to)
     await admitted_sub.unsubscribe()
     await check(nc, workload)
@@ -248,6 +252,7 @@ async def _drive(
         offered_rate=rate,
         latencies_ms=latencies,
         commands_seconds=commands_done - started,
+        audited_seconds=audited - started,
         lag_at_end=lag_at_end,
     )
 
@@ -259,6 +264,27 @@ async def consumer_lag(js: JetStreamContext) -> dict[str, int]:
         info = await js.consumer_info(durable.stream, durable.durable)
         lag[durable.durable] = info.num_pending + info.num_ack_pending
     return lag
+
+
+async def _until_drained(js: JetStreamContext, lag: dict[str, int]) -> None:
+    """Until no durable has anything left to take or to acknowledge (polled every 20 ms,
+    only those still behind); one that stops moving for STALL_SECONDS has lost something."""
+    behind = {durable: left for durable, left in lag.items() if left}
+    streams = {d.durable: d.stream for d in every_durable()}
+    moved = time.perf_counter()
+    while behind:
+        await asyncio.sleep(0.02)
+        for durable, before in list(behind.items()):
+            info = await js.consumer_info(streams[durable], durable)
+            left = info.num_pending + info.num_ack_pending
+            if left != before:
+                moved = time.perf_counter()
+            if left:
+                behind[durable] = left
+            else:
+                del behind[durable]
+        if behind and time.perf_counter() - moved > STALL_SECONDS:
+            raise BenchFailure(f"consumers stalled with events left: {behind}")
 
 
 async def _until_audited(js: JetStreamContext, expected: int) -> None:

@@ -114,6 +114,8 @@ def _hub_figures(run: HubRun) -> dict[str, Any]:
         "cases_per_s": round(run.cases_per_second, 1),
         "events_per_s": round(run.events_per_second, 1),
         "us_per_event": round(run.seconds / run.events * 1e6, 1),
+        # The clock of the runs before it waited for every consumer (the last audit leaf).
+        "events_per_s_until_audited": round(run.events / run.audited_seconds, 1),
         "admitted": len(run.latencies_ms),
         "lag_at_end": run.lag_at_end,
         **_ms(run.latencies_ms),

@@ -51,7 +51,7 @@ def test_quick_bench_completes_checks_itself_and_prints_every_figure(tmp_path: P
         for key in report.RATIO_KEYS:
             assert f"ratios.{key}" in printed and one["ratios"][key] > 0
         # A durable that cannot keep up is reported (e.g. xb-outbox at one event a second).
-        assert "hub_saturation.max_consumer_lag_at_end" in printed
+        assert "hub_saturation.max_lag_at_last_leaf" in printed
         assert "xb-outbox" in one["hub_saturation"]["lag_at_end"]
         assert one["audit_verify"]["leaves"] == one["replay"]["events"]  # one leaf per event
         assert set(figures["targets"][name]) == {
