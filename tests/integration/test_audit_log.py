@@ -214,6 +214,15 @@ async def test_export_verify_tamper_prove_access_and_replay(
     assert since.returncode == 0, since.stdout
 
 
+async def loaded_writer(settings: Settings, nc: Client) -> AuditLogWriter:
+    """An audit writer of its own on the test's connection, its log state loaded."""
+    host, _ = build_service("audit", settings.nats_url or "", settings)
+    host.runtime.connected(nc)
+    writer = AuditLogWriter(host)
+    await writer.load()
+    return writer
+
+
 async def test_a_restarted_or_second_audit_service_continues_without_gap_or_fork(
     settings: Settings, client: HubClient, nc: Client, tmp_path: Path
 ) -> None:
@@ -236,10 +245,7 @@ async def test_a_restarted_or_second_audit_service_continues_without_gap_or_fork
                 await client.send(screening())
             await wait_until(lambda: settled(js, 0), timeout=30)
             # A redelivery after a crash between append and ack adds nothing.
-            host, _ = build_service("audit", url, settings)
-            host.runtime.connected(nc)
-            writer = AuditLogWriter(host)
-            await writer.load()
+            writer = await loaded_writer(settings, nc)
             before = (await js.stream_info(AUDIT_STREAM)).state.last_seq
             first_event = await js.get_msg(EVENTS_STREAM, 1)
             await writer.record(EVENTS_STREAM, 1, first_event.data or b"")
@@ -271,10 +277,7 @@ async def test_the_writer_asks_whether_a_message_has_a_leaf_only_when_it_is_old(
     async with running_services(url, settings, ("identifier", "audit")):
         await client.send(screening())
         await wait_until(lambda: settled(js, 0), timeout=20)
-    host, _ = build_service("audit", url, settings)
-    host.runtime.connected(nc)
-    writer = AuditLogWriter(host)
-    await writer.load()
+    writer = await loaded_writer(settings, nc)
     asked: list[str] = []
     ask = writer._audited
 

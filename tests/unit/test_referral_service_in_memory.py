@@ -200,7 +200,8 @@ async def test_the_provider_accepts_or_declines_and_no_one_else_may(hub: Hub) ->
     assert [e.code for e in nothing.value.errors] == [ErrorCode.UNKNOWN_ID]
 
 
-async def test_a_shelter_placement_accepts_the_shelter_referral(hub: Hub) -> None:
+async def placed_in_a_shelter(hub: Hub) -> str:
+    """A shelter with one bed, a case needing one, its referral placed there; the case id."""
     register = RegisterShelter(
         command_id=uuid.uuid4(), agency_id=SHELTER, capacity={ShelterCategory.WOMEN: 1}
     )
@@ -208,6 +209,11 @@ async def test_a_shelter_placement_accepts_the_shelter_referral(hub: Hub) -> Non
     case_id = await hub.identify(needs=frozenset({Service.SHELTER}))
     await hub.deliver(hub.referral, "referral-on-identification")
     await hub.deliver(hub.shelter, "shelter-on-referral")
+    return case_id
+
+
+async def test_a_shelter_placement_accepts_the_shelter_referral(hub: Hub) -> None:
+    case_id = await placed_in_a_shelter(hub)
     [admitted] = [e.event for e in await hub.store.read("nrm.evt.shelter.*.shelter.admitted")]
     shelter_ref = referral_id_for(case_id, Service.SHELTER)
     assert isinstance(admitted, ShelterAdmitted) and admitted.referral_id == shelter_ref
@@ -330,13 +336,7 @@ async def test_a_discharge_taken_before_its_admission_waits_for_it(hub: Hub) -> 
     """Out of stream order (an admission retried after a failure, or taken again after a
     crash while the consumer went on): the discharge is refused for a retry, and once the
     admission is followed it completes the referral, as in order."""
-    register = RegisterShelter(
-        command_id=uuid.uuid4(), agency_id=SHELTER, capacity={ShelterCategory.WOMEN: 1}
-    )
-    await hub.shelter.execute(register)
-    case_id = await hub.identify(needs=frozenset({Service.SHELTER}))
-    await hub.deliver(hub.referral, "referral-on-identification")
-    await hub.deliver(hub.shelter, "shelter-on-referral")
+    case_id = await placed_in_a_shelter(hub)
     shelter_ref = referral_id_for(case_id, Service.SHELTER)
     await hub.shelter.execute(
         DischargeFromShelter(
