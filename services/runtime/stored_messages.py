@@ -207,25 +207,6 @@ class StreamReader:
         return info.state.last_seq if info.state.messages else 0
 
 
-async def replay_messages(
-    nc: Client,
-    stream: str,
-    subject: str = ">",
-    *,
-    start: int = 1,
-    timeout: float = TIMEOUT_SECONDS,
-) -> AsyncIterator[StoredMessage]:
-    """Every message of `stream` on `subject` from sequence `start` to the last stored when
-    called, in order, by an ordered push consumer: for the operators' whole-stream replays
-    (`nrm audit replay`, `nrm stats`). The server pushes with flow control, so no request
-    waits on a round trip, and nats-py handles each message for about a third of a
-    direct-get reply's CPU (docs/PERFORMANCE.md, "Replay by ordered consumer"). The services
-    keep direct get: their NATS users may not create consumers on the hub's streams."""
-    async for run in _replay_runs(nc, stream, subject, start, timeout):
-        for msg, sequence in run:
-            yield StoredMessage(stream, sequence, msg.subject, msg.data, msg.headers or {})
-
-
 async def replay_batches(
     nc: Client,
     stream: str,
@@ -234,10 +215,12 @@ async def replay_batches(
     start: int = 1,
     timeout: float = TIMEOUT_SECONDS,
 ) -> AsyncIterator[list[tuple[int, bytes]]]:
-    """What `replay_messages` reads, as runs of (stream sequence, data) in order: for the
-    replays that need only those and fold thousands of events a second, one resumption of
-    the reader per run instead of per message and no `StoredMessage` built (measured:
-    docs/PERFORMANCE.md, item 16)."""
+    """Every message of `stream` on `subject` from sequence `start` to the last stored when
+    called, as runs of (stream sequence, data) in order, by an ordered push consumer: for the
+    operators' whole-stream replays (`nrm audit replay`, `nrm stats`). The server pushes with
+    flow control, so no request waits on a round trip; one resumption of the reader per run,
+    no `StoredMessage` per message (docs/PERFORMANCE.md, items 14 and 16). The services keep
+    direct get: their NATS users may not create consumers on the hub's streams."""
     async for run in _replay_runs(nc, stream, subject, start, timeout):
         yield [(sequence, msg.data) for msg, sequence in run]
 
@@ -263,7 +246,7 @@ def delivery_position(reply: str) -> tuple[int, int]:
 async def _replay_runs(
     nc: Client, stream: str, subject: str, start: int, timeout: float
 ) -> AsyncIterator[list[tuple[Msg, int]]]:
-    """The ordered consumer behind `replay_messages` and `replay_batches`: runs of
+    """The ordered consumer behind `replay_batches`: runs of
     (message, stream sequence), from `start` to the stream's last sequence when called."""
     js = nc.jetstream()
     try:

@@ -28,7 +28,7 @@ from services.runtime.stored_messages import (
     NoDirectGet,
     ReadFailed,
     StreamReader,
-    replay_messages,
+    replay_batches,
 )
 from services.runtime.topology import stream_configs
 from services.runtime.writer import utc_now
@@ -290,27 +290,27 @@ async def test_a_read_of_a_stream_that_does_not_exist_fails_loudly(nc: Client) -
 async def test_a_replay_reads_every_message_stored_when_it_began_in_order(
     bootstrapped: Client,
 ) -> None:
-    """`replay_messages` (the operators' whole-stream replay, an ordered consumer) gives what
+    """`replay_batches` (the operators' whole-stream replay, an ordered consumer) gives what
     the batched direct get gives, stops at the last message stored when it began even while
     more arrive, reads a subject filter to its last message, and an empty stream is empty."""
     nc, shelter = bootstrapped, new_id()
     store = JetStreamEventStore(nc)
-    assert [m async for m in replay_messages(nc, EVENTS_STREAM)] == []
+    assert [run async for run in replay_batches(nc, EVENTS_STREAM)] == []
     last = 0
     for beds in range(1, 600):  # more than one run of the reader
         last = await store.append("shelter", shelter, last, [registered(shelter, beds)])
     await store.append("shelter", other := new_id(), 0, [registered(other, 1)])
-    expected = [m async for m in StreamReader(nc, EVENTS_STREAM).messages(">")]
-    replayed = []
-    async for message in replay_messages(nc, EVENTS_STREAM):
+    expected = [(m.sequence, m.data) async for m in StreamReader(nc, EVENTS_STREAM).messages(">")]
+    replayed: list[tuple[int, bytes]] = []
+    async for run in replay_batches(nc, EVENTS_STREAM):
         if not replayed:  # stored after the replay began: not part of it
-            await store.append("shelter", other, message.sequence + 599, [registered(other, 2)])
-        replayed.append(message)
-    assert [(m.sequence, m.subject, m.data) for m in replayed] == [
-        (m.sequence, m.subject, m.data) for m in expected
-    ]
-    assert all(m.headers.get("Nats-Msg-Id") for m in replayed)
+            await store.append("shelter", other, run[0][0] + 599, [registered(other, 2)])
+        replayed.extend(run)
+    assert replayed == expected
     subject = f"{EVENT_PREFIX}.shelter.{shelter}.>"
-    assert len([m async for m in replay_messages(nc, EVENTS_STREAM, subject)]) == 599
+    assert (
+        len([item async for run in replay_batches(nc, EVENTS_STREAM, subject) for item in run])
+        == 599
+    )
     with pytest.raises(ReadFailed):
-        [m async for m in replay_messages(nc, "NO_SUCH_STREAM")]
+        [run async for run in replay_batches(nc, "NO_SUCH_STREAM")]

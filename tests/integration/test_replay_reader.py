@@ -1,7 +1,7 @@
-"""The operators' replay reader on a real nats-server: `replay_batches` gives what
-`replay_messages` gives, in runs; both start at a given sequence (the statistics resume
-there), stop at the last message stored when they began, and a filter that matches nothing
-is an empty read at once (not a stall)."""
+"""The operators' replay reader on a real nats-server: `replay_batches` gives what the
+direct get gives, in runs; it starts at a given sequence (the statistics resume there),
+stops at the last message stored when it began, and a filter that matches nothing is an
+empty read at once (not a stall)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from contracts.vocabulary import Region, ShelterCategory
 from services.bootstrap import bootstrap
 from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.settings import Settings
-from services.runtime.stored_messages import StreamReader, replay_batches, replay_messages
+from services.runtime.stored_messages import StreamReader, replay_batches
 from services.runtime.writer import utc_now
 
 pytestmark = pytest.mark.integration
@@ -61,15 +61,15 @@ async def test_runs_start_where_asked_and_end_where_the_replay_began(
     assert [item for run in runs for item in run] == expected
     everything = [(m.sequence, m.data) async for m in StreamReader(nc, EVENTS_STREAM).messages(">")]
     assert len(everything) == 701
-    assert [(m.sequence, m.data) async for m in replay_messages(nc, EVENTS_STREAM)] == everything
+    assert [item async for run in replay_batches(nc, EVENTS_STREAM) for item in run] == everything
 
     # From a start sequence, as the statistics resume; past the end, nothing.
     start = everything[300][0]
     resumed = replay_batches(nc, EVENTS_STREAM, start=start)
     assert [item async for run in resumed for item in run] == everything[300:]
     assert [run async for run in replay_batches(nc, EVENTS_STREAM, start=start + 1000)] == []
-    filtered = replay_messages(nc, EVENTS_STREAM, f"{EVENT_PREFIX}.shelter.{other}.>", start=start)
-    assert len([m async for m in filtered]) == 2
+    filtered = replay_batches(nc, EVENTS_STREAM, f"{EVENT_PREFIX}.shelter.{other}.>", start=start)
+    assert len([item async for run in filtered for item in run]) == 2
 
     # A filter nothing matches: an empty read, without waiting for the stall timeout.
     began = time.monotonic()
