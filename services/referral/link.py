@@ -89,11 +89,36 @@ ACK_TIMEOUT_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 5.0
 
 
+class ReferralsSentAbroad:
+    """Which of a case's referrals went abroad, and at which stream sequence: what a consent
+    change or an erasure must be noticed to. The outbox adds every
+    `referral.cross_border_requested` it takes (they precede, in stream order, any change
+    they are noticed of), and reads the stream only for what it did not take: from
+    `read_through + 1` on. Before this, each change read every such event the country ever
+    stored, a cost growing with its cross-border history (docs/PERFORMANCE.md, item 18).
+    A fact once stored stays true: a referral that went abroad went abroad, so nothing here
+    is ever invalidated; it holds one entry per cross-border referral."""
+
+    def __init__(self) -> None:
+        self._by_case: dict[str, dict[str, int]] = {}
+        self.read_through = 0  # every such event at or below this sequence has been added
+
+    def add(self, event: ReferralCrossBorderRequested, stream_sequence: int) -> None:
+        referrals = self._by_case.setdefault(str(event.case_id), {})
+        referrals[str(event.referral_id)] = stream_sequence
+
+    def before(self, case_id: str, stream_sequence: int) -> list[str]:
+        """The case's referrals sent abroad before `stream_sequence`, in stream order."""
+        referrals = self._by_case.get(case_id, {})
+        return [r for r, s in sorted(referrals.items(), key=lambda i: i[1]) if s < stream_sequence]
+
+
 class CrossBorderLink:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.here = runtime.settings.country
         self._keys: CaseKeys | None = None
+        self._sent_abroad = ReferralsSentAbroad()
 
     @property
     def store(self) -> EventStore:
@@ -193,6 +218,8 @@ class CrossBorderLink:
             await self._notify(delivery, event)
             return
         if isinstance(event, ReferralCrossBorderRequested | ReferralCrossBorderNoticeSent):
+            if isinstance(event, ReferralCrossBorderRequested):
+                self._sent_abroad.add(event, delivery.stream_sequence)
             package = event.package
         elif isinstance(event, CaseReceivedFromAbroad):
             package = crossborder.answer_for(
@@ -236,17 +263,21 @@ class CrossBorderLink:
         """A consent change or erasure of a case sent abroad: a notice on each of its
         cross-border referrals requested before it (the notice is queued when the outbox
         reads that event, in order after the referral package). A local case, nearly every
-        one, has none: one filtered read, nothing written."""
-        found = await self.store.read(
-            f"{EVENT_PREFIX}.referral.*.{ReferralCrossBorderRequested.NAME}"
-        )
-        referral_ids = [
-            str(e.event.referral_id)
-            for e in found
-            if isinstance(e.event, ReferralCrossBorderRequested)
-            and e.event.case_id == change.case_id
-            and e.stream_sequence < delivery.stream_sequence  # a replayed older change: no
-        ]
+        one, has none: nothing written."""
+        sent = self._sent_abroad
+        if sent.read_through < delivery.stream_sequence - 1:
+            # What this process has not taken itself (stored before it started, or taken by
+            # another instance): only the stream since the last such read, never all of it.
+            found = await self.store.read(
+                f"{EVENT_PREFIX}.referral.*.{ReferralCrossBorderRequested.NAME}",
+                start=sent.read_through + 1,
+            )
+            for stored in found:
+                if isinstance(stored.event, ReferralCrossBorderRequested):
+                    sent.add(stored.event, stored.stream_sequence)
+            sent.read_through = max(sent.read_through, delivery.stream_sequence - 1)
+        # Before the change only: a redelivered older change notifies no later referral.
+        referral_ids = sent.before(str(change.case_id), delivery.stream_sequence)
         cause = delivery.envelope.id
         for referral_id in referral_ids:
             package_id = derived_id("xb-notice", cause, referral_id)
