@@ -89,28 +89,48 @@ ACK_TIMEOUT_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 5.0
 
 
-class ReferralsSentAbroad:
-    """Which of a case's referrals went abroad, and at which stream sequence: what a consent
-    change or an erasure must be noticed to. The outbox adds every
-    `referral.cross_border_requested` it takes (they precede, in stream order, any change
-    they are noticed of), and reads the stream only for what it did not take: from
-    `read_through + 1` on. Before this, each change read every such event the country ever
-    stored, a cost growing with its cross-border history (docs/PERFORMANCE.md, item 18).
-    A fact once stored stays true: a referral that went abroad went abroad, so nothing here
-    is ever invalidated; it holds one entry per cross-border referral."""
+class CasesAcrossBorders:
+    """What the outbox must know of every case to turn its events into packages: which of
+    its referrals went abroad (and at which stream sequence), for notices of a consent change
+    or an erasure; and whether it came from abroad, for answers. Both are events the outbox
+    itself takes, in stream order, before any event that needs them; so it learns them from
+    what it takes, and reads the stream only for what it may not have taken: from
+    `complete_through + 1` on. Before, each consent change read every cross-border request
+    the country ever stored (a cost growing with that history) and each answer-bearing event
+    made a read (docs/PERFORMANCE.md, item 18). A fact once stored stays true, so nothing
+    here is ever invalidated; it holds one entry per case that crossed a border."""
+
+    FILTERS = (
+        f"{EVENT_PREFIX}.referral.*.{ReferralCrossBorderRequested.NAME}",
+        f"{EVENT_PREFIX}.{CaseReceivedFromAbroad.AGGREGATE}.*.{CaseReceivedFromAbroad.NAME}",
+    )
 
     def __init__(self) -> None:
-        self._by_case: dict[str, dict[str, int]] = {}
-        self.read_through = 0  # every such event at or below this sequence has been added
+        self._sent: dict[str, dict[str, int]] = {}  # case -> its referral abroad -> sequence
+        self._received: dict[str, CaseReceivedFromAbroad] = {}
+        self.complete_through = 0  # every such event at or below this sequence is known
+        self.last_taken: int | None = None  # the consumer sequence of the last one taken
 
-    def add(self, event: ReferralCrossBorderRequested, stream_sequence: int) -> None:
-        referrals = self._by_case.setdefault(str(event.case_id), {})
-        referrals[str(event.referral_id)] = stream_sequence
+    def note(self, event: Event, stream_sequence: int) -> None:
+        if isinstance(event, ReferralCrossBorderRequested):
+            referrals = self._sent.setdefault(str(event.case_id), {})
+            referrals[str(event.referral_id)] = stream_sequence
+        elif isinstance(event, CaseReceivedFromAbroad):
+            self._received[str(event.case_id)] = event
 
-    def before(self, case_id: str, stream_sequence: int) -> list[str]:
+    def unbroken(self, delivery: Delivery) -> bool:
+        """Whether this delivery directly follows the last one taken: then no other process
+        took anything of the durable in between, and nothing stored between them is unknown."""
+        taken = delivery.consumer_sequence
+        return taken is not None and self.last_taken is not None and taken == self.last_taken + 1
+
+    def sent_before(self, case_id: str, stream_sequence: int) -> list[str]:
         """The case's referrals sent abroad before `stream_sequence`, in stream order."""
-        referrals = self._by_case.get(case_id, {})
+        referrals = self._sent.get(case_id, {})
         return [r for r, s in sorted(referrals.items(), key=lambda i: i[1]) if s < stream_sequence]
+
+    def received(self, case_id: str) -> CaseReceivedFromAbroad | None:
+        return self._received.get(case_id)
 
 
 class CrossBorderLink:
@@ -118,7 +138,8 @@ class CrossBorderLink:
         self.runtime = runtime
         self.here = runtime.settings.country
         self._keys: CaseKeys | None = None
-        self._sent_abroad = ReferralsSentAbroad()
+        self._across = CasesAcrossBorders()
+        self._learning = asyncio.Lock()  # the outbox and a `nrm dlq retry` may overlap
 
     @property
     def store(self) -> EventStore:
@@ -212,14 +233,13 @@ class CrossBorderLink:
     # --- outbox: cross-border events become packages queued per destination ----------------
 
     async def on_event(self, delivery: Delivery) -> None:
+        await self._learn(delivery)
         event = delivery.event
         package: AnyPackage | None = None
         if isinstance(event, ConsentWithdrawn | ConsentRecorded | CaseErased):
             await self._notify(delivery, event)
             return
         if isinstance(event, ReferralCrossBorderRequested | ReferralCrossBorderNoticeSent):
-            if isinstance(event, ReferralCrossBorderRequested):
-                self._sent_abroad.add(event, delivery.stream_sequence)
             package = event.package
         elif isinstance(event, CaseReceivedFromAbroad):
             package = crossborder.answer_for(
@@ -227,7 +247,7 @@ class CrossBorderLink:
             )
         else:
             case_id = str(getattr(event, "case_id"))  # noqa: B009  (every answered event has one)
-            received = await self._received_from_abroad(case_id)
+            received = self._across.received(case_id)
             if received is None:
                 return  # a local referral: nothing to tell anyone abroad
             package = crossborder.answer_for(
@@ -242,20 +262,20 @@ class CrossBorderLink:
             headers={"Nats-Msg-Id": str(package.package_id)},
         )
 
-    async def _received_from_abroad(self, case_id: str) -> CaseReceivedFromAbroad | None:
-        """The case's `case.received_from_abroad`, if it came from abroad. That event opens
-        such a case, so a kept history of the case (this service's feed keeps the cases it
-        copies events of) answers without a read; else only that event is read, not the
-        whole history: for a local case (nearly every one) the read finds nothing."""
-        kept = self.store.kept(CaseReceivedFromAbroad.AGGREGATE, case_id)
-        if kept is not None and kept.events:
-            first = kept.events[0].event
-            return first if isinstance(first, CaseReceivedFromAbroad) else None
-        found = await self.store.read(
-            f"{EVENT_PREFIX}.{CaseReceivedFromAbroad.AGGREGATE}.{case_id}."
-            f"{CaseReceivedFromAbroad.NAME}"
-        )
-        return next((e.event for e in found if isinstance(e.event, CaseReceivedFromAbroad)), None)
+    async def _learn(self, delivery: Delivery) -> None:
+        """Know every case that crossed a border up to this delivery: read what was stored
+        since the last read when this delivery does not directly follow the last one this
+        process took (its first, one after another process took some, a `nrm dlq retry`)."""
+        across = self._across
+        async with self._learning:
+            if not across.unbroken(delivery):
+                start = across.complete_through + 1
+                for stored in await self.store.read(*across.FILTERS, start=start):
+                    across.note(stored.event, stored.stream_sequence)
+                across.complete_through = max(across.complete_through, delivery.stream_sequence - 1)
+            across.note(delivery.event, delivery.stream_sequence)
+            across.complete_through = max(across.complete_through, delivery.stream_sequence)
+            across.last_taken = delivery.consumer_sequence
 
     async def _notify(
         self, delivery: Delivery, change: ConsentWithdrawn | ConsentRecorded | CaseErased
@@ -263,21 +283,9 @@ class CrossBorderLink:
         """A consent change or erasure of a case sent abroad: a notice on each of its
         cross-border referrals requested before it (the notice is queued when the outbox
         reads that event, in order after the referral package). A local case, nearly every
-        one, has none: nothing written."""
-        sent = self._sent_abroad
-        if sent.read_through < delivery.stream_sequence - 1:
-            # What this process has not taken itself (stored before it started, or taken by
-            # another instance): only the stream since the last such read, never all of it.
-            found = await self.store.read(
-                f"{EVENT_PREFIX}.referral.*.{ReferralCrossBorderRequested.NAME}",
-                start=sent.read_through + 1,
-            )
-            for stored in found:
-                if isinstance(stored.event, ReferralCrossBorderRequested):
-                    sent.add(stored.event, stored.stream_sequence)
-            sent.read_through = max(sent.read_through, delivery.stream_sequence - 1)
+        one, has none: nothing read, nothing written."""
         # Before the change only: a redelivered older change notifies no later referral.
-        referral_ids = sent.before(str(change.case_id), delivery.stream_sequence)
+        referral_ids = self._across.sent_before(str(change.case_id), delivery.stream_sequence)
         cause = delivery.envelope.id
         for referral_id in referral_ids:
             package_id = derived_id("xb-notice", cause, referral_id)

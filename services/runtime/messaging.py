@@ -157,6 +157,10 @@ class Delivery:
     event: Event
     data: bytes
     stream_sequence: int
+    # The durable's delivery count at this delivery (each redelivery is a new one); None when
+    # the event came another way (`nrm dlq retry`). Two deliveries in a row to one process
+    # that count up by one mean no other delivery of the durable came between them.
+    consumer_sequence: int | None = None
 
 
 EventHandler = Callable[[Delivery], Awaitable[None]]
@@ -596,7 +600,11 @@ class ServiceHost:
             with bound_contextvars(correlation_id=envelope.correlationid):
                 await handle(
                     Delivery(
-                        envelope, unwrap_event(envelope), message.data, message.stream_sequence
+                        envelope,
+                        unwrap_event(envelope),
+                        message.data,
+                        message.stream_sequence,
+                        message.consumer_sequence,
                     )
                 )
 
@@ -741,6 +749,7 @@ class Taken:
         self.data = msg.data
         self.headers: dict[str, str] = dict(msg.headers or {})
         self.stream_sequence: int = msg.metadata.sequence.stream
+        self.consumer_sequence: int = msg.metadata.sequence.consumer
         self.attempt: int = msg.metadata.num_delivered
         self.stored_at: dt.datetime | None = msg.metadata.timestamp  # the server's clock
 

@@ -71,6 +71,7 @@ from contracts.vocabulary import (
     TransferReason,
 )
 from nrm_tools.linked_hubs import LinkedHubs
+from services.bootstrap import RunningService, start_service
 from services.client import AccessRefusedError, AgencyClient, HubClient
 from services.runtime.embedded import free_port
 from services.runtime.settings import Settings
@@ -114,6 +115,16 @@ class World:
     hubs: LinkedHubs
     clients: dict[str, HubClient]
     taps: dict[str, Tap]
+    services: dict[str, list[RunningService]]
+
+    async def restart(self, country: str, name: str) -> None:
+        """Stop one of a country's services and start it again (a new process would)."""
+        running = self.services[country]
+        [at] = [i for i, service in enumerate(running) if service.name == name]
+        await running[at].stop()
+        settings = self.hubs[country].settings
+        assert settings.nats_url is not None
+        running[at] = await start_service(name, settings.nats_url, settings)
 
 
 @contextlib.asynccontextmanager
@@ -122,7 +133,7 @@ async def linked_world(
 ) -> AsyncIterator[World]:
     overrides = {"max_deliver": 3, "retry_backoff_seconds": (0.05, 0.1)}
     hubs = LinkedHubs(tmp_path, settings_overrides=overrides, dial_ports=dial_ports or {})
-    async with hubs, hubs.services():
+    async with hubs, hubs.services() as services:
         connections: list[Client] = []
         clients, taps = {}, {}
         for country in hubs.countries:
@@ -132,7 +143,7 @@ async def linked_world(
             await nc.subscribe(">", cb=taps[country].on_message)
             clients[country] = HubClient(nc)
         try:
-            yield World(hubs, clients, taps)
+            yield World(hubs, clients, taps, services)
         finally:
             for nc in connections:
                 await nc.drain()
@@ -912,3 +923,37 @@ async def test_a_narrower_consent_crosses_and_the_destination_releases_only_what
     await asyncio.sleep(2.0)  # a widening never crosses
     notices = [e for e in await referral_events(kg, referral_id) if e.endswith("notice_sent")]
     assert len(notices) == 1
+
+
+async def test_after_a_restart_answers_and_notices_still_cross(world: World) -> None:
+    """The outbox learns which cases crossed a border from the events it takes; a restarted
+    referral service has taken none of them yet. Uzbekistan's acceptance of a case it received
+    before its restart still goes back as an answer, and Kyrgyzstan's withdrawal after its
+    restart still goes out as a notice on the referral it sent before."""
+    kg, uz = world.clients["kg"], world.clients["uz"]
+    case_id = await identify(kg, interview("kg-mia-osh", Region.OSH_CITY, "UZ", frozenset({"UZ"})))
+    reply = await kg.send(refer("kg-mia-osh", case_id, "UZ", "repatriation", "repatriation"))
+    assert reply["status"] == "accepted", reply
+    referral_id = reply["aggregate_id"]
+    await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_received"), timeout=30)
+    requested = await wait_until(lambda: _count(uz, "referral.requested", 1), timeout=30)
+
+    await world.restart("uz", "referral")
+    await world.restart("kg", "referral")
+    accept = AcceptReferral(
+        command_id=uuid.uuid4(),
+        agency_id=requested[0].data["provider_id"],
+        referral_id=requested[0].data["referral_id"],
+    )
+    assert (await uz.send(accept))["status"] == "accepted"
+    await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_accepted"), timeout=30)
+    withdraw = WithdrawConsent(command_id=uuid.uuid4(), agency_id="kg-mia-osh", case_id=case_id)
+    assert (await kg.send(withdraw))["status"] == "accepted"
+    await wait_until(lambda: _has(kg, referral_id, "referral.cross_border_notice_applied"), 30)
+    assert await referral_events(kg, referral_id) == [
+        "referral.cross_border_requested",
+        "referral.cross_border_received",
+        "referral.cross_border_accepted",
+        "referral.cross_border_notice_sent",
+        "referral.cross_border_notice_applied",
+    ]

@@ -1,8 +1,10 @@
 """The outbox's notices of consent changes, on an in-memory event store: a change of a case
 sent abroad is noticed on each of its cross-border referrals stored before it, whether or not
-this process took that referral itself (a restart), and the stream is read only from where
-the previous change's read ended, never again from its start (docs/PERFORMANCE.md, item 18).
-No nats-server: a change's notice is written by the writer, not published."""
+this process took that referral itself (a restart, another instance). The outbox learns
+which cases crossed a border from what it takes, and reads the stream only when a delivery
+does not directly follow the last one it took, and then only from where it knew everything
+(docs/PERFORMANCE.md, item 18). No nats-server: a change's notice is written by the writer,
+not published."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from contracts.events import (
     ReferralCrossBorderRequested,
 )
 from contracts.vocabulary import ErasureReason
-from services.referral.link import CrossBorderLink
+from services.referral.link import CasesAcrossBorders, CrossBorderLink
 from services.runtime.eventstore import StoredEvent
 from services.runtime.in_memory import InMemoryEventStore
 from services.runtime.messaging import Delivery, Runtime
@@ -27,25 +29,35 @@ from tests.unit.test_crossborder_rules import CASE, IDENTIFIER, registry, reques
 
 
 class ReadsCounted(InMemoryEventStore):
-    """The in-memory store, noting where each read started."""
+    """The in-memory store, noting where each read of what crossed a border started (loads
+    of one aggregate are not noted)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.starts: list[int] = []
 
     async def read(self, *filters: str, start: int = 1) -> tuple[StoredEvent, ...]:
-        self.starts.append(start)
+        if filters == CasesAcrossBorders.FILTERS:
+            self.starts.append(start)
         return await super().read(*filters, start=start)
 
 
-async def stored(runtime: Runtime, aggregate: str, aggregate_id: str, event: Event) -> Delivery:
-    """`event` appended to its aggregate, as the consumer loop would hand it over."""
+async def stored(
+    runtime: Runtime,
+    aggregate: str,
+    aggregate_id: str,
+    event: Event,
+    consumer_sequence: int | None = None,
+) -> Delivery:
+    """`event` appended to its aggregate, as the consumer loop would hand it over (as
+    delivery `consumer_sequence` of the durable; None: as `nrm dlq retry` hands it)."""
     await runtime.writer("test").execute(
         aggregate, aggregate_id, cause=str(uuid.uuid4()), correlation=None, decide=lambda _: [event]
     )
     assert runtime.store is not None
     last = (await runtime.store.load(aggregate, aggregate_id)).events[-1]
-    return Delivery(last.envelope, last.event, last.envelope.to_bytes(), last.stream_sequence)
+    data = last.envelope.to_bytes()
+    return Delivery(last.envelope, last.event, data, last.stream_sequence, consumer_sequence)
 
 
 async def notices(runtime: Runtime, referral: ReferralCrossBorderRequested) -> list[NoticeKind]:
@@ -56,7 +68,7 @@ async def notices(runtime: Runtime, referral: ReferralCrossBorderRequested) -> l
     ]
 
 
-async def test_a_change_is_noticed_on_referrals_sent_before_it_reading_only_what_is_new(
+async def test_a_change_is_noticed_on_referrals_sent_before_it_that_it_did_not_take(
     tmp_path: Path,
 ) -> None:
     store = ReadsCounted()
@@ -84,15 +96,14 @@ async def test_a_change_is_noticed_on_referrals_sent_before_it_reading_only_what
         CaseErased(case_id=CASE, erased_by=IDENTIFIER, reason=ErasureReason.ERASURE_REQUEST),
     )
     await outbox.on_event(erased)
-    assert store.starts[-1] == withdrawn.stream_sequence
+    assert store.starts[-1] == withdrawn.stream_sequence + 1  # what it knew: up to the last
     assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN, NoticeKind.ERASED]
     assert await notices(runtime, later) == [NoticeKind.ERASED]
 
-    # The withdrawal redelivered: nothing read, nothing new, and the later referral, sent
-    # after it, is not noticed of it.
-    reads = len(store.starts)
+    # The withdrawal again (`nrm dlq retry`): only what came after the erasure is read;
+    # nothing new is written, and the later referral, sent after it, is not noticed of it.
     await outbox.on_event(withdrawn)
-    assert len(store.starts) == reads
+    assert store.starts[-1] == erased.stream_sequence + 1
     assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN, NoticeKind.ERASED]
     assert await notices(runtime, later) == [NoticeKind.ERASED]
 
@@ -109,3 +120,41 @@ async def test_a_change_of_a_case_never_sent_abroad_writes_nothing(tmp_path: Pat
     before = await store.read("nrm.evt.>")
     await CrossBorderLink(runtime).on_event(change)
     assert await store.read("nrm.evt.>") == before
+
+
+async def test_deliveries_in_a_row_are_taken_without_a_read(tmp_path: Path) -> None:
+    """What the outbox takes one after another it learns from; a gap in the durable's
+    delivery count (another process took the ones between) makes it read what it missed."""
+    store = ReadsCounted()
+    runtime = Runtime(settings=Settings(data_dir=tmp_path), registry=registry(), store=store)
+    sent = requested()
+    await stored(runtime, "referral", str(sent.referral_id), sent)
+    outbox = CrossBorderLink(runtime)
+    local = uuid.uuid4()
+    first = await stored(
+        runtime, "case", str(local), ConsentWithdrawn(case_id=local, withdrawn_by=IDENTIFIER), 1
+    )
+    await outbox.on_event(first)
+    assert store.starts == [1]  # its first delivery: it cannot know what came before
+
+    withdrawn = await stored(
+        runtime, "case", str(CASE), ConsentWithdrawn(case_id=CASE, withdrawn_by=IDENTIFIER), 2
+    )
+    await outbox.on_event(withdrawn)
+    assert store.starts == [1]  # in a row: nothing read
+    assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN]
+
+    # Deliveries 3 and 4 went to another process: one of them a referral abroad.
+    later = requested()
+    await stored(runtime, "referral", str(later.referral_id), later)
+    erased = await stored(
+        runtime,
+        "case",
+        str(CASE),
+        CaseErased(case_id=CASE, erased_by=IDENTIFIER, reason=ErasureReason.ERASURE_REQUEST),
+        5,
+    )
+    await outbox.on_event(erased)
+    assert store.starts == [1, withdrawn.stream_sequence + 1]
+    assert await notices(runtime, later) == [NoticeKind.ERASED]
+    assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN, NoticeKind.ERASED]
