@@ -111,8 +111,8 @@ CHUNK_BYTES = 1 << 20  # ~1,300 leaves: big enough to pay for a trip to a worker
 # Measured on 100k leaves in one process: the previous whole-chunk check took ~21,000 page
 # faults (fresh memory every chunk, ~0.6-0.9 µs a leaf of system time), this one ~2,000.
 # 64 KiB (~80 leaves, ~0.3 MB of their objects) rather than 256 KiB: the objects decoded,
-# re-encoded and checked are still in the core's cache (5-8 % less CPU a leaf, measured
-# side by side; 16 KiB pieces lose it again to the per-piece calls).
+# re-encoded and checked are still in the core's cache (~5 % less CPU a leaf, measured
+# side by side, docs/PERFORMANCE.md item 18; 16 KiB pieces lose it to the per-piece calls).
 PIECE_BYTES = 1 << 16
 
 
