@@ -18,7 +18,7 @@ missing (UNSET is never written), and a leaf that spells a member the canonical 
 drop (a null) or write otherwise (a float, `\\/`, `\\u0041`, a non-ASCII character, a time in
 another form) does not come out the same and takes the slow path. Leaves are ids and codes,
 so in practice every one takes the fast path. A chunk is decoded and re-encoded in one call
-each per ~256 KiB of its lines (`decode_lines` / `encode_lines`); only if that fails is it
+each per ~64 KiB of its lines (`decode_lines` / `encode_lines`); only if that fails is it
 taken leaf by leaf. The worker also hashes the complete subtrees of the chunk's clean leaves
 (`merkle.subtree_levels`), so the one sequential tree appends a few roots per chunk.
 
@@ -110,7 +110,10 @@ CHUNK_BYTES = 1 << 20  # ~1,300 leaves: big enough to pay for a trip to a worker
 # Lines decoded at once, so that fewer of a chunk's ~45,000 leaf objects live at a time.
 # Measured on 100k leaves in one process: the previous whole-chunk check took ~21,000 page
 # faults (fresh memory every chunk, ~0.6-0.9 µs a leaf of system time), this one ~2,000.
-PIECE_BYTES = 1 << 18
+# 64 KiB (~80 leaves, ~0.3 MB of their objects) rather than 256 KiB: the objects decoded,
+# re-encoded and checked are still in the core's cache (~5 % less CPU a leaf, measured
+# side by side, docs/PERFORMANCE.md item 19; 16 KiB pieces lose it to the per-piece calls).
+PIECE_BYTES = 1 << 16
 
 
 def _plain(raw: bytes) -> bool:
@@ -208,7 +211,7 @@ def _check_lines(data: bytes) -> Chunk:
     sha256 = hashlib.sha256
     digests = [sha256(b"\x00" + raw).digest() for raw in lines]
     chunk.hashes = b"".join(digests)
-    if not _check_whole(chunk, data[: len(data) - len(tail)], digests):
+    if not _check_whole(chunk, data[: len(data) - len(tail)], chunk.hashes):
         _check_each(chunk, lines, digests)
     add_levels(chunk)
     return chunk
@@ -221,7 +224,7 @@ def add_levels(chunk: Chunk) -> None:
     chunk.levels = subtree_levels(clean, chunk.indices[0]) if chunk.clean else [clean]
 
 
-def _check_whole(chunk: Chunk, body: bytes, digests: Sequence[bytes]) -> bool:
+def _check_whole(chunk: Chunk, body: bytes, hashes: bytes) -> bool:
     """The common case, one decode and one encode per piece of ~PIECE_BYTES: every line a
     canonical leaf following the contract, indices counting up by one, each linked to the
     one before. False (and `chunk` untouched but for its hashes) when any of that fails:
@@ -229,47 +232,52 @@ def _check_whole(chunk: Chunk, body: bytes, digests: Sequence[bytes]) -> bool:
     count = chunk.count
     if not count or not _plain(body):
         return False
-    indices: list[int] = []
+    view = memoryview(body)  # pieces decoded in place, not copied
     prevs: list[str] = []  # per piece, its leaves' prevs (all but the chunk's first leaf)
+    first = following = 0  # the chunk's first index; the index the next leaf must have
     first_prev: str | None = None
     start, size = 0, len(body)
     while start < size:  # whole lines: the body ends with a line feed
         end = body.find(b"\n", min(start + PIECE_BYTES, size) - 1) + 1 or size
-        piece = body[start:end]
         try:
-            leaves = _DECODER.decode_lines(piece)
+            leaves = _DECODER.decode_lines(view[start:end])
         except _DECODE_ERRORS:
             return False
         # encode_lines writes each leaf and a line feed, and no leaf holds a raw line feed:
         # equal bytes mean each line is its leaf's canonical form (blank lines, skipped by
-        # decode_lines, make them differ; so does a piece of blank lines only).
-        if not leaves or _ENCODER.encode_lines(leaves) != piece:
+        # decode_lines, make them differ; so does a piece of blank lines only). Compared in
+        # place: same length, and the body holds the encoding at `start`.
+        encoded = _ENCODER.encode_lines(leaves)
+        if not leaves or len(encoded) != end - start or not body.startswith(encoded, start):
             return False
-        ours = [leaf.data.index for leaf in leaves]
-        if [leaf.subject for leaf in leaves] != [str(index) for index in ours]:
-            return False
-        if not _all_hex([leaf.data.source.sha256 for leaf in leaves]):
-            return False
-        linked = leaves
+        entries = [leaf.data for leaf in leaves]
         if start == 0:
-            given, linked = leaves[0].data.prev, leaves[1:]
+            first = following = entries[0].index
+            given = entries[0].prev
             first_prev = given if isinstance(given, str) else None
+        expected = range(following, following + len(leaves))
+        if [entry.index for entry in entries] != list(expected):
+            return False
+        if [leaf.subject for leaf in leaves] != list(map(str, expected)):
+            return False
+        if not _all_hex([entry.source.sha256 for entry in entries]):
+            return False
         try:
-            prevs.append("".join([leaf.data.prev for leaf in linked]))  # type: ignore[misc]
+            linked = entries[1:] if start == 0 else entries
+            prevs.append("".join([entry.prev for entry in linked]))  # type: ignore[misc]
         except TypeError:  # a leaf after the chunk's first without prev
             return False
-        indices += ours
+        following += len(leaves)
         start = end
-    first = indices[0]
-    if indices != list(range(first, first + count)):  # also: one leaf per line
+    if following - first != count:  # one leaf per line
         return False
     # Leaf j's prev equal to the hex hash of leaf j-1 links it and proves its form. Every prev
     # is 64 characters, so equal concatenations mean equal prevs, one by one.
-    if "".join(prevs) != b"".join(digests[:-1]).hex():
+    if "".join(prevs) != hashes[: HASH_SIZE * (count - 1)].hex():
         return False
     if first_prev is not None and _HEX64.fullmatch(first_prev) is None:
         return False
-    chunk.indices = array("q", indices)
+    chunk.indices = array("q", range(first, following))
     chunk.links = b"\x00" + b"\x01" * (count - 1)
     chunk.first_prev = first_prev
     chunk.clean = count

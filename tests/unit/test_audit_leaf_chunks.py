@@ -409,8 +409,9 @@ def test_times_written_back_alike_take_the_fast_path(time: str) -> None:
 # --- 3. a chunk checked whole = the same chunk checked leaf by leaf -------------------------
 
 
-def leaf_digests(body: bytes) -> list[bytes]:
-    return [hashlib.sha256(b"\x00" + raw).digest() for raw in body.split(b"\n")[:-1]]
+def leaf_hashes(body: bytes) -> bytes:
+    """The chunk's leaf hashes joined, as `_check_whole` takes them."""
+    return b"".join(hashlib.sha256(b"\x00" + raw).digest() for raw in body.split(b"\n")[:-1])
 
 
 def leaf_by_leaf(data: bytes) -> Chunk:
@@ -472,11 +473,41 @@ def test_the_whole_chunk_path_is_taken_for_clean_chunks(piece: int) -> None:
     leaves, _ = generated(32)
     body = b"".join(raw + b"\n" for raw in leaves[5:30])
     with piece_bytes(piece):
-        assert _check_whole(Chunk(count=25), body, leaf_digests(body))
+        assert _check_whole(Chunk(count=25), body, leaf_hashes(body))
         chunk = check_lines(body)
     assert chunk == leaf_by_leaf(body)
     assert chunk.clean == chunk.count == 25 and not chunk.errors
     assert list(chunk.indices) == list(range(5, 30)) and chunk.links == b"\x00" + b"\x01" * 24
+
+
+@pytest.mark.parametrize("piece", [1, 700, 1 << 18])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "space after a comma",  # decodes to the same leaf, one byte longer
+        "keys swapped",  # the same leaf, the same length, another order
+        "trailing blank line",  # decode_lines skips it: the encoding is a prefix of the piece
+        "leading blank line",
+    ],
+)
+def test_the_whole_path_compares_every_byte_of_a_piece(piece: int, edit: str) -> None:
+    leaves, _ = generated(8)
+    lines = list(leaves)
+    if edit == "space after a comma":
+        lines[5] = lines[5].replace(b'","', b'", "', 1)
+    elif edit == "keys swapped":
+        lines[5] = lines[5].replace(
+            b'"specversion":"1.0","subject":"5"', b'"subject":"5","specversion":"1.0"'
+        )
+        assert lines[5] != leaves[5] and len(lines[5]) == len(leaves[5])
+    elif edit == "trailing blank line":
+        lines.append(b"")
+    else:
+        lines.insert(0, b"")
+    body = b"".join(raw + b"\n" for raw in lines)
+    with piece_bytes(piece):
+        assert not _check_whole(Chunk(count=len(lines)), body, leaf_hashes(body))
+        assert check_lines(body) == leaf_by_leaf(body)
 
 
 @pytest.mark.parametrize("enabled", [True, False])
