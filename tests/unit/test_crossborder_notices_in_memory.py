@@ -60,6 +60,30 @@ async def stored(
     return Delivery(last.envelope, last.event, data, last.stream_sequence, consumer_sequence)
 
 
+def outbox_hub(tmp_path: Path) -> tuple[ReadsCounted, Runtime]:
+    store = ReadsCounted()
+    return store, Runtime(settings=Settings(data_dir=tmp_path), registry=registry(), store=store)
+
+
+async def sent_abroad(runtime: Runtime) -> ReferralCrossBorderRequested:
+    """A referral of CASE abroad, stored (not taken by any outbox)."""
+    referral = requested()
+    await stored(runtime, "referral", str(referral.referral_id), referral)
+    return referral
+
+
+async def withdrawn(
+    runtime: Runtime, case_id: uuid.UUID = CASE, consumer_sequence: int | None = None
+) -> Delivery:
+    change = ConsentWithdrawn(case_id=case_id, withdrawn_by=IDENTIFIER)
+    return await stored(runtime, "case", str(case_id), change, consumer_sequence)
+
+
+async def erased(runtime: Runtime, consumer_sequence: int | None = None) -> Delivery:
+    erasure = CaseErased(case_id=CASE, erased_by=IDENTIFIER, reason=ErasureReason.ERASURE_REQUEST)
+    return await stored(runtime, "case", str(CASE), erasure, consumer_sequence)
+
+
 async def notices(runtime: Runtime, referral: ReferralCrossBorderRequested) -> list[NoticeKind]:
     assert runtime.store is not None
     history = await runtime.store.load("referral", str(referral.referral_id))
@@ -71,52 +95,37 @@ async def notices(runtime: Runtime, referral: ReferralCrossBorderRequested) -> l
 async def test_a_change_is_noticed_on_referrals_sent_before_it_that_it_did_not_take(
     tmp_path: Path,
 ) -> None:
-    store = ReadsCounted()
-    runtime = Runtime(settings=Settings(data_dir=tmp_path), registry=registry(), store=store)
-    sent = requested()
+    store, runtime = outbox_hub(tmp_path)
+    sent = await sent_abroad(runtime)
     assert sent.case_id == CASE
-    await stored(runtime, "referral", str(sent.referral_id), sent)
     # Stored before this process started: it never took the referral itself.
     outbox = CrossBorderLink(runtime)
-    withdrawn = await stored(
-        runtime, "case", str(CASE), ConsentWithdrawn(case_id=CASE, withdrawn_by=IDENTIFIER)
-    )
-    await outbox.on_event(withdrawn)
+    withdrawal = await withdrawn(runtime)
+    await outbox.on_event(withdrawal)
     assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN]
     assert store.starts[-1] == 1  # the first change reads the stream once from its start
 
     # A later referral abroad of the same case, and an erasure after it: both referrals
     # hear of it, and the read starts where the withdrawal's ended.
-    later = requested()
-    await stored(runtime, "referral", str(later.referral_id), later)
-    erased = await stored(
-        runtime,
-        "case",
-        str(CASE),
-        CaseErased(case_id=CASE, erased_by=IDENTIFIER, reason=ErasureReason.ERASURE_REQUEST),
-    )
-    await outbox.on_event(erased)
-    assert store.starts[-1] == withdrawn.stream_sequence + 1  # what it knew: up to the last
+    later = await sent_abroad(runtime)
+    erasure = await erased(runtime)
+    await outbox.on_event(erasure)
+    assert store.starts[-1] == withdrawal.stream_sequence + 1  # what it knew: up to the last
     assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN, NoticeKind.ERASED]
     assert await notices(runtime, later) == [NoticeKind.ERASED]
 
     # The withdrawal again (`nrm dlq retry`): only what came after the erasure is read;
     # nothing new is written, and the later referral, sent after it, is not noticed of it.
-    await outbox.on_event(withdrawn)
-    assert store.starts[-1] == erased.stream_sequence + 1
+    await outbox.on_event(withdrawal)
+    assert store.starts[-1] == erasure.stream_sequence + 1
     assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN, NoticeKind.ERASED]
     assert await notices(runtime, later) == [NoticeKind.ERASED]
 
 
 async def test_a_change_of_a_case_never_sent_abroad_writes_nothing(tmp_path: Path) -> None:
-    store = ReadsCounted()
-    runtime = Runtime(settings=Settings(data_dir=tmp_path), registry=registry(), store=store)
-    sent = requested()
-    await stored(runtime, "referral", str(sent.referral_id), sent)
-    local = uuid.uuid4()
-    change = await stored(
-        runtime, "case", str(local), ConsentWithdrawn(case_id=local, withdrawn_by=IDENTIFIER)
-    )
+    store, runtime = outbox_hub(tmp_path)
+    await sent_abroad(runtime)
+    change = await withdrawn(runtime, uuid.uuid4())
     before = await store.read("nrm.evt.>")
     await CrossBorderLink(runtime).on_event(change)
     assert await store.read("nrm.evt.>") == before
@@ -125,36 +134,20 @@ async def test_a_change_of_a_case_never_sent_abroad_writes_nothing(tmp_path: Pat
 async def test_deliveries_in_a_row_are_taken_without_a_read(tmp_path: Path) -> None:
     """What the outbox takes one after another it learns from; a gap in the durable's
     delivery count (another process took the ones between) makes it read what it missed."""
-    store = ReadsCounted()
-    runtime = Runtime(settings=Settings(data_dir=tmp_path), registry=registry(), store=store)
-    sent = requested()
-    await stored(runtime, "referral", str(sent.referral_id), sent)
+    store, runtime = outbox_hub(tmp_path)
+    sent = await sent_abroad(runtime)
     outbox = CrossBorderLink(runtime)
-    local = uuid.uuid4()
-    first = await stored(
-        runtime, "case", str(local), ConsentWithdrawn(case_id=local, withdrawn_by=IDENTIFIER), 1
-    )
-    await outbox.on_event(first)
+    await outbox.on_event(await withdrawn(runtime, uuid.uuid4(), consumer_sequence=1))
     assert store.starts == [1]  # its first delivery: it cannot know what came before
 
-    withdrawn = await stored(
-        runtime, "case", str(CASE), ConsentWithdrawn(case_id=CASE, withdrawn_by=IDENTIFIER), 2
-    )
-    await outbox.on_event(withdrawn)
+    withdrawal = await withdrawn(runtime, consumer_sequence=2)
+    await outbox.on_event(withdrawal)
     assert store.starts == [1]  # in a row: nothing read
     assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN]
 
     # Deliveries 3 and 4 went to another process: one of them a referral abroad.
-    later = requested()
-    await stored(runtime, "referral", str(later.referral_id), later)
-    erased = await stored(
-        runtime,
-        "case",
-        str(CASE),
-        CaseErased(case_id=CASE, erased_by=IDENTIFIER, reason=ErasureReason.ERASURE_REQUEST),
-        5,
-    )
-    await outbox.on_event(erased)
-    assert store.starts == [1, withdrawn.stream_sequence + 1]
+    later = await sent_abroad(runtime)
+    await outbox.on_event(await erased(runtime, consumer_sequence=5))
+    assert store.starts == [1, withdrawal.stream_sequence + 1]
     assert await notices(runtime, later) == [NoticeKind.ERASED]
     assert await notices(runtime, sent) == [NoticeKind.WITHDRAWN, NoticeKind.ERASED]
