@@ -369,13 +369,21 @@ class ReferralService:
 
         # Each referral and unmet need is its own aggregate with an id derived from the case:
         # written side by side, the shelter hears of its referral after one append, not k.
-        # A failure cancels the rest and the identification is redelivered; what was written
-        # is found by its cause.
-        async with asyncio.TaskGroup() as writes:
-            for referral_id, requested in plan:
-                writes.create_task(request(referral_id, requested))
-            for need in unmet:
-                writes.create_task(record_unmet(need))
+        # Each write runs to its end; any failure fails the delivery, which is redelivered,
+        # and what was written is found by its cause. Not a TaskGroup: on Python 3.11 a
+        # failed child leaves the consumer loop's task marked as cancelling, which the loop
+        # reads as a stop (`stop_if_cancelled`), so one failed write ended the consumer.
+        written = await asyncio.gather(
+            *(request(referral_id, requested) for referral_id, requested in plan),
+            *(record_unmet(need) for need in unmet),
+            return_exceptions=True,
+        )
+        for result in written:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # a write cancelled on its own: as the loop would be
+        failed = [result for result in written if isinstance(result, Exception)]
+        if failed:
+            raise ExceptionGroup("the plan was not written whole", failed)
 
     async def on_placement(self, delivery: Delivery) -> None:
         envelope, event = delivery.envelope, delivery.event

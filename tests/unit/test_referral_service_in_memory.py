@@ -11,9 +11,11 @@ below); the copying itself stays with the integration tests."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from contracts.commands import (
     RegisterShelter,
     SubmitScreening,
 )
+from contracts.envelope import Envelope
 from contracts.events import (
     NeedUnmet,
     ReferralAccepted,
@@ -54,7 +57,7 @@ from services.referral.domain import AdmissionNotYetFollowed
 from services.referral.feed import addressees
 from services.referral.service import ReferralService
 from services.runtime.case_keys import create_hub_keys
-from services.runtime.eventstore import StoredEvent
+from services.runtime.eventstore import AppendFailed, StoredEvent
 from services.runtime.in_memory import InMemoryEventStore, InMemoryKeyValue
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
 from services.runtime.service_table import consumer
@@ -364,3 +367,35 @@ async def test_a_discharge_taken_before_its_admission_waits_for_it(hub: Hub) -> 
     await handle(delivery(discharged))  # the retry
     events = await hub.referral_events(shelter_ref)
     assert [type(e) for e in events] == [ReferralRequested, ReferralAccepted, ReferralCompleted]
+
+
+async def test_a_write_of_the_plan_that_fails_leaves_the_consumer_running(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One referral's write fails (a failover): the delivery fails, to be redelivered, and
+    the consumer loop's task is not left looking stopped. On Python 3.11 a TaskGroup with a
+    failed child left the caller marked as cancelling, and the loop, reading that as a stop
+    (`stop_if_cancelled`), ended: no victim was referred again until a restart."""
+    case_id = await hub.identify(needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
+    legal_ref = referral_id_for(case_id, Service.LEGAL_AID)
+    append = hub.store.append
+    refused: list[str] = []
+
+    async def fails_once(
+        aggregate: str, aggregate_id: str, expected: int, envelopes: Sequence[Envelope]
+    ) -> int:
+        if aggregate_id == str(legal_ref) and not refused:
+            refused.append(aggregate_id)
+            raise AppendFailed("the stream did not answer")
+        return await append(aggregate, aggregate_id, expected, envelopes)
+
+    monkeypatch.setattr(hub.store, "append", fails_once)
+    with pytest.raises(ExceptionGroup) as failed:
+        await hub.deliver(hub.referral, "referral-on-identification")
+    assert [type(e) for e in failed.value.exceptions] == [AppendFailed]
+    this = asyncio.current_task()
+    assert this is not None and this.cancelling() == 0
+    # Redelivered: the shelter's referral, written the first time, is found by its cause.
+    await hub.deliver(hub.referral, "referral-on-identification")
+    assert len(await hub.referral_events(legal_ref)) == 1
+    assert len(await hub.referral_events(referral_id_for(case_id, Service.SHELTER))) == 1
