@@ -23,7 +23,8 @@ from services.referral.service import ReferralService
 from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.health import poll_consumer_lag, register_ping
-from services.runtime.messaging import Runtime, ServiceHost, stop_loops
+from services.runtime.loops import keep_running, loop_name, stop_loops
+from services.runtime.messaging import Runtime, ServiceHost
 from services.runtime.nkey_users import nkey_accounts
 from services.runtime.permissions import hub_auth
 from services.runtime.service_table import SERVICES, Entry, consumer_configs, entry
@@ -120,7 +121,7 @@ class RunningService:
 
     async def stop(self) -> None:
         try:
-            await stop_loops(self.background)
+            await stop_loops(self.host.runtime.lifetime, self.background)
         finally:
             await self.host.stop()
 
@@ -180,7 +181,9 @@ async def start_service(
     with bound_contextvars(service=name):
         host, loops = build_service(name, nats_url, settings, clock)
         await host.start()
-        return RunningService(name, host, [asyncio.create_task(loop()) for loop in loops])
+        lifetime = host.runtime.lifetime
+        kept = [keep_running(lifetime, name, loop_name(loop), loop) for loop in loops]
+        return RunningService(name, host, [asyncio.create_task(loop) for loop in kept])
 
 
 @contextlib.asynccontextmanager

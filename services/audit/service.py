@@ -49,7 +49,8 @@ from services.runtime.health import (
     AUDIT_LEAVES,
 )
 from services.runtime.logging import get_logger
-from services.runtime.messaging import Pull, ServiceHost, Taken, consume, stop_if_cancelled
+from services.runtime.loops import keep_running, stop_if_cancelled
+from services.runtime.messaging import Pull, ServiceHost, Taken, consume
 from services.runtime.service_table import audit_consumers
 from services.runtime.topology import DUPLICATE_WINDOW_SECONDS, FETCH_BATCH
 
@@ -248,14 +249,16 @@ class AuditLogWriter:
         # One loop per consumer: taking turns, an idle one (rejections, mostly) held the
         # events back for its whole fetch timeout each round (~90 events/s at most;
         # docs/PERFORMANCE.md). `record` takes the lock, so leaves stay one at a time.
-        # A task group: a loop that ends takes the other with it, and a stop cancels and
-        # awaits both, so no loop outlives the service.
-        async with asyncio.TaskGroup() as loops:
-            for spec in audit_consumers():
-                # Never dead-lettered (no max_deliver): a dropped message would be a gap.
-                pull = Pull(spec.stream, spec.durable, FETCH_BATCH)
-                take = functools.partial(self._take, spec.stream)
-                loops.create_task(consume(self.runtime, SERVICE, pull, take))
+        # Each kept running on its own (one that ends is restarted, the other goes on); a
+        # stop cancels this task, and with it both.
+        loops = []
+        for spec in audit_consumers():
+            # Never dead-lettered (no max_deliver): a dropped message would be a gap.
+            pull = Pull(spec.stream, spec.durable, FETCH_BATCH)
+            take = functools.partial(self._take, spec.stream)
+            run = functools.partial(consume, self.runtime, SERVICE, pull, take)
+            loops.append(keep_running(self.runtime.lifetime, SERVICE, spec.durable, run))
+        await asyncio.gather(*loops)
 
     async def _take(self, stream: str, message: Taken) -> None:
         await self.record(stream, message.stream_sequence, message.data, message.stored_at)

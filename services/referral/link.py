@@ -71,7 +71,8 @@ from services.case.ids import derived_id, referral_id_for
 from services.runtime.case_keys import CaseKeys
 from services.runtime.eventstore import EventStore, History
 from services.runtime.logging import get_logger
-from services.runtime.messaging import Delivery, Pull, Runtime, Taken, consume, stop_if_cancelled
+from services.runtime.loops import stop_if_cancelled
+from services.runtime.messaging import Delivery, Pull, Runtime, Taken, consume
 from services.runtime.topology import (
     CASE_KEYS_BUCKET,
     XB_INBOX_PREFIX,

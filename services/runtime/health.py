@@ -66,6 +66,11 @@ CONSUMER_PENDING = Gauge(
 CONSUMER_ACK_PENDING = Gauge(
     "nrm_consumer_ack_pending", "Events delivered but not yet acknowledged", ["consumer"]
 )
+LOOP_RESTARTS = Counter(
+    "nrm_loop_restarts_total",
+    "Consumer and background loops restarted after ending without a stop (alert on any)",
+    ["service", "loop"],
+)
 READY = Gauge("nrm_service_ready", "1 when connected and consuming", ["service"])
 # The audit writer's own figures (its throughput and lag are nrm_events_total and
 # nrm_consumer_pending of audit-all / audit-rejections).

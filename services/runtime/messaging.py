@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import inspect
 import json
 import time
@@ -80,6 +81,7 @@ from services.runtime.health import (
 from services.runtime.keyvalue import KeyValue
 from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.logging import get_logger
+from services.runtime.loops import Lifetime, keep_running, stop_if_cancelled, stop_loops
 from services.runtime.rejection_budget import RejectionBudget
 from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import COMMAND_IDS_BUCKET, ConsumerSpec
@@ -103,6 +105,8 @@ class Runtime:
     # KV buckets by name: injected ones (tests: InMemoryKeyValue) are used as they are; any
     # other is opened on JetStream at first use and kept.
     buckets: dict[str, KeyValue] = field(default_factory=dict)
+    # Set when the service is asked to stop: its loops end then, and are restarted before.
+    lifetime: Lifetime = field(default_factory=Lifetime)
 
     def connected(self, nc: Client) -> None:
         """Connected: the JetStream event store, unless one was injected (tests)."""
@@ -372,7 +376,14 @@ class ServiceHost:
         # Ready means the server has our subscriptions: a PONG answers everything before it.
         await self.broker.connection.flush()
         self._loops = [
-            asyncio.create_task(consume(self.runtime, self.service, pull, take))
+            asyncio.create_task(
+                keep_running(
+                    self.runtime.lifetime,
+                    self.service,
+                    pull.durable,
+                    functools.partial(consume, self.runtime, self.service, pull, take),
+                )
+            )
             for pull, take in self._pulls
         ]
         self.consuming = True
@@ -412,7 +423,7 @@ class ServiceHost:
     async def stop(self) -> None:
         self.consuming = False
         try:
-            await stop_loops(self._loops)
+            await stop_loops(self.runtime.lifetime, self._loops)
         finally:
             await self.broker.stop()
 
@@ -905,28 +916,3 @@ async def _dead_letter(
         stream_sequence=taken.stream_sequence,
         error=reason,
     )
-
-
-def stop_if_cancelled() -> None:
-    """nats-py reports a cancellation as a timeout or a closed connection when the connection
-    is closing; a loop that retries on those must not swallow the service's stop."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-async def stop_loops(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel background loops and wait until every one has ended."""
-    for task in tasks:
-        task.cancel()
-    pending = set(tasks)
-    while pending:
-        _, pending = await asyncio.wait(pending, timeout=1.0)
-        for task in pending:
-            # A cancellation can be lost: on Python 3.11 asyncio.wait_for (under every
-            # nats-py request) returns the result when it completes as the cancel lands,
-            # and the loop carries on. Ask again rather than wait forever.
-            task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

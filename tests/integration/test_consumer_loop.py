@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 
 import pytest
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY
 from contracts.subjects import DLQ_STREAM
 from services.agencies.registry import load_registry
 from services.bootstrap import bootstrap
+from services.runtime.loops import Lifetime, keep_running, stop_loops
 from services.runtime.messaging import Pull, Runtime, Taken, aggregate_of, consume
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import wait_until
@@ -27,7 +29,12 @@ STREAM = "LOOP_TEST"
 
 
 async def _consumer(
-    nc: Client, settings: Settings, durable: str, max_deliver: int, max_ack_pending: int
+    nc: Client,
+    settings: Settings,
+    durable: str,
+    max_deliver: int,
+    max_ack_pending: int,
+    ack_wait: float = 30.0,
 ) -> Runtime:
     assert settings.nats_url is not None
     await bootstrap(settings.nats_url, settings)  # NRM_DLQ
@@ -38,7 +45,7 @@ async def _consumer(
         ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30.0,
+            ack_wait=ack_wait,
             max_deliver=max_deliver,
             max_ack_pending=max_ack_pending,
         ),
@@ -138,6 +145,53 @@ async def test_a_stop_is_honoured_even_when_reported_as_a_closed_connection(
     assert _count(durable, "retried") == 0  # and not nak'ed as one
     info = await js.consumer_info(STREAM, durable)
     assert info.num_ack_pending == 1  # neither acked nor nak'ed: back after its ack wait
+
+
+async def test_a_loop_ended_without_a_stop_is_restarted_and_nothing_is_lost(
+    settings: Settings, nc: Client
+) -> None:
+    """A handler that leaves its task's cancel count raised (a failed TaskGroup on Python
+    3.11) and fails: the loop reads that as a stop and ends. Kept running, it is restarted,
+    the message it was taking comes back after its ack wait, and the rest follow in order."""
+    durable = "loop-kept"
+    runtime = await _consumer(nc, settings, durable, max_deliver=5, max_ack_pending=1, ack_wait=1)
+    js = nc.jetstream()
+    for name in ("a", "b", "c"):
+        await js.publish(f"loop.{name}", name.encode(), stream=STREAM)
+    handled: list[bytes] = []
+    attempts: list[int] = []
+
+    async def handle(message: Taken) -> None:
+        if message.data == b"b":
+            attempts.append(message.attempt)
+            if message.attempt == 1:
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0)  # the cancellation swallowed, its count left
+                raise ValueError("a write failed")
+        handled.append(message.data)
+
+    def restarts() -> float:
+        labels = {"service": "looptest", "loop": durable}
+        return REGISTRY.get_sample_value("nrm_loop_restarts_total", labels) or 0.0
+
+    before = restarts()
+    lifetime = Lifetime()
+    pull = Pull(STREAM, durable, 1, backoff=(0.05,), max_deliver=5)
+    run = functools.partial(consume, runtime, "looptest", pull, handle)
+    loop = asyncio.create_task(keep_running(lifetime, "looptest", durable, run))
+    try:
+        await wait_until(lambda: _settled([m.decode() for m in handled], 3), timeout=15)
+    finally:
+        await stop_loops(lifetime, [loop])
+    assert handled == [b"a", b"b", b"c"]
+    assert attempts == [1, 2]  # not nak'ed (the loop ended first): back after the ack wait
+    assert restarts() - before == 1
+    assert _count(durable, "retried") == 0
+    info = await js.consumer_info(STREAM, durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
 async def test_aggregates_side_by_side_keep_each_aggregates_order(
