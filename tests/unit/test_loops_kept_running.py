@@ -5,6 +5,7 @@ and counted; a stop, however it is reported, ends it for good."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 
 import pytest
@@ -91,10 +92,8 @@ async def test_a_cancel_count_left_raised_by_a_task_group_does_not_end_a_consume
             if n == 2 and taken == [1]:  # the first run only
                 await _failing_task_group()
                 _leave_cancel_count_raised()  # on Python 3.12+ the group leaves none
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.sleep(0)
-                except asyncio.CancelledError:
-                    pass
             stop_if_cancelled()  # what the consumer loop does after a failed handler
             taken.append(n)
             if len(taken) == 3:
@@ -119,7 +118,7 @@ async def test_a_stop_ends_the_loop_however_it_is_reported() -> None:
         lifetime = Lifetime()
         running = asyncio.Event()
 
-        async def loop(swallowed: bool = swallowed) -> None:
+        async def loop(swallowed: bool = swallowed, running: asyncio.Event = running) -> None:
             running.set()
             while True:
                 try:
