@@ -24,7 +24,7 @@ import datetime as dt
 import functools
 import json
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -69,7 +69,7 @@ from contracts.vocabulary import PersonalField, TransferRefusal
 from services.case.case import fold_case
 from services.case.ids import derived_id, referral_id_for
 from services.runtime.case_keys import CaseKeys
-from services.runtime.eventstore import EventStore, History
+from services.runtime.eventstore import EventStore, History, StoredEvent
 from services.runtime.logging import get_logger
 from services.runtime.loops import stop_if_cancelled
 from services.runtime.messaging import Delivery, Pull, Runtime, Taken, consume
@@ -112,18 +112,30 @@ class CasesAcrossBorders:
         self.complete_through = 0  # every such event at or below this sequence is known
         self.last_taken: int | None = None  # the consumer sequence of the last one taken
 
-    def note(self, event: Event, stream_sequence: int) -> None:
+    def unknown_from(self, delivery: Delivery) -> int | None:
+        """Where a read must start so that nothing stored before this delivery is unknown;
+        None when it directly follows the last one taken (then no other process took anything
+        of the durable in between). Its first delivery, one after another process took some,
+        and a `nrm dlq retry` each read from where everything was last known."""
+        taken = delivery.consumer_sequence
+        if taken is not None and self.last_taken is not None and taken == self.last_taken + 1:
+            return None
+        return self.complete_through + 1
+
+    def learned(self, delivery: Delivery, read: Iterable[StoredEvent] = ()) -> None:
+        """What a delivery teaches, with what was read before it (`unknown_from`)."""
+        for stored in read:
+            self._note(stored.event, stored.stream_sequence)
+        self._note(delivery.event, delivery.stream_sequence)
+        self.complete_through = max(self.complete_through, delivery.stream_sequence)
+        self.last_taken = delivery.consumer_sequence
+
+    def _note(self, event: Event, stream_sequence: int) -> None:
         if isinstance(event, ReferralCrossBorderRequested):
             referrals = self._sent.setdefault(str(event.case_id), {})
             referrals[str(event.referral_id)] = stream_sequence
         elif isinstance(event, CaseReceivedFromAbroad):
             self._received[str(event.case_id)] = event
-
-    def unbroken(self, delivery: Delivery) -> bool:
-        """Whether this delivery directly follows the last one taken: then no other process
-        took anything of the durable in between, and nothing stored between them is unknown."""
-        taken = delivery.consumer_sequence
-        return taken is not None and self.last_taken is not None and taken == self.last_taken + 1
 
     def sent_before(self, case_id: str, stream_sequence: int) -> list[str]:
         """The case's referrals sent abroad before `stream_sequence`, in stream order."""
@@ -264,19 +276,12 @@ class CrossBorderLink:
         )
 
     async def _learn(self, delivery: Delivery) -> None:
-        """Know every case that crossed a border up to this delivery: read what was stored
-        since the last read when this delivery does not directly follow the last one this
-        process took (its first, one after another process took some, a `nrm dlq retry`)."""
+        """Know every case that crossed a border up to this delivery (`CasesAcrossBorders`)."""
         across = self._across
         async with self._learning:
-            if not across.unbroken(delivery):
-                start = across.complete_through + 1
-                for stored in await self.store.read(*across.FILTERS, start=start):
-                    across.note(stored.event, stored.stream_sequence)
-                across.complete_through = max(across.complete_through, delivery.stream_sequence - 1)
-            across.note(delivery.event, delivery.stream_sequence)
-            across.complete_through = max(across.complete_through, delivery.stream_sequence)
-            across.last_taken = delivery.consumer_sequence
+            start = across.unknown_from(delivery)
+            read = [] if start is None else await self.store.read(*across.FILTERS, start=start)
+            across.learned(delivery, read)
 
     async def _notify(
         self, delivery: Delivery, change: ConsentWithdrawn | ConsentRecorded | CaseErased
