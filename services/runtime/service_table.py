@@ -279,7 +279,7 @@ TABLE: tuple[Entry, ...] = (
             ConsumerSpec(
                 "referral-on-placement",
                 (f"{EVENT_PREFIX}.shelter.>",),
-                "follows shelter admissions, waiting lists and discharges (one stream order)",
+                "follows shelter admissions, waiting lists and discharges into the referrals",
             ),
             ConsumerSpec(
                 "referral-deadlines",

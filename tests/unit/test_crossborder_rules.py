@@ -322,7 +322,7 @@ def test_reception_refers_to_a_local_provider_and_answers_back() -> None:
         pkg, uz, local_case, uuid.uuid4(), local_referral, {}, NOW, dt.timedelta(hours=1)
     )
     received = case_events[0]
-    assert isinstance(received, xb.CaseReceivedFromAbroad)
+    assert isinstance(received, CaseReceivedFromAbroad)
     assert (received.agency_id, received.origin, received.origin_referral_id) == (
         "uz-coordinating-body",
         "KG",
@@ -332,7 +332,7 @@ def test_reception_refers_to_a_local_provider_and_answers_back() -> None:
     assert provider is not None and Service.REPATRIATION in provider.services
     assert requested.shared_fields == pkg.fields
     answer = xb.answer_for(received, received, uuid.uuid4(), "uz", NOW)
-    assert answer is not None and (answer.status, answer.destination) == (
+    assert isinstance(answer, AnswerPackage) and (answer.status, answer.destination) == (
         AnswerStatus.RECEIVED,
         "KG",
     )
@@ -344,7 +344,7 @@ def test_reception_refers_to_a_local_provider_and_answers_back() -> None:
     declined = xb.answer_for(
         ReferralDeclined(**ids, reason=DeclineReason.NO_CAPACITY), received, uuid.uuid4(), "uz", NOW
     )
-    assert declined is not None and declined.reason is DeclineReason.NO_CAPACITY
+    assert isinstance(declined, AnswerPackage) and declined.reason is DeclineReason.NO_CAPACITY
 
 
 def test_registries_of_the_three_countries_name_each_other() -> None:
@@ -431,7 +431,8 @@ def test_every_event_consumer_pulls_no_more_than_it_may_hold(tmp_path: Path) -> 
     # Every service consumer on the event stream, taken by the one loop (audit runs its own).
     assert set(pulls) == {d.durable for d in every_durable() if d.service != "audit"}
     for durable, batch in pulls.items():
-        assert batch <= consumer(durable).config(settings).max_ack_pending, durable
+        limit = consumer(durable).config(settings).max_ack_pending
+        assert limit is not None and batch <= limit, durable
 
 
 # --- after a transfer: notices of consent changes and erasure; closure -----------------------
