@@ -51,7 +51,9 @@ def node_env(
     store: Path,
 ) -> dict[str, str]:
     """The environment deploy/nats/hub.conf reads, for one node on loopback."""
-    route_list = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
+    # By name, as compose names nats-1..3: a route's certificate must name a route URL
+    # (hub.conf), and every dev-certs node certificate names localhost.
+    route_list = ", ".join(f"nats-route://localhost:{p}" for p in routes)
     return {
         "NATS_SERVER_NAME": node,
         "NATS_CLIENT_LISTEN": f"127.0.0.1:{ports['client']}",

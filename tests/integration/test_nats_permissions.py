@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import ssl
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -37,7 +38,13 @@ from services.runtime.embedded import free_port
 from services.runtime.settings import nats_servers
 from services.runtime.status import hub_status
 from tests.integration.hub_reads import CANARY_NAME, screening, wait_until
-from tests.integration.secured_hub import NATS_CONFIGS, SecuredCluster, SecuredNode, leaf_env
+from tests.integration.secured_hub import (
+    NATS_CONFIGS,
+    SecuredCluster,
+    SecuredNode,
+    leaf_env,
+    node_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -710,6 +717,51 @@ async def test_no_connection_without_a_known_client_certificate(
                 max_reconnect_attempts=0,
                 connect_timeout=2,
             )
+
+
+async def _routed_from(node: SecuredNode) -> set[str]:
+    """The servers `node` has routes with, by name (its monitoring port, /routez)."""
+    url = f"http://127.0.0.1:{node.monitor_port}/routez"
+    with urllib.request.urlopen(url, timeout=2) as reply:
+        return {route["remote_name"] for route in json.load(reply)["routes"]}
+
+
+async def test_an_agency_certificate_cannot_join_the_cluster_as_a_route(tmp_path: Path) -> None:
+    """No permission applies to a route: a process that joins the cluster as one could read
+    and publish everything. Every certificate of the hub's CA may dial a route port, so the
+    cluster also checks that a route's certificate names one of the route URLs
+    (`verify_cert_and_check_known_urls`). A nats-server started with hub.conf and an
+    agency's own certificate, dialling a node's route port, is refused; without that check it
+    joined (its pooled routes appeared on the node). Its own cluster: the refusal is logged
+    as a violation, which the shared cluster's tests must not see."""
+    own = SecuredCluster(tmp_path / "cluster")
+    own.start()
+    rogue: SecuredNode | None = None
+    try:
+        node = own.nodes[0]
+
+        async def formed() -> bool:
+            return await _routed_from(node) == {"nats-2", "nats-3"}
+
+        await wait_until(formed, timeout=20)
+        ports = {k: free_port() for k in ("client", "monitor", "cluster", "leaf")}
+        route_port = int(node.env["NATS_CLUSTER_LISTEN"].rsplit(":", 1)[1])
+        env = node_env(own.certs, "nats-1", ports, [route_port], tmp_path / "rogue-js")
+        cert, key = own.user_cert(CRISIS)
+        env.update(NATS_SERVER_NAME="rogue", NATS_CERT_FILE=str(cert), NATS_KEY_FILE=str(key))
+        rogue = SecuredNode("rogue", env, tmp_path / "rogue.log", NATS_CONFIGS / "hub.conf", "kg")
+        rogue.start()
+        log = rogue.log
+
+        async def refused() -> bool:
+            return "Authorization Violation" in log.read_text(errors="replace")
+
+        await wait_until(refused, timeout=20)
+        assert await _routed_from(node) == {"nats-2", "nats-3"}
+    finally:
+        if rogue is not None:
+            rogue.stop()
+        own.stop()
 
 
 async def _feed(cluster: SecuredCluster, agency: str) -> list[str]:
