@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Development TLS material for a secured NRM hub: a CA, one certificate per NATS node and one
-client certificate per NATS user (services, operators, agencies, cross-border peers).
+"""Development TLS material for a secured NRM hub: a CA, one certificate per NATS node and for
+the HTTPS gateway (`nodes/gateway.pem`), and one client certificate per NATS user (services,
+operators, agencies, cross-border peers).
 
-    python deploy/scripts/dev-certs.py OUT_DIR [--country kg] [--nodes nats-1,nats-2,nats-3]
-        [--users identifier,referral,...]
+    python deploy/scripts/dev-certs.py OUT_DIR [--country kg]
+        [--nodes nats-1,nats-2,nats-3,gateway] [--users identifier,referral,...]
 
 Everything is generated fresh: no key, password or certificate is committed. The hub maps a
 client certificate to its NATS user by the certificate's e-mail SAN (`verify_and_map`), so a
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="directory to write into (created)")
     parser.add_argument("--country", default="kg")
-    parser.add_argument("--nodes", default="nats-1,nats-2,nats-3")
+    # The gateway's server certificate beside the nodes': the name compose gives it.
+    parser.add_argument("--nodes", default="nats-1,nats-2,nats-3,gateway")
     parser.add_argument("--registry", type=Path, help="agency registry (default: packaged kg)")
     parser.add_argument(
         "--peers",

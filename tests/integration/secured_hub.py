@@ -151,7 +151,9 @@ class SecuredCluster:
 
     def __post_init__(self) -> None:
         names = [f"nats-{i + 1}" for i in range(self.size)]
-        self.certs = make_certs(self.base / "certs", names, self.country, self.registry)
+        # The gateway's server certificate too, as dev-certs.py makes it by default.
+        nodes = [*names, "gateway"]
+        self.certs = make_certs(self.base / "certs", nodes, self.country, self.registry)
         self._place(names)
 
     def _place(self, names: list[str]) -> None:

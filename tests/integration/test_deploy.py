@@ -33,6 +33,7 @@ SETTING_NAMES = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
 ALL_SERVICES = set(SERVICES)
 KEY_SETTINGS = {key.value for key in Key}
 ROLES = {*ALL_SERVICES, "admin"}
+GATEWAY = "gateway"  # `nrm run gateway`: deployed beside the services, not one of them
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +157,18 @@ def test_compose_file_holds_together() -> None:
         env = service["environment"]
         assert set(env) <= SETTING_NAMES, (name, set(env) - SETTING_NAMES)
         assert env["NRM_NATS_URL"].startswith("tls://")
-        cert = env["NRM_NATS_TLS_CERT"]
-        role = Path(cert).name.removesuffix(".pem")
-        assert role in ROLES, (name, role)
-        assert env["NRM_NATS_TLS_KEY"].endswith(f"/{role}-key.pem")
+        if name == GATEWAY:
+            # No NATS identity of its own: it signs in as each agency (docs/GATEWAY.md).
+            assert "NRM_NATS_TLS_CERT" not in env and "NRM_NATS_TLS_KEY" not in env
+            assert env["NRM_GATEWAY_AGENCY_CERTS"] == "/run/nrm/certs/users"
+            port = env["NRM_GATEWAY_PORT"]
+            assert service["ports"] == [f"{port}:{port}"]
+            role = GATEWAY
+        else:
+            cert = env["NRM_NATS_TLS_CERT"]
+            role = Path(cert).name.removesuffix(".pem")
+            assert role in ROLES, (name, role)
+            assert env["NRM_NATS_TLS_KEY"].endswith(f"/{role}-key.pem")
         if service["command"][0] == "run":
             runs[service["command"][1]] = role
             assert "healthcheck" in service and "/readyz" in " ".join(
@@ -169,7 +178,7 @@ def test_compose_file_holds_together() -> None:
                 "bootstrap": {"condition": "service_completed_successfully"}
             }
         assert service.get("read_only") is True and service.get("cap_drop") == ["ALL"]
-    assert runs == {s: s for s in ALL_SERVICES}, runs
+    assert runs == {s: s for s in (*ALL_SERVICES, GATEWAY)}, runs
 
 
 # --- image -------------------------------------------------------------------------------
@@ -235,7 +244,7 @@ def test_compose_and_kubernetes_give_each_service_exactly_the_keys_it_declares()
 def test_kubernetes_manifests_parse_and_run_every_service_safely() -> None:
     docs = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / "hub.yaml").read_text()) if d]
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    assert set(deployments) == {f"nrm-{s}" for s in ALL_SERVICES}
+    assert set(deployments) == {f"nrm-{s}" for s in (*ALL_SERVICES, GATEWAY)}
     assert [d["kind"] for d in docs].count("Job") == 1
     for doc in docs:
         assert doc["apiVersion"] and doc["metadata"]["namespace"] == "nrm"

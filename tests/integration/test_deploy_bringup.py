@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import uuid
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
 import yaml
@@ -25,6 +27,7 @@ from contracts.commands import RegisterShelter
 from contracts.vocabulary import ShelterCategory
 from services.client import HubClient
 from services.runtime.connection import connect_options
+from services.runtime.embedded import free_port
 from services.runtime.settings import Settings, nats_servers
 from tests.integration.hub_reads import events, screening, wait_until
 from tests.integration.secured_hub import DEPLOY, SecuredCluster
@@ -49,7 +52,9 @@ def _hub_services(compose: dict[str, Any]) -> list[str]:
     ]
 
 
-def _environment(service: dict[str, Any], cluster: SecuredCluster, secrets: Path) -> dict[str, str]:
+def _environment(
+    service: dict[str, Any], cluster: SecuredCluster, secrets: Path, gateway_port: int = 0
+) -> dict[str, str]:
     """The service's compose environment, its container paths mapped onto this test's
     files; the health port moved to a free one (compose gives every container 8080)."""
     mapped = {}
@@ -58,6 +63,9 @@ def _environment(service: dict[str, Any], cluster: SecuredCluster, secrets: Path
         mapped[name] = text.replace("/run/secrets", str(secrets))
     mapped["NRM_NATS_URL"] = cluster.url  # compose names the nodes; here they are on loopback
     mapped["NRM_HEALTH_PORT"] = "0"
+    if "NRM_GATEWAY_PORT" in mapped:  # published as 8443 by compose; here a free loopback one
+        mapped["NRM_GATEWAY_HOST"] = "127.0.0.1"
+        mapped["NRM_GATEWAY_PORT"] = str(gateway_port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRM_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["NRM_DATA_DIR"] = str(secrets.parent / "empty")  # no fallback keys anywhere
@@ -98,17 +106,18 @@ async def test_the_compose_bring_up_runs_a_case_end_to_end(
     assert booted.returncode == 0, booted.stderr[-2000:]
 
     started: dict[str, subprocess.Popen[str]] = {}
+    gateway_port = free_port()
     try:
         for name in _hub_services(compose):
             service = compose["services"][name]
             started[name] = subprocess.Popen(
                 ["sh", str(ENTRYPOINT), *service["command"]],
-                env=_environment(service, cluster, secrets),
+                env=_environment(service, cluster, secrets, gateway_port),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-        assert set(started) == {"identifier", "referral", "shelter", "audit", "custody"}
+        assert set(started) == {"identifier", "referral", "shelter", "audit", "custody", "gateway"}
 
         def agency(agency_id: str) -> Settings:
             cert, key = cluster.user_cert(agency_id)
@@ -127,11 +136,13 @@ async def test_the_compose_bring_up_runs_a_case_end_to_end(
         )
         try:
             client = HubClient(nc, timeout=10)
+            # The shelter registers over HTTPS, through the gateway as compose runs it,
+            # signed in with its own certificate; the screening goes over NATS.
             register = RegisterShelter(
                 command_id=uuid.uuid4(), agency_id=SHELTER, capacity={ShelterCategory.WOMEN: 2}
             )
-            registered = await client.send_until_answered(register, within=60)
-            assert registered["status"] == "accepted", registered
+            registered = await _through_the_gateway(cluster, gateway_port, register)
+            assert registered["data"]["aggregate_id"] == SHELTER, registered
             submitted = await client.send_until_answered(screening(SHELTER), within=60)
             assert submitted["status"] == "accepted", submitted
             case_id = submitted["aggregate_id"]
@@ -155,6 +166,36 @@ async def test_the_compose_bring_up_runs_a_case_end_to_end(
         codes = {name: proc.wait(timeout=30) for name, proc in started.items()}
     assert codes == {name: 0 for name in started}
     assert not cluster.violations(), cluster.violations()
+
+
+async def _through_the_gateway(
+    cluster: SecuredCluster, port: int, command: RegisterShelter
+) -> dict[str, Any]:
+    """`command` posted to the gateway with the shelter's client certificate, until the
+    gateway listens and the hub has answered it (the same command id: applied once)."""
+    context = ssl.create_default_context(cafile=str(cluster.certs / "ca.pem"))
+    context.load_cert_chain(*cluster.user_cert(SHELTER))
+    body = command.model_dump_json().encode()
+    headers = {"Idempotency-Key": str(command.command_id), "Content-Type": "application/json"}
+    async with httpx.AsyncClient(
+        base_url=f"https://127.0.0.1:{port}", verify=context, timeout=15
+    ) as client:
+
+        async def answered() -> dict[str, Any] | None:
+            try:
+                reply = await client.post(
+                    f"/v1/commands/{command.NAME}", content=body, headers=headers
+                )
+            except httpx.TransportError:  # not listening yet
+                return None
+            if reply.status_code in (503, 504):  # the hub not ready yet: retry, same key
+                return None
+            assert reply.status_code == 200, reply.text
+            answer: dict[str, Any] = reply.json()
+            return answer
+
+        found: dict[str, Any] = await wait_until(answered, timeout=60, interval=0.5)
+        return found
 
 
 def test_compose_mounts_only_what_the_bring_up_creates() -> None:
