@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Development TLS material for a secured NRM hub: a CA, one certificate per NATS node and for
 the HTTPS gateway (`nodes/gateway.pem`), and one client certificate per NATS user (services,
-operators, agencies, cross-border peers).
+operators, agencies, cross-border peers); the agencies' again in `agencies/`, for the gateway.
 
     python deploy/scripts/dev-certs.py OUT_DIR [--country kg]
         [--nodes nats-1,nats-2,nats-3,gateway] [--users identifier,referral,...]
@@ -168,13 +168,29 @@ def peer_countries(registry: Path | None) -> list[str]:
     return [peer["country"] for peer in _registry(registry).get("peers", [])]
 
 
-def generate(out: Path, country: str, nodes: list[str], users: list[str]) -> None:
+def generate(
+    out: Path, country: str, nodes: list[str], users: list[str], agencies: list[str]
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ca = make_ca(out, country)
     for node in nodes:
         make_node(ca, out, node, country)
     for user in users:
         make_user(ca, out, user, country)
+    share_with_gateway(out, [user for user in users if user in agencies])
+
+
+def share_with_gateway(out: Path, agencies: list[str]) -> None:
+    """The agencies' certificates again, alone in `agencies/`: the directory the HTTPS
+    gateway is given (NRM_GATEWAY_AGENCY_CERTS), so it holds no service's or operator's key.
+    In production it holds only the agencies that use HTTPS."""
+    shared = out / "agencies"
+    shared.mkdir(exist_ok=True)
+    for agency in agencies:
+        for name, mode in ((f"{agency}.pem", 0o644), (f"{agency}-key.pem", 0o600)):
+            fd = os.open(shared / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write((out / "users" / name).read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         countries = peer_countries(args.registry) if args.peers is None else args.peers.split(",")
         peers = [f"leaf-{p}" for p in countries if p]
         users = [*SERVICES, *OPERATORS, *agency_ids(args.registry), *peers]
-    generate(args.out, args.country, [n for n in args.nodes.split(",") if n], users)
+    nodes = [n for n in args.nodes.split(",") if n]
+    generate(args.out, args.country, nodes, users, agency_ids(args.registry))
     print(
         f"wrote CA, {len(args.nodes.split(','))} node and {len(users)} user certificates "
         f"to {args.out}"

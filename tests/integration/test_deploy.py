@@ -160,7 +160,7 @@ def test_compose_file_holds_together() -> None:
         if name == GATEWAY:
             # No NATS identity of its own: it signs in as each agency (docs/GATEWAY.md).
             assert "NRM_NATS_TLS_CERT" not in env and "NRM_NATS_TLS_KEY" not in env
-            assert env["NRM_GATEWAY_AGENCY_CERTS"] == "/run/nrm/certs/users"
+            assert env["NRM_GATEWAY_AGENCY_CERTS"] == "/run/nrm/certs/agencies"
             port = env["NRM_GATEWAY_PORT"]
             assert service["ports"] == [f"{port}:{port}"]
             role = GATEWAY
@@ -179,6 +179,26 @@ def test_compose_file_holds_together() -> None:
             }
         assert service.get("read_only") is True and service.get("cap_drop") == ["ALL"]
     assert runs == {s: s for s in (*ALL_SERVICES, GATEWAY)}, runs
+
+
+def test_each_container_mounts_only_the_certificates_it_names() -> None:
+    """Least privilege for the TLS keys, as for the secrets: a container gets the CA and the
+    certificate files its own settings name, nothing else. Before, every service mounted the
+    whole certificate directory, so a compromised identifier held admin's key and every
+    agency's. The gateway gets `agencies/` (dev-certs.py's copy of the agencies' alone)."""
+    for name, service in _compose()["services"].items():
+        env = {str(v) for v in service.get("environment", {}).values()}
+        for inside in ("/etc/nats/certs/", "/run/nrm/certs/"):
+            named = {v for v in env if v.startswith(inside)}
+            mounted = {}
+            for volume in service.get("volumes", []):
+                source, target, *mode = volume.split(":")
+                if target.startswith(inside):
+                    mounted[target] = source
+                    assert mode == ["ro"], (name, volume)
+            assert set(mounted) == named, (name, set(mounted) ^ named)
+            for target, source in mounted.items():  # the same file, not another's
+                assert source == "./certs/" + target.removeprefix(inside), (name, source)
 
 
 # --- image -------------------------------------------------------------------------------
