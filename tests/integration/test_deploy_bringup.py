@@ -142,6 +142,7 @@ async def test_the_compose_bring_up_runs_a_case_end_to_end(
                 command_id=uuid.uuid4(), agency_id=SHELTER, capacity={ShelterCategory.WOMEN: 2}
             )
             registered = await _through_the_gateway(cluster, gateway_port, register)
+            assert registered["type"] == "command.accepted", registered
             assert registered["data"]["aggregate_id"] == SHELTER, registered
             submitted = await client.send_until_answered(screening(SHELTER), within=60)
             assert submitted["status"] == "accepted", submitted
