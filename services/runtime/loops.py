@@ -75,9 +75,7 @@ async def keep_running(
                 raise
             why = "a cancel count left raised without a stop"
             _clear_cancel_count()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # a CancelledError delivered as such is not one: a stop
             # By type only: a loop's exception text may quote what it was working on.
             why = f"{type(exc).__name__} escaped the loop"
         if lifetime.stopping:

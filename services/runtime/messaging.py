@@ -724,7 +724,7 @@ def describe_failure(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         fields = ", ".join(e.field or "<body>" for e in validation_errors(exc))
         return f"{type(exc).__name__}: invalid {fields}"
-    if isinstance(exc, ExceptionGroup):  # writes side by side (a TaskGroup): say what failed
+    if isinstance(exc, ExceptionGroup):  # writes side by side (the referral plan): each
         return "; ".join(describe_failure(inner) for inner in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
 
