@@ -604,6 +604,7 @@ class ServiceHost:
             settings.retry_backoff_seconds,
             settings.max_deliver,
             spec.aggregates_side_by_side,
+            SIDE_WORK_DELAY_SECONDS if spec.side_work else 0.0,
         )
 
         async def take(message: Taken) -> None:
@@ -732,6 +733,13 @@ def describe_failure(exc: Exception) -> str:
 # --- the one consumer loop ------------------------------------------------------------------
 
 FETCH_TIMEOUT_SECONDS = 1.0  # an idle pull waits this long; a stop interrupts it at once
+# Side work (ConsumerSpec.side_work) waits this long after an event was stored before taking
+# it. A case's next decision is delivered the moment its event is stored, and so are that
+# event's feed copies, projection entries and outbox look; one event loop runs them in no
+# order of urgency, so without the wait each step of a case waited for the side work of the
+# last (docs/PERFORMANCE.md item 22). Longer than a decision takes, far shorter than anyone
+# reading a feed would notice; a backlog (events older than this) is not held back at all.
+SIDE_WORK_DELAY_SECONDS = 0.010
 
 
 @dataclass(frozen=True)
@@ -745,6 +753,7 @@ class Pull:
     backoff: tuple[float, ...] = (1.0,)  # nak delay by attempt; the last one repeats
     max_deliver: int | None = None  # the consumer's own; None: retried forever, never a letter
     aggregates_side_by_side: bool = False  # ConsumerSpec.aggregates_side_by_side
+    after_stored: float = 0.0  # side work: SIDE_WORK_DELAY_SECONDS (see side_work_wait)
 
     def delay(self, attempt: int) -> float:
         return self.backoff[min(attempt - 1, len(self.backoff) - 1)]
@@ -797,6 +806,10 @@ async def consume(runtime: Runtime, service: str, pull: Pull, handle: Handler) -
                 )
                 await asyncio.sleep(0.5)
                 continue
+            if pull.after_stored and batch:
+                wait = side_work_wait(batch[-1].metadata.timestamp, time.time(), pull.after_stored)
+                if wait:
+                    await asyncio.sleep(wait)
             if pull.aggregates_side_by_side:
                 await _take_in_lanes(runtime, service, pull, handle, batch)
                 continue
@@ -806,6 +819,15 @@ async def consume(runtime: Runtime, service: str, pull: Pull, handle: Handler) -
         # Left subscribed, the connection's drain on stop would wait for it.
         with contextlib.suppress(NatsError, TimeoutError, OSError):
             await sub.unsubscribe()
+
+
+def side_work_wait(stored_at: dt.datetime | None, now: float, delay: float) -> float:
+    """How long side work waits before a batch whose newest event was stored at `stored_at`
+    (the server's clock; `now` is ours): until `delay` after it, never longer than `delay`
+    (a server clock ahead of ours), and not at all for events already that old."""
+    if stored_at is None:
+        return 0.0
+    return min(delay, max(0.0, stored_at.timestamp() + delay - now))
 
 
 def aggregate_of(subject: str) -> str:

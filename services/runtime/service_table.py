@@ -241,6 +241,7 @@ TABLE: tuple[Entry, ...] = (
                     event_type_filter(CaseErased),
                 ),
                 "keeps the projection of follow-ups due, for the overdue sweep",
+                side_work=True,
             ),
         ),
         writes=("case", "proceeding"),
@@ -286,6 +287,7 @@ TABLE: tuple[Entry, ...] = (
                 (f"{EVENT_PREFIX}.referral.>",),
                 "keeps the open-referral deadline projection for escalation",
                 aggregates_side_by_side=True,  # one entry per referral
+                side_work=True,
             ),
             ConsumerSpec(
                 "xb-outbox",
@@ -308,6 +310,7 @@ TABLE: tuple[Entry, ...] = (
                 "queues cross-border packages: referrals, notices of consent changes and "
                 "erasure to partner hubs, and answers to them",
                 max_ack_pending=1,
+                side_work=True,
             ),
             ConsumerSpec(
                 "referral-feed",
@@ -322,6 +325,7 @@ TABLE: tuple[Entry, ...] = (
                 "copies each referral and need event to the feeds of the agencies it is "
                 "addressed to",
                 aggregates_side_by_side=True,  # copies of one aggregate's events stay in order
+                side_work=True,
             ),
             ConsumerSpec(
                 "referral-on-need",

@@ -81,6 +81,11 @@ class ConsumerSpec:
     # aggregates side by side, each aggregate's in stream order (a consumer whose effect is
     # per aggregate: the feed's copies, the deadline projection's entries).
     aggregates_side_by_side: bool = False
+    # Not the server's either: side work follows a step of a case without leading to the
+    # next one (the agency feed's copies, a projection, the cross-border outbox). It takes an
+    # event no sooner than SIDE_WORK_DELAY_SECONDS after the event was stored, so that the
+    # decisions the same event triggers in the same process go first (messaging.consume).
+    side_work: bool = False
 
     @property
     def stream(self) -> str:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import time
 
 import pytest
 from nats.aio.client import Client
@@ -234,3 +235,44 @@ async def test_aggregates_side_by_side_keep_each_aggregates_order(
 
 async def _settled(handled: list[str], expected: int) -> bool:
     return len(handled) == expected
+
+
+async def test_side_work_waits_its_delay_after_the_event_was_stored_and_decisions_go_first(
+    settings: Settings, nc: Client
+) -> None:
+    """Two durables on one event in one process: the side work (`after_stored`) starts on it
+    no sooner than its delay after the server stored it, and the decision without a delay
+    has been handled by then."""
+    runtime = await _consumer(nc, settings, "loop-decision", max_deliver=3, max_ack_pending=64)
+    js = nc.jetstream()
+    await js.add_consumer(
+        STREAM, ConsumerConfig(durable_name="loop-side", ack_policy=AckPolicy.EXPLICIT)
+    )
+    delay = 1.0  # far beyond what taking one event costs, so the order cannot be luck
+    started: dict[str, float] = {}
+    stored: list[float] = []
+
+    async def decision(message: Taken) -> None:
+        started["decision"] = time.time()
+        assert message.stored_at is not None
+        stored.append(message.stored_at.timestamp())
+
+    async def side(message: Taken) -> None:
+        started["side"] = time.time()
+
+    loops = [
+        asyncio.create_task(consume(runtime, "looptest", Pull(STREAM, durable, 64, **extra), take))
+        for durable, take, extra in (
+            ("loop-side", side, {"after_stored": delay}),
+            ("loop-decision", decision, {}),
+        )
+    ]
+    try:
+        await js.publish("loop.evt.c.1.x", b"x", stream=STREAM)
+        await wait_until(lambda: _settled(list(started), 2), timeout=10)
+    finally:
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+    assert started["side"] >= stored[0] + delay - 0.005  # one clock: the same machine's
+    assert started["decision"] < started["side"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from services.agencies.registry import load_registry
 from services.bootstrap import REGISTER, RegistrationDrift, build_service
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.embedded import free_port
+from services.runtime.messaging import SIDE_WORK_DELAY_SECONDS, side_work_wait
 from services.runtime.permissions import (
     agency_user,
     hub_auth,
@@ -299,3 +301,25 @@ def test_cross_border_permissions_follow_the_table_in_every_country(country: str
         subjects = set(re.findall(r'"([^"]+)"', block))
         assert subjects == {f"nrm.xb.{peer}.{country}.>", f"nrm.xb.{country}.{peer}.>"}
         assert "users" not in block and "jetstream" not in block
+
+
+def test_side_work_is_the_feed_the_projections_and_the_outbox(keyed: Settings) -> None:
+    """Only work that never leads to a case's next step waits after an event is stored
+    (messaging.SIDE_WORK_DELAY_SECONDS): never a decision."""
+    side = {c.durable for e in TABLE for c in e.consumers if getattr(c, "side_work", False)}
+    assert side == {"referral-feed", "referral-deadlines", "xb-outbox", "identifier-followups"}
+    for name in SERVICES:
+        host, _ = build_service(name, URL, keyed)
+        for pull in host.pulls:
+            wanted = SIDE_WORK_DELAY_SECONDS if pull.durable in side else 0.0
+            assert pull.after_stored == wanted, pull.durable
+
+
+def test_side_work_waits_only_for_fresh_events_and_never_longer_than_its_delay() -> None:
+    at = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
+    stored = at.timestamp()
+    assert side_work_wait(at, stored + 0.004, 0.010) == pytest.approx(0.006, abs=1e-6)
+    assert side_work_wait(at, stored + 0.011, 0.010) == 0.0
+    assert side_work_wait(at, stored + 5.0, 0.010) == 0.0  # a backlog is not held back
+    assert side_work_wait(at, stored - 3.0, 0.010) == 0.010  # the server's clock ahead
+    assert side_work_wait(None, stored, 0.010) == 0.0
