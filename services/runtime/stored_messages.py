@@ -25,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import itertools
 import json
-from collections.abc import AsyncIterator, Iterable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -115,6 +118,53 @@ def _skipped(message: StoredMessage, exc: Exception) -> None:
     )
 
 
+class _Replies:
+    """One reply subscription per connection, for every direct get made on it: each read
+    takes its own subject under the subscription's wildcard and gets the replies sent there.
+    A subscription per read cost a SUB and an UNSUB at the server (each changing its interest
+    graph) and a subscription task in nats-py, for every load of every aggregate
+    (docs/PERFORMANCE.md item 23). nats-py resubscribes it after a reconnect."""
+
+    # Weak keys: a closed connection goes, and with it its entry. Nothing here refers to the
+    # connection itself (the connection refers to `_route`), so nothing keeps it alive.
+    _of: ClassVar[weakref.WeakKeyDictionary[Client, _Replies]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._routes: dict[str, Callable[[Msg], None]] = {}
+        self._numbers = itertools.count()
+        self._subscribed = False
+        self._subscribing = asyncio.Lock()
+
+    @classmethod
+    def of(cls, nc: Client) -> _Replies:
+        replies = cls._of.get(nc)
+        if replies is None:
+            replies = cls._of[nc] = cls(nc.new_inbox())
+        return replies
+
+    async def subject(self, nc: Client, route: Callable[[Msg], None]) -> str:
+        """A reply subject of its own for one read on `nc`; `route` gets what is sent to it
+        until `release`."""
+        if not self._subscribed:
+            async with self._subscribing:  # two first reads at once subscribe once
+                if not self._subscribed:
+                    await nc.subscribe(f"{self._prefix}.*", cb=self._route)
+                    self._subscribed = True
+        subject = f"{self._prefix}.{next(self._numbers)}"
+        self._routes[subject] = route
+        return subject
+
+    def release(self, subject: str) -> None:
+        """A late reply to a read that gave up is dropped, not routed."""
+        self._routes.pop(subject, None)
+
+    async def _route(self, msg: Msg) -> None:
+        route = self._routes.get(msg.subject)
+        if route is not None:
+            route(msg)
+
+
 class StreamReader:
     """Reads one stream by batched direct get."""
 
@@ -136,15 +186,18 @@ class StreamReader:
         replies: list[Msg] = []
         done: asyncio.Future[None] = loop.create_future()
 
-        async def on_reply(msg: Msg) -> None:
-            # A callback, not next_msg(): one wake-up per batch instead of one per message.
+        def on_reply(msg: Msg) -> None:
+            # Collected, then one wake-up per batch instead of one per message.
             replies.append(msg)
             status = (msg.headers or {}).get("Status")
             if status is not None and not done.done():
                 done.set_result(None)
 
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox, cb=on_reply)
+        routes = _Replies.of(self._nc)
+        try:
+            inbox = await routes.subject(self._nc, on_reply)
+        except NatsError as exc:
+            raise ReadFailed(f"{self._stream}: {type(exc).__name__}") from None
         try:
             while stop is None or start <= stop:
                 request = {"seq": max(start, 1), "batch": self._batch, "next_by_subj": subject}
@@ -152,7 +205,8 @@ class StreamReader:
                     f"$JS.API.DIRECT.GET.{self._stream}", json.dumps(request).encode(), reply=inbox
                 )
                 try:
-                    await asyncio.wait_for(asyncio.shield(done), self._timeout)
+                    async with asyncio.timeout(self._timeout):  # no task per wait, as wait_for
+                        await done
                 except TimeoutError:
                     raise ReadFailed(f"{self._stream}: no answer to a direct get") from None
                 batch, replies[:] = list(replies), []
@@ -184,7 +238,7 @@ class StreamReader:
         except NatsError as exc:
             raise ReadFailed(f"{self._stream}: {type(exc).__name__}") from None
         finally:
-            await sub.unsubscribe()
+            routes.release(inbox)
 
     async def merged(self, subjects: Iterable[str], *, start: int = 1) -> list[StoredMessage]:
         """Every message on any of `subjects`, in stream order (a batch request has one

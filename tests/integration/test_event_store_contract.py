@@ -280,6 +280,29 @@ async def test_the_reader_pages_through_batches_and_skips_what_is_not_an_event(
 
 
 @pytest.mark.integration
+async def test_reads_side_by_side_share_one_reply_subscription_and_get_their_own_messages(
+    bootstrapped: Client,
+) -> None:
+    """Twenty aggregates loaded at once, by two readers of one connection: each read gets
+    exactly its own aggregate's events, and the connection made one reply subscription for
+    all of them (nats-py numbers its subscriptions: before, each read made its own)."""
+    nc, store = bootstrapped, JetStreamEventStore(bootstrapped)
+    shelters = [new_id() for _ in range(20)]
+    for beds, shelter in enumerate(shelters, 1):
+        first = await store.append("shelter", shelter, 0, [registered(shelter, beds)])
+        await store.append("shelter", shelter, first, [registered(shelter, beds + 100)])
+    subscriptions = nc._sid  # the sid of nats-py's last subscription: they count up
+    histories = await asyncio.gather(
+        *(JetStreamEventStore(nc).load("shelter", s) for s in shelters),
+        *(JetStreamEventStore(nc).load("shelter", s) for s in reversed(shelters)),
+    )
+    for history, beds in zip(histories, [*range(1, 21), *range(20, 0, -1)], strict=True):
+        capacities = [e.event.capacity[ShelterCategory.WOMEN] for e in history.events]
+        assert capacities == [beds, beds + 100]
+    assert nc._sid - subscriptions <= 1
+
+
+@pytest.mark.integration
 async def test_a_read_of_a_stream_that_does_not_exist_fails_loudly(nc: Client) -> None:
     with pytest.raises(NoDirectGet):  # a ReadFailed: never an empty, complete-looking read
         [m async for m in StreamReader(nc, "NO_SUCH_STREAM", timeout=1.0).messages(">")]
