@@ -785,7 +785,8 @@ Handler = Callable[[Taken], Awaitable[None]]
 
 async def consume(runtime: Runtime, service: str, pull: Pull, handle: Handler) -> None:
     """The hub's one consumer loop, until cancelled: fetch up to `pull.batch` messages and
-    take them one at a time, in order. A message is acked only after `handle` returned (its
+    take them one at a time, in order (side work, `pull.after_stored`, not before the newest
+    is that old: `side_work_wait`). A message is acked only after `handle` returned (its
     effect is stored); when `handle` raises it is nak'ed with `pull.delay(attempt)`, and on
     the last delivery the consumer allows it gets a dead letter with the reason instead, and
     is terminated. NATS being away is waited out; a stop is honoured however nats-py reports
