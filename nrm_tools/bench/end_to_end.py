@@ -64,6 +64,10 @@ class HubRun:
     # Per durable, what it had not yet handled when the last audit leaf was stored: which
     # consumers the clock waited for after that (the feed, the cross-border outbox).
     lag_at_end: dict[str, int] = field(default_factory=dict)
+    # The hub's fan-out, counted: deliveries to its durables and messages written to its
+    # streams (events, audit leaves, feed copies, KV entries), whole run (fanout.py).
+    deliveries: int = 0
+    writes: int = 0
 
     @property
     def cases_per_second(self) -> float:
@@ -238,6 +242,7 @@ async def _drive(
     await _until_drained(js, lag_at_end)
     finished = time.perf_counter()
     _stop_profiler(profiler, profile_to)
+    deliveries, writes = await message_counts(js)
     await admitted_sub.unsubscribe()
     await check(nc, workload)
     latencies = clock.latencies_ms()
@@ -254,6 +259,8 @@ async def _drive(
         commands_seconds=commands_done - started,
         audited_seconds=audited - started,
         lag_at_end=lag_at_end,
+        deliveries=deliveries,
+        writes=writes,
     )
 
 
@@ -264,6 +271,22 @@ async def consumer_lag(js: JetStreamContext) -> dict[str, int]:
         info = await js.consumer_info(durable.stream, durable.durable)
         lag[durable.durable] = info.num_pending + info.num_ack_pending
     return lag
+
+
+async def message_counts(js: JetStreamContext) -> tuple[int, int]:
+    """(deliveries to the hub's durables, messages written to the hub's streams) so far; the
+    raw ceilings' BENCH_* streams on the same server are not the hub's."""
+    deliveries = 0
+    for durable in every_durable():
+        info = await js.consumer_info(durable.stream, durable.durable)
+        deliveries += info.delivered.consumer_seq or 0
+    streams = await js.streams_info()
+    writes = sum(
+        s.state.last_seq
+        for s in streams
+        if not s.config.name or not s.config.name.startswith("BENCH_")
+    )
+    return deliveries, writes
 
 
 async def _until_drained(js: JetStreamContext, lag: dict[str, int]) -> None:

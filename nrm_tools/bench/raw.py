@@ -51,6 +51,8 @@ class RawFigures:
     relay: float = 0.0  # events/s
     relay_paced_rate: float = 0.0
     relay_latencies_ms: list[float] = field(default_factory=list)
+    # The relay with the hub's fan-out, in the hub's worker processes (fanout.py): events/s.
+    fanout_relay: float = 0.0
 
 
 async def _stream(js: JetStreamContext, name: str, subject: str) -> None:

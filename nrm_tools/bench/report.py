@@ -14,6 +14,7 @@ RAW_KEYS = (
     "pipelined_publish_msg_per_s",
     "ordered_replay_msg_per_s",
     "relay_events_per_s",
+    "relay_fanout_events_per_s",
     "relay_p50_ms",
     "relay_p99_ms",
 )
@@ -22,6 +23,8 @@ HUB_KEYS = (
     "events_per_s",
     "events_per_s_until_audited",
     "us_per_event",
+    "deliveries_per_event",
+    "writes_per_event",
     "p50_ms",
     "p95_ms",
     "p99_ms",
@@ -33,6 +36,8 @@ REPLAY_KEYS = (
 )
 RATIO_KEYS = (
     "hub_events_vs_raw_relay",
+    "relay_fanout_vs_raw_relay",
+    "hub_events_vs_relay_fanout",
     "projection_replay_vs_raw_ordered",
     "statistics_replay_vs_raw_ordered",
     "hub_p99_vs_relay_p99",

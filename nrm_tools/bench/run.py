@@ -21,7 +21,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from nrm_tools.bench import audit_verify, raw
+from nrm_tools.bench import audit_verify, fanout, raw
 from nrm_tools.bench.audit_replay import (
     Replays,
     Verification,
@@ -118,6 +118,8 @@ def _hub_figures(run: HubRun) -> dict[str, Any]:
         "events_per_s_until_audited": round(run.events / run.audited_seconds, 1),
         "admitted": len(run.latencies_ms),
         "lag_at_end": run.lag_at_end,
+        "deliveries_per_event": round(run.deliveries / run.events, 2),
+        "writes_per_event": round(run.writes / run.events, 2),
         **_ms(run.latencies_ms),
     }
 
@@ -207,6 +209,11 @@ async def _sync_setting(
                 options.relay_seconds,
             )
         )
+        say(f"[{name}] raw relay with the hub's fan-out, {options.workers} process(es)")
+        assert nc.connected_url is not None, "connected"
+        ceilings[-1].fanout_relay = await fanout.fanout_relay_throughput(
+            nc, nc.connected_url.geturl(), options.relay_events, options.workers
+        )
         say(f"[{name}] hub: {options.cases} cases at saturation")
 
     async def after(nc: Client, settings: Settings) -> None:
@@ -256,6 +263,7 @@ def _one_setting(
         "pipelined_publish_msg_per_s": round(ceiling.pipelined_publish),
         "ordered_replay_msg_per_s": round(ceiling.ordered_replay),
         "relay_events_per_s": round(ceiling.relay),
+        "relay_fanout_events_per_s": round(ceiling.fanout_relay),
         "relay_offered_events_per_s": ceiling.relay_paced_rate,
         **{f"relay_{k}": v for k, v in _ms(ceiling.relay_latencies_ms).items()},
     }
@@ -276,6 +284,10 @@ def _one_setting(
         },
         "ratios": {
             "hub_events_vs_raw_relay": round(hub.events_per_second / ceiling.relay, 4),
+            # The most hub_events_vs_raw_relay could be with the hub's fan-out and no work of
+            # its own; and how close the hub comes to that (fanout.py).
+            "relay_fanout_vs_raw_relay": round(ceiling.fanout_relay / ceiling.relay, 3),
+            "hub_events_vs_relay_fanout": round(hub.events_per_second / ceiling.fanout_relay, 4),
             "projection_replay_vs_raw_ordered": round(
                 replayed.projections / replayed.raw_ordered, 3
             ),
