@@ -21,7 +21,7 @@ import inspect
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, get_args, get_origin
@@ -781,16 +781,24 @@ class Taken:
 
 
 Handler = Callable[[Taken], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Taken]], Awaitable[None]]
 
 
-async def consume(runtime: Runtime, service: str, pull: Pull, handle: Handler) -> None:
+async def consume(
+    runtime: Runtime, service: str, pull: Pull, handle: Handler, ahead: BatchHandler | None = None
+) -> None:
     """The hub's one consumer loop, until cancelled: fetch up to `pull.batch` messages and
     take them one at a time, in order (side work, `pull.after_stored`, not before the newest
     is that old: `side_work_wait`). A message is acked only after `handle` returned (its
     effect is stored); when `handle` raises it is nak'ed with `pull.delay(attempt)`, and on
     the last delivery the consumer allows it gets a dead letter with the reason instead, and
     is terminated. NATS being away is waited out; a stop is honoured however nats-py reports
-    it."""
+    it.
+
+    `ahead`, when given, sees each fetched batch first, to do its work together (the audit
+    writer publishes the batch's leaves pipelined). It is an optimisation only: every
+    message is still taken by `handle`, which must find done what `ahead` did and do what it
+    did not; `ahead` fails nothing."""
     js = runtime.jetstream
     sub = await js.pull_subscribe_bind(durable=pull.durable, stream=pull.stream)
     try:
@@ -811,11 +819,20 @@ async def consume(runtime: Runtime, service: str, pull: Pull, handle: Handler) -
                 wait = side_work_wait(batch[-1].metadata.timestamp, time.time(), pull.after_stored)
                 if wait:
                     await asyncio.sleep(wait)
+            taken = [Taken(msg) for msg in batch]
+            if ahead is not None:
+                try:
+                    await ahead(taken)
+                except Exception as exc:  # each message is still taken, and retried if need be
+                    stop_if_cancelled()
+                    log.warning(
+                        "consumer.ahead_failed", consumer=pull.durable, error=type(exc).__name__
+                    )
             if pull.aggregates_side_by_side:
-                await _take_in_lanes(runtime, service, pull, handle, batch)
+                await _take_in_lanes(runtime, service, pull, handle, taken)
                 continue
-            for msg in batch:
-                await _take(runtime, service, pull, handle, msg)
+            for one in taken:
+                await _take(runtime, service, pull, handle, one)
     finally:
         # Left subscribed, the connection's drain on stop would wait for it.
         with contextlib.suppress(NatsError, TimeoutError, OSError):
@@ -837,25 +854,25 @@ def aggregate_of(subject: str) -> str:
 
 
 async def _take_in_lanes(
-    runtime: Runtime, service: str, pull: Pull, handle: Handler, batch: list[Msg]
+    runtime: Runtime, service: str, pull: Pull, handle: Handler, batch: list[Taken]
 ) -> None:
     """A batch as lanes, one per aggregate: each lane's events one at a time in stream order,
     the lanes side by side, so one event's round trips no longer wait for another
     aggregate's. The batch is done when every lane is."""
-    lanes: dict[str, list[Msg]] = {}
-    for msg in batch:
-        lanes.setdefault(aggregate_of(msg.subject), []).append(msg)
+    lanes: dict[str, list[Taken]] = {}
+    for taken in batch:
+        lanes.setdefault(aggregate_of(taken.subject), []).append(taken)
 
-    async def lane(messages: list[Msg]) -> None:
-        for msg in messages:
-            await _take(runtime, service, pull, handle, msg)
+    async def lane(messages: list[Taken]) -> None:
+        for taken in messages:
+            await _take(runtime, service, pull, handle, taken)
 
     await asyncio.gather(*(lane(messages) for messages in lanes.values()))
 
 
-async def _take(runtime: Runtime, service: str, pull: Pull, handle: Handler, msg: Msg) -> None:
+async def _take(runtime: Runtime, service: str, pull: Pull, handle: Handler, taken: Taken) -> None:
     started = time.perf_counter()
-    taken = Taken(msg)
+    msg = taken._msg  # the loop's own, to ack or nak
     try:
         await handle(taken)
     except Exception as exc:

@@ -29,6 +29,7 @@ from services.audit.service import AuditLogWriter
 from services.bootstrap import bootstrap, build_service, running_services, start_service
 from services.client import HubClient
 from services.runtime.eventstore_jetstream import JetStreamEventStore
+from services.runtime.messaging import Taken
 from services.runtime.settings import Settings
 from tests.integration.hub_reads import (
     CANARIES,
@@ -295,3 +296,48 @@ async def test_the_writer_asks_whether_a_message_has_a_leaf_only_when_it_is_old(
     await writer.record(EVENTS_STREAM, 1, first_event.data or b"", stored_at=long_ago)
     assert len(asked) == 1 and (await js.stream_info(AUDIT_STREAM)).state.last_seq == before
     assert writer.state.size == before
+
+
+async def test_leaves_written_ahead_together_never_land_after_another_writers_append(
+    settings: Settings, client: HubClient, nc: Client, tmp_path: Path
+) -> None:
+    """`write_ahead` publishes a batch's leaves together. When another writer appended
+    first, the batch's first leaf is refused and so is every later one: with the expected
+    sequence alone, the second would be stored after the other writer's leaf, linked to a
+    leaf that is not there. Caught up, the same batch goes in one go, and `record` then
+    finds each leaf written. The log verifies."""
+    url = settings.nats_url or ""
+    js = nc.jetstream()
+    await bootstrap(url, settings)
+    async with running_services(url, settings, ("identifier",)):  # events, no audit writer
+        for _ in range(2):
+            assert (await client.send(screening()))["status"] == "accepted"
+    events = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+    assert events >= 4
+    taking = await js.pull_subscribe(">", stream=EVENTS_STREAM)
+    batch = [Taken(msg) for msg in await taking.fetch(events, timeout=5)]
+    await taking.unsubscribe()
+    assert [taken.stream_sequence for taken in batch] == list(range(1, events + 1))
+    behind, other = await loaded_writer(settings, nc), await loaded_writer(settings, nc)
+    await other.record(EVENTS_STREAM, 1, batch[0].data)  # appended first, by another writer
+
+    await behind.write_ahead(EVENTS_STREAM, batch[1:])
+    assert (await js.stream_info(AUDIT_STREAM)).state.last_seq == 1, "a leaf landed after it"
+    assert behind.state.size == 1 and not behind.written_ahead  # caught up, wrote nothing
+
+    await behind.write_ahead(EVENTS_STREAM, batch[1:])
+    assert (await js.stream_info(AUDIT_STREAM)).state.last_seq == events
+    written = {(EVENTS_STREAM, sequence) for sequence in range(2, events + 1)}
+    assert behind.written_ahead == written
+    for taken in batch[1:]:
+        await behind.record(EVENTS_STREAM, taken.stream_sequence, taken.data, taken.stored_at)
+    assert (await js.stream_info(AUDIT_STREAM)).state.last_seq == events
+    assert not behind.written_ahead
+
+    leaves = await audit_leaves(js)
+    assert [leaf["source"]["sequence"] for leaf in leaves] == list(range(1, events + 1))
+    bundle = tmp_path / "bundle"
+    exported = await nrm(settings, "audit", "export", "--out", str(bundle), "--nats-url", url)
+    assert exported.returncode == 0, exported.stderr
+    verified = await nrm(settings, "audit", "verify", str(bundle))
+    assert verified.returncode == 0, verified.stdout

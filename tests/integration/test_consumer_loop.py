@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import time
+from collections.abc import Sequence
 
 import pytest
 from nats.aio.client import Client
@@ -276,3 +277,40 @@ async def test_side_work_waits_its_delay_after_the_event_was_stored_and_decision
         await asyncio.gather(*loops, return_exceptions=True)
     assert started["side"] >= stored[0] + delay - 0.005  # one clock: the same machine's
     assert started["decision"] < started["side"]
+
+
+async def test_ahead_sees_each_batch_first_and_a_failing_one_fails_no_message(
+    settings: Settings, nc: Client
+) -> None:
+    """`ahead` gets each fetched batch before its messages are taken, in stream order; it is
+    an optimisation only, so when it raises every message is still taken and acked."""
+    durable = "loop-ahead"
+    runtime = await _consumer(nc, settings, durable, max_deliver=3, max_ack_pending=64)
+    js = nc.jetstream()
+    for index in range(5):
+        await js.publish(f"loop.{index}", str(index).encode(), stream=STREAM)
+    seen: list[tuple[int, list[bytes]]] = []  # (messages taken before it, the batch)
+    handled: list[bytes] = []
+
+    async def ahead(batch: Sequence[Taken]) -> None:
+        seen.append((len(handled), [message.data for message in batch]))
+        raise RuntimeError("ahead failed")
+
+    async def handle(message: Taken) -> None:
+        handled.append(message.data)
+
+    pull = Pull(STREAM, durable, 64)
+    loop = asyncio.create_task(consume(runtime, "looptest", pull, handle, ahead))
+    try:
+        await wait_until(lambda: _settled([m.decode() for m in handled], 5), timeout=10)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    assert handled == [b"0", b"1", b"2", b"3", b"4"]  # each once, in order
+    assert [data for _, batch in seen for data in batch] == handled  # every one seen
+    before = [taken for taken, _ in seen]
+    assert before == [sum(len(batch) for _, batch in seen[:i]) for i in range(len(seen))]
+    info = await js.consumer_info(STREAM, durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0 and info.num_redelivered == 0
+    assert _count(durable, "handled") == 5
