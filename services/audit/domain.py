@@ -76,10 +76,11 @@ def leaf_id(stream: str, sequence: int) -> str:
     return str(uuid.uuid5(LEAF_ID_NAMESPACE, f"{stream}:{sequence}"))
 
 
-def _actor_of(event: Event, registry: AgencyRegistry, service: str | None) -> AuditActor:
+def _actor_of(
+    event: Event, data: dict[str, Any], registry: AgencyRegistry, service: str | None
+) -> AuditActor:
     if isinstance(event, ReferralEscalated):  # the hub escalates, no agency acts
         return AuditActor(service=service)
-    data = event.model_dump(mode="json")
     agency = next((data[f] for f in _ACTOR_FIELDS if isinstance(data.get(f), str)), None)
     role = data.get("agency_kind") if isinstance(data.get("agency_kind"), str) else None
     if agency is not None and role is None:
@@ -88,13 +89,11 @@ def _actor_of(event: Event, registry: AgencyRegistry, service: str | None) -> Au
     return AuditActor(agency=agency, role=role, service=service)
 
 
-def _ids_of(event: Event) -> dict[str, str]:
-    data = event.model_dump(mode="json")
+def _ids_of(data: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in data.items() if k.endswith("_id") and isinstance(v, str)}
 
 
-def _detail_of(event: Event) -> dict[str, str | list[str]]:
-    data = event.model_dump(mode="json")
+def _detail_of(data: dict[str, Any]) -> dict[str, str | list[str]]:
     detail: dict[str, str | list[str]] = {}
     for name in _DETAIL_FIELDS:
         value = data.get(name)
@@ -118,14 +117,15 @@ def entry_for_event(
             index=index, time=None, action=UNREADABLE, actor=AuditActor(), ids={}, source=source
         )
     purpose = getattr(event, "purpose", None)
+    data = event.model_dump(mode="json")  # once: the actor, the ids and the detail read it
     return AuditEntry(
         index=index,
         time=envelope.time,
         action=envelope.type,
-        actor=_actor_of(event, registry, envelope.source),
-        ids=_ids_of(event),
+        actor=_actor_of(event, data, registry, envelope.source),
+        ids=_ids_of(data),
         purpose=str(purpose) if purpose is not None else None,
-        detail=_detail_of(event),
+        detail=_detail_of(data),
         source=source.model_copy(update={"id": envelope.id}),
     )
 
