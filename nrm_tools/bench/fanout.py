@@ -35,7 +35,7 @@ IN_STREAM, IN_SUBJECT = "BENCH_FAN_IN", "bench.fan.in"
 OUT_STREAM, OUT_SUBJECT = "BENCH_FAN_OUT", "bench.fan.out"
 # Writes per taken event, one entry per durable: the audit leaf; the feed's copies to two
 # agencies; the next decision's event. Three durables and four writes per event are what the
-# bench's own hub run counts (docs/PERFORMANCE.md, "The hub's shape").
+# bench's own hub run counts (docs/PERFORMANCE.md item 24).
 SHAPE = (1, 2, 1)
 START_SECONDS = 60.0
 

@@ -205,8 +205,8 @@ class AuditLogWriter:
             planned = LogState(
                 CompactRange(state.size, list(state.tree.nodes)), state.last_leaf_hash
             )
-            leaves: list[tuple[int, bytes]] = []
-            publishes = []
+            # Every leaf built before any is sent: one that cannot be built sends nothing.
+            leaves: list[tuple[int, bytes, dict[str, str]]] = []
             previous: str | None = None
             for taken in recent:
                 sequence = taken.stream_sequence
@@ -220,16 +220,17 @@ class AuditLogWriter:
                 }
                 if previous is not None:
                     headers["Nats-Expected-Last-Msg-Id"] = previous
-                publishes.append(
-                    js.publish(
-                        audit_subject(stream, sequence), leaf, stream=AUDIT_STREAM, headers=headers
-                    )
-                )
-                leaves.append((sequence, leaf))
+                leaves.append((sequence, leaf, headers))
                 planned.appended(leaf)
                 previous = headers["Nats-Msg-Id"]
-            acks = await asyncio.gather(*publishes, return_exceptions=True)
-            for (sequence, leaf), ack in zip(leaves, acks, strict=True):
+            acks = await asyncio.gather(
+                *(
+                    js.publish(audit_subject(stream, seq), leaf, stream=AUDIT_STREAM, headers=hdrs)
+                    for seq, leaf, hdrs in leaves
+                ),
+                return_exceptions=True,
+            )
+            for (sequence, leaf, _), ack in zip(leaves, acks, strict=True):
                 if isinstance(ack, BaseException) or ack.duplicate or ack.seq != state.size + 1:
                     stop_if_cancelled()
                     await self._catch_up()  # whatever was stored, and nothing else
