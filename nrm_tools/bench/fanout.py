@@ -27,9 +27,9 @@ import time
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig
 
-from nrm_tools.bench.raw import FETCH, PIPELINE_WINDOW, RelayEvent, relay_message
+from nrm_tools.bench.raw import FETCH, RelayEvent, add_stream, preload
 
 IN_STREAM, IN_SUBJECT = "BENCH_FAN_IN", "bench.fan.in"
 OUT_STREAM, OUT_SUBJECT = "BENCH_FAN_OUT", "bench.fan.out"
@@ -48,17 +48,8 @@ async def fanout_relay_throughput(nc: Client, url: str, count: int, processes: i
     """Events/s through every durable of `SHAPE`, in `processes` processes."""
     js = nc.jetstream()
     for name, subject in ((IN_STREAM, IN_SUBJECT), (OUT_STREAM, OUT_SUBJECT)):
-        await js.add_stream(
-            StreamConfig(name=name, subjects=[f"{subject}.>"], storage=StorageType.FILE)
-        )
-    key = os.urandom(32)
-    for start in range(0, count, PIPELINE_WINDOW):  # preload, not timed
-        await asyncio.gather(
-            *[
-                await js.publish_async(f"{IN_SUBJECT}.{i % 64}", relay_message(key, i, 0.0))
-                for i in range(start, min(count, start + PIPELINE_WINDOW))
-            ]
-        )
+        await add_stream(js, name, subject)
+    await preload(js, IN_SUBJECT, count, os.urandom(32))  # validated, never opened
     for index in range(len(SHAPE)):
         await js.add_consumer(
             IN_STREAM,

@@ -55,7 +55,8 @@ class RawFigures:
     fanout_relay: float = 0.0
 
 
-async def _stream(js: JetStreamContext, name: str, subject: str) -> None:
+async def add_stream(js: JetStreamContext, name: str, subject: str) -> None:
+    """A file-storage stream of the bench's own on `subject.>`."""
     await js.add_stream(
         StreamConfig(name=name, subjects=[f"{subject}.>"], storage=StorageType.FILE)
     )
@@ -149,16 +150,22 @@ class Relay:
             await sub.unsubscribe()
 
 
-async def relay_throughput(nc: Client, count: int) -> float:
-    js = nc.jetstream()
-    key = os.urandom(32)
-    for start in range(0, count, PIPELINE_WINDOW):  # preload, not timed
+async def preload(js: JetStreamContext, subject: str, count: int, key: bytes) -> None:
+    """`count` relay messages sealed under `key` on `subject.<0..63>`, pipelined; before a
+    clock starts."""
+    for start in range(0, count, PIPELINE_WINDOW):
         await asyncio.gather(
             *[
-                await js.publish_async(f"{IN_SUBJECT}.{i % 64}", relay_message(key, i, 0.0))
+                await js.publish_async(f"{subject}.{i % 64}", relay_message(key, i, 0.0))
                 for i in range(start, min(count, start + PIPELINE_WINDOW))
             ]
         )
+
+
+async def relay_throughput(nc: Client, count: int) -> float:
+    js = nc.jetstream()
+    key = os.urandom(32)
+    await preload(js, IN_SUBJECT, count, key)
     await _relay_consumer(js)
     relay, stop = Relay(js, key), asyncio.Event()
     started = time.perf_counter()
@@ -234,7 +241,7 @@ async def measure(
         (IN_STREAM, IN_SUBJECT),
         (OUT_STREAM, OUT_SUBJECT),
     ):
-        await _stream(js, name, subject)
+        await add_stream(js, name, subject)
     figures = RawFigures()
     figures.awaited_publish = await awaited_publish(js, publishes)
     figures.pipelined_publish = await pipelined_publish(js, publishes * 4)

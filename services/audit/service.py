@@ -147,7 +147,7 @@ class AuditLogWriter:
         one by its message id, and the writer answers from that."""
         js = self.runtime.jetstream
         subject = audit_subject(stream, sequence)
-        recent = stored_at is not None and self.runtime.clock() - stored_at < _RECENT
+        recent = _recent(stored_at, self.runtime.clock())
         async with self.lock:
             if (stream, sequence) in self.written_ahead:
                 self.written_ahead.discard((stream, sequence))
@@ -158,12 +158,7 @@ class AuditLogWriter:
                     return
                 ask = True  # after a conflict: another writer may have written it
                 state = self.state
-                entry = BUILDERS[stream](state.size, stream, sequence, raw, self.runtime.registry)
-                leaf = state.leaf_for(entry, self.source, self.runtime.clock())
-                headers = {
-                    "Nats-Expected-Last-Sequence": str(state.size),
-                    "Nats-Msg-Id": leaf_id(stream, sequence),
-                }
+                leaf, headers = self._next_leaf(state, stream, sequence, raw)
                 try:
                     ack = await js.publish(subject, leaf, stream=AUDIT_STREAM, headers=headers)
                 except APIError as exc:
@@ -194,7 +189,7 @@ class AuditLogWriter:
         now = self.runtime.clock()
         recent: list[Taken] = []
         for taken in batch:  # a prefix, so that leaves keep the order messages are taken in
-            if taken.stored_at is None or now - taken.stored_at >= _RECENT:
+            if not _recent(taken.stored_at, now):
                 break
             recent.append(taken)
         if len(recent) < 2:
@@ -210,14 +205,7 @@ class AuditLogWriter:
             previous: str | None = None
             for taken in recent:
                 sequence = taken.stream_sequence
-                entry = BUILDERS[stream](
-                    planned.size, stream, sequence, taken.data, self.runtime.registry
-                )
-                leaf = planned.leaf_for(entry, self.source, self.runtime.clock())
-                headers = {
-                    "Nats-Expected-Last-Sequence": str(planned.size),
-                    "Nats-Msg-Id": leaf_id(stream, sequence),
-                }
+                leaf, headers = self._next_leaf(planned, stream, sequence, taken.data)
                 if previous is not None:
                     headers["Nats-Expected-Last-Msg-Id"] = previous
                 leaves.append((sequence, leaf, headers))
@@ -238,6 +226,19 @@ class AuditLogWriter:
                 state.appended(leaf)
                 self.written_ahead.add((stream, sequence))
             AUDIT_LEAVES.set(state.size)
+
+    def _next_leaf(
+        self, state: LogState, stream: str, sequence: int, raw: bytes
+    ) -> tuple[bytes, dict[str, str]]:
+        """The leaf that would follow `state` for a stored message, and the headers that
+        store it only there and only once."""
+        entry = BUILDERS[stream](state.size, stream, sequence, raw, self.runtime.registry)
+        leaf = state.leaf_for(entry, self.source, self.runtime.clock())
+        headers = {
+            "Nats-Expected-Last-Sequence": str(state.size),
+            "Nats-Msg-Id": leaf_id(stream, sequence),
+        }
+        return leaf, headers
 
     async def _audited(self, subject: str) -> bool:
         try:
@@ -350,6 +351,12 @@ class AuditLogWriter:
         self.host.broker.subscriber(
             CHECKPOINT_REQUEST, queue="audit-checkpoint", title="audit:checkpoint"
         )(on_request)
+
+
+def _recent(stored_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Stored within half the duplicate window: a leaf for it, if any, was written within
+    the window too, so the audit stream itself refuses a second one by its message id."""
+    return stored_at is not None and now - stored_at < _RECENT
 
 
 def _size_of(note: bytes) -> int:

@@ -12,6 +12,7 @@ from typing import cast
 
 import pytest
 
+from services.runtime.embedded import free_port
 from services.runtime.health import answer
 from services.runtime.service_table import SERVICES
 from services.runtime.settings import Settings, settings_environment
@@ -46,7 +47,7 @@ def test_workers_default_to_the_setting_else_one_per_core() -> None:
 
 def test_a_worker_reads_back_exactly_the_settings_it_was_given(tmp_path: Path) -> None:
     given = Settings(
-        nats_url="nats://127.0.0.1:4222,nats://127.0.0.1:4223",
+        nats_url=f"nats://127.0.0.1:{free_port()},nats://127.0.0.1:{free_port()}",
         data_dir=tmp_path,
         country="kz",
         retry_backoff_seconds=(0.1, 0.2),
@@ -84,7 +85,7 @@ def test_a_service_is_ready_only_when_every_worker_running_it_says_so_recently()
 
 
 def test_readyz_of_a_pool_names_every_service_once(tmp_path: Path) -> None:
-    pool = WorkerPool(Settings(data_dir=tmp_path), "nats://127.0.0.1:4222", workers=2)
+    pool = WorkerPool(Settings(data_dir=tmp_path), f"nats://127.0.0.1:{free_port()}", workers=2)
     serving = pool.serving()
     assert [s.service for s in serving] == list(SERVICES)
     reply = answer("/readyz", serving)
