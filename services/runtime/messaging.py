@@ -198,12 +198,19 @@ def _field_names(*models: type[BaseModel]) -> frozenset[str]:
 CONTRACT_NAMES = _field_names(*ALL_COMMANDS, ScreeningInterview, *ALL_EVENTS, Envelope)
 
 
-def undecoded(msg: NatsMessage) -> bytes:
-    """FastStream's own decoder runs json.loads on every body before the handler, and lets
-    RecursionError and ValueError (a 4,300-digit integer) escape: no reply at all. The hub's
-    subscribers read the bytes themselves (commands by `parse_command`), so the broker's
-    decoder leaves them as they are."""
-    return msg.body
+async def undecoded(msg: NatsMessage) -> NatsMessage:
+    """The broker's decoder: the message as it came. FastStream's own runs json.loads on
+    every body before the handler, and lets RecursionError and ValueError (a 4,300-digit
+    integer) escape: no reply at all. The hub's subscribers read the bytes themselves
+    (commands by `parse_command`)."""
+    return msg
+
+
+# Every subscriber of the hub is `async def on_x(msg: NatsMessage)` and is handed the message
+# (`undecoded`) as it is: no dependency injection. FastStream runs a plain function given as a
+# decoder, and the injection of a `NatsMessage` argument, in a worker thread: two thread hops
+# of ~0.15 ms each for every command (docs/PERFORMANCE.md item 27).
+BROKER_DECODING: dict[str, Any] = {"decoder": undecoded, "apply_types": False}
 
 
 @dataclass(frozen=True)
@@ -320,7 +327,7 @@ class ServiceHost:
             nats_servers(nats_url),
             logger=None,
             max_reconnect_attempts=-1,
-            decoder=undecoded,  # every subscriber reads the bytes itself (see `undecoded`)
+            **BROKER_DECODING,  # every subscriber reads the bytes itself (see `undecoded`)
             **broker_options(runtime.settings, service),
         )
         self._consumers: list[ConsumerSpec] = []
