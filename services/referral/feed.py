@@ -40,6 +40,7 @@ from contracts.events import (
 )
 from contracts.subjects import feed_subject
 from services.case.case import fold_case
+from services.runtime.eventstore import History
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.service_table import consumer
@@ -150,6 +151,8 @@ class AgencyFeed:
     def __init__(self, host: ServiceHost) -> None:
         self.host = host
         self.runtime = host.runtime
+        # Loads under way, by aggregate: the lanes of one fetched batch share them.
+        self._loading: dict[tuple[str, str], asyncio.Future[History]] = {}
 
     def register(self) -> None:
         self.host.consume(consumer("referral-feed"), self.on_referral_event)
@@ -158,11 +161,9 @@ class AgencyFeed:
         event = delivery.event
         if not isinstance(event, ReferralEvent | NeedEvent | CaseEventForFeed):
             return
-        store = self.runtime.store
-        assert store is not None, "not connected"
         # The case and the referral loaded side by side (kept histories: only what is new is
         # read); each is in its own order, which is all `addressees` needs.
-        loaded = await asyncio.gather(*(store.load(*key) for key in histories_to_load(event)))
+        loaded = await asyncio.gather(*map(self._load, histories_to_load(event)))
         history = [e.event for one in loaded for e in one.events]
         agencies = addressees(event, history, self.runtime.registry.coordinating_body)
         # The copies are published together and their acknowledgements awaited together;
@@ -178,3 +179,25 @@ class AgencyFeed:
             )
         )
         log.info("feed.copied", event_type=event.NAME, agencies=len(agencies))
+
+    def _load(self, key: tuple[str, str]) -> asyncio.Future[History]:
+        """The aggregate's history, read once for every lane that asks while it is read.
+
+        The consumer loop takes a fetched batch in lanes, one per referral, side by side, and
+        the referrals of one case mostly come together (requested at once): each lane loaded
+        the same case, from scratch, at the same moment. A load shared this way still began
+        after the batch was fetched, so it holds everything stored before any event of the
+        batch, which is all `addressees` needs (docs/PERFORMANCE.md item 28)."""
+        loading = self._loading.get(key)
+        if loading is None:
+            store = self.runtime.store
+            assert store is not None, "not connected"
+
+            async def read() -> History:
+                try:
+                    return await store.load(*key)
+                finally:  # before anyone sees it done: no later batch gets this read
+                    del self._loading[key]
+
+            loading = self._loading[key] = asyncio.ensure_future(read())
+        return loading

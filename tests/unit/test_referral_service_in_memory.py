@@ -54,7 +54,7 @@ from services.agencies.registry import AgencyRegistry, load_registry
 from services.case.ids import need_id_for, referral_id_for
 from services.identifier import service as identifier
 from services.referral.domain import AdmissionNotYetFollowed
-from services.referral.feed import addressees
+from services.referral.feed import AgencyFeed, addressees
 from services.referral.service import ReferralService
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.eventstore import AppendFailed, StoredEvent
@@ -399,3 +399,31 @@ async def test_a_write_of_the_plan_that_fails_leaves_the_consumer_running(
     await hub.deliver(hub.referral, "referral-on-identification")
     assert len(await hub.referral_events(legal_ref)) == 1
     assert len(await hub.referral_events(referral_id_for(case_id, Service.SHELTER))) == 1
+
+
+async def test_the_feeds_lanes_share_a_load_under_way_and_never_a_finished_one(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed's lanes (one per referral, side by side) mostly ask for the same case at the
+    same moment: one read serves them all. A read already finished serves nobody: the next
+    batch's events may be newer than it (docs/PERFORMANCE.md item 28)."""
+    case_id = await hub.identify()
+    feed = AgencyFeed(hub.referral)
+    reads: list[tuple[str, str]] = []
+    load = hub.store.load
+
+    async def counted(aggregate: str, aggregate_id: str) -> Any:
+        reads.append((aggregate, aggregate_id))
+        await asyncio.sleep(0)  # still under way when the other lanes ask
+        return await load(aggregate, aggregate_id)
+
+    monkeypatch.setattr(hub.store, "load", counted)
+    key = ("case", case_id)
+    lanes = await asyncio.gather(*(feed._load(key) for _ in range(3)))
+    assert reads == [key]
+    assert {len(history.events) for history in lanes} == {2}  # identified, consent
+    assert lanes[0] is lanes[1] is lanes[2]
+
+    later = await feed._load(key)
+    assert reads == [key, key]
+    assert later.events == lanes[0].events
