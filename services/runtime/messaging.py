@@ -82,6 +82,7 @@ from services.runtime.keyvalue import KeyValue
 from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.logging import get_logger
 from services.runtime.loops import Lifetime, keep_running, stop_if_cancelled, stop_loops
+from services.runtime.pulled import PulledMessages
 from services.runtime.rejection_budget import RejectionBudget
 from services.runtime.settings import Settings, nats_servers
 from services.runtime.topology import COMMAND_IDS_BUCKET, ConsumerSpec
@@ -806,12 +807,12 @@ async def consume(
     writer publishes the batch's leaves pipelined). It is an optimisation only: every
     message is still taken by `handle`, which must find done what `ahead` did and do what it
     did not; `ahead` fails nothing."""
-    js = runtime.jetstream
-    sub = await js.pull_subscribe_bind(durable=pull.durable, stream=pull.stream)
+    pulled = PulledMessages(runtime.connection, pull.stream, pull.durable)
+    await pulled.open()
     try:
         while True:
             try:
-                batch = await sub.fetch(pull.batch, timeout=FETCH_TIMEOUT_SECONDS)
+                batch = await pulled.take(pull.batch, FETCH_TIMEOUT_SECONDS)
             except TimeoutError:  # nothing to take (or NATS away): ask again
                 stop_if_cancelled()
                 continue
@@ -843,7 +844,7 @@ async def consume(
     finally:
         # Left subscribed, the connection's drain on stop would wait for it.
         with contextlib.suppress(NatsError, TimeoutError, OSError):
-            await sub.unsubscribe()
+            await pulled.close()
 
 
 def side_work_wait(stored_at: dt.datetime | None, now: float, delay: float) -> float:

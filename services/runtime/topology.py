@@ -65,7 +65,7 @@ XB_INBOX_STREAM = "NRM_XB_IN"
 XB_OUTBOX_PREFIX = "nrm.xb.outbox"
 XB_INBOX_PREFIX = "nrm.xb.inbox"
 XB_DEDUP_SECONDS = 7 * 24 * 3600.0
-FETCH_BATCH = 64  # messages asked for per pull, at most
+FETCH_BATCH = 64  # messages the consumer loop takes at once, at most
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,8 @@ class ConsumerSpec:
 
     @property
     def fetch_batch(self) -> int:
-        """Never more than the server may hand out at once: a pull for more messages than
-        max_ack_pending gets those it may, then waits its whole timeout for the rest (a
-        consumer with max_ack_pending 1 took one event per 1 s fetch timeout)."""
+        """How many the consumer loop takes at once: never more than the server may hand
+        out unacknowledged (max_ack_pending)."""
         return min(FETCH_BATCH, self.max_ack_pending)
 
     def config(self, settings: Settings) -> ConsumerConfig:
