@@ -77,6 +77,7 @@ from services.runtime.dead_letters import dead_letter, dead_letters
 from services.runtime.health import health_server
 from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.logging import configure_logging
+from services.runtime.loops import run_process
 from services.runtime.service_table import SERVICES, Key
 from services.runtime.settings import Settings, SettingsError
 from services.runtime.status import hub_status
@@ -518,10 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             country=getattr(args, "country", None),
         )
         if args.command == "up":
-            return asyncio.run(cmd_up(settings, args.port, args.insecure, args.workers))
+            return run_process(cmd_up(settings, args.port, args.insecure, args.workers))
         settings = with_local_credentials(settings)
         if args.command == "run":
-            return asyncio.run(cmd_run(settings, args.service))
+            return run_process(cmd_run(settings, args.service))
         if args.command == "bootstrap":
             return asyncio.run(cmd_bootstrap(settings))
         if args.command == "status":
@@ -568,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from nrm_tools.bench.command import main as bench_main
 
-            return asyncio.run(bench_main(args))
+            return run_process(bench_main(args))
         if args.command == "demo":
             from nrm_tools.demo import run_demo
 

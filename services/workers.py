@@ -44,6 +44,7 @@ from structlog.contextvars import bound_contextvars
 from services.bootstrap import running_services
 from services.runtime.health import Serving
 from services.runtime.logging import configure_logging, get_logger
+from services.runtime.loops import run_process
 from services.runtime.service_table import SERVICES
 from services.runtime.settings import (
     ENV_PREFIX,
@@ -326,7 +327,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         settings = Settings.from_env()
         with bound_contextvars(worker=int(os.environ.get(WORKER_INDEX_VARIABLE, "0"))):
-            return asyncio.run(run_worker(settings, names))
+            return run_process(run_worker(settings, names))
     except SettingsError as exc:
         print(f"nrm worker: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from nrm_tools.bench.raw import FETCH, RelayEvent, add_stream, preload
+from services.runtime.loops import run_process
 
 IN_STREAM, IN_SUBJECT = "BENCH_FAN_IN", "bench.fan.in"
 OUT_STREAM, OUT_SUBJECT = "BENCH_FAN_OUT", "bench.fan.out"
@@ -104,7 +105,7 @@ def _worker(
     stop: multiprocessing.synchronize.Event,
     ready: multiprocessing.Queue[int],
 ) -> None:
-    asyncio.run(_serve(url, go, stop, ready))
+    run_process(_serve(url, go, stop, ready))
 
 
 async def _serve(

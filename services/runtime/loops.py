@@ -19,16 +19,30 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import uvloop
 
 from services.runtime.health import LOOP_RESTARTS
 from services.runtime.logging import get_logger
 
 log = get_logger("nrm.loops")
 
+T = TypeVar("T")
+
 FIRST_RESTART_DELAY_SECONDS = 0.5
 MAX_RESTART_DELAY_SECONDS = 30.0
+
+
+def run_process(main: Coroutine[Any, Any, T]) -> T:
+    """Run a long-lived process of the hub (`nrm up`, `nrm run`, a worker; the bench and its
+    relays, so that the ceilings run on the same loop) on uvloop: libuv's event loop, in C.
+    Every message costs the hub a few loop iterations, a socket write or read and a timer;
+    asyncio's own loop does each in Python (docs/PERFORMANCE.md item 30). Short commands keep
+    `asyncio.run`: they would not notice."""
+    return uvloop.run(main)
 
 
 class StopRequested(asyncio.CancelledError):

@@ -176,3 +176,15 @@ def test_loop_names_say_which_loop_and_which_peer() -> None:
 
     assert loop_name(functools.partial(relay, "uz")) == "relay(uz)"
     assert loop_name(relay) == "relay"
+
+
+def test_the_hubs_processes_run_on_uvloop() -> None:
+    """`nrm up`, `nrm run`, the workers and the bench run their main coroutine this way
+    (docs/PERFORMANCE.md item 30)."""
+    from services.runtime.loops import run_process
+
+    async def loop_kind() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert run_process(loop_kind()) == "uvloop"
+    assert asyncio.run(loop_kind()) == "asyncio"  # the control: asyncio's own loop
