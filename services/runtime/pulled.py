@@ -105,11 +105,15 @@ class PulledMessages:
         self._open.append([REQUEST_BATCH, now + REQUEST_EXPIRES_SECONDS + LOST_AFTER_SECONDS])
 
     async def _on_message(self, msg: Msg) -> None:
-        status = msg.headers.get(_STATUS) if msg.headers else None
-        if status is None:
+        # A delivery always carries its ack subject, a status message never: told apart by
+        # that, not by a "Status" header, which any publisher may set on a message.
+        if msg.reply:
             self._arrived.append(msg)
             self._delivered()
-        elif status in (_EXPIRED, _NO_MESSAGES):
+            self._wake.set()
+            return
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status in (_EXPIRED, _NO_MESSAGES):
             if self._open:
                 self._open.popleft()
         elif status == _REFUSED:

@@ -175,3 +175,18 @@ async def test_a_deleted_consumer_is_refused_then_taken_again_once_back(nc: Clie
         assert await _taken_eventually(messages) == [b"back"]
     finally:
         await messages.close()
+
+
+async def test_a_message_with_a_status_header_of_its_own_is_still_a_message(nc: Client) -> None:
+    """Status answers are told apart by having no ack subject, not by their header: a
+    publisher may set "Status: 408" on a message, and it must still be taken (and acked)."""
+    await _stream_and_consumer(nc)
+    js = nc.jetstream()
+    await js.publish("pull.odd", b"odd", headers={"Status": "408", "Description": "x"})
+    await js.publish("pull.even", b"even")
+    messages = PulledMessages(nc, STREAM, DURABLE)
+    await messages.open()
+    try:
+        assert await _take_all(messages, 2) == [b"odd", b"even"]
+    finally:
+        await messages.close()
