@@ -75,11 +75,13 @@ class PulledMessages:
         deadline = time.monotonic() + timeout
         while not self._arrived:
             self._raise_refusal()
+            self._wake.clear()  # before asking: whatever comes meanwhile wakes the wait
             await self._ask()
+            if self._arrived or self._refusal is not None:
+                continue
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            self._wake.clear()
             await asyncio.wait_for(self._wake.wait(), left)
         taken = [self._arrived.popleft() for _ in range(min(most, len(self._arrived)))]
         await self._ask()  # ahead: the next messages come while these are handled
