@@ -36,7 +36,7 @@ REQUEST_BATCH = 64  # messages asked for per request
 REQUEST_EXPIRES_SECONDS = 5.0  # an idle request is renewed this often
 LOST_AFTER_SECONDS = 1.0  # past its expiry with no answer: the request is gone
 _STATUS = "Status"
-_HEARTBEAT, _NO_MESSAGES, _EXPIRED, _REFUSED = "100", "404", "408", "409"
+_NO_MESSAGES, _EXPIRED, _REFUSED = "404", "408", "409"
 
 
 class PullRefused(NatsError):
@@ -121,7 +121,7 @@ class PulledMessages:
         elif status == _REFUSED:
             self._open.clear()
             self._refusal = (msg.headers or {}).get("Description", "409")
-        elif status != _HEARTBEAT:
+        else:  # no heartbeats are asked for; any other status changes nothing
             return
         self._wake.set()
 

@@ -2,7 +2,7 @@
 against a real nats-server: every message in order, with a pull request for every half batch
 instead of one or two per fetch; a consumer at its max_ack_pending served as it acks; idle
 requests renewed; requests sent again after the server restarts; a deleted consumer refused,
-then taken again once it is back."""
+then taken again once it is back; a message with a `Status` header of its own still taken."""
 
 from __future__ import annotations
 
