@@ -13,11 +13,12 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
-from contracts.envelope import Envelope, unwrap_event
+from contracts.envelope import Envelope, EnvelopeAttributes, read_stored_event
 from contracts.events import Event, ReferralEscalated
 from contracts.operations import (
     AuditActor,
@@ -29,6 +30,7 @@ from services.agencies.registry import AgencyRegistry
 
 LEAF_ID_NAMESPACE = uuid.UUID("b7d0c4f6-5a0e-4d55-9a43-3f2f0e8a9c11")
 UNREADABLE = "unreadable"
+EventReader = Callable[[bytes], tuple[EnvelopeAttributes, Event]]
 COMMAND_REJECTED = "command.rejected"
 
 # Event fields naming the agency that acted, most specific first (referral.requested names
@@ -105,14 +107,19 @@ def _detail_of(data: dict[str, Any]) -> dict[str, str | list[str]]:
 
 
 def entry_for_event(
-    index: int, stream: str, sequence: int, raw: bytes, registry: AgencyRegistry
+    index: int,
+    stream: str,
+    sequence: int,
+    raw: bytes,
+    registry: AgencyRegistry,
+    read: EventReader = read_stored_event,
 ) -> AuditEntry:
-    """The entry for one stored event; an unreadable message still gets a leaf (its hash)."""
+    """The entry for one stored event; an unreadable message still gets a leaf (its hash).
+    `read` decodes it (the audit writer passes the process's remembered decodings)."""
     source = AuditSource(stream=stream, sequence=sequence, sha256=hashlib.sha256(raw).hexdigest())
     try:
-        envelope = Envelope.from_bytes(raw)
-        event = unwrap_event(envelope)
-    except (ValidationError, ValueError):
+        envelope, event = read(raw)
+    except ValueError:  # pydantic's ValidationError is one
         return AuditEntry(
             index=index, time=None, action=UNREADABLE, actor=AuditActor(), ids={}, source=source
         )

@@ -54,6 +54,7 @@ from services.runtime.logging import get_logger
 from services.runtime.loops import keep_running, stop_if_cancelled
 from services.runtime.messaging import Pull, ServiceHost, Taken, consume
 from services.runtime.service_table import audit_consumers
+from services.runtime.stored_messages import stored_event_of
 from services.runtime.topology import DUPLICATE_WINDOW_SECONDS, FETCH_BATCH
 
 SERVICE = "audit"
@@ -67,7 +68,7 @@ log = get_logger("nrm.audit")
 
 Builder = Callable[[int, str, int, bytes, AgencyRegistry], AuditEntry]
 BUILDERS: dict[str, Builder] = {
-    EVENTS_STREAM: entry_for_event,
+    EVENTS_STREAM: functools.partial(entry_for_event, read=stored_event_of),
     REJECTIONS_STREAM: entry_for_rejection,
 }
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, EnvelopeAttributes
 from contracts.events import Event
 
 
@@ -36,7 +36,7 @@ class AppendFailed(Exception):
 
 @dataclass(frozen=True)
 class StoredEvent:
-    envelope: Envelope
+    envelope: EnvelopeAttributes
     event: Event
     stream_sequence: int
 

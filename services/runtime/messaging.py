@@ -37,7 +37,12 @@ from pydantic_core import ErrorDetails
 from structlog.contextvars import bound_contextvars
 
 from contracts.commands import ALL_COMMANDS, Command, ScreeningInterview
-from contracts.envelope import CONTENT_TYPE, Envelope, source_uri, unwrap_event
+from contracts.envelope import (
+    CONTENT_TYPE,
+    Envelope,
+    EnvelopeAttributes,
+    source_uri,
+)
 from contracts.events import ALL_EVENTS, Event
 from contracts.operations import (
     CommandRejectionNoted,
@@ -85,6 +90,7 @@ from services.runtime.loops import Lifetime, keep_running, stop_if_cancelled, st
 from services.runtime.pulled import PulledMessages
 from services.runtime.rejection_budget import RejectionBudget
 from services.runtime.settings import Settings, nats_servers
+from services.runtime.stored_messages import stored_event_of
 from services.runtime.topology import COMMAND_IDS_BUCKET, ConsumerSpec
 from services.runtime.writer import AggregateWriter, Clock, Outcome, utc_now
 
@@ -158,7 +164,7 @@ Served = tuple[Callable[[Any], Any], Callable[[Any], str], CommandHandler]
 class Delivery:
     """One event as a consumer receives it: the exact stored bytes and where they are."""
 
-    envelope: Envelope
+    envelope: EnvelopeAttributes
     event: Event
     data: bytes
     stream_sequence: int
@@ -616,12 +622,12 @@ class ServiceHost:
         )
 
         async def take(message: Taken) -> None:
-            envelope = Envelope.from_bytes(message.data)
+            envelope, event = stored_event_of(message.data)
             with bound_contextvars(correlation_id=envelope.correlationid):
                 await handle(
                     Delivery(
                         envelope,
-                        unwrap_event(envelope),
+                        event,
                         message.data,
                         message.stream_sequence,
                         message.consumer_sequence,
@@ -660,12 +666,8 @@ class ServiceHost:
                 )
             try:
                 raw = await js.get_msg(EVENTS_STREAM, letter.stream_sequence)
-                envelope = Envelope.from_bytes(raw.data or b"")
-                await handle(
-                    Delivery(
-                        envelope, unwrap_event(envelope), raw.data or b"", letter.stream_sequence
-                    )
-                )
+                envelope, event = stored_event_of(raw.data or b"")
+                await handle(Delivery(envelope, event, raw.data or b"", letter.stream_sequence))
             except Exception as exc:
                 return self.reply(
                     _rejected("", ErrorCode.UNAVAILABLE, f"still failing: {describe_failure(exc)}"),

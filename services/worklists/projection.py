@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from contracts.envelope import Envelope
+from contracts.envelope import EnvelopeAttributes
 from contracts.events import (
     CaseClosed,
     CaseReopened,
@@ -121,7 +121,7 @@ class WorklistState:
     last_sequence: int = 0
 
 
-Handler = Callable[[WorklistState, Any, Envelope], None]
+Handler = Callable[[WorklistState, Any, EnvelopeAttributes], None]
 _HANDLERS: dict[type[Event], Handler] = {}
 
 
@@ -139,14 +139,14 @@ def _open_referrals_of_need(state: WorklistState, case_id: UUID, service: str) -
 
 
 @handles(ScreeningRecord)
-def _screened(state: WorklistState, event: ScreeningRecord, envelope: Envelope) -> None:
+def _screened(state: WorklistState, event: ScreeningRecord, envelope: EnvelopeAttributes) -> None:
     state.regions[event.case_id] = event.region.value
     # A later outcome of a presumed victim (identified or not) is the decision.
     state.decisions.pop(event.case_id, None)
 
 
 @handles(VictimPresumed)
-def _presumed(state: WorklistState, event: VictimPresumed, envelope: Envelope) -> None:
+def _presumed(state: WorklistState, event: VictimPresumed, envelope: EnvelopeAttributes) -> None:
     state.regions[event.case_id] = event.region.value
     state.decisions[event.case_id] = _Decision(
         case_id=event.case_id,
@@ -157,7 +157,9 @@ def _presumed(state: WorklistState, event: VictimPresumed, envelope: Envelope) -
 
 
 @handles(ReferralRequested)
-def _requested(state: WorklistState, event: ReferralRequested, envelope: Envelope) -> None:
+def _requested(
+    state: WorklistState, event: ReferralRequested, envelope: EnvelopeAttributes
+) -> None:
     state.referrals[event.referral_id] = _Referral(
         case_id=event.case_id,
         service=event.service.value,
@@ -171,7 +173,9 @@ def _requested(state: WorklistState, event: ReferralRequested, envelope: Envelop
 
 
 @handles(ReferralWaitlisted)
-def _waitlisted(state: WorklistState, event: ReferralWaitlisted, envelope: Envelope) -> None:
+def _waitlisted(
+    state: WorklistState, event: ReferralWaitlisted, envelope: EnvelopeAttributes
+) -> None:
     referral = state.referrals.get(event.referral_id)
     if referral is not None:
         referral.waitlisted_at = referral.waitlisted_at or envelope.time
@@ -179,24 +183,26 @@ def _waitlisted(state: WorklistState, event: ReferralWaitlisted, envelope: Envel
 
 
 @handles(ReferralEscalated)
-def _escalated(state: WorklistState, event: ReferralEscalated, envelope: Envelope) -> None:
+def _escalated(
+    state: WorklistState, event: ReferralEscalated, envelope: EnvelopeAttributes
+) -> None:
     referral = state.referrals.get(event.referral_id)
     if referral is not None:
         referral.escalated = str(getattr(event, "cause", "no_answer"))
 
 
 @handles(ReferralAccepted, ReferralDeclined, ReferralCompleted, ReferralRevoked)
-def _answered(state: WorklistState, event: Any, envelope: Envelope) -> None:
+def _answered(state: WorklistState, event: Any, envelope: EnvelopeAttributes) -> None:
     state.referrals.pop(event.referral_id, None)
 
 
 @handles(NeedRemoved)
-def _removed(state: WorklistState, event: NeedRemoved, envelope: Envelope) -> None:
+def _removed(state: WorklistState, event: NeedRemoved, envelope: EnvelopeAttributes) -> None:
     state.unmet.pop(event.need_id, None)  # off the case plan: nothing left to find
 
 
 @handles(NeedUnmet)
-def _unmet(state: WorklistState, event: NeedUnmet, envelope: Envelope) -> None:
+def _unmet(state: WorklistState, event: NeedUnmet, envelope: EnvelopeAttributes) -> None:
     if _open_referrals_of_need(state, event.case_id, event.service.value):
         return  # recorded late, after the need was referred again
     state.unmet[event.need_id] = _Unmet(
@@ -210,7 +216,9 @@ def _unmet(state: WorklistState, event: NeedUnmet, envelope: Envelope) -> None:
 
 
 @handles(FollowUpScheduled)
-def _scheduled(state: WorklistState, event: FollowUpScheduled, envelope: Envelope) -> None:
+def _scheduled(
+    state: WorklistState, event: FollowUpScheduled, envelope: EnvelopeAttributes
+) -> None:
     state.follow_ups[event.followup_id] = _FollowUp(
         case_id=event.case_id,
         due_on=event.due_on,
@@ -220,12 +228,14 @@ def _scheduled(state: WorklistState, event: FollowUpScheduled, envelope: Envelop
 
 
 @handles(FollowUpRecorded)
-def _followed_up(state: WorklistState, event: FollowUpRecorded, envelope: Envelope) -> None:
+def _followed_up(
+    state: WorklistState, event: FollowUpRecorded, envelope: EnvelopeAttributes
+) -> None:
     state.follow_ups.pop(event.followup_id, None)
 
 
 @handles(CaseClosed)
-def _closed(state: WorklistState, event: CaseClosed, envelope: Envelope) -> None:
+def _closed(state: WorklistState, event: CaseClosed, envelope: EnvelopeAttributes) -> None:
     state.closed.add(event.case_id)
     # Closing cancels the case's pending follow-ups (services/case/case.py): a reopened
     # case does not bring them back.
@@ -235,7 +245,7 @@ def _closed(state: WorklistState, event: CaseClosed, envelope: Envelope) -> None
 
 
 @handles(CaseReopened)
-def _reopened(state: WorklistState, event: CaseReopened, envelope: Envelope) -> None:
+def _reopened(state: WorklistState, event: CaseReopened, envelope: EnvelopeAttributes) -> None:
     state.closed.discard(event.case_id)
 
 
@@ -247,7 +257,9 @@ def handler_for(event: Event) -> Handler | None:
     return None
 
 
-def apply(state: WorklistState, envelope: Envelope, event: Event, sequence: int = 0) -> None:
+def apply(
+    state: WorklistState, envelope: EnvelopeAttributes, event: Event, sequence: int = 0
+) -> None:
     """Fold one stored event (already unwrapped) into the worklists."""
     handler = handler_for(event)
     if handler is not None:

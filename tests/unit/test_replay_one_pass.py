@@ -1,8 +1,10 @@
-"""The replays' fast paths give what the general paths give: `read_current_event` (envelope
-and event in one pass) reads what `Envelope.from_bytes` + `unwrap_event` read and leaves the
-rest to them; the statistics folded from it equal the statistics folded from envelopes; the
-projection replay's read loop keeps what it kept; a delivery's position is read from its
-reply subject as nats-py reads it."""
+"""The fast paths of reading stored events give what the general paths give:
+`read_current_event` (envelope and event in one pass) reads what `Envelope.from_bytes` +
+`unwrap_event` read and leaves the rest to them, and `read_stored_event` (consumers, loads,
+appends, the audit writer) falls back to them; a process remembers decodings by the bytes;
+the statistics folded from it equal the statistics folded from envelopes; the projection
+replay's read loop keeps what it kept; a delivery's position is read from its reply subject
+as nats-py reads it."""
 
 from __future__ import annotations
 
@@ -17,15 +19,17 @@ from nats.aio.msg import Msg
 
 from contracts.envelope import (
     Envelope,
+    EnvelopeAttributes,
     read_current_event,
+    read_stored_event,
     schema_uri,
     unwrap_event,
     wrap_event,
 )
-from contracts.events import Event, ShelterRegistered
+from contracts.events import UPCASTERS, Event, ShelterRegistered
 from contracts.vocabulary import Region, ShelterCategory
 from services.audit.replay import Key, ReadEvents, project
-from services.runtime.stored_messages import delivery_position
+from services.runtime.stored_messages import delivery_position, stored_event_of
 from services.statistics.projection import StatsState, apply, apply_event, fold
 from tests.unit.synthetic_stats import generate
 
@@ -53,6 +57,18 @@ def _stored_bytes(dataschema: str | None, type_: str = "shelter.registered", **d
     return envelope.model_copy(update=changed).to_bytes()
 
 
+def _attributes(envelope: EnvelopeAttributes) -> tuple[object, ...]:
+    return (
+        envelope.id,
+        envelope.source,
+        envelope.type,
+        envelope.time,
+        envelope.subject,
+        envelope.correlationid,
+        envelope.causationid,
+    )
+
+
 def test_one_pass_gives_the_envelope_attributes_and_event_of_the_general_path() -> None:
     for envelope in generate(seed=5, n=60).envelopes:
         raw = envelope.to_bytes()
@@ -61,12 +77,35 @@ def test_one_pass_gives_the_envelope_attributes_and_event_of_the_general_path() 
         attributes, event = read
         general = Envelope.from_bytes(raw)
         assert event == unwrap_event(general)
-        assert (attributes.id, attributes.source, attributes.type, attributes.time) == (
-            general.id,
-            general.source,
-            general.type,
-            general.time,
-        )
+        assert _attributes(attributes) == _attributes(general)
+        assert read_stored_event(raw) == read
+
+
+def test_what_one_pass_leaves_is_read_or_refused_by_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`read_stored_event`, what consumers, loads and appends decode with: an older
+    version is upcast as before, and what the general path refuses it refuses the same way."""
+    older = _stored_bytes(schema_uri("shelter.registered", 0))
+    monkeypatch.setitem(UPCASTERS, ("shelter.registered", 0), lambda data: data)
+    attributes, event = read_stored_event(older)
+    general = Envelope.from_bytes(older)
+    assert event == unwrap_event(general) and _attributes(attributes) == _attributes(general)
+    monkeypatch.delitem(UPCASTERS, ("shelter.registered", 0))
+    for refused in (
+        older,
+        _stored_bytes(schema_uri("shelter.registered", 2)),
+        _stored_bytes(schema_uri("shelter.discharged", 1)),
+        _stored_bytes(None, "shelter.unheard_of"),
+        _stored_bytes(None, region="atlantis"),
+        b"{not json",
+    ):
+        with pytest.raises(ValueError) as general_error:
+            unwrap_event(Envelope.from_bytes(refused))
+        with pytest.raises(ValueError) as error:
+            read_stored_event(refused)
+        assert type(error.value) is type(general_error.value)
+        assert str(error.value) == str(general_error.value)
 
 
 @pytest.mark.parametrize(
@@ -134,3 +173,19 @@ def test_the_replay_read_loop_keeps_histories_hashes_and_unreadable_as_before() 
 def test_a_delivery_position_is_read_as_nats_py_reads_it(reply: str) -> None:
     metadata = Msg(_client=None, subject="s", reply=reply).metadata  # type: ignore[arg-type]
     assert delivery_position(reply) == (metadata.sequence.stream, metadata.num_pending)
+
+
+def test_the_process_remembers_a_decoding_by_the_bytes_and_never_a_refusal() -> None:
+    """`stored_event_of`: a second decoding of equal bytes (another durable of the process
+    taking the event it appended, say) is the first one's result; what is refused is
+    refused again each time, never answered from memory."""
+    raw = _stored_bytes(None)
+    first = stored_event_of(raw)
+    assert first == read_stored_event(raw)
+    assert stored_event_of(bytes(bytearray(raw))) is first  # equal bytes, another object
+    other = _stored_bytes(None)  # another event id: other bytes, its own decoding
+    assert stored_event_of(other) is not first and stored_event_of(other)[0].id != first[0].id
+    refused = _stored_bytes(None, region="atlantis")
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            stored_event_of(refused)
