@@ -107,7 +107,7 @@ def stored_event_of(raw: bytes) -> tuple[EnvelopeAttributes, Event]:
     this process. One event is decoded by the append that stored it (for the kept history),
     then by each durable in this process that takes it (the services' consumers, the agency
     feed, the deadline projection, the audit writer): 4.4 decodes of each event in one
-    process, at 45-125 us each under load (docs/PERFORMANCE.md item 32). Keyed by the bytes
+    process, at 45-125 us each under load (docs/PERFORMANCE.md item 31). Keyed by the bytes
     themselves: equal bytes decode to equal events whatever stream or server they came
     from, and events and envelopes are frozen, so sharing one is safe. A refusal is not
     remembered: it raises again, as it did."""
