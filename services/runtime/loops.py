@@ -41,8 +41,46 @@ def run_process(main: Coroutine[Any, Any, T]) -> T:
     relays, so that the ceilings run on the same loop) on uvloop: libuv's event loop, in C.
     Every message costs the hub a few loop iterations, a socket write or read and a timer;
     asyncio's own loop does each in Python (docs/PERFORMANCE.md item 30). Short commands keep
-    `asyncio.run`: they would not notice."""
-    return uvloop.run(main)
+    `asyncio.run`: they would not notice.
+
+    Once `main` is done, what it left running is cancelled and given EXIT_GRACE_SECONDS, not
+    for ever as `asyncio.run` gives it: a task that swallows its cancellation kept workers
+    alive, orphaned, after `nrm up` was gone (seen after the kill -9 tests); such tasks are
+    logged by name and the process exits anyway."""
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_what_is_left(loop)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+EXIT_GRACE_SECONDS = 5.0
+
+
+def _cancel_what_is_left(loop: asyncio.AbstractEventLoop) -> None:
+    left = asyncio.all_tasks(loop)
+    for task in left:
+        task.cancel()
+    if left:
+        _, stuck = loop.run_until_complete(asyncio.wait(left, timeout=EXIT_GRACE_SECONDS))
+        if stuck:
+            log.warning(
+                "process.tasks_left_running",
+                tasks=sorted(_task_name(task) for task in stuck),
+            )
+    for ending in (loop.shutdown_asyncgens(), loop.shutdown_default_executor()):
+        with contextlib.suppress(TimeoutError):
+            loop.run_until_complete(asyncio.wait_for(ending, EXIT_GRACE_SECONDS))
+
+
+def _task_name(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) or task.get_name()
 
 
 class StopRequested(asyncio.CancelledError):

@@ -188,3 +188,41 @@ def test_the_hubs_processes_run_on_uvloop() -> None:
 
     assert run_process(loop_kind()) == "uvloop"
     assert asyncio.run(loop_kind()) == "asyncio"  # the control: asyncio's own loop
+
+
+def test_a_process_ends_though_a_task_it_left_swallows_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nats-py's reconnect loop, with the server gone, swallows the cancellation that ends
+    a process: under `asyncio.run` the worker stayed alive, orphaned. `run_process` gives
+    what is left a grace period, names it, and returns; a task that does end on
+    cancellation is finished (its cleanup ran) before that."""
+    from services.runtime.loops import run_process
+
+    monkeypatch.setattr(loops, "EXIT_GRACE_SECONDS", 0.3)
+    cleaned: list[str] = []
+
+    async def obstinate() -> None:
+        while True:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+    async def polite() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("polite")
+
+    async def main() -> str:
+        asyncio.get_running_loop().create_task(obstinate())
+        asyncio.get_running_loop().create_task(polite())
+        await asyncio.sleep(0)
+        return "done"
+
+    with capture_logs() as logs:
+        assert run_process(main()) == "done"
+    assert cleaned == ["polite"]
+    left = [e for e in logs if e["event"] == "process.tasks_left_running"]
+    assert [e["tasks"] for e in left] == [
+        ["test_a_process_ends_though_a_task_it_left_swallows_its_cancellation.<locals>.obstinate"]
+    ]
