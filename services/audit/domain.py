@@ -30,8 +30,9 @@ from services.agencies.registry import AgencyRegistry
 
 LEAF_ID_NAMESPACE = uuid.UUID("b7d0c4f6-5a0e-4d55-9a43-3f2f0e8a9c11")
 UNREADABLE = "unreadable"
-EventReader = Callable[[bytes], tuple[EnvelopeAttributes, Event]]
 COMMAND_REJECTED = "command.rejected"
+# Decodes a stored event: `read_stored_event`, or the audit writer's remembered decodings.
+EventReader = Callable[[bytes], tuple[EnvelopeAttributes, Event]]
 
 # Event fields naming the agency that acted, most specific first (referral.requested names
 # both the referrer, who acted, and the provider, who did not yet).

@@ -37,12 +37,7 @@ from pydantic_core import ErrorDetails
 from structlog.contextvars import bound_contextvars
 
 from contracts.commands import ALL_COMMANDS, Command, ScreeningInterview
-from contracts.envelope import (
-    CONTENT_TYPE,
-    Envelope,
-    EnvelopeAttributes,
-    source_uri,
-)
+from contracts.envelope import CONTENT_TYPE, Envelope, EnvelopeAttributes, source_uri
 from contracts.events import ALL_EVENTS, Event
 from contracts.operations import (
     CommandRejectionNoted,
