@@ -2,7 +2,7 @@
 
 Adapters: `JetStreamEventStore` (eventstore_jetstream.py, the product) and
 `InMemoryEventStore` (in_memory.py, for handler tests without a server). One contract test
-suite (tests/unit/test_event_store_contract.py) holds both to the same semantics:
+suite (tests/integration/test_event_store_contract.py) holds both to the same semantics:
 
 - One global order: every stored event has a stream sequence, increasing across aggregates.
 - An aggregate's events are the events on its subject filter (`aggregate_filter`); its
@@ -18,7 +18,7 @@ suite (tests/unit/test_event_store_contract.py) holds both to the same semantics
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from contracts.envelope import Envelope, EnvelopeAttributes
@@ -47,9 +47,39 @@ class History:
 
     events: tuple[StoredEvent, ...]
     last_sequence: int
+    # Positions in `events` by causation id, built on the first `caused_by` and shared with
+    # the histories made by `extended`: every write asks for its cause, and a shelter's
+    # history grows with every placement, so a walk of the events made each write cost more
+    # than the one before.
+    _by_cause: dict[str | None, list[int]] | None = field(default=None, compare=False, repr=False)
 
     def caused_by(self, causation_id: str) -> tuple[StoredEvent, ...]:
-        return tuple(e for e in self.events if e.envelope.causationid == causation_id)
+        index = self._by_cause
+        if index is None:
+            index = {}
+            _index_causes(index, self.events, 0)
+            object.__setattr__(self, "_by_cause", index)
+        events, length = self.events, len(self.events)
+        # A shared index may also hold positions of a longer history, or of another one
+        # extending the same prefix: only this history's own events with that cause count.
+        return tuple(
+            events[position]
+            for position in sorted(set(index.get(causation_id, ())))
+            if position < length and events[position].envelope.causationid == causation_id
+        )
+
+    def extended(self, more: Sequence[StoredEvent], last_sequence: int) -> History:
+        """This history with `more` stored after it, up to `last_sequence`."""
+        if self._by_cause is not None:
+            _index_causes(self._by_cause, more, len(self.events))
+        return History(self.events + tuple(more), last_sequence, self._by_cause)
+
+
+def _index_causes(
+    index: dict[str | None, list[int]], events: Sequence[StoredEvent], first: int
+) -> None:
+    for position, stored in enumerate(events, start=first):
+        index.setdefault(stored.envelope.causationid, []).append(position)
 
 
 class EventStore(Protocol):

@@ -56,18 +56,17 @@ class JetStreamEventStore:
     async def load(self, aggregate: str, aggregate_id: str) -> History:
         """The aggregate's whole history: the kept part, plus every event stored after it."""
         key = (aggregate, aggregate_id)
-        kept = self._histories.get(key)
-        start = kept.last_sequence + 1 if kept is not None else 1
-        events = list(kept.events) if kept is not None else []
-        last = kept.last_sequence if kept is not None else 0
+        kept = self._histories.get(key) or History((), 0)
+        events: list[StoredEvent] = []
+        last = kept.last_sequence
         async for message in self._reader.messages(
-            aggregate_filter(aggregate, aggregate_id), start=start
+            aggregate_filter(aggregate, aggregate_id), start=last + 1
         ):
             last = message.sequence  # a skipped (unreadable) message still moves the version
             stored = decoded_event(message)
             if stored is not None:
                 events.append(stored)
-        history = History(tuple(events), last)
+        history = kept.extended(events, last)
         if last:
             self._keep(key, history)
         return history
@@ -94,9 +93,8 @@ class JetStreamEventStore:
             return  # not kept, or kept from before: a load reads what is missing
         events = [decoded_event(message) for message in stored]
         if all(event is not None for event in events):
-            before = kept.events if kept is not None else ()
-            after = tuple(event for event in events if event is not None)
-            self._keep(key, History((*before, *after), stored[-1].sequence))
+            after = [event for event in events if event is not None]
+            self._keep(key, (kept or History((), 0)).extended(after, stored[-1].sequence))
 
     async def read(self, *filters: str, start: int = 1) -> tuple[StoredEvent, ...]:
         """Every stored event on any of `filters` from stream sequence `start` on, in stream
