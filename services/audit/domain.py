@@ -10,12 +10,14 @@ whitespace, ASCII only, no null members (docs/AUDIT-BUNDLE.md).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from pydantic import ValidationError
 
 from contracts.envelope import Envelope, EnvelopeAttributes, read_stored_event
@@ -27,9 +29,11 @@ from contracts.operations import (
     CommandRejectionNoted,
 )
 from services.agencies.registry import AgencyRegistry
+from services.audit.leaf_chunks import ascii_without_del
 
 LEAF_ID_NAMESPACE = uuid.UUID("b7d0c4f6-5a0e-4d55-9a43-3f2f0e8a9c11")
 UNREADABLE = "unreadable"
+_SORTED_JSON = msgspec.json.Encoder(order="sorted")
 COMMAND_REJECTED = "command.rejected"
 # Decodes a stored event: `read_stored_event`, or the audit writer's remembered decodings.
 EventReader = Callable[[bytes], tuple[EnvelopeAttributes, Event]]
@@ -74,6 +78,7 @@ def _drop_nulls(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)  # asked twice per leaf: its bytes and its message id
 def leaf_id(stream: str, sequence: int) -> str:
     """One stored message, one leaf id: a redelivery yields the same id."""
     return str(uuid.uuid5(LEAF_ID_NAMESPACE, f"{stream}:{sequence}"))
@@ -175,19 +180,29 @@ def entry_for_rejection(
 def leaf_bytes(
     entry: AuditEntry, previous: bytes | None, service_source: str, recorded_at: dt.datetime
 ) -> bytes:
-    """The exact bytes stored and hashed for one leaf; `previous` is the previous leaf's hash."""
+    """The exact bytes stored and hashed for one leaf; `previous` is the previous leaf's hash.
+
+    The canonical form is `canonical_json` of the envelope. Nulls are left out as the models
+    are dumped (no member is a float), and msgspec writes the sorted form: where its bytes are
+    ASCII without DEL they are `canonical_json`'s (tests/unit/test_audit_leaf_chunks.py);
+    anything else, a non-ASCII detail, is written by `canonical_json` itself. Each event gets
+    a leaf, so this runs once per event."""
     if (previous is None) != (entry.index == 0):
         raise ValueError("every leaf but the first names the previous leaf's hash")
-    entry = entry.model_copy(update={"prev": previous.hex() if previous else None})
+    data = entry.model_dump(mode="json", exclude_none=True)
+    if previous is not None:
+        data["prev"] = previous.hex()
     envelope = Envelope(
         id=leaf_id(entry.source.stream, entry.source.sequence),
         source=service_source,
         type=AuditEntry.TYPE,
         time=recorded_at,
         subject=str(entry.index),
-        data=entry.model_dump(mode="json"),
+        data=data,
     )
-    return canonical_json(envelope.model_dump(mode="json"))
+    value = envelope.model_dump(mode="json", exclude_none=True)
+    raw = _SORTED_JSON.encode(value)
+    return raw if ascii_without_del(raw) else canonical_json(value)
 
 
 def parse_leaf(raw: bytes) -> AuditEntry:

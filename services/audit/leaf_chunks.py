@@ -116,14 +116,14 @@ CHUNK_BYTES = 1 << 20  # ~1,300 leaves: big enough to pay for a trip to a worker
 PIECE_BYTES = 1 << 16
 
 
-def _plain(raw: bytes) -> bool:
+def ascii_without_del(raw: bytes) -> bool:
     """ASCII without DEL: the only bytes where msgspec's output can be the canonical form."""
     return raw.isascii() and b"\x7f" not in raw
 
 
 def _decoded(raw: bytes) -> _Leaf | None:
     """The leaf, if it follows the contract's types and is in canonical form, else None."""
-    if not _plain(raw):
+    if not ascii_without_del(raw):
         return None
     try:
         leaf = _DECODER.decode(raw)
@@ -230,7 +230,7 @@ def _check_whole(chunk: Chunk, body: bytes, hashes: bytes) -> bool:
     one before. False (and `chunk` untouched but for its hashes) when any of that fails:
     `_check_each` then says where."""
     count = chunk.count
-    if not count or not _plain(body):
+    if not count or not ascii_without_del(body):
         return False
     view = memoryview(body)  # pieces decoded in place, not copied
     prevs: list[str] = []  # per piece, its leaves' prevs (all but the chunk's first leaf)

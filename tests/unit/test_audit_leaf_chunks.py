@@ -12,6 +12,8 @@ Three claims, each tested here:
    reads, and hand-made edge cases.
 3. A chunk checked whole (one decode, one encode) gives exactly what checking it leaf by leaf
    gives, on clean, tampered and mixed chunks.
+4. The writer's `leaf_bytes`, which leans on claim 1, writes exactly the reference form:
+   `canonical_json` of the envelope as the models dump it, whatever the text in the entry.
 """
 
 from __future__ import annotations
@@ -31,9 +33,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contracts.envelope import Envelope
 from contracts.operations import AuditActor, AuditEntry, AuditSource
 from services.audit import leaf_chunks
-from services.audit.domain import LeafError, canonical_json, leaf_bytes, parse_leaf
+from services.audit.domain import (
+    LEAF_ID_NAMESPACE,
+    LeafError,
+    canonical_json,
+    leaf_bytes,
+    parse_leaf,
+)
 from services.audit.leaf_chunks import (
     Chunk,
     _check_each,
@@ -157,6 +166,31 @@ def make_entry(index: int, rng: random.Random | None = None, text: str = "") -> 
             sha256=hashlib.sha256(index.to_bytes(8, "big")).hexdigest(),
         ),
     )
+
+
+def reference_leaf(entry: AuditEntry, previous: bytes | None, source: str) -> bytes:
+    """The leaf as docs/AUDIT-BUNDLE.md defines it, spelled out the plain way."""
+    entry = entry.model_copy(update={"prev": previous.hex() if previous else None})
+    envelope = Envelope(
+        id=str(uuid.uuid5(LEAF_ID_NAMESPACE, f"{entry.source.stream}:{entry.source.sequence}")),
+        source=source,
+        type=AuditEntry.TYPE,
+        time=T0,
+        subject=str(entry.index),
+        data=entry.model_dump(mode="json"),
+    )
+    return canonical_json(envelope.model_dump(mode="json"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**40), st.text(max_size=6), st.sampled_from(["urn:nrm-hub:kg:audit", "é"]))
+def test_the_writers_leaf_is_the_reference_form(index: int, text: str, source: str) -> None:
+    """Any text: ASCII, DEL, control characters, non-ASCII (the slow way), and nulls."""
+    entry = make_entry(index, text=text)
+    previous = None if index == 0 else hashlib.sha256(text.encode()).digest()
+    written = leaf_bytes(entry, previous, source, T0)
+    assert written == reference_leaf(entry, previous, source)
+    assert parse_leaf(written).prev == (previous.hex() if previous else None)
 
 
 def test_the_bundle_test_vectors_all_take_the_fast_path() -> None:
