@@ -67,7 +67,7 @@ from contracts.vocabulary import CANONICAL_UUID, NIL_UUID
 from services.agencies.registry import AgencyRegistry
 from services.runtime.command_body import BodyError, read_json_object
 from services.runtime.command_ledger import CommandLedger, fingerprint, handling
-from services.runtime.connection import broker_options
+from services.runtime.connection import broker_options, flush_confirmed
 from services.runtime.dead_letters import dead_letter
 from services.runtime.eventstore import EventStore
 from services.runtime.eventstore_jetstream import JetStreamEventStore
@@ -382,8 +382,8 @@ class ServiceHost:
         self.runtime.connected(self.broker.connection)
         await self._wait_for_topology()
         await self.broker.start()
-        # Ready means the server has our subscriptions: a PONG answers everything before it.
-        await self.broker.connection.flush()
+        # Ready means the server has our subscriptions.
+        await flush_confirmed(self.broker.connection)
         self._loops = [
             asyncio.create_task(
                 keep_running(

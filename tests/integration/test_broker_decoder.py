@@ -14,6 +14,7 @@ import pytest
 from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
 
+from services.runtime.connection import flush_confirmed
 from services.runtime.messaging import BROKER_DECODING
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ async def taken(nats_url: str, nc: Client, **settings: Any) -> list[tuple[bytes,
 
     async with broker:
         await broker.start()
-        await broker.connection.flush()  # the server has the subscription
+        await flush_confirmed(broker.connection)  # the server has the subscription
         assert (await nc.request(SUBJECT, BODY, timeout=5.0)).data == b"ok"
     await asyncio.sleep(0)
     return seen

@@ -47,6 +47,7 @@ from contracts.vocabulary import (
 )
 from services.client import AccessRefusedError, AgencyClient, HubClient
 from services.runtime.case_keys import CaseKeys, read_key_ring, retire_old_keys, rotate_key_ring
+from services.runtime.connection import flush_confirmed
 from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.settings import Settings
 from services.runtime.topology import BLIND_INDEX_BUCKET, CASE_KEYS_BUCKET
@@ -417,7 +418,7 @@ async def test_canaries_never_cross_nats_or_reach_the_store_files_or_logs(
         seen.append(msg.subject.encode() + json.dumps(msg.headers or {}).encode() + msg.data)
 
     await snoop.subscribe(">", cb=record)
-    await snoop.flush()
+    await flush_confirmed(snoop)
     case_id = await identified_case(nc, client)
     shelter = await agency(nc, SHELTER)
     assert (await shelter.open_fields(case_id, DataPurpose.ASSISTANCE))[F.FULL_NAME] == (
@@ -509,7 +510,7 @@ async def test_the_case_lifecycle_and_oversight_paths_leak_nothing(
         seen.append(msg.subject.encode() + json.dumps(msg.headers or {}).encode() + msg.data)
 
     await snoop.subscribe(">", cb=record)
-    await snoop.flush()
+    await flush_confirmed(snoop)
     assert await run_scenario(hub.nats_url, hub) == 0
     presumed = screening(SHELTER, needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
     reply = await client.send(presumed.model_copy(update={"presumed": True}))

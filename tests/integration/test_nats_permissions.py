@@ -33,7 +33,7 @@ from contracts.vocabulary import DataPurpose, PersonalField
 from services.bootstrap import bootstrap, start_service
 from services.client import AgencyClient, HubClient
 from services.runtime.case_keys import create_hub_keys
-from services.runtime.connection import connect_options
+from services.runtime.connection import connect_options, flush_confirmed
 from services.runtime.embedded import free_port
 from services.runtime.settings import nats_servers
 from services.runtime.status import hub_status
@@ -90,7 +90,7 @@ class Probe:
         send a violation after the PONG of a later flush, so flush() is not enough; errors
         themselves arrive in order, so a sentinel violation marks the point."""
         await self.nc.publish(SENTINEL, b"")
-        await self.nc.flush()
+        await flush_confirmed(self.nc)
         for _ in range(500):
             if self._violated("publish", SENTINEL):
                 return
@@ -607,7 +607,7 @@ async def test_one_agency_cannot_snoop_anothers_replies(cluster: SecuredCluster)
             await msg.respond(b"reply-for-crisis-centre-only")
 
         await identifier.nc.subscribe(f"nrm.cmd.screening.submit.{CRISIS}", cb=answer)
-        await identifier.nc.flush()
+        await flush_confirmed(identifier.nc)
         for snoop in ("_INBOX.>", f"_INBOX.{CRISIS}.>", "_INBOX.*.*", ">"):
 
             async def record(msg: nats.aio.msg.Msg) -> None:
@@ -620,7 +620,7 @@ async def test_one_agency_cannot_snoop_anothers_replies(cluster: SecuredCluster)
         reply = await crisis.nc.request(f"nrm.cmd.screening.submit.{CRISIS}", b"{}", timeout=5)
         assert reply.data == b"reply-for-crisis-centre-only"
         assert reply.subject.startswith(f"_INBOX.{CRISIS}.")
-        await clinic.nc.flush()
+        await flush_confirmed(clinic.nc)
         assert seen == []
 
 
@@ -685,7 +685,7 @@ async def test_the_auditor_sees_audit_entries_from_its_own_account(
 ) -> None:
     async with connected(cluster, "auditor") as auditor:
         sub = await auditor.nc.subscribe("nrm.audit.>")
-        await auditor.nc.flush()
+        await flush_confirmed(auditor.nc)
         async with connected(cluster, "audit") as audit:
             await audit.nc.jetstream().publish("nrm.audit.victim.identified", b'{"entry": 1}')
         msg = await sub.next_msg(timeout=5)
@@ -886,7 +886,7 @@ async def test_a_peer_hub_sees_only_the_cross_border_subjects(
                 seen.append(msg.subject)
 
             await peer_nc.subscribe(">", cb=on_any)
-            await peer_nc.flush()
+            await flush_confirmed(peer_nc)
             async with (
                 connected(cluster, "identifier") as identifier,
                 connected(cluster, "audit") as audit,
@@ -900,7 +900,7 @@ async def test_a_peer_hub_sees_only_the_cross_border_subjects(
                 await referral.nc.publish("nrm.xb.kg.uz.pkg", b"{}")  # Uzbekistan's, not kz's
                 await referral.nc.publish("nrm.xb.outbox.kz.x", b"{}")  # local: never crosses
                 for nc in (identifier.nc, audit.nc, referral.nc):
-                    await nc.flush()
+                    await flush_confirmed(nc)
 
                 async def crossed() -> bool:
                     await referral.nc.publish("nrm.xb.kg.kz.pkg", b"{}")

@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from services.runtime import pulled
+from services.runtime.connection import flush_confirmed
 from services.runtime.embedded import EmbeddedNats
 from services.runtime.pulled import REQUEST_BATCH, PulledMessages, PullRefused
 
@@ -43,7 +44,7 @@ async def _requests_seen(nc: Client) -> list[bytes]:
         seen.append(msg.data)
 
     await nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{DURABLE}", cb=on_request)
-    await nc.flush()
+    await flush_confirmed(nc)
     return seen
 
 
