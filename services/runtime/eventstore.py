@@ -54,6 +54,8 @@ class History:
     _by_cause: dict[str | None, list[int]] | None = field(default=None, compare=False, repr=False)
 
     def caused_by(self, causation_id: str) -> tuple[StoredEvent, ...]:
+        if not self.events:  # nothing to index (and the writer's shared empty history
+            return ()  # must not become an index every new aggregate extends)
         index = self._by_cause
         if index is None:
             index = {}
