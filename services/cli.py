@@ -387,7 +387,7 @@ async def cmd_rotate_kek(settings: Settings, keep_old: bool) -> int:
     ring = rotate_key_ring(ring_file)
     nc = await connect_operator(settings, resolve_nats_url(settings))
     try:
-        bucket = JetStreamKeyValue(await nc.jetstream().key_value(CASE_KEYS_BUCKET))
+        bucket = await JetStreamKeyValue.open(nc, CASE_KEYS_BUCKET)
         moved = await CaseKeys(bucket, ring_file).rewrap_all()
     finally:
         await nc.close()

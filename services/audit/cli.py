@@ -54,6 +54,7 @@ from services.audit.service import VERIFIER_KEY_HEADER, origin_for
 from services.audit.streams import read_stream
 from services.runtime.connection import connect_operator
 from services.runtime.eventstore_jetstream import JetStreamEventStore
+from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.settings import Settings
 from services.runtime.stored_messages import replay_batches
 from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
@@ -373,11 +374,8 @@ async def replay(
         loaded = await store.load(aggregate, aggregate_id)
         live_histories[(aggregate, aggregate_id)] = [e.event for e in loaded.events]
     live = project(live_histories)
-    bucket = await js.key_value(REFERRAL_DEADLINES_BUCKET)
-    try:
-        live.open_referrals = set(await bucket.keys())
-    except NatsError:  # nats-py raises NoKeysError (a NatsError) for an empty bucket
-        live.open_referrals = set()
+    bucket = await JetStreamKeyValue.open(nc, REFERRAL_DEADLINES_BUCKET)
+    live.open_referrals = set(await bucket.keys())
     found = differences(replayed, live)
 
     audited: dict[int, str] = {}

@@ -1,17 +1,41 @@
 """The key-value port on a NATS JetStream KV bucket (nats-py): nats-py's errors become the
-port's, so the services catch one set of errors whichever adapter they run on."""
+port's, so the services catch one set of errors whichever adapter they run on.
+
+Single keys go through nats-py's bucket. Listings (`keys`, `entries`) read the bucket's
+stream with the hub's replay reader instead of nats-py's `keys()`/`watchall()`. Those decide
+that the listing is complete from a consumer info asked *after* the watch began, and from
+the messages the client has read so far: when the server had already sent every entry but
+the info reply overtook them, the watcher ended before the first entry and a bucket with
+keys listed none (seen in CI; 1 in ~800 calls once a bucket had many consumers). They also
+left their consumer on the server for five minutes after each call (a `keys()` per closed
+case piles them up). The replay reader ends on the server's own counts (its delivered
+sequence, each message's pending count) and lets the server drop the consumer seconds
+after it is done."""
 
 from __future__ import annotations
 
+from nats.aio.client import Client
 from nats.js import errors
 from nats.js import kv as nats_kv
 
 from services.runtime.keyvalue import Entry, KeyNotFound, WrongRevision
+from services.runtime.stored_messages import replay_messages
+
+# A delete or purge marker has one of these headers (the second: servers >= 2.11 marking a
+# limit's removal); a value has neither.
+_MARKERS = ("KV-Operation", "Nats-Marker-Reason")
 
 
 class JetStreamKeyValue:
-    def __init__(self, bucket: nats_kv.KeyValue) -> None:
+    def __init__(self, nc: Client, name: str, bucket: nats_kv.KeyValue) -> None:
+        self._nc = nc
+        self._name = name
         self._bucket = bucket
+
+    @classmethod
+    async def open(cls, nc: Client, name: str) -> JetStreamKeyValue:
+        """The existing bucket `name` (nats-py's NotFoundError if there is none)."""
+        return cls(nc, name, await nc.jetstream().key_value(name))
 
     async def get(self, key: str) -> Entry:
         try:
@@ -56,21 +80,16 @@ class JetStreamKeyValue:
         await self._bucket.purge(key)
 
     async def keys(self) -> list[str]:
-        try:
-            return list(await self._bucket.keys())
-        except errors.NoKeysError:
-            return []
+        return [entry.key for entry in await self.entries()]
 
     async def entries(self) -> list[Entry]:
-        # One ordered consumer over the bucket's latest values; the watcher's None marks the
-        # end of what is stored now.
-        watcher = await self._bucket.watchall(ignore_deletes=True)
-        try:
-            found = []
-            async for entry in watcher:
-                if entry is None:
-                    break
-                found.append(Entry(entry.key, entry.value or b"", entry.revision or 0))
-            return found
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        # History 1 (bootstrap): the stream holds each key's latest write, a value or a
+        # delete/purge marker. Folded by key in stream order, so a longer history also
+        # ends on each key's latest.
+        prefix = f"$KV.{self._name}."
+        latest: dict[str, Entry | None] = {}
+        async for message in replay_messages(self._nc, f"KV_{self._name}", f"{prefix}>"):
+            key = message.subject.removeprefix(prefix)
+            marker = any(header in message.headers for header in _MARKERS)
+            latest[key] = None if marker else Entry(key, message.data, message.sequence)
+        return [entry for entry in latest.values() if entry is not None]

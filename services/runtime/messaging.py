@@ -125,7 +125,7 @@ class Runtime:
         """The KV bucket `name`. Kept only once opened: a missing bucket (never bootstrapped,
         or deleted) is asked for again next time, so a retry sees it once it is back."""
         if name not in self.buckets:
-            self.buckets[name] = JetStreamKeyValue(await self.jetstream.key_value(name))
+            self.buckets[name] = await JetStreamKeyValue.open(self.connection, name)
         return self.buckets[name]
 
     @property

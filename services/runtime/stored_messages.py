@@ -295,6 +295,21 @@ async def replay_batches(
         yield [(sequence, msg.data) for msg, sequence in run]
 
 
+async def replay_messages(
+    nc: Client,
+    stream: str,
+    subject: str = ">",
+    *,
+    timeout: float = TIMEOUT_SECONDS,
+) -> AsyncIterator[StoredMessage]:
+    """Every message of `stream` on `subject`, subjects and headers too, to the last stored
+    when called, by the same ordered consumer as `replay_batches`: for reads of a small
+    stream whole, such as a KV bucket's (services/runtime/keyvalue_jetstream.py)."""
+    async for run in _replay_runs(nc, stream, subject, 1, timeout):
+        for msg, sequence in run:
+            yield StoredMessage(stream, sequence, msg.subject, msg.data, dict(msg.headers or {}))
+
+
 # Where the stream sequence and the count still pending sit in a JetStream delivery's reply
 # subject: `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`
 # (9 tokens), or with `<domain>.<account hash>` after `ACK` and a token at the end (12).
@@ -354,8 +369,10 @@ async def _replay_runs(
         )
     except NatsError as exc:
         raise ReadFailed(f"{stream}: {type(exc).__name__}") from None
+    consumer_name = None
     try:
         consumer = await sub.consumer_info()
+        consumer_name = consumer.name
         delivered = consumer.delivered.consumer_seq if consumer.delivered else 0
         if not consumer.num_pending and not delivered:
             return  # nothing on `subject` from `start`: no message will come
@@ -381,6 +398,10 @@ async def _replay_runs(
     finally:
         with contextlib.suppress(NatsError, TimeoutError, OSError):
             await sub.unsubscribe()
+            # Gone now, not when the server finds it idle: a bucket listed often (a KV
+            # `keys()` per closed case) would pile up consumers until the server refused more.
+            if consumer_name is not None:
+                await js.delete_consumer(stream, consumer_name)
 
 
 async def read_feed(

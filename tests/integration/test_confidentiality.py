@@ -373,7 +373,7 @@ async def test_kek_rotation_keeps_every_case_readable(
     shelter = await agency(nc, SHELTER)
     ring_file = hub.key_encryption_key_file
     rotated = rotate_key_ring(ring_file)
-    keys = CaseKeys(JetStreamKeyValue(await nc.jetstream().key_value(CASE_KEYS_BUCKET)), ring_file)
+    keys = CaseKeys(await JetStreamKeyValue.open(nc, CASE_KEYS_BUCKET), ring_file)
     assert await keys.rewrap_all() == 1
     retire_old_keys(ring_file)
     assert read_key_ring(ring_file).keys.keys() == {rotated.current}

@@ -25,7 +25,7 @@ async def jetstream_bucket(nc: Client) -> KeyValue:
     config = KeyValueConfig(
         bucket=f"contract-{uuid.uuid4().hex[:8]}", history=1, storage=StorageType.FILE
     )
-    return JetStreamKeyValue(await nc.jetstream().create_key_value(config))
+    return JetStreamKeyValue(nc, config.bucket, await nc.jetstream().create_key_value(config))
 
 
 # Not async: it asks for the server's fixtures only for the JetStream run, outside the loop.
@@ -145,3 +145,39 @@ async def test_a_key_outside_the_allowed_characters_is_refused(bucket: KeyValue)
             await bucket.put(bad, b"x")
         with pytest.raises(ValueError):
             await bucket.get(bad)
+
+
+# Only the JetStream adapter lists by reading a stream through a consumer of its own.
+
+
+@pytest.mark.integration
+async def test_listing_a_bucket_often_leaves_no_consumer_behind(nc: Client) -> None:
+    """nats-py's `keys()` left its consumer on the server for five minutes; past about a
+    thousand of them the server refused new ones and the listing failed."""
+    name = f"listed-{uuid.uuid4().hex[:8]}"
+    config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE)
+    bucket = JetStreamKeyValue(nc, name, await nc.jetstream().create_key_value(config))
+    await bucket.put("kept", b"v")
+    for _ in range(1_100):
+        assert await bucket.keys() == ["kept"]
+    info = await nc.jetstream().stream_info(f"KV_{name}")
+    assert info.state.consumer_count == 0
+
+
+@pytest.mark.integration
+async def test_a_bucket_with_history_lists_each_keys_latest_write(nc: Client) -> None:
+    name = f"history-{uuid.uuid4().hex[:8]}"
+    config = KeyValueConfig(bucket=name, history=5, storage=StorageType.FILE)
+    bucket = JetStreamKeyValue(nc, name, await nc.jetstream().create_key_value(config))
+    changed, deleted, revived = key(), key(), key()
+    for k in (changed, deleted, revived):
+        await bucket.put(k, b"first")
+    await bucket.delete(deleted)
+    await bucket.delete(revived)
+    latest = await bucket.put(changed, b"second")
+    again = await bucket.put(revived, b"again")
+    found = {e.key: e for e in await bucket.entries()}
+    assert found == {
+        changed: Entry(changed, b"second", latest),
+        revived: Entry(revived, b"again", again),
+    }
