@@ -126,9 +126,10 @@ def table(figures: dict[str, Any]) -> str:
     for name, targets in figures["targets"].items():
         for key, t in targets.items():
             mark = "met" if t["met"] else "MISSED"
+            bound = "at most " if t["at_most"] else ""
             lines.append(
-                f"  [{name}] {key}: {_fmt(t['value'])} (target {_fmt(t['target'])}) {mark}"
-                f" {_by_how_much(t['value'], t['target'], t['met'], key)}"
+                f"  [{name}] {key}: {_fmt(t['value'])} (target {bound}{_fmt(t['target'])})"
+                f" {mark} {_by_how_much(t['value'], t['target'], t['met'], t['at_most'])}"
             )
     lines.append(f"\nall checks passed; total {figures['total_seconds']} s")
     return "\n".join(lines) + "\n"
@@ -146,12 +147,11 @@ def write(figures: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
 
 
-def _by_how_much(value: float, target: float, met: bool, key: str) -> str:
-    """How far from the target, as a factor: a latency (…_ms…) must stay under its target,
-    every other figure reach it."""
+def _by_how_much(value: float, target: float, met: bool, lower_is_better: bool) -> str:
+    """How far from the target, as a factor: a latency or a growth must stay under its
+    target, every other figure reach it."""
     if value <= 0 or target <= 0:
         return ""
-    lower_is_better = key.endswith("_ms") or "_ms_" in key
     factor = value / target if lower_is_better else target / value
     if met:
         return f"(with {1 / factor:.2f}x to spare)"

@@ -43,6 +43,10 @@ TARGET_P99_MS = 25.0
 TARGET_UNLOADED_P50_MS = 10.0
 TARGET_VERIFY_LEAVES_S = 300_000
 TARGET_REPLAY_RATIO = 0.4
+# "Per-event cost flat" in N, and flat memory for the verifier: the largest size's cost (or
+# peak RSS) at most this much over the smallest's. Not 1.0: two runs of one size differ by
+# up to ~20 % on this kind of machine (docs/PERFORMANCE.md, Results).
+TARGET_FLAT_GROWTH = 1.25
 # The profile is a map of where time goes, not a figure: per-event cost is flat in N, so a
 # smaller run draws the same map in a fraction of the time (the profiler doubles it).
 PROFILED_CASES = 500
@@ -77,8 +81,8 @@ class Options:
     @classmethod
     def large(cls, **overrides: Any) -> Options:
         defaults: dict[str, Any] = {
-            # 100k hub cases is out of reach while per-event cost grows with N (PERFORMANCE.md);
-            # `--cases 100000` still asks for it.
+            # 100k hub cases would take hours here (`--cases 100000` still asks for it); the
+            # growth targets compare 1k with 10k.
             "growth": (1000, 10_000),
             "synthetic_leaves": (10_000, 100_000, 1_000_000),
         }
@@ -176,6 +180,7 @@ async def _measure(tmp: Path, options: Options, figures: dict[str, Any], say: Sa
     }
     figures["targets"] = _targets(figures)
     figures["targets"]["audit"] = _audit_targets(figures)
+    figures["targets"]["growth"] = _growth_targets(figures)
     if "peer" in figures:
         figures["targets"]["peer"] = _peer_targets(figures)
     if options.profile is not None:  # a separate run: the profiler would slow the timed one
@@ -324,11 +329,7 @@ def _peer_targets(figures: dict[str, Any]) -> dict[str, Any]:
     for name, peer in figures["peer"].items():
         ratio = figures["runs"][name]["hub_saturation"]["events_per_s"] / peer["events_per_s"]
         key = "hub_events_vs_eventsourcing" + ("" if name == "default" else f"_sync_{name}")
-        out[key] = {
-            "value": round(ratio, 3),
-            "target": TARGET_PEER_RATIO,
-            "met": ratio >= TARGET_PEER_RATIO,
-        }
+        out[key] = target(round(ratio, 3), TARGET_PEER_RATIO)
     return out
 
 
@@ -363,6 +364,32 @@ def _synthetic(tmp: Path, template: bytes, leaves: int) -> dict[str, Any]:
     return checked
 
 
+def target(value: float, goal: float, *, at_most: bool = False) -> dict[str, Any]:
+    """One target line: `value` must reach `goal`, or stay at or under it (`at_most`)."""
+    met = value <= goal if at_most else value >= goal
+    return {"value": value, "target": goal, "met": met, "at_most": at_most}
+
+
+def _growth_targets(figures: dict[str, Any]) -> dict[str, Any]:
+    """Flat per-event cost from the smallest to the largest N of the growth series, and flat
+    cost and memory for the verifier from the smallest to the largest synthetic bundle."""
+    out: dict[str, Any] = {}
+    series = sorted(figures.get("growth", []), key=lambda g: g["n"])
+    if len(series) > 1:
+        small, large = series[0], series[-1]
+        key = f"hub_us_per_event_{large['n']}_vs_{small['n']}_cases"
+        ratio = large["us_per_event"] / small["us_per_event"]
+        out[key] = target(round(ratio, 3), TARGET_FLAT_GROWTH, at_most=True)
+    bundles = sorted(figures["audit"]["synthetic"], key=lambda item: item["leaves"])
+    if len(bundles) > 1:
+        small, large = bundles[0], bundles[-1]
+        sizes = f"{large['leaves']}_vs_{small['leaves']}_leaves"
+        for figure, name in (("cpu_us_per_leaf_jobs_1", "cpu"), ("peak_rss_kib_jobs_1", "rss")):
+            ratio = round(large[figure] / small[figure], 3)
+            out[f"verify_{name}_{sizes}"] = target(ratio, TARGET_FLAT_GROWTH, at_most=True)
+    return out
+
+
 def _audit_targets(figures: dict[str, Any]) -> dict[str, Any]:
     """The verification target on the largest synthetic bundle, one process and all cores."""
     largest = max(figures["audit"]["synthetic"], key=lambda item: item["leaves"], default=None)
@@ -370,11 +397,9 @@ def _audit_targets(figures: dict[str, Any]) -> dict[str, Any]:
         return {}
     size = f"{largest['leaves'] // 1000}k" if largest["leaves"] >= 1000 else largest["leaves"]
     return {
-        f"verify_{size}_leaves_per_s_{jobs}": {
-            "value": largest[f"leaves_per_s_{jobs}"],
-            "target": TARGET_VERIFY_LEAVES_S,
-            "met": largest[f"leaves_per_s_{jobs}"] >= TARGET_VERIFY_LEAVES_S,
-        }
+        f"verify_{size}_leaves_per_s_{jobs}": target(
+            largest[f"leaves_per_s_{jobs}"], TARGET_VERIFY_LEAVES_S
+        )
         for jobs in ("jobs_1", "jobs_n")
     }
 
@@ -384,25 +409,22 @@ def _targets(figures: dict[str, Any]) -> dict[str, Any]:
     for name, one in figures["runs"].items():
         p99 = one["hub_paced"][0]["p99_ms"]
         verify_rate = one["audit_verify"]["leaves_per_s"]
+        ratios = one["ratios"]
         out[name] = {
-            "hub_events_vs_raw_relay": [
-                one["ratios"]["hub_events_vs_raw_relay"],
-                TARGET_EVENTS_RATIO,
-            ],
-            "p99_ms_to_admitted_at_offered_rate": [p99, TARGET_P99_MS],
-            "p50_ms_to_admitted_unloaded": [one["hub_paced"][1]["p50_ms"], TARGET_UNLOADED_P50_MS],
-            "audit_verify_leaves_per_s": [verify_rate, TARGET_VERIFY_LEAVES_S],
-            "projection_replay_vs_raw_ordered": [
-                one["ratios"]["projection_replay_vs_raw_ordered"],
-                TARGET_REPLAY_RATIO,
-            ],
-        }
-        out[name] = {
-            key: {
-                "value": value,
-                "target": target,
-                "met": value <= target if key.endswith("_ms") or "_ms_" in key else value >= target,
-            }
-            for key, (value, target) in out[name].items()
+            "hub_events_vs_raw_relay": target(
+                ratios["hub_events_vs_raw_relay"], TARGET_EVENTS_RATIO
+            ),
+            "p99_ms_to_admitted_at_offered_rate": target(p99, TARGET_P99_MS, at_most=True),
+            "p50_ms_to_admitted_unloaded": target(
+                one["hub_paced"][1]["p50_ms"], TARGET_UNLOADED_P50_MS, at_most=True
+            ),
+            "audit_verify_leaves_per_s": target(verify_rate, TARGET_VERIFY_LEAVES_S),
+            "projection_replay_vs_raw_ordered": target(
+                ratios["projection_replay_vs_raw_ordered"], TARGET_REPLAY_RATIO
+            ),
+            # The issue: "statistics replay the same".
+            "statistics_replay_vs_raw_ordered": target(
+                ratios["statistics_replay_vs_raw_ordered"], TARGET_REPLAY_RATIO
+            ),
         }
     return out

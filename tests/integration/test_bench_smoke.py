@@ -60,6 +60,7 @@ def test_quick_bench_completes_checks_itself_and_prints_every_figure(tmp_path: P
             "p50_ms_to_admitted_unloaded",
             "audit_verify_leaves_per_s",
             "projection_replay_vs_raw_ordered",
+            "statistics_replay_vs_raw_ordered",
         }
     assert "audit.checkpoint_sign_us" in printed and "audit.synthetic" in printed
     if importlib.util.find_spec("eventsourcing") is None:  # the optional `bench` extra
@@ -74,6 +75,12 @@ def test_quick_bench_completes_checks_itself_and_prints_every_figure(tmp_path: P
         }
         assert all(f"peer.{key}" in printed for key in report.PEER_KEYS)
     assert [g["n"] for g in figures["growth"]] == [10, 30]
+    assert set(figures["targets"]["growth"]) == {
+        "hub_us_per_event_30_vs_10_cases",
+        "verify_cpu_500_vs_200_leaves",
+        "verify_rss_500_vs_200_leaves",
+    }
+    assert "[growth] hub_us_per_event_30_vs_10_cases" in printed
     for canary in CANARIES:  # the bench's own personal data never shows either
         assert canary not in printed and canary not in done.stderr
 
