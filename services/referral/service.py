@@ -404,8 +404,8 @@ class ReferralService:
         return self._deadlines
 
     async def on_referral_event(self, delivery: Delivery) -> None:
-        event = delivery.event
         """Keeps the projection of open, not yet escalated referrals and their deadlines."""
+        event = delivery.event
         if not isinstance(event, ReferralEvent):
             return
         bucket = await self.deadlines()
