@@ -107,9 +107,8 @@ async def on_case_event(runtime: Runtime, delivery: Delivery) -> None:
     elif isinstance(event, FollowUpRecorded | FollowUpOverdue):
         await _drop(bucket, due_key(case_id, str(event.followup_id)))
     elif isinstance(event, CaseClosed | CaseErased):
-        for key in await bucket.keys():
-            if key.startswith(f"{case_id}."):
-                await _drop(bucket, key)
+        for key in await bucket.keys(under=case_id):
+            await _drop(bucket, key)
 
 
 async def _drop(bucket: KeyValue, key: str) -> None:

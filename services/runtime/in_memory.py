@@ -5,13 +5,12 @@ in tests/integration/ hold both to it)."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 
 from contracts.envelope import Envelope, unwrap_event
 from contracts.subjects import EVENT_PREFIX, aggregate_filter
 from services.runtime.eventstore import ConcurrencyConflict, History, StoredEvent
-from services.runtime.keyvalue import Entry, KeyNotFound, WrongRevision
+from services.runtime.keyvalue import Entry, KeyNotFound, WrongRevision, checked_key
 
 
 def subject_matches(filter_subject: str, subject: str) -> bool:
@@ -82,15 +81,6 @@ class InMemoryEventStore:
             return len(self._stored)
 
 
-_VALID_KEY = re.compile(r"[-/_=.a-zA-Z0-9]+")  # nats-py's rule: subject tokens, no end dots
-
-
-def _checked(key: str) -> str:
-    if not _VALID_KEY.fullmatch(key) or key.startswith(".") or key.endswith("."):
-        raise ValueError("not a valid key")
-    return key
-
-
 class InMemoryKeyValue:
     """A KV bucket in a dict: each key's latest record (a value, or None for a delete or purge
     marker, as NATS keeps one) and its revision, from one counter for the whole bucket. No
@@ -106,34 +96,39 @@ class InMemoryKeyValue:
         return self._revision
 
     async def get(self, key: str) -> Entry:
-        value, revision = self._latest.get(_checked(key), (None, 0))
+        value, revision = self._latest.get(checked_key(key), (None, 0))
         if value is None:
             raise KeyNotFound(key)
         return Entry(key, value, revision)
 
     async def create(self, key: str, value: bytes) -> int:
-        if self._latest.get(_checked(key), (None, 0))[0] is not None:
+        if self._latest.get(checked_key(key), (None, 0))[0] is not None:
             raise WrongRevision(key)
         return self._write(key, value)
 
     async def update(self, key: str, value: bytes, last: int) -> int:
         # Compared with the latest record, a marker included, as JetStream compares the
         # subject's last sequence.
-        if last < 1 or self._latest.get(_checked(key), (None, 0))[1] != last:
+        if last < 1 or self._latest.get(checked_key(key), (None, 0))[1] != last:
             raise WrongRevision(key)
         return self._write(key, value)
 
     async def put(self, key: str, value: bytes) -> int:
-        return self._write(_checked(key), value)
+        return self._write(checked_key(key), value)
 
     async def delete(self, key: str) -> None:
-        self._write(_checked(key), None)
+        self._write(checked_key(key), None)
 
     async def purge(self, key: str) -> None:
         self._write(key, None)  # the earlier revisions are not kept anyway
 
-    async def keys(self) -> list[str]:
-        return [key for key, (value, _) in self._latest.items() if value is not None]
+    async def keys(self, under: str | None = None) -> list[str]:
+        group = "" if under is None else f"{checked_key(under)}."
+        return [
+            key
+            for key, (value, _) in self._latest.items()
+            if value is not None and key.startswith(group)
+        ]
 
     async def entries(self) -> list[Entry]:
         return [

@@ -10,15 +10,27 @@ Adapters: `JetStreamKeyValue` (keyvalue_jetstream.py, the product: a nats-py buc
   `WrongRevision`: compare-and-set, so two writers never both win.
 - `get` of a key that has no value (never written, deleted or purged) raises `KeyNotFound`.
 - `keys()` lists the keys that have a value, and is empty (not an error) when none has;
-  `entries()` gives each of them with its latest value and revision, in one pass (a sweep
-  over thousands of keys reads the bucket once, not once per key).
+  `keys(under=g)` only those of the group `g` (keys `g.<rest>`), read without the rest of
+  the bucket (a case's follow-ups, when it closes, not every case's); `entries()` gives
+  each key with its latest value and revision, in one pass (a sweep over thousands of keys
+  reads the bucket once, not once per key).
 - A key is letters, digits and `-/_=.` (NATS subject tokens); anything else is a ValueError.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
+
+_VALID_KEY = re.compile(r"[-/_=.a-zA-Z0-9]+")  # nats-py's rule: subject tokens, no end dots
+
+
+def checked_key(key: str) -> str:
+    """`key` if it is a valid key (or group of keys), else ValueError."""
+    if not _VALID_KEY.fullmatch(key) or key.startswith(".") or key.endswith("."):
+        raise ValueError("not a valid key")
+    return key
 
 
 class KeyNotFound(Exception):
@@ -61,8 +73,9 @@ class KeyValue(Protocol):
         """Remove the value and every earlier revision of it (crypto-shredding relies on it)."""
         ...
 
-    async def keys(self) -> list[str]:
-        """The keys that have a value, empty when none has."""
+    async def keys(self, under: str | None = None) -> list[str]:
+        """The keys that have a value, empty when none has; with `under`, only the keys
+        `under.<rest>` (ValueError if `under` is not a valid key)."""
         ...
 
     async def entries(self) -> list[Entry]:

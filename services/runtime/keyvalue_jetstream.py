@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.js import errors
 from nats.js import kv as nats_kv
 
-from services.runtime.keyvalue import Entry, KeyNotFound, WrongRevision
+from services.runtime.keyvalue import Entry, KeyNotFound, WrongRevision, checked_key
 from services.runtime.stored_messages import replay_messages
 
 # A delete or purge marker has one of these headers (the second: servers >= 2.11 marking a
@@ -79,16 +79,21 @@ class JetStreamKeyValue:
     async def purge(self, key: str) -> None:
         await self._bucket.purge(key)
 
-    async def keys(self) -> list[str]:
-        return [entry.key for entry in await self.entries()]
+    async def keys(self, under: str | None = None) -> list[str]:
+        group = "" if under is None else f"{checked_key(under)}."
+        return [entry.key for entry in await self._latest(f"{group}>")]
 
     async def entries(self) -> list[Entry]:
-        # History 1 (bootstrap): the stream holds each key's latest write, a value or a
-        # delete/purge marker. Folded by key in stream order, so a longer history also
-        # ends on each key's latest.
+        return await self._latest(">")
+
+    async def _latest(self, keys: str) -> list[Entry]:
+        """The latest value of each key matching `keys` (a subject filter's tail) that has
+        one. History 1 (bootstrap): the stream holds each key's latest write, a value or a
+        delete/purge marker. Folded by key in stream order, so a longer history also ends
+        on each key's latest."""
         prefix = f"$KV.{self._name}."
         latest: dict[str, Entry | None] = {}
-        async for message in replay_messages(self._nc, f"KV_{self._name}", f"{prefix}>"):
+        async for message in replay_messages(self._nc, f"KV_{self._name}", prefix + keys):
             key = message.subject.removeprefix(prefix)
             marker = any(header in message.headers for header in _MARKERS)
             latest[key] = None if marker else Entry(key, message.data, message.sequence)

@@ -123,6 +123,19 @@ async def test_keys_lists_the_keys_with_a_value(bucket: KeyValue) -> None:
     assert sorted(await bucket.keys()) == sorted(written)
 
 
+async def test_keys_under_a_group_list_that_group_alone(bucket: KeyValue) -> None:
+    group, other = key(), key()
+    mine = {f"{group}.a", f"{group}.b.c"}
+    for k in (*mine, f"{group}.gone", group, f"{group}x.a", f"{other}.a"):
+        await bucket.put(k, b"x")
+    await bucket.delete(f"{group}.gone")
+    assert sorted(await bucket.keys(under=group)) == sorted(mine)
+    assert await bucket.keys(under=key()) == []
+    for bad in ("", "a.", "*", ">", "a b"):
+        with pytest.raises(ValueError):
+            await bucket.keys(under=bad)
+
+
 async def test_entries_give_each_key_with_a_value_its_latest_value_and_revision(
     bucket: KeyValue,
 ) -> None:
