@@ -35,6 +35,7 @@ from services.client import AgencyClient, HubClient
 from services.runtime.case_keys import create_hub_keys
 from services.runtime.connection import connect_options, flush_confirmed
 from services.runtime.embedded import free_port
+from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.settings import nats_servers
 from services.runtime.status import hub_status
 from tests.integration.hub_reads import CANARY_NAME, screening, wait_until
@@ -678,6 +679,28 @@ async def test_agencies_read_their_own_feed_and_nothing_else(cluster: SecuredClu
             feed_create(CRISIS, CRISIS), json.dumps(body).encode(), timeout=2
         )
         assert "error" in json.loads(reply.data), reply.data
+
+
+async def test_a_service_lists_its_bucket_and_leaves_no_consumer_behind(
+    cluster: SecuredCluster,
+) -> None:
+    """Listings read a bucket's stream through a consumer of their own (keyvalue_jetstream):
+    its user may create it, read it and delete it, without one violation."""
+    bucket_name = "nrm-followups-due"
+    case_id, other = str(uuid.uuid4()), str(uuid.uuid4())
+    async with connected(cluster, "identifier") as identifier:
+        bucket = await JetStreamKeyValue.open(identifier.nc, bucket_name)
+        for key in (f"{case_id}.a", f"{case_id}.b", f"{other}.a"):
+            await bucket.put(key, b'{"due_on": "2026-12-31"}')
+        assert sorted(await bucket.keys(under=case_id)) == [f"{case_id}.a", f"{case_id}.b"]
+        listed = {entry.key for entry in await bucket.entries()}
+        assert {f"{case_id}.a", f"{case_id}.b", f"{other}.a"} <= listed
+        for key in (f"{case_id}.a", f"{case_id}.b", f"{other}.a"):
+            await bucket.delete(key)
+        assert identifier.errors == []
+    async with connected(cluster, "admin") as admin:
+        info = await admin.nc.jetstream().stream_info(f"KV_{bucket_name}")
+        assert info.state.consumer_count == 0
 
 
 async def test_the_auditor_sees_audit_entries_from_its_own_account(
