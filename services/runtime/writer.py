@@ -77,21 +77,25 @@ class AggregateWriter:
                 history = None  # nothing to do, on what may be only part of it
                 continue
             now = self._clock()
+            ids = tuple(
+                derived_event_id(cause, aggregate, aggregate_id, index)
+                for index in range(len(events))
+            )
             envelopes = [
                 wrap_event(
                     event,
-                    event_id=derived_event_id(cause, aggregate, aggregate_id, index),
+                    event_id=event_id,
                     source=self._source,
                     time=now,
                     correlation_id=correlation,
                     causation_id=cause,
                 )
-                for index, event in enumerate(events)
+                for event, event_id in zip(events, ids, strict=True)
             ]
             try:
                 await self._store.append(aggregate, aggregate_id, history.last_sequence, envelopes)
             except ConcurrencyConflict:
                 history = None
                 continue
-            return Outcome(tuple(uuid.UUID(e.id) for e in envelopes), duplicate=False)
+            return Outcome(ids, duplicate=False)  # not parsed back from the envelopes
         raise ConcurrencyConflict(aggregate, aggregate_id, -1)
