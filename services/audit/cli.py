@@ -56,7 +56,7 @@ from services.runtime.connection import connect_operator
 from services.runtime.eventstore_jetstream import JetStreamEventStore
 from services.runtime.keyvalue_jetstream import JetStreamKeyValue
 from services.runtime.settings import Settings
-from services.runtime.stored_messages import replay_batches
+from services.runtime.stored_messages import ReadFailed, replay_batches
 from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
 
 PROGRESS_EVERY = 10_000
@@ -151,6 +151,9 @@ async def run(args: argparse.Namespace, settings: Settings, nats_url: Any) -> in
         if getattr(args, "json", False):
             print(json.dumps({"ok": False, "exit_code": EXIT_UNREADABLE, "error": str(exc)}))
         print(f"nrm audit: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    except ReadFailed as exc:  # names the stream and the failure, never a message's content
+        print(f"nrm audit: cannot read the hub: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     except (OSError, NatsError, TimeoutError) as exc:
         print(f"nrm audit: cannot reach or read the hub: {type(exc).__name__}", file=sys.stderr)

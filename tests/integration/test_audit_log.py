@@ -25,6 +25,7 @@ from contracts.envelope import wrap_event
 from contracts.events import AccessGranted, AccessRefused
 from contracts.subjects import AUDIT_STREAM, EVENTS_STREAM
 from contracts.vocabulary import AccessRefusal, AgencyKind, DataPurpose, PersonalField
+from services.audit.cli import EXIT_UNREADABLE
 from services.audit.service import AuditLogWriter
 from services.bootstrap import bootstrap, build_service, running_services, start_service
 from services.client import HubClient
@@ -341,3 +342,15 @@ async def test_leaves_written_ahead_together_never_land_after_another_writers_ap
     assert exported.returncode == 0, exported.stderr
     verified = await nrm(settings, "audit", "verify", str(bundle))
     assert verified.returncode == 0, verified.stdout
+
+
+async def test_replay_of_a_hub_never_bootstrapped_says_so_without_a_traceback(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """The live replay reads NRM_EVENTS and the deadline bucket with the replay reader; a
+    read that fails (here: no stream) is the CLI's clear error, not a traceback."""
+    settings = Settings(data_dir=tmp_path)
+    done = await nrm(settings, "audit", "replay", "--nats-url", nats_url)
+    assert done.returncode == EXIT_UNREADABLE
+    assert "cannot read the hub: NRM_EVENTS: no such stream" in done.stderr
+    assert "Traceback" not in done.stderr
