@@ -26,7 +26,7 @@ from services.case.ids import followup_id_for_command
 from services.case.plan_reader import read_case_plan
 from services.case.referrals import Referral
 from services.runtime.eventstore import History
-from services.runtime.keyvalue import KeyNotFound, KeyValue
+from services.runtime.keyvalue import KeyNotFound, KeyValue, WrongRevision
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, Runtime, ServiceHost
 from services.runtime.service_table import consumer
@@ -118,30 +118,41 @@ async def _drop(bucket: KeyValue, key: str) -> None:
 
 async def escalate_overdue(runtime: Runtime) -> int:
     """One sweep: escalate every follow-up past its due date, once. Returns how many. A key
-    whose follow-up needs no watching any more (recorded, cancelled, escalated) is dropped."""
+    whose follow-up needs no watching any more (recorded, cancelled, escalated) is dropped,
+    unless it was written again since it was read. Each follow-up on its own: one that fails
+    is logged and retried at the next sweep, the others go on."""
     bucket = await runtime.bucket(FOLLOWUPS_DUE_BUCKET)
     now = runtime.clock()
     coordinating_body = runtime.registry.coordinating_body
     escalated = 0
     for entry in await bucket.entries():
-        key = entry.key
         if not entry.value:
             continue
         due_on = dt.date.fromisoformat(json.loads(entry.value)["due_on"])
         if not rules.is_overdue(due_on, now):
             continue
-        case_id, _, followup_id = key.partition(".")
-        outcome = await runtime.writer(SERVICE).execute(
-            "case",
-            case_id,
-            cause=f"followup-overdue/{followup_id}",
-            correlation=None,
-            decide=_overdue(UUID(followup_id), now, coordinating_body),
-        )
+        case_id, _, followup_id = entry.key.partition(".")
+        try:
+            outcome = await runtime.writer(SERVICE).execute(
+                "case",
+                case_id,
+                cause=f"followup-overdue/{followup_id}",
+                correlation=None,
+                decide=_overdue(UUID(followup_id), now, coordinating_body),
+            )
+            with contextlib.suppress(WrongRevision):  # written again since: kept
+                await bucket.delete(entry.key, last=entry.revision)
+        except Exception as exc:
+            log.warning(
+                "followup_sweep.followup_failed",
+                case_id=case_id,
+                followup_id=followup_id,
+                error=type(exc).__name__,
+            )
+            continue
         if outcome.event_ids and not outcome.duplicate:
             escalated += 1
             log.info("followup.overdue", case_id=case_id, followup_id=followup_id)
-        await _drop(bucket, key)
     return escalated
 
 

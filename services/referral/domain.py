@@ -255,6 +255,12 @@ def decide_escalation(
     ]
 
 
+def escalation_settled(referral: Referral | None, cause: EscalationCause) -> bool:
+    """Nothing will ever escalate this referral for `cause`: it was escalated for it before
+    (once per cause), or there is no such referral. Its deadline entry can go."""
+    return referral is None or cause in referral.escalations
+
+
 class AdmissionNotYetFollowed(Exception):
     """A discharge reached the referral before the admission it ends: the consumer took
     them out of stream order (an admission retried after a failure, taken again after a

@@ -50,7 +50,7 @@ from services.case.referrals import ACTIVE, Referral, fold_referral
 from services.referral.feed import AgencyFeed
 from services.referral.link import CrossBorderLink
 from services.runtime.eventstore import EventStore, History
-from services.runtime.keyvalue import KeyNotFound, KeyValue
+from services.runtime.keyvalue import Entry, KeyNotFound, KeyValue, WrongRevision
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
 from services.runtime.service_table import consumer
@@ -424,12 +424,14 @@ class ReferralService:
 
     async def escalate_overdue(self) -> int:
         """One sweep: escalate every referral past its deadline (no answer, or waiting too
-        long). Returns how many."""
+        long). Returns how many. Each referral on its own: one that fails is logged and
+        retried at the next sweep, the others go on. An entry whose referral can never be
+        escalated for its cause (escalated for it before, or gone) is dropped, unless it was
+        written again since it was read."""
         bucket = await self.deadlines()
         now = self.runtime.clock()
         escalated = 0
         for entry in await bucket.entries():
-            key = entry.key
             if not entry.value:
                 continue
             watched = json.loads(entry.value)
@@ -437,24 +439,48 @@ class ReferralService:
             cause = EscalationCause(watched.get("cause", EscalationCause.NO_ANSWER))
             if respond_by > now:
                 continue
-            outcome = await self.runtime.writer(SERVICE).execute(
-                "referral",
-                key,
-                # Entries written before causes existed are no_answer ones: same cause key.
-                cause=f"escalation/{key}"
-                if cause is EscalationCause.NO_ANSWER
-                else f"escalation/{cause.value}/{key}",
-                correlation=None,
-                decide=self._escalation(now, cause, respond_by),
-            )
-            if outcome.event_ids and not outcome.duplicate:
-                escalated += 1
-                log.info("referral.escalated", referral_id=key)
+            try:
+                if await self._escalate(entry, now, cause, respond_by):
+                    escalated += 1
+            except Exception as exc:
+                log.warning(
+                    "deadline_sweep.referral_failed",
+                    referral_id=entry.key,
+                    error=type(exc).__name__,
+                )
         return escalated
 
-    def _escalation(self, now: dt.datetime, cause: EscalationCause, due: dt.datetime) -> Decide:
+    async def _escalate(
+        self, entry: Entry, now: dt.datetime, cause: EscalationCause, due: dt.datetime
+    ) -> bool:
+        key = entry.key
+        settled: list[bool] = []
         body = self.runtime.registry.coordinating_body
-        return lambda history: domain.decide_escalation(_referral(history), now, body, cause, due)
+
+        def decide(history: History) -> Sequence[Event]:
+            referral = _referral(history)
+            settled[:] = [domain.escalation_settled(referral, cause)]
+            return domain.decide_escalation(referral, now, body, cause, due)
+
+        outcome = await self.runtime.writer(SERVICE).execute(
+            "referral",
+            key,
+            # Entries written before causes existed are no_answer ones: same cause key.
+            cause=f"escalation/{key}"
+            if cause is EscalationCause.NO_ANSWER
+            else f"escalation/{cause.value}/{key}",
+            correlation=None,
+            decide=decide,
+        )
+        if outcome.event_ids and not outcome.duplicate:
+            log.info("referral.escalated", referral_id=key)
+            return True
+        if outcome.duplicate or settled == [True]:
+            # Its own escalation event drops it too, once the projection takes it.
+            with contextlib.suppress(WrongRevision):  # written again since: kept
+                await (await self.deadlines()).delete(key, last=entry.revision)
+            log.info("deadline_sweep.dropped", referral_id=key)
+        return False
 
     async def run_deadline_sweeps(self) -> None:
         while True:

@@ -107,16 +107,21 @@ class InMemoryKeyValue:
         return self._write(key, value)
 
     async def update(self, key: str, value: bytes, last: int) -> int:
+        self._check_last(key, last)
+        return self._write(key, value)
+
+    def _check_last(self, key: str, last: int) -> None:
         # Compared with the latest record, a marker included, as JetStream compares the
         # subject's last sequence.
         if last < 1 or self._latest.get(checked_key(key), (None, 0))[1] != last:
             raise WrongRevision(key)
-        return self._write(key, value)
 
     async def put(self, key: str, value: bytes) -> int:
         return self._write(checked_key(key), value)
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, last: int | None = None) -> None:
+        if last is not None:
+            self._check_last(key, last)
         self._write(checked_key(key), None)
 
     async def purge(self, key: str) -> None:

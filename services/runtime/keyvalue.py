@@ -38,7 +38,7 @@ class KeyNotFound(Exception):
 
 
 class WrongRevision(Exception):
-    """A conditional write lost: the key exists (create) or moved on (update)."""
+    """A conditional write lost: the key exists (create) or moved on (update, delete)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,10 @@ class KeyValue(Protocol):
         """Write unconditionally."""
         ...
 
-    async def delete(self, key: str) -> None:
-        """Remove the value (NATS keeps a delete marker; history may remain)."""
+    async def delete(self, key: str, last: int | None = None) -> None:
+        """Remove the value (NATS keeps a delete marker; history may remain). With `last`,
+        only if the key's latest revision is still `last`; else `WrongRevision`: a sweep
+        drops what it read, never a value written since."""
         ...
 
     async def purge(self, key: str) -> None:

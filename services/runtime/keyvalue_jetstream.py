@@ -24,6 +24,9 @@ from services.runtime.stored_messages import replay_messages
 # A delete or purge marker has one of these headers (the second: servers >= 2.11 marking a
 # limit's removal); a value has neither.
 _MARKERS = ("KV-Operation", "Nats-Marker-Reason")
+# JetStream's "wrong last sequence" (JSStreamWrongLastSequenceErrF, ...ConstantErr): a
+# conditional write lost.
+_WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
 class JetStreamKeyValue:
@@ -70,11 +73,18 @@ class JetStreamKeyValue:
         except errors.InvalidKeyError:
             raise ValueError("not a valid key") from None
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, last: int | None = None) -> None:
+        if last is not None and last < 1:  # nats-py would read 0 as "unconditionally"
+            raise WrongRevision(key)
         try:
-            await self._bucket.delete(key)
+            await self._bucket.delete(key, last=last)
         except errors.InvalidKeyError:
             raise ValueError("not a valid key") from None
+        except errors.BadRequestError as exc:
+            # nats-py maps this code for create and update, not for delete.
+            if exc.err_code in _WRONG_LAST_SEQUENCE:
+                raise WrongRevision(key) from None
+            raise
 
     async def purge(self, key: str) -> None:
         await self._bucket.purge(key)

@@ -116,6 +116,23 @@ async def test_deleted_and_purged_keys_are_gone_and_can_be_created_again(
     await bucket.delete(key())  # deleting a key that never existed is no error
 
 
+async def test_a_conditional_delete_removes_only_the_revision_it_names(bucket: KeyValue) -> None:
+    k = key()
+    read = await bucket.put(k, b"due")
+    rewritten = await bucket.put(k, b"due again")  # written after the sweep read `read`
+    with pytest.raises(WrongRevision):
+        await bucket.delete(k, last=read)
+    assert await bucket.get(k) == Entry(k, b"due again", rewritten)
+    with pytest.raises(WrongRevision):  # a revision of 0 is not "unconditionally"
+        await bucket.delete(k, last=0)
+    with pytest.raises(WrongRevision):  # a key that never existed has no such revision
+        await bucket.delete(key(), last=rewritten)
+    await bucket.delete(k, last=rewritten)
+    with pytest.raises(KeyNotFound):
+        await bucket.get(k)
+    assert await bucket.keys() == []
+
+
 async def test_keys_lists_the_keys_with_a_value(bucket: KeyValue) -> None:
     written = {f"idx.{uuid.uuid4().hex}" for _ in range(3)} | {f"case.{key()}"}
     for k in written:

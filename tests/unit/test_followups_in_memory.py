@@ -297,6 +297,32 @@ async def test_an_overdue_follow_up_is_escalated_once_to_the_coordinating_body(h
     assert await hub.status(case_id) is CaseStatus.ACTIVE
 
 
+async def test_a_follow_up_whose_escalation_fails_is_kept_and_the_sweep_goes_on(
+    hub: Hub,
+) -> None:
+    cases = [await hub.identify(needs=frozenset()) for _ in range(2)]
+    for case_id in cases:
+        await hub.identifier.execute(schedule(case_id, in_days=1))
+    await hub.project()
+    failing, other = cases
+    append = hub.store.append
+
+    async def append_failing(aggregate: str, aggregate_id: str, *args: Any) -> int:
+        if aggregate_id == failing:
+            raise TimeoutError  # the store did not answer in time
+        return await append(aggregate, aggregate_id, *args)
+
+    hub.store.append = append_failing  # type: ignore[method-assign]
+    hub.now = START + dt.timedelta(days=2)
+    assert await followups.escalate_overdue(hub.runtime) == 1
+    assert isinstance((await hub.case_events(other))[-1], FollowUpOverdue)
+    assert [k.partition(".")[0] for k in await hub.due.keys()] == [failing]  # kept
+    hub.store.append = append  # type: ignore[method-assign]
+    assert await followups.escalate_overdue(hub.runtime) == 1
+    assert isinstance((await hub.case_events(failing))[-1], FollowUpOverdue)
+    assert await hub.due.keys() == []
+
+
 async def test_closing_cancels_pending_follow_ups_and_a_closed_case_takes_none(hub: Hub) -> None:
     case_id = await hub.identify(needs=frozenset())
     command = schedule(case_id, in_days=1)

@@ -258,6 +258,55 @@ async def test_open_referrals_are_kept_with_their_deadline_and_escalated_when_ov
     assert await hub.referrals.escalate_overdue() == 0
 
 
+async def test_the_sweep_drops_what_can_never_escalate_and_one_failure_stops_no_other(
+    hub: Hub,
+) -> None:
+    """An entry whose referral was escalated for its cause before, or does not exist, would
+    be read and loaded by every sweep for ever: it is dropped. A referral whose escalation
+    fails is retried at the next sweep, and the sweep goes on with the others."""
+    case_id = await hub.identify(needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    await hub.deliver(hub.referral, "referral-deadlines")
+    legal_ref = referral_id_for(case_id, Service.LEGAL_AID)
+    watched = json.loads((await hub.deadlines.get(str(legal_ref))).value)
+    hub.runtime.clock = lambda: (
+        dt.datetime.fromisoformat(watched["respond_by"]) + dt.timedelta(seconds=1)
+    )
+    assert await hub.referrals.escalate_overdue() == 2
+    # Written again after its escalation (the projection replaying an older event), and an
+    # entry for a referral that does not exist: neither can ever escalate.
+    unknown = str(uuid.uuid4())
+    await hub.deadlines.put(str(legal_ref), json.dumps(watched).encode())
+    await hub.deadlines.put(unknown, json.dumps(watched).encode())
+    assert await hub.referrals.escalate_overdue() == 0
+    # And the shelter's entry: escalated by the first sweep, its event not projected yet.
+    assert await hub.deadlines.keys() == []
+    assert len(await hub.referral_events(legal_ref)) == 2  # requested, escalated once
+
+    # A store that fails for one referral: the sweep escalates the others.
+    second = await hub.identify(needs=frozenset({Service.LEGAL_AID, Service.MEDICAL}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    await hub.deliver(hub.referral, "referral-deadlines")
+    failing, other = (referral_id_for(second, s) for s in (Service.LEGAL_AID, Service.MEDICAL))
+    due = json.loads((await hub.deadlines.get(str(failing))).value)["respond_by"]
+    hub.runtime.clock = lambda: dt.datetime.fromisoformat(due) + dt.timedelta(seconds=1)
+    append = hub.store.append
+
+    async def append_failing(aggregate: str, aggregate_id: str, *args: Any) -> int:
+        if aggregate_id == str(failing):
+            raise TimeoutError  # the store did not answer in time
+        return await append(aggregate, aggregate_id, *args)
+
+    hub.store.append = append_failing  # type: ignore[method-assign]
+    assert await hub.referrals.escalate_overdue() == 1
+    assert isinstance((await hub.referral_events(other))[-1], ReferralEscalated)
+    assert len(await hub.referral_events(failing)) == 1
+    assert str(failing) in await hub.deadlines.keys()  # kept for the next sweep
+    hub.store.append = append  # type: ignore[method-assign]
+    assert await hub.referrals.escalate_overdue() == 1
+    assert isinstance((await hub.referral_events(failing))[-1], ReferralEscalated)
+
+
 # --- Unmet needs (oversight: nobody falls through the cracks) --------------------------------
 
 
