@@ -27,7 +27,7 @@ from services.runtime.loops import keep_running, loop_name, stop_loops
 from services.runtime.messaging import Runtime, ServiceHost
 from services.runtime.nkey_users import nkey_accounts
 from services.runtime.permissions import hub_auth
-from services.runtime.service_table import SERVICES, Entry, consumer_configs, entry
+from services.runtime.service_table import SERVICES, Entry, consumer_configs, entry, takeovers
 from services.runtime.settings import Settings, SettingsError, nats_servers
 from services.runtime.topology import ConsumerSpec
 from services.runtime.topology import bootstrap as bootstrap_topology
@@ -81,7 +81,7 @@ async def bootstrap(nats_url: str, settings: Settings, within: float = 60.0) -> 
     try:
         while True:
             try:
-                await bootstrap_topology(nc.jetstream(), consumers, settings.replicas)
+                await bootstrap_topology(nc, consumers, settings.replicas, takeovers())
                 return
             except (ServiceUnavailableError, NoRespondersError, TimeoutError):
                 if asyncio.get_running_loop().time() > deadline:

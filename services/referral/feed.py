@@ -43,7 +43,6 @@ from services.case.case import fold_case
 from services.runtime.eventstore import History
 from services.runtime.logging import get_logger
 from services.runtime.messaging import Delivery, ServiceHost
-from services.runtime.service_table import consumer
 
 log = get_logger("nrm.referral.feed")
 
@@ -154,10 +153,7 @@ class AgencyFeed:
         # Loads under way, by aggregate: the lanes of one fetched batch share them.
         self._loading: dict[tuple[str, str], asyncio.Future[History]] = {}
 
-    def register(self) -> None:
-        self.host.consume(consumer("referral-feed"), self.on_referral_event)
-
-    async def on_referral_event(self, delivery: Delivery) -> None:
+    async def copy(self, delivery: Delivery) -> None:
         event = delivery.event
         if not isinstance(event, ReferralEvent | NeedEvent | CaseEventForFeed):
             return

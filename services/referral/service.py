@@ -94,6 +94,7 @@ class ReferralService:
         self.runtime = host.runtime
         self._deadlines: KeyValue | None = None
         self.link = CrossBorderLink(host.runtime)
+        self.feed = AgencyFeed(host)
 
     def register(self) -> None:
         clock = self.runtime.clock
@@ -113,9 +114,8 @@ class ReferralService:
         self.host.consume(consumer("referral-on-decline"), self.on_declined)
         self.host.consume(consumer("referral-on-close"), self.on_case_closed)
         self.host.consume(consumer("referral-on-placement"), self.on_placement)
-        self.host.consume(consumer("referral-deadlines"), self.on_referral_event)
+        self.host.consume(consumer("referral-feed"), self.on_followed_event)
         self.host.needs_bucket(REFERRAL_DEADLINES_BUCKET)
-        AgencyFeed(self.host).register()
         self.host.command(RequestCrossBorderReferral, self.link.request)
         self.host.consume(consumer("xb-outbox"), self.link.on_event)
         self.host.needs_bucket(CASE_KEYS_BUCKET)
@@ -402,6 +402,12 @@ class ReferralService:
         if self._deadlines is None:
             self._deadlines = await self.runtime.bucket(REFERRAL_DEADLINES_BUCKET)
         return self._deadlines
+
+    async def on_followed_event(self, delivery: Delivery) -> None:
+        """The `referral-feed` durable: each event copied to the agencies' feeds, and the
+        deadline projection kept, side by side. Either failing fails the delivery, which is
+        retried whole (both are idempotent)."""
+        await asyncio.gather(self.feed.copy(delivery), self.on_referral_event(delivery))
 
     async def on_referral_event(self, delivery: Delivery) -> None:
         """Keeps the projection of open, not yet escalated referrals and their deadlines."""

@@ -634,7 +634,9 @@ class ServiceHost:
 
     def _redrive(self, spec: ConsumerSpec, handle: EventHandler) -> None:
         """Answer `nrm dlq retry`: apply one dead-lettered event again, after a fix. Safe to
-        repeat: the handler goes through the writer, which applies each cause once."""
+        repeat: the handler goes through the writer, which applies each cause once. Dead
+        letters of the durables this one took over (`takes_over`) are its to re-drive too."""
+        names = (spec.durable, *spec.takes_over)
 
         async def on_redrive(msg: NatsMessage) -> NatsResponse:
             js = self.runtime.jetstream
@@ -650,7 +652,7 @@ class ServiceHost:
                     None,
                 )
             letter = await dead_letter(js, letter_id)
-            if letter is None or letter.consumer != spec.durable:
+            if letter is None or letter.consumer not in names:
                 return self.reply(
                     _rejected(
                         "dead_letter_id",
@@ -670,7 +672,7 @@ class ServiceHost:
                 )
             marker = DeadLetterResolved(
                 dead_letter_id=letter_id,
-                consumer=spec.durable,
+                consumer=letter.consumer,
                 stream_sequence=letter.stream_sequence,
             )
             resolved = Envelope(
@@ -681,18 +683,17 @@ class ServiceHost:
                 data=marker.model_dump(mode="json"),
             )
             await js.publish(
-                dlq_resolved_subject(spec.durable),
+                dlq_resolved_subject(letter.consumer),
                 resolved.to_bytes(),
                 headers={"Nats-Msg-Id": f"resolved:{letter_id}"},
             )
-            log.info("dead_letter.resolved", consumer=spec.durable, dead_letter_id=letter_id)
+            log.info("dead_letter.resolved", consumer=letter.consumer, dead_letter_id=letter_id)
             return NatsResponse(resolved.to_bytes(), headers={"content-type": CONTENT_TYPE})
 
-        self.broker.subscriber(
-            redrive_subject(spec.durable),
-            queue=f"{self.service}-redrive",
-            title=f"redrive:{spec.durable}",
-        )(on_redrive)
+        for name in names:
+            self.broker.subscriber(
+                redrive_subject(name), queue=f"{self.service}-redrive", title=f"redrive:{name}"
+            )(on_redrive)
 
 
 def _rejected(field: str, code: ErrorCode, reason: str) -> CommandRejected:

@@ -62,7 +62,14 @@ from contracts.subjects import (
 from services.agencies.registry import AgencyRegistry, load_registry
 from services.runtime.crossborder_nats import DEPLOYMENT as LINK_DEPLOYMENT
 from services.runtime.crossborder_nats import account as pair_account
-from services.runtime.service_table import JS, SERVICES, entry, every_durable, may_send
+from services.runtime.service_table import (
+    JS,
+    SERVICES,
+    entry,
+    every_durable,
+    may_send,
+    takeovers,
+)
 from services.runtime.topology import COMMAND_IDS_BUCKET, XB_INBOX_STREAM, XB_OUTBOX_STREAM
 
 HUB, AUDIT, ANONYMOUS = "HUB", "AUDIT", "ANONYMOUS"
@@ -171,6 +178,10 @@ def service_user(service: str, country: str) -> User:
             f"{DLQ_PREFIX}.{durable}.resolved",
         ]
         subscribe.append(redrive_subject(durable))
+    # Dead letters of a durable another one took over are re-driven by the one that did.
+    for retired in (r for t in takeovers() if (t.stream, t.durable) in durables for r in t.retired):
+        publish.append(f"{DLQ_PREFIX}.{retired}.resolved")
+        subscribe.append(redrive_subject(retired))
     if durables:
         publish += [f"{JS}.STREAM.MSG.GET.{DLQ_STREAM}", f"{JS}.STREAM.MSG.GET.{EVENTS_STREAM}"]
         # The unresolved-dead-letters gauge reads NRM_DLQ's bounds (runtime/health.py).

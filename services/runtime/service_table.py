@@ -110,6 +110,7 @@ from services.runtime.topology import (
     REFERRAL_DEADLINES_BUCKET,
     AuditConsumerSpec,
     ConsumerSpec,
+    Takeover,
     xb_consumer_configs,
 )
 
@@ -283,13 +284,6 @@ TABLE: tuple[Entry, ...] = (
                 "follows shelter admissions, waiting lists and discharges into the referrals",
             ),
             ConsumerSpec(
-                "referral-deadlines",
-                (f"{EVENT_PREFIX}.referral.>",),
-                "keeps the open-referral deadline projection for escalation",
-                aggregates_side_by_side=True,  # one entry per referral
-                side_work=True,
-            ),
-            ConsumerSpec(
                 "xb-outbox",
                 (
                     event_type_filter(ReferralCrossBorderRequested),
@@ -323,9 +317,13 @@ TABLE: tuple[Entry, ...] = (
                     *(event_type_filter(e) for e in CASE_EVENTS_FOR_FEED),
                 ),
                 "copies each referral and need event to the feeds of the agencies it is "
-                "addressed to",
-                aggregates_side_by_side=True,  # copies of one aggregate's events stay in order
+                "addressed to, and keeps the open-referral deadline projection for escalation",
+                # Copies of one aggregate's events stay in order; so do a referral's entries.
+                aggregates_side_by_side=True,
                 side_work=True,
+                # The deadline projection had a durable of its own on the same referral
+                # events: one delivery and one ack per event fewer (docs/PERFORMANCE.md 34).
+                takes_over=("referral-deadlines",),
             ),
             ConsumerSpec(
                 "referral-on-need",
@@ -492,6 +490,16 @@ def consumer(durable: str) -> ConsumerSpec:
 
 def audit_consumers() -> tuple[AuditConsumerSpec, ...]:
     return tuple(c for c in entry("audit").consumers if isinstance(c, AuditConsumerSpec))
+
+
+def takeovers() -> tuple[Takeover, ...]:
+    """The durables that replaced others (`ConsumerSpec.takes_over`), for bootstrap."""
+    return tuple(
+        Takeover(c.stream, c.durable, c.takes_over)
+        for e in TABLE
+        for c in e.consumers
+        if isinstance(c, ConsumerSpec) and c.takes_over
+    )
 
 
 def consumer_configs(settings: Settings, peers: Iterable[str]) -> list[tuple[str, ConsumerConfig]]:

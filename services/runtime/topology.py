@@ -8,10 +8,12 @@ with the wrong settings.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -21,7 +23,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from contracts.subjects import (
     AUDIT_PREFIX,
@@ -86,6 +88,9 @@ class ConsumerSpec:
     # event no sooner than SIDE_WORK_DELAY_SECONDS after the event was stored, so that the
     # decisions the same event triggers in the same process go first (messaging.consume).
     side_work: bool = False
+    # Durables this one replaced, whose work it now does too: bootstrap moves it back to
+    # where the earliest of them stood and then deletes them (`take_over`).
+    takes_over: tuple[str, ...] = ()
 
     @property
     def stream(self) -> str:
@@ -257,11 +262,60 @@ def xb_consumer_configs(peers: list[str]) -> list[tuple[str, ConsumerConfig]]:
     ]
 
 
+@dataclass(frozen=True)
+class Takeover:
+    """`durable` on `stream` now does the work the `retired` durables did."""
+
+    stream: str
+    durable: str
+    retired: tuple[str, ...]
+
+
+async def take_over(nc: Client, takeover: Takeover) -> None:
+    """Retire durables whose work another one took on, skipping no event for that work: the
+    durable is reset to the first event the least advanced of them all had not acknowledged
+    (JetStream's CONSUMER.RESET), then the retired ones are deleted. What it had done
+    already past that point is done again: its effects are idempotent (feed copies carry
+    their event's id, projections write in order). Nothing to do when none is left. A crash
+    in between is safe: the next bootstrap finds the retired durables still there and
+    resets to the same point or an earlier one."""
+    js = nc.jetstream()
+    floors: dict[str, int] = {}
+    for name in (takeover.durable, *takeover.retired):
+        try:
+            info = await js.consumer_info(takeover.stream, name)
+        except NotFoundError:
+            continue
+        floors[name] = info.ack_floor.stream_seq if info.ack_floor else 0
+    left = [name for name in takeover.retired if name in floors]
+    if not left:
+        return
+    first_not_done = min(floors.values()) + 1
+    # Bootstrap created it just before; if it is gone since, it is created again from the
+    # stream's first event, which skips nothing either.
+    if floors.get(takeover.durable, 0) + 1 > first_not_done:
+        # nats-py has no call for it; nats-server has it (2.15, as pinned).
+        reset = f"$JS.API.CONSUMER.RESET.{takeover.stream}.{takeover.durable}"
+        reply = json.loads(
+            (await nc.request(reset, json.dumps({"seq": first_not_done}).encode())).data
+        )
+        if "error" in reply:
+            APIError.from_error(reply["error"])  # raises
+    for name in left:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(takeover.stream, name)
+
+
 async def bootstrap(
-    js: JetStreamContext, consumers: Iterable[tuple[str, ConsumerConfig]], replicas: int = 1
+    nc: Client,
+    consumers: Iterable[tuple[str, ConsumerConfig]],
+    replicas: int = 1,
+    takeovers: Iterable[Takeover] = (),
 ) -> None:
     """Create or update every stream, the given consumers (each with its stream: the service
-    table's, runtime/service_table.py `consumer_configs`) and every bucket. Safe to run again."""
+    table's, runtime/service_table.py `consumer_configs`) and every bucket, and retire the
+    durables the `takeovers` replaced. Safe to run again."""
+    js = nc.jetstream()
     for config in stream_configs(replicas):
         try:
             await js.add_stream(config)
@@ -269,6 +323,8 @@ async def bootstrap(
             await js.update_stream(config)
     for stream, consumer_config in consumers:
         await js.add_consumer(stream, consumer_config)
+    for takeover in takeovers:
+        await take_over(nc, takeover)
     for bucket, description in BUCKETS.items():
         try:
             await js.key_value(bucket)

@@ -1,12 +1,15 @@
 """Bootstrap brings the durables of a hub that is already running to the current settings
-(here the ack wait, which bounds how long a crash holds in-flight events back)."""
+(here the ack wait, which bounds how long a crash holds in-flight events back), and retires
+the durables whose work another one took over without skipping an event of that work."""
 
 from __future__ import annotations
 
 import pytest
 from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
-from contracts.subjects import EVENTS_STREAM
+from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
 from services.bootstrap import bootstrap
 from services.runtime.service_table import consumer
 from services.runtime.settings import Settings
@@ -29,3 +32,61 @@ async def test_bootstrap_updates_an_existing_durables_ack_wait(
     await bootstrap(settings.nats_url, settings)
     updated = (await js.consumer_info(EVENTS_STREAM, spec.durable)).config.ack_wait
     assert updated == ACK_WAIT_SECONDS < 30.0
+
+
+async def _acked_up_to(nc: Client, durable: str, last: int) -> None:
+    """Take and acknowledge `durable`'s events in order up to stream sequence `last`."""
+    subscription = await nc.jetstream().pull_subscribe_bind(durable, EVENTS_STREAM)
+    while True:
+        [message] = await subscription.fetch(1, timeout=2)
+        await message.ack_sync()
+        if message.metadata.sequence.stream >= last:
+            break
+    await subscription.unsubscribe()
+
+
+async def _next_sequence(nc: Client, durable: str) -> int:
+    subscription = await nc.jetstream().pull_subscribe_bind(durable, EVENTS_STREAM)
+    [message] = await subscription.fetch(1, timeout=2)
+    await message.nak()
+    await subscription.unsubscribe()
+    return message.metadata.sequence.stream
+
+
+@pytest.mark.parametrize(
+    ("retired_done", "taking_done", "resumes_at"),
+    [(3, 6, 4), (5, 2, 3)],
+    ids=["the retired durable behind", "the retired durable ahead"],
+)
+async def test_a_durable_taking_over_a_retired_ones_work_skips_no_event_of_it(
+    settings: Settings, nc: Client, retired_done: int, taking_done: int, resumes_at: int
+) -> None:
+    """An earlier release kept the referral deadline projection with a durable of its own;
+    the agency feed's durable does that work now. Upgrading must not skip an event the
+    projection had not taken yet, whichever of the two was ahead."""
+    assert settings.nats_url is not None
+    await bootstrap(settings.nats_url, settings)
+    js = nc.jetstream()
+    feed = consumer("referral-feed")
+    [retired] = feed.takes_over
+    earlier = ConsumerConfig(
+        durable_name=retired,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        filter_subjects=[f"{EVENT_PREFIX}.referral.>"],
+    )
+    await js.add_consumer(EVENTS_STREAM, earlier)  # what the earlier release created
+    for n in range(8):
+        await js.publish(f"{EVENT_PREFIX}.referral.r{n}.referral.requested", b"{}")
+    await _acked_up_to(nc, retired, retired_done)
+    await _acked_up_to(nc, feed.durable, taking_done)
+
+    await bootstrap(settings.nats_url, settings)
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(EVENTS_STREAM, retired)
+    assert await _next_sequence(nc, feed.durable) == resumes_at
+
+    # Once retired, a bootstrap moves nothing back again.
+    await _acked_up_to(nc, feed.durable, 7)
+    await bootstrap(settings.nats_url, settings)
+    assert await _next_sequence(nc, feed.durable) == 8

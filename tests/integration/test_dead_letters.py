@@ -4,21 +4,28 @@ keeps going, and `nrm dlq retry` re-drives it once the cause is fixed."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 
+from contracts.envelope import Envelope
+from contracts.operations import DeadLetterRecorded
+from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM, dlq_subject
 from contracts.vocabulary import Service
 from services.bootstrap import bootstrap
 from services.client import HubClient
+from services.runtime.keyvalue_jetstream import JetStreamKeyValue
+from services.runtime.service_table import consumer
 from services.runtime.settings import Settings
 from services.runtime.topology import REFERRAL_DEADLINES_BUCKET
-from tests.integration.hub_reads import events, screening, wait_until
+from tests.integration.hub_reads import events, screening, stream_messages, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +53,7 @@ async def test_dead_letter_listed_then_redriven_after_the_fix(
     async def listed() -> list[dict[str, object]]:
         result = await _nrm(hub, "dlq", "list", "--json")
         assert result.returncode == 0, result.stderr
-        return [d for d in json.loads(result.stdout) if d["consumer"] == "referral-deadlines"]
+        return [d for d in json.loads(result.stdout) if d["consumer"] == "referral-feed"]
 
     [letter] = await wait_until(listed, timeout=20)
     assert letter["attempts"] == hub.max_deliver and letter["resolved"] is False
@@ -78,3 +85,49 @@ async def test_dead_letter_listed_then_redriven_after_the_fix(
     assert "resolved" in everything.stdout
     unknown = await _nrm(hub, "dlq", "retry", "9999")
     assert unknown.returncode == 2
+
+
+async def test_a_retired_durables_dead_letter_is_redriven_by_the_one_that_took_it_over(
+    hub: Settings, client: HubClient, nc: Client
+) -> None:
+    """An earlier release had the deadline projection on a durable of its own
+    (`referral-deadlines`); its dead letters, still in NRM_DLQ after the upgrade, are
+    re-driven by `referral-feed`, which does that work now."""
+    js = nc.jetstream()
+    reply = await client.send(screening(needs=frozenset({Service.LEGAL_AID})))
+
+    async def requested() -> list[int]:
+        return [
+            m.seq
+            for m in await stream_messages(js, EVENTS_STREAM)
+            if m.subject.endswith(".referral.requested")
+            and json.loads(m.data or b"")["data"]["case_id"] == reply["aggregate_id"]
+        ]
+
+    [sequence] = await wait_until(requested)
+    deadlines = await JetStreamKeyValue.open(nc, REFERRAL_DEADLINES_BUCKET)
+    [key] = await wait_until(deadlines.keys)
+    await deadlines.delete(key)  # as if the earlier release never projected it
+    [retired] = consumer("referral-feed").takes_over
+    letter = DeadLetterRecorded(
+        consumer=retired,
+        stream=EVENTS_STREAM,
+        stream_sequence=sequence,
+        subject=f"{EVENT_PREFIX}.referral.{key}.referral.requested",
+        attempts=hub.max_deliver,
+        reason="KeyValueError: the earlier release's failure",
+    )
+    recorded = Envelope(
+        id=str(uuid.uuid4()),
+        source="urn:test",
+        type=DeadLetterRecorded.TYPE,
+        time=dt.datetime.now(dt.UTC),
+        data=letter.model_dump(mode="json"),
+    )
+    ack = await js.publish(dlq_subject(retired), recorded.to_bytes())
+
+    fixed = await _nrm(hub, "dlq", "retry", str(ack.seq))
+    assert fixed.returncode == 0, fixed.stderr
+    assert await deadlines.keys() == [key]  # projected again
+    unresolved = await _nrm(hub, "dlq", "list")
+    assert "no unresolved dead letters" in unresolved.stdout

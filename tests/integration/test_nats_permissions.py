@@ -204,7 +204,9 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             f"nrm.feed.{CRISIS}.{REF}.referral.requested",
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.referral-on-identification",
             "$KV.nrm-referral-deadlines.k1",
-            "nrm.dlq.referral-deadlines",
+            "nrm.dlq.referral-feed",
+            # A durable it took over: its dead letters are re-driven, none recorded.
+            "nrm.dlq.referral-deadlines.resolved",
             # Cross-border: egress re-seals a case's minimal fields, ingress records the case
             # received from abroad (docs/CROSSBORDER.md), and the link's own subjects.
             evt("case", "case.received_from_abroad"),
@@ -217,6 +219,8 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "nrm.audit.x",
             "$KV.nrm-blind-index.k1",
             "nrm.dlq.audit-all",
+            "nrm.dlq.referral-deadlines",
+            f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.referral-deadlines",
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.shelter-on-referral",
             "$KV.nrm-followups-due.k1",  # the identifier's
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.identifier-followups",
@@ -226,6 +230,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "nrm.cmd.referral.accept",
             "nrm.cmd.referral.accept.*",
             "nrm.ctl.dlq.redrive.referral-feed",
+            "nrm.ctl.dlq.redrive.referral-deadlines",
         ),
         ("nrm.cmd.screening.submit", "nrm.cmd.screening.submit.*", "nrm.evt.>"),
     ),

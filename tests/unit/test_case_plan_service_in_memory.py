@@ -339,7 +339,7 @@ async def test_a_referral_waiting_too_long_is_escalated(tmp_path: Path) -> None:
     await hub.shelter.execute(register)
     case_id = await identify(hub, needs=frozenset({Service.SHELTER}))
     await settle(hub)
-    await hub.deliver(hub.referral, "referral-deadlines")
+    await hub.project_deadlines()
     first = referral_id_for(case_id, Service.SHELTER)
     watched = json.loads((await hub.deadlines.get(str(first))).value)
     assert watched["cause"] == EscalationCause.WAITLISTED_TOO_LONG.value
@@ -353,7 +353,7 @@ async def test_a_referral_waiting_too_long_is_escalated(tmp_path: Path) -> None:
     assert escalated.cause is EscalationCause.WAITLISTED_TOO_LONG
     assert escalated.escalated_to == COORDINATING_BODY
     assert await hub.referrals.escalate_overdue() == 0
-    await hub.deliver(hub.referral, "referral-deadlines")
+    await hub.project_deadlines()
     assert await hub.deadlines.keys() == []
     assert need_id_for(case_id, Service.SHELTER)  # (the need aggregate is the case plan item)
 

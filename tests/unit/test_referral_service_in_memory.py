@@ -6,8 +6,9 @@ projection (KV) is kept and swept. No nats-server, no broker.
 Consumers are driven by `deliver`: every stored event on a durable's filter, in stream
 order, to the handler registered for it (`ServiceHost.event_handlers`), as the consumer
 loop would hand them over. The agency feed's consumer (`referral-feed`) publishes copies to
-NRM_FEEDS and is not driven here: who a copy goes to is `feed.addressees` (pure, tested
-below); the copying itself stays with the integration tests."""
+NRM_FEEDS and keeps the deadline projection: only the projection is driven here
+(`Hub.project_deadlines`). Who a copy goes to is `feed.addressees` (pure, tested below); the
+copying itself stays with the integration tests."""
 
 from __future__ import annotations
 
@@ -112,6 +113,18 @@ class Hub:
         for stored in taken:
             envelope = stored.envelope
             await handle(
+                Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
+            )
+        return len(taken)
+
+    async def project_deadlines(self) -> int:
+        """The deadline projection's half of the `referral-feed` durable, as `deliver` hands
+        events over (the other half, the copies to the agencies' feeds, needs NATS: the
+        integration tests drive it)."""
+        taken = await self.store.read(*consumer("referral-feed").filter_subjects)
+        for stored in taken:
+            envelope = stored.envelope
+            await self.referrals.on_referral_event(
                 Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
             )
         return len(taken)
@@ -233,7 +246,7 @@ async def test_open_referrals_are_kept_with_their_deadline_and_escalated_when_ov
 ) -> None:
     case_id = await hub.identify(needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
     await hub.deliver(hub.referral, "referral-on-identification")
-    await hub.deliver(hub.referral, "referral-deadlines")
+    await hub.project_deadlines()
     legal_ref = referral_id_for(case_id, Service.LEGAL_AID)
     shelter_ref = referral_id_for(case_id, Service.SHELTER)
     assert sorted(await hub.deadlines.keys()) == sorted([str(legal_ref), str(shelter_ref)])
@@ -243,7 +256,7 @@ async def test_open_referrals_are_kept_with_their_deadline_and_escalated_when_ov
 
     accept = AcceptReferral(command_id=uuid.uuid4(), agency_id=LEGAL_AID, referral_id=legal_ref)
     await hub.referral.execute(accept)
-    await hub.deliver(hub.referral, "referral-deadlines")
+    await hub.project_deadlines()
     assert await hub.deadlines.keys() == [str(shelter_ref)]  # answered: no longer watched
 
     assert await hub.referrals.escalate_overdue() == 0  # not due yet
@@ -253,7 +266,7 @@ async def test_open_referrals_are_kept_with_their_deadline_and_escalated_when_ov
     assert isinstance(escalated, ReferralEscalated)
     assert escalated.escalated_to == COORDINATING_BODY
     assert addressees(escalated, []) == (SHELTER, COORDINATING_BODY)
-    await hub.deliver(hub.referral, "referral-deadlines")
+    await hub.project_deadlines()
     assert await hub.deadlines.keys() == []
     assert await hub.referrals.escalate_overdue() == 0
 
@@ -266,7 +279,7 @@ async def test_the_sweep_drops_what_can_never_escalate_and_one_failure_stops_no_
     fails is retried at the next sweep, and the sweep goes on with the others."""
     case_id = await hub.identify(needs=frozenset({Service.SHELTER, Service.LEGAL_AID}))
     await hub.deliver(hub.referral, "referral-on-identification")
-    await hub.deliver(hub.referral, "referral-deadlines")
+    await hub.project_deadlines()
     legal_ref = referral_id_for(case_id, Service.LEGAL_AID)
     watched = json.loads((await hub.deadlines.get(str(legal_ref))).value)
     hub.runtime.clock = lambda: (
@@ -286,7 +299,7 @@ async def test_the_sweep_drops_what_can_never_escalate_and_one_failure_stops_no_
     # A store that fails for one referral: the sweep escalates the others.
     second = await hub.identify(needs=frozenset({Service.LEGAL_AID, Service.MEDICAL}))
     await hub.deliver(hub.referral, "referral-on-identification")
-    await hub.deliver(hub.referral, "referral-deadlines")
+    await hub.project_deadlines()
     failing, other = (referral_id_for(second, s) for s in (Service.LEGAL_AID, Service.MEDICAL))
     due = json.loads((await hub.deadlines.get(str(failing))).value)["respond_by"]
     hub.runtime.clock = lambda: dt.datetime.fromisoformat(due) + dt.timedelta(seconds=1)

@@ -307,7 +307,7 @@ def test_side_work_is_the_feed_the_projections_and_the_outbox(keyed: Settings) -
     """Only work that never leads to a case's next step waits after an event is stored
     (messaging.SIDE_WORK_DELAY_SECONDS): never a decision."""
     side = {c.durable for e in TABLE for c in e.consumers if getattr(c, "side_work", False)}
-    assert side == {"referral-feed", "referral-deadlines", "xb-outbox", "identifier-followups"}
+    assert side == {"referral-feed", "xb-outbox", "identifier-followups"}
     for name in SERVICES:
         host, _ = build_service(name, URL, keyed)
         for pull in host.pulls:
