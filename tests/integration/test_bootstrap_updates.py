@@ -4,13 +4,16 @@ the durables whose work another one took over without skipping an event of that 
 
 from __future__ import annotations
 
+import nats
 import pytest
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import EVENT_PREFIX, EVENTS_STREAM
 from services.bootstrap import bootstrap
+from services.runtime.connection import ADMIN_ROLE, connect_options
 from services.runtime.service_table import consumer
 from services.runtime.settings import Settings
 from services.runtime.topology import ACK_WAIT_SECONDS
@@ -90,3 +93,38 @@ async def test_a_durable_taking_over_a_retired_ones_work_skips_no_event_of_it(
     await _acked_up_to(nc, feed.durable, 7)
     await bootstrap(settings.nats_url, settings)
     assert await _next_sequence(nc, feed.durable) == 8
+
+
+async def test_on_the_secured_hub_only_the_operators_retire_a_durable(
+    secured_hub: Settings,
+) -> None:
+    """`nrm up`'s default (nkey users, per-user permissions, every service running): the
+    bootstrap, as `admin`, retires the earlier release's durable; the referral service's own
+    user, which runs the durable that took over, can neither move it nor delete the old one."""
+    url = secured_hub.nats_url
+    assert url is not None
+    admin = await nats.connect(url, **connect_options(secured_hub, ADMIN_ROLE))
+    referral = await nats.connect(url, **connect_options(secured_hub, "referral"))
+    try:
+        js = admin.jetstream()
+        [retired] = consumer("referral-feed").takes_over
+        earlier = ConsumerConfig(
+            durable_name=retired,
+            ack_policy=AckPolicy.EXPLICIT,
+            filter_subjects=[f"{EVENT_PREFIX}.referral.>"],
+        )
+        await js.add_consumer(EVENTS_STREAM, earlier)
+        for attempt in (
+            f"$JS.API.CONSUMER.RESET.{EVENTS_STREAM}.referral-feed",
+            f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.{retired}",
+        ):
+            with pytest.raises((NoRespondersError, TimeoutError)):  # refused: no answer
+                await referral.request(attempt, b'{"seq": 1}', timeout=1)
+        await js.consumer_info(EVENTS_STREAM, retired)  # still there
+
+        await bootstrap(url, secured_hub)
+        with pytest.raises(NotFoundError):
+            await js.consumer_info(EVENTS_STREAM, retired)
+    finally:
+        await referral.close()
+        await admin.close()

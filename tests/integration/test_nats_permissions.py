@@ -221,6 +221,10 @@ MATRIX: dict[str, tuple[tuple[str, ...], ...]] = {
             "nrm.dlq.audit-all",
             "nrm.dlq.referral-deadlines",
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.referral-deadlines",
+            # Moving a durable (bootstrap's takeover) is the operators' alone: a service
+            # that could would skip events, the audit writer's included.
+            f"$JS.API.CONSUMER.RESET.{EVENTS_STREAM}.referral-feed",
+            f"$JS.API.CONSUMER.RESET.{EVENTS_STREAM}.audit-all",
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.shelter-on-referral",
             "$KV.nrm-followups-due.k1",  # the identifier's
             f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.identifier-followups",
