@@ -405,9 +405,15 @@ class ReferralService:
 
     async def on_followed_event(self, delivery: Delivery) -> None:
         """The `referral-feed` durable: each event copied to the agencies' feeds, and the
-        deadline projection kept, side by side. Either failing fails the delivery, which is
-        retried whole (both are idempotent)."""
-        await asyncio.gather(self.feed.copy(delivery), self.on_referral_event(delivery))
+        deadline projection kept, side by side. Both run to their end before the delivery is
+        settled (no half left running after a nak); either failing fails the delivery, which
+        is retried whole (both are idempotent)."""
+        done = await asyncio.gather(
+            self.feed.copy(delivery), self.on_referral_event(delivery), return_exceptions=True
+        )
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
 
     async def on_referral_event(self, delivery: Delivery) -> None:
         """Keeps the projection of open, not yet escalated referrals and their deadlines."""

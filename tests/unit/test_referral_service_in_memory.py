@@ -31,6 +31,7 @@ from contracts.commands import (
     SubmitScreening,
 )
 from contracts.envelope import Envelope
+from contracts.subjects import EVENT_PREFIX
 from contracts.events import (
     NeedUnmet,
     ReferralAccepted,
@@ -269,6 +270,34 @@ async def test_open_referrals_are_kept_with_their_deadline_and_escalated_when_ov
     await hub.project_deadlines()
     assert await hub.deadlines.keys() == []
     assert await hub.referrals.escalate_overdue() == 0
+
+
+async def test_the_feeds_durable_keeps_the_deadlines_and_fails_only_after_both_halves_ran(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`referral-feed` copies to the agencies' feeds and keeps the deadline projection. When
+    the copies fail, the delivery fails (to be retried whole) only once the projection's
+    write has finished: nothing of it is left running after the nak."""
+    case_id = await hub.identify(needs=frozenset({Service.LEGAL_AID}))
+    await hub.deliver(hub.referral, "referral-on-identification")
+    [stored] = await hub.store.read(f"{EVENT_PREFIX}.referral.>")
+
+    async def copies_fail(delivery: Delivery) -> None:
+        raise TimeoutError  # NRM_FEEDS did not answer
+
+    put = hub.deadlines.put
+
+    async def slow_put(key: str, value: bytes) -> int:
+        await asyncio.sleep(0.05)
+        return await put(key, value)
+
+    monkeypatch.setattr(hub.referrals.feed, "copy", copies_fail)
+    monkeypatch.setattr(hub.deadlines, "put", slow_put)
+    envelope = stored.envelope
+    delivery = Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
+    with pytest.raises(TimeoutError):
+        await hub.referral.event_handlers["referral-feed"](delivery)
+    assert await hub.deadlines.keys() == [str(referral_id_for(case_id, Service.LEGAL_AID))]
 
 
 async def test_the_sweep_drops_what_can_never_escalate_and_one_failure_stops_no_other(
