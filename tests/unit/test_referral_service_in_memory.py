@@ -31,7 +31,6 @@ from contracts.commands import (
     SubmitScreening,
 )
 from contracts.envelope import Envelope
-from contracts.subjects import EVENT_PREFIX
 from contracts.events import (
     NeedUnmet,
     ReferralAccepted,
@@ -44,6 +43,7 @@ from contracts.events import (
 )
 from contracts.public_key_sealing import intake_info, read_private_key, seal_to
 from contracts.replies import CommandAccepted, CommandRejection, ErrorCode
+from contracts.subjects import EVENT_PREFIX
 from contracts.vocabulary import (
     DeclineReason,
     DischargeReason,
