@@ -489,9 +489,11 @@ class ReferralService:
             return True
         if outcome.duplicate or settled == [True]:
             # Its own escalation event drops it too, once the projection takes it.
-            with contextlib.suppress(WrongRevision):  # written again since: kept
+            try:
                 await (await self.deadlines()).delete(key, last=entry.revision)
-            log.info("deadline_sweep.dropped", referral_id=key)
+                log.info("deadline_sweep.dropped", referral_id=key)
+            except WrongRevision:
+                pass  # written again since it was read: kept
         return False
 
     async def run_deadline_sweeps(self) -> None:
