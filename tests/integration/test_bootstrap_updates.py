@@ -8,6 +8,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -128,3 +129,42 @@ async def test_on_the_secured_hub_only_the_operators_retire_a_durable(
     finally:
         await referral.close()
         await admin.close()
+
+
+async def test_a_takeover_cut_short_between_the_reset_and_the_delete_is_finished_next_time(
+    settings: Settings, nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the taking durable was moved back and before the retired one was
+    deleted: the next bootstrap moves it back again to the retired one's first event not
+    done (work done since is done again), then deletes it. No event of it is skipped."""
+    assert settings.nats_url is not None
+    await bootstrap(settings.nats_url, settings)
+    js = nc.jetstream()
+    feed = consumer("referral-feed")
+    [retired] = feed.takes_over
+    earlier = ConsumerConfig(
+        durable_name=retired,
+        ack_policy=AckPolicy.EXPLICIT,
+        filter_subjects=[f"{EVENT_PREFIX}.referral.>"],
+    )
+    await js.add_consumer(EVENTS_STREAM, earlier)
+    for n in range(8):
+        await js.publish(f"{EVENT_PREFIX}.referral.r{n}.referral.requested", b"{}")
+    await _acked_up_to(nc, retired, 3)
+    await _acked_up_to(nc, feed.durable, 6)
+
+    async def crash(*args: object, **kwargs: object) -> bool:
+        raise ConnectionError("the bootstrap's process died here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(JetStreamContext, "delete_consumer", crash)
+        with pytest.raises(ConnectionError):
+            await bootstrap(settings.nats_url, settings)
+    await js.consumer_info(EVENTS_STREAM, retired)  # still there
+    assert await _next_sequence(nc, feed.durable) == 4
+    await _acked_up_to(nc, feed.durable, 5)  # the restarted service took two more
+
+    await bootstrap(settings.nats_url, settings)
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(EVENTS_STREAM, retired)
+    assert await _next_sequence(nc, feed.durable) == 4
