@@ -38,6 +38,22 @@ async def test_bootstrap_updates_an_existing_durables_ack_wait(
     assert updated == ACK_WAIT_SECONDS < 30.0
 
 
+async def _earlier_release(js: JetStreamContext, events: int = 8) -> str:
+    """What an earlier release left: the deadline projection's own durable on the referral
+    events, and `events` such events stored. Returns that durable's name."""
+    [retired] = consumer("referral-feed").takes_over
+    earlier = ConsumerConfig(
+        durable_name=retired,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        filter_subjects=[f"{EVENT_PREFIX}.referral.>"],
+    )
+    await js.add_consumer(EVENTS_STREAM, earlier)
+    for n in range(events):
+        await js.publish(f"{EVENT_PREFIX}.referral.r{n}.referral.requested", b"{}")
+    return retired
+
+
 async def _acked_up_to(nc: Client, durable: str, last: int) -> None:
     """Take and acknowledge `durable`'s events in order up to stream sequence `last`."""
     subscription = await nc.jetstream().pull_subscribe_bind(durable, EVENTS_STREAM)
@@ -72,16 +88,7 @@ async def test_a_durable_taking_over_a_retired_ones_work_skips_no_event_of_it(
     await bootstrap(settings.nats_url, settings)
     js = nc.jetstream()
     feed = consumer("referral-feed")
-    [retired] = feed.takes_over
-    earlier = ConsumerConfig(
-        durable_name=retired,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        filter_subjects=[f"{EVENT_PREFIX}.referral.>"],
-    )
-    await js.add_consumer(EVENTS_STREAM, earlier)  # what the earlier release created
-    for n in range(8):
-        await js.publish(f"{EVENT_PREFIX}.referral.r{n}.referral.requested", b"{}")
+    retired = await _earlier_release(js)
     await _acked_up_to(nc, retired, retired_done)
     await _acked_up_to(nc, feed.durable, taking_done)
 
@@ -108,13 +115,7 @@ async def test_on_the_secured_hub_only_the_operators_retire_a_durable(
     referral = await nats.connect(url, **connect_options(secured_hub, "referral"))
     try:
         js = admin.jetstream()
-        [retired] = consumer("referral-feed").takes_over
-        earlier = ConsumerConfig(
-            durable_name=retired,
-            ack_policy=AckPolicy.EXPLICIT,
-            filter_subjects=[f"{EVENT_PREFIX}.referral.>"],
-        )
-        await js.add_consumer(EVENTS_STREAM, earlier)
+        retired = await _earlier_release(js, events=0)  # admin writes no events
         for attempt in (
             f"$JS.API.CONSUMER.RESET.{EVENTS_STREAM}.referral-feed",
             f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.{retired}",
@@ -141,15 +142,7 @@ async def test_a_takeover_cut_short_between_the_reset_and_the_delete_is_finished
     await bootstrap(settings.nats_url, settings)
     js = nc.jetstream()
     feed = consumer("referral-feed")
-    [retired] = feed.takes_over
-    earlier = ConsumerConfig(
-        durable_name=retired,
-        ack_policy=AckPolicy.EXPLICIT,
-        filter_subjects=[f"{EVENT_PREFIX}.referral.>"],
-    )
-    await js.add_consumer(EVENTS_STREAM, earlier)
-    for n in range(8):
-        await js.publish(f"{EVENT_PREFIX}.referral.r{n}.referral.requested", b"{}")
+    retired = await _earlier_release(js)
     await _acked_up_to(nc, retired, 3)
     await _acked_up_to(nc, feed.durable, 6)
 

@@ -16,7 +16,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,12 @@ COORDINATING_BODY = "kg-coordinating-body"
 NOWHERE = "nats://127.0.0.1:1"  # the hosts are never connected
 
 
+def delivery_of(stored: StoredEvent) -> Delivery:
+    """A stored event as the consumer loop hands it to a handler."""
+    envelope = stored.envelope
+    return Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
+
+
 class Hub:
     """The identifier, referral and shelter services on one set of in-memory ports."""
 
@@ -109,25 +115,18 @@ class Hub:
     async def deliver(self, host: ServiceHost, durable: str) -> int:
         """Hand every stored event on `durable`'s filter to its handler, in stream order (a
         redelivery when called again). Returns how many were handed over."""
-        handle = host.event_handlers[durable]
-        taken = await self.store.read(*consumer(durable).filter_subjects)
-        for stored in taken:
-            envelope = stored.envelope
-            await handle(
-                Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
-            )
-        return len(taken)
+        return await self._hand_over(durable, host.event_handlers[durable])
 
     async def project_deadlines(self) -> int:
         """The deadline projection's half of the `referral-feed` durable, as `deliver` hands
         events over (the other half, the copies to the agencies' feeds, needs NATS: the
         integration tests drive it)."""
-        taken = await self.store.read(*consumer("referral-feed").filter_subjects)
+        return await self._hand_over("referral-feed", self.referrals.on_referral_event)
+
+    async def _hand_over(self, durable: str, handle: Callable[[Delivery], Awaitable[None]]) -> int:
+        taken = await self.store.read(*consumer(durable).filter_subjects)
         for stored in taken:
-            envelope = stored.envelope
-            await self.referrals.on_referral_event(
-                Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
-            )
+            await handle(delivery_of(stored))
         return len(taken)
 
     async def identify(self, **changes: Any) -> str:
@@ -293,10 +292,8 @@ async def test_the_feeds_durable_keeps_the_deadlines_and_fails_only_after_both_h
 
     monkeypatch.setattr(hub.referrals.feed, "copy", copies_fail)
     monkeypatch.setattr(hub.deadlines, "put", slow_put)
-    envelope = stored.envelope
-    delivery = Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
     with pytest.raises(TimeoutError):
-        await hub.referral.event_handlers["referral-feed"](delivery)
+        await hub.referral.event_handlers["referral-feed"](delivery_of(stored))
     assert await hub.deadlines.keys() == [str(referral_id_for(case_id, Service.LEGAL_AID))]
 
 
@@ -447,15 +444,11 @@ async def test_a_discharge_taken_before_its_admission_waits_for_it(hub: Hub) -> 
     )
     handle = hub.referral.event_handlers["referral-on-placement"]
 
-    def delivery(stored: StoredEvent) -> Delivery:
-        envelope = stored.envelope
-        return Delivery(envelope, stored.event, envelope.to_bytes(), stored.stream_sequence)
-
     with pytest.raises(AdmissionNotYetFollowed):
-        await handle(delivery(discharged))
+        await handle(delivery_of(discharged))
     assert len(await hub.referral_events(shelter_ref)) == 1  # still only requested
-    await handle(delivery(admitted))
-    await handle(delivery(discharged))  # the retry
+    await handle(delivery_of(admitted))
+    await handle(delivery_of(discharged))  # the retry
     events = await hub.referral_events(shelter_ref)
     assert [type(e) for e in events] == [ReferralRequested, ReferralAccepted, ReferralCompleted]
 
