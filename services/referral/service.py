@@ -466,12 +466,13 @@ class ReferralService:
         self, entry: Entry, now: dt.datetime, cause: EscalationCause, due: dt.datetime
     ) -> bool:
         key = entry.key
-        settled: list[bool] = []
+        settled = False  # as the last decision found the referral
         body = self.runtime.registry.coordinating_body
 
         def decide(history: History) -> Sequence[Event]:
+            nonlocal settled
             referral = _referral(history)
-            settled[:] = [domain.escalation_settled(referral, cause)]
+            settled = domain.escalation_settled(referral, cause)
             return domain.decide_escalation(referral, now, body, cause, due)
 
         outcome = await self.runtime.writer(SERVICE).execute(
@@ -487,7 +488,7 @@ class ReferralService:
         if outcome.event_ids and not outcome.duplicate:
             log.info("referral.escalated", referral_id=key)
             return True
-        if outcome.duplicate or settled == [True]:
+        if outcome.duplicate or settled:
             # Its own escalation event drops it too, once the projection takes it.
             try:
                 await (await self.deadlines()).delete(key, last=entry.revision)
